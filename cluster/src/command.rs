@@ -1,0 +1,92 @@
+//! The replicated command set: what one Raft log entry asks the state machine to do.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Lsn, RequestId};
+
+/// `(producer_id, seq)` of an idempotent write: a repeat writes nothing and returns the
+/// original LSN.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProducerSeq {
+    pub producer_id: String,
+    pub seq: i64,
+}
+
+/// One write of one record batch to one table.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteCommand {
+    pub table: String,
+    pub request: RequestId,
+    pub producer: Option<ProducerSeq>,
+    /// Number of rows in the batch (kept beside the payload so that metadata reads need not
+    /// decode it).
+    pub rows: u64,
+    /// The batch as a self-describing Arrow IPC stream (schema message + one batch).
+    pub ipc: Bytes,
+}
+
+impl fmt::Debug for WriteCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteCommand")
+            .field("table", &self.table)
+            .field("request", &self.request)
+            .field("producer", &self.producer)
+            .field("rows", &self.rows)
+            .field("ipc_bytes", &self.ipc.len())
+            .finish()
+    }
+}
+
+/// The application data of a Raft log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Append a batch to a table (creating the table with the batch's schema if needed).
+    Write(WriteCommand),
+    /// Create a table with a schema (Arrow IPC schema message).
+    CreateTable {
+        name: String,
+        schema_ipc: Bytes,
+        request: RequestId,
+    },
+    /// Drop a table and its index.
+    DropTable { name: String, request: RequestId },
+}
+
+impl Command {
+    /// The request this command answers, for routing its acknowledgements.
+    pub fn request(&self) -> RequestId {
+        match self {
+            Command::Write(w) => w.request,
+            Command::CreateTable { request, .. } | Command::DropTable { request, .. } => *request,
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Write(w) => write!(f, "write {} rows to {}", w.rows, w.table),
+            Command::CreateTable { name, .. } => write!(f, "create table {name}"),
+            Command::DropTable { name, .. } => write!(f, "drop table {name}"),
+        }
+    }
+}
+
+/// What the state machine answered when it applied a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResponse {
+    /// The write is in the table at `lsn`.
+    Written { lsn: Lsn },
+    /// The `(producer_id, seq)` was seen before: nothing was written, the original LSN is given.
+    Duplicate { original: Lsn },
+    /// The table was created (`created == false`: it existed with the same schema).
+    TableCreated { created: bool },
+    /// The table was dropped (`existed == false`: there was no such table).
+    TableDropped { existed: bool },
+    /// The state machine refused the command (for example a schema that changed under a
+    /// concurrent writer); nothing was changed.
+    Rejected { reason: String },
+}

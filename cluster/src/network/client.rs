@@ -1,0 +1,224 @@
+//! The Raft RPC client: one lazily connected tonic channel per peer, reconnected by tonic with
+//! backoff; openraft is told to back off (exponentially, capped) while a peer is unreachable.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arka_proto::raft::raft_service_client::RaftServiceClient;
+use arka_proto::raft::RaftPayload;
+use openraft::errors::{
+    NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable,
+};
+use openraft::network::{Backoff, RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::OptionalSend;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use super::GRPC_MESSAGE_BYTES_MAX;
+use crate::codec::{self, WIRE_VERSION};
+use crate::types::{NodeId, NodeInfo, TypeConfig, Vote};
+
+/// Makes the channel to a peer's Raft address. Production uses TCP; simulation and
+/// fault-injection tests supply their own.
+pub trait ChannelConnector: Send + Sync + 'static {
+    fn channel(&self, raft_addr: &str) -> Result<Channel, String>;
+}
+
+/// Plain TCP to `HOST:PORT`, connected on first use and reconnected by tonic after failures.
+#[derive(Debug, Default, Clone)]
+pub struct TcpConnector;
+
+impl ChannelConnector for TcpConnector {
+    fn channel(&self, raft_addr: &str) -> Result<Channel, String> {
+        let endpoint = Endpoint::from_shared(format!("http://{raft_addr}"))
+            .map_err(|e| format!("bad raft address {raft_addr:?}: {e}"))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5));
+        Ok(endpoint.connect_lazy())
+    }
+}
+
+/// Creates a [`PeerConnection`] for every peer openraft replicates to.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    connector: Arc<dyn ChannelConnector>,
+}
+
+impl NetworkFactory {
+    pub fn new(connector: Arc<dyn ChannelConnector>) -> Self {
+        Self { connector }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerConnection {
+        let client = self
+            .connector
+            .channel(&node.raft_addr)
+            .map(|channel| {
+                RaftServiceClient::new(channel)
+                    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+                    .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+            });
+        PeerConnection { target, client }
+    }
+}
+
+/// The connection to one peer.
+pub struct PeerConnection {
+    target: NodeId,
+    client: Result<RaftServiceClient<Channel>, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("raft rpc to node {target}: {message}")]
+struct PeerError {
+    target: NodeId,
+    message: String,
+}
+
+type RpcFn = fn(
+    RaftServiceClient<Channel>,
+    RaftPayload,
+) -> futures::future::BoxFuture<
+    'static,
+    Result<tonic::Response<RaftPayload>, tonic::Status>,
+>;
+
+impl PeerConnection {
+    fn error(&self, message: impl Into<String>) -> PeerError {
+        PeerError {
+            target: self.target,
+            message: message.into(),
+        }
+    }
+
+    /// Sends one request and decodes the answer; transport failures become `Unreachable` (so
+    /// openraft backs off), everything else `Network`.
+    async fn call<Req, Resp>(
+        &self,
+        what: &'static str,
+        rpc: RpcFn,
+        request: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+    {
+        let client = match &self.client {
+            Ok(client) => client.clone(),
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&self.error(e)))),
+        };
+        let data = codec::encode(what, request)
+            .map_err(|e| RPCError::Network(NetworkError::new(&self.error(e.to_string()))))?;
+        let payload = RaftPayload {
+            version: WIRE_VERSION,
+            data,
+        };
+        let response = match tokio::time::timeout(ttl, rpc(client, payload)).await {
+            Err(_) => {
+                let e = self.error(format!("{what} timed out after {ttl:?}"));
+                return Err(RPCError::Unreachable(Unreachable::new(&e)));
+            }
+            Ok(Err(status)) => return Err(status_error(self.error(status.to_string()), &status)),
+            Ok(Ok(response)) => response.into_inner(),
+        };
+        if response.version != WIRE_VERSION {
+            let e = codec::CodecError::Version(response.version);
+            return Err(RPCError::Network(NetworkError::new(&self.error(e.to_string()))));
+        }
+        codec::decode(what, &response.data)
+            .map_err(|e| RPCError::Network(NetworkError::new(&self.error(e.to_string()))))
+    }
+}
+
+fn status_error(error: PeerError, status: &tonic::Status) -> RPCError<TypeConfig> {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown => {
+            RPCError::Unreachable(Unreachable::new(&error))
+        }
+        _ => RPCError::Network(NetworkError::new(&error)),
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerConnection {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let f: RpcFn = |mut c, p| Box::pin(async move { c.append_entries(p).await });
+        self.call("append_entries", f, &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let f: RpcFn = |mut c, p| Box::pin(async move { c.vote(p).await });
+        self.call("vote", f, &rpc, option.hard_ttl()).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let f: RpcFn = |mut c, p| Box::pin(async move { c.pre_vote(p).await });
+        self.call("pre_vote", f, &rpc, option.hard_ttl()).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: openraft::type_config::alias::SnapshotOf<TypeConfig, Vec<u8>>,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        // Snapshots hold metadata only (tables, watermarks, dedup state), so one message
+        // carries the whole of it.
+        let request = (vote, snapshot.meta, snapshot.snapshot);
+        let f: RpcFn = |mut c, p| Box::pin(async move { c.install_snapshot(p).await });
+        let send = self.call("install_snapshot", f, &request, option.hard_ttl());
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            result = send => result.map_err(|e| match e {
+                RPCError::Timeout(t) => StreamingError::Timeout(t),
+                RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                RPCError::Network(n) => StreamingError::Network(n),
+                RPCError::RemoteError(r) => StreamingError::Network(NetworkError::new(&r)),
+            }),
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let f: RpcFn = |mut c, p| Box::pin(async move { c.transfer_leader(p).await });
+        self.call("transfer_leader", f, &req, option.hard_ttl()).await
+    }
+
+    fn backoff(&self) -> Option<Backoff> {
+        let delays = (0..).map(|attempt: u32| {
+            let ms = 50u64.saturating_mul(1 << attempt.min(5));
+            Duration::from_millis(ms.min(1_000))
+        });
+        Some(Backoff::new(delays))
+    }
+}

@@ -1,0 +1,110 @@
+//! The Raft RPC service: decodes each request, hands it to the local Raft instance and encodes
+//! the answer.
+
+use arka_proto::raft::raft_service_server::RaftService;
+use arka_proto::raft::RaftPayload;
+use openraft::storage::RaftStateMachine;
+use openraft::Raft;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+
+use crate::codec::{self, WIRE_VERSION};
+use crate::types::{SnapshotMeta, TypeConfig, Vote};
+
+/// Serves node-to-node Raft RPC for one Raft instance.
+pub struct RaftRpcService<SM: RaftStateMachine<TypeConfig>> {
+    raft: Raft<TypeConfig, SM>,
+}
+
+impl<SM: RaftStateMachine<TypeConfig>> RaftRpcService<SM> {
+    pub fn new(raft: Raft<TypeConfig, SM>) -> Self {
+        Self { raft }
+    }
+}
+
+fn decode_request<T: DeserializeOwned>(what: &'static str, req: RaftPayload) -> Result<T, Status> {
+    if req.version != WIRE_VERSION {
+        return Err(Status::invalid_argument(
+            codec::CodecError::Version(req.version).to_string(),
+        ));
+    }
+    codec::decode(what, &req.data).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+fn encode_response<T: Serialize>(
+    what: &'static str,
+    value: &T,
+) -> Result<Response<RaftPayload>, Status> {
+    let data = codec::encode(what, value).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(RaftPayload {
+        version: WIRE_VERSION,
+        data,
+    }))
+}
+
+fn raft_failed(what: &str, e: impl std::fmt::Display) -> Status {
+    Status::internal(format!("{what} failed: {e}"))
+}
+
+#[tonic::async_trait]
+impl<SM> RaftService for RaftRpcService<SM>
+where
+    SM: RaftStateMachine<TypeConfig, SnapshotData = Vec<u8>>,
+{
+    async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc = decode_request("vote", req.into_inner())?;
+        let resp = self.raft.vote(rpc).await.map_err(|e| raft_failed("vote", e))?;
+        encode_response("vote", &resp)
+    }
+
+    async fn pre_vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc = decode_request("pre_vote", req.into_inner())?;
+        let resp = self.raft.pre_vote(rpc).await.map_err(|e| raft_failed("pre_vote", e))?;
+        encode_response("pre_vote", &resp)
+    }
+
+    async fn append_entries(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let rpc = decode_request("append_entries", req.into_inner())?;
+        let resp = self
+            .raft
+            .append_entries(rpc)
+            .await
+            .map_err(|e| raft_failed("append_entries", e))?;
+        encode_response("append_entries", &resp)
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) =
+            decode_request("install_snapshot", req.into_inner())?;
+        let snapshot = openraft::Snapshot {
+            meta,
+            snapshot: data,
+        };
+        let resp = self
+            .raft
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(|e| raft_failed("install_snapshot", e))?;
+        encode_response("install_snapshot", &resp)
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let rpc = decode_request("transfer_leader", req.into_inner())?;
+        let resp = self
+            .raft
+            .handle_transfer_leader(rpc)
+            .await
+            .map_err(|e| raft_failed("transfer_leader", e))?;
+        encode_response("transfer_leader", &resp)
+    }
+}

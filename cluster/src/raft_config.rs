@@ -1,0 +1,42 @@
+//! The openraft configuration arka runs with.
+
+use std::sync::Arc;
+
+use openraft::{Config, SnapshotPolicy};
+
+/// Raft timing and policy, as set by the node's configuration.
+#[derive(Debug, Clone)]
+pub struct RaftTiming {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+        }
+    }
+}
+
+/// Builds the validated openraft config.
+///
+/// Log purging is never automatic: the WAL holds the only copy of data until tiering puts it in
+/// object storage, so `max_in_snapshot_log_to_keep` is unbounded and the node purges explicitly.
+pub fn build(timing: &RaftTiming) -> Result<Arc<Config>, openraft::ConfigError> {
+    let config = Config {
+        cluster_name: "arka".to_string(),
+        heartbeat_interval: timing.heartbeat_interval_ms,
+        election_timeout_min: timing.election_timeout_min_ms,
+        election_timeout_max: timing.election_timeout_max_ms,
+        enable_pre_vote: Some(true),
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(50_000),
+        max_in_snapshot_log_to_keep: u64::MAX,
+        max_payload_entries: 1024,
+        ..Default::default()
+    };
+    Ok(Arc::new(config.validate()?))
+}

@@ -1,0 +1,80 @@
+//! The openraft type configuration and the ids that cross module boundaries.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, CommandResponse};
+
+/// A member of the cluster. Raft node ids are plain `u64` in openraft; this alias names them.
+pub type NodeId = u64;
+
+/// Where a member can be reached. Stored in the Raft membership, so every node knows every
+/// member's addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// `HOST:PORT` of the node-to-node Raft RPC service.
+    pub raft_addr: String,
+    /// `HOST:PORT` of the public Arrow Flight service.
+    pub flight_addr: String,
+}
+
+impl NodeInfo {
+    /// The Flight location clients use, `grpc://HOST:PORT`.
+    pub fn flight_location(&self) -> String {
+        format!("grpc://{}", self.flight_addr)
+    }
+}
+
+impl fmt::Display for NodeInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "raft={} flight={}", self.raft_addr, self.flight_addr)
+    }
+}
+
+/// A log sequence number: the Raft log index of an entry. Strictly increasing across the
+/// cluster and all tables; not necessarily consecutive.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Lsn(pub u64);
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Identifies one proposal of one node, so that log-store and apply events can be routed back
+/// to the client session waiting for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RequestId {
+    /// The node that proposed the entry (only that node has a session waiting for it).
+    pub origin: NodeId,
+    /// Unique per origin process run.
+    pub seq: u64,
+}
+
+openraft::declare_raft_types!(
+    /// The openraft type configuration of arka.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResponse,
+        NodeId = NodeId,
+        Node = NodeInfo,
+);
+
+/// The log entry type of arka's Raft log.
+pub type Entry = openraft::Entry<
+    <<TypeConfig as openraft::RaftTypeConfig>::LeaderId as openraft::vote::RaftLeaderId>::Committed,
+    <TypeConfig as openraft::RaftTypeConfig>::Payload,
+>;
+/// A Raft log id (term, leader, index).
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+/// A Raft vote.
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+/// Stored membership.
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+/// Snapshot metadata.
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
