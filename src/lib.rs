@@ -1,1 +1,6 @@
-pub fn x(){}
+//! arka: a distributed, replicated log of Apache Arrow record batches.
+
+pub mod ipc;
+pub mod state;
+pub mod table;
+pub mod wal;

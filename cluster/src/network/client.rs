@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use arka_proto::raft::raft_service_client::RaftServiceClient;
 use arka_proto::raft::RaftPayload;
-use openraft::errors::{
-    NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable,
-};
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{Backoff, RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
@@ -62,14 +60,11 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerConnection {
-        let client = self
-            .connector
-            .channel(&node.raft_addr)
-            .map(|channel| {
-                RaftServiceClient::new(channel)
-                    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-                    .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-            });
+        let client = self.connector.channel(&node.raft_addr).map(|channel| {
+            RaftServiceClient::new(channel)
+                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        });
         PeerConnection { target, client }
     }
 }
@@ -87,13 +82,12 @@ struct PeerError {
     message: String,
 }
 
-type RpcFn = fn(
-    RaftServiceClient<Channel>,
-    RaftPayload,
-) -> futures::future::BoxFuture<
-    'static,
-    Result<tonic::Response<RaftPayload>, tonic::Status>,
->;
+type RpcFn =
+    fn(
+        RaftServiceClient<Channel>,
+        RaftPayload,
+    )
+        -> futures::future::BoxFuture<'static, Result<tonic::Response<RaftPayload>, tonic::Status>>;
 
 impl PeerConnection {
     fn error(&self, message: impl Into<String>) -> PeerError {
@@ -136,7 +130,9 @@ impl PeerConnection {
         };
         if response.version != WIRE_VERSION {
             let e = codec::CodecError::Version(response.version);
-            return Err(RPCError::Network(NetworkError::new(&self.error(e.to_string()))));
+            return Err(RPCError::Network(NetworkError::new(
+                &self.error(e.to_string()),
+            )));
         }
         codec::decode(what, &response.data)
             .map_err(|e| RPCError::Network(NetworkError::new(&self.error(e.to_string()))))
@@ -161,7 +157,8 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let f: RpcFn = |mut c, p| Box::pin(async move { c.append_entries(p).await });
-        self.call("append_entries", f, &rpc, option.hard_ttl()).await
+        self.call("append_entries", f, &rpc, option.hard_ttl())
+            .await
     }
 
     async fn vote(
@@ -211,7 +208,8 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
         let f: RpcFn = |mut c, p| Box::pin(async move { c.transfer_leader(p).await });
-        self.call("transfer_leader", f, &req, option.hard_ttl()).await
+        self.call("transfer_leader", f, &req, option.hard_ttl())
+            .await
     }
 
     fn backoff(&self) -> Option<Backoff> {

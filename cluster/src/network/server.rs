@@ -54,13 +54,21 @@ where
 {
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let rpc = decode_request("vote", req.into_inner())?;
-        let resp = self.raft.vote(rpc).await.map_err(|e| raft_failed("vote", e))?;
+        let resp = self
+            .raft
+            .vote(rpc)
+            .await
+            .map_err(|e| raft_failed("vote", e))?;
         encode_response("vote", &resp)
     }
 
     async fn pre_vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let rpc = decode_request("pre_vote", req.into_inner())?;
-        let resp = self.raft.pre_vote(rpc).await.map_err(|e| raft_failed("pre_vote", e))?;
+        let resp = self
+            .raft
+            .pre_vote(rpc)
+            .await
+            .map_err(|e| raft_failed("pre_vote", e))?;
         encode_response("pre_vote", &resp)
     }
 

@@ -1,0 +1,32 @@
+//! The table catalog: each table's schema and running totals, persisted under `t/<name>`.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// What is persisted of a table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TableMeta {
+    /// The table's current schema as an Arrow IPC stream.
+    pub schema_ipc: Bytes,
+    pub created_lsn: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub batches: u64,
+}
+
+/// What readers see of a table.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub schema: SchemaRef,
+    pub meta: Arc<TableMeta>,
+}
+
+/// One batch of a table: where it is in the log and how big it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    pub rows: u64,
+    pub bytes: u64,
+}

@@ -1,0 +1,50 @@
+//! Errors of the WAL.
+
+use std::io;
+use std::path::PathBuf;
+
+pub type WalResult<T, E = WalError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("wal i/o on {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    /// A record that is not at the tail of the last segment is damaged: the log cannot be
+    /// trusted past it, so the node refuses to start.
+    #[error("corrupt wal record in {path} at offset {offset}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("wal metadata (sled): {0}")]
+    Meta(#[from] sled::Error),
+    #[error("wal metadata key {key}: {reason}")]
+    MetaDecode { key: &'static str, reason: String },
+    #[error("cannot encode entry {index}: {reason}")]
+    Encode { index: u64, reason: String },
+    #[error("append of entry {got} would leave a hole after {last}")]
+    Hole { last: u64, got: u64 },
+    #[error("wal is shut down")]
+    Shutdown,
+}
+
+impl WalError {
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        WalError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl From<WalError> for io::Error {
+    fn from(e: WalError) -> Self {
+        match e {
+            WalError::Io { source, path } => {
+                io::Error::new(source.kind(), format!("{}: {source}", path.display()))
+            }
+            other => io::Error::other(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! openraft's `RaftLogStorage` on WAL segments.
+//!
+//! Rules this store keeps (openraft's storage contract):
+//! - no hole in the log: an append continues right after the last entry (or starts the log);
+//! - an appended entry is readable at once, before it is durable;
+//! - `IOFlushed` is completed only after the entry is on disk (group commit, `flusher.rs`);
+//! - the vote and the purged id are on disk before the call returns.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use arka_cluster::types::{Entry, LogId, Vote};
+use arka_cluster::TypeConfig;
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
+use tokio::sync::mpsc;
+
+use super::error::{WalError, WalResult};
+use super::flusher::{self, FlushRequest};
+use super::meta::Meta;
+use super::record;
+use super::recovery;
+use super::segment::{sync_dir, RecordLoc, Segment, SegmentId};
+use super::WalObserver;
+
+/// Configuration of the WAL.
+#[derive(Debug, Clone)]
+pub struct WalConfig {
+    /// Directory of the segment files.
+    pub dir: PathBuf,
+    /// A segment is sealed and a new one started once it holds this many bytes.
+    pub segment_bytes_max: u64,
+}
+
+/// The record index: where every entry of the log is.
+struct WalIndex {
+    /// Index of `locs[0]`.
+    first_index: u64,
+    locs: VecDeque<RecordLoc>,
+    segments: BTreeMap<SegmentId, Arc<Segment>>,
+    last_log_id: Option<LogId>,
+    last_purged: Option<LogId>,
+}
+
+impl WalIndex {
+    fn next_index(&self) -> u64 {
+        self.first_index + self.locs.len() as u64
+    }
+
+    fn loc(&self, index: u64) -> Option<RecordLoc> {
+        let pos = index.checked_sub(self.first_index)?;
+        self.locs.get(usize::try_from(pos).ok()?).copied()
+    }
+}
+
+struct Shared {
+    index: RwLock<WalIndex>,
+    meta: Meta,
+}
+
+impl Shared {
+    fn read_index(&self) -> std::sync::RwLockReadGuard<'_, WalIndex> {
+        // A panic while holding the lock leaves no partial state behind (updates are
+        // applied after the I/O succeeded), so a poisoned lock is still consistent.
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_index(&self) -> std::sync::RwLockWriteGuard<'_, WalIndex> {
+        self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read_entries(&self, start: u64, end: u64) -> WalResult<Vec<Entry>> {
+        let wanted: Vec<(Arc<Segment>, RecordLoc)> = {
+            let index = self.read_index();
+            let start = start.max(index.first_index);
+            let end = end.min(index.next_index());
+            (start..end)
+                .filter_map(|i| index.loc(i))
+                .filter_map(|loc| Some((index.segments.get(&loc.segment)?.clone(), loc)))
+                .collect()
+        };
+        wanted
+            .iter()
+            .map(|(segment, loc)| {
+                let payload = segment.read_payload(loc)?;
+                record::decode(&payload).map_err(|reason| WalError::Corrupt {
+                    path: segment.path.clone(),
+                    offset: loc.offset,
+                    reason,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The single writer of the WAL.
+pub struct LogStore {
+    config: WalConfig,
+    shared: Arc<Shared>,
+    /// The segment appends go to, and the offset of its end.
+    tail: Arc<Segment>,
+    tail_offset: u64,
+    next_segment_id: u64,
+    flush_tx: mpsc::Sender<FlushRequest>,
+    observer: Arc<dyn WalObserver>,
+    buf: Vec<u8>,
+}
+
+/// A cheap, cloneable reader of the WAL.
+#[derive(Clone)]
+pub struct LogReader {
+    shared: Arc<Shared>,
+}
+
+fn range_to_bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+impl LogStore {
+    /// Opens (or creates) the WAL in `config.dir`, repairing a torn tail.
+    pub async fn open(
+        config: WalConfig,
+        db: sled::Db,
+        observer: Arc<dyn WalObserver>,
+    ) -> WalResult<Self> {
+        std::fs::create_dir_all(&config.dir).map_err(|e| WalError::io(&config.dir, e))?;
+        let meta = Meta::open(db)?;
+        let recovered = recovery::recover(&config.dir)?;
+        let last_purged = meta.purged()?;
+
+        let mut segments: BTreeMap<SegmentId, Arc<Segment>> = recovered
+            .segments
+            .iter()
+            .map(|s| (s.id, s.clone()))
+            .collect();
+        let (tail, tail_offset) = match recovered.segments.last() {
+            Some(last) => (last.clone(), recovered.tail_offset),
+            None => {
+                let segment = Arc::new(Segment::create(&config.dir, SegmentId(1))?);
+                segments.insert(segment.id, segment.clone());
+                (segment, 0)
+            }
+        };
+        let next_segment_id = tail.id.0 + 1;
+
+        let mut index = WalIndex {
+            first_index: recovered.first_index,
+            locs: recovered.locs.into(),
+            segments,
+            last_log_id: None,
+            last_purged,
+        };
+        // Entries at or below the purged id may still sit in a partly purged segment.
+        if let Some(purged) = last_purged {
+            while index.first_index <= purged.index && index.locs.pop_front().is_some() {
+                index.first_index += 1;
+            }
+            if index.locs.is_empty() {
+                index.first_index = purged.index + 1;
+            }
+        }
+        let shared = Arc::new(Shared {
+            index: RwLock::new(index),
+            meta,
+        });
+        let last_log_id = {
+            let index = shared.read_index();
+            index
+                .next_index()
+                .checked_sub(1)
+                .filter(|_| !index.locs.is_empty())
+        };
+        let last_log_id = match last_log_id {
+            Some(i) => shared.read_entries(i, i + 1)?.pop().map(|e| e.log_id),
+            None => last_purged,
+        };
+        shared.write_index().last_log_id = last_log_id;
+
+        let flush_tx = flusher::spawn(observer.clone());
+        Ok(Self {
+            config,
+            shared,
+            tail,
+            tail_offset,
+            next_segment_id,
+            flush_tx,
+            observer,
+            buf: Vec::new(),
+        })
+    }
+
+    pub fn reader(&self) -> LogReader {
+        LogReader {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Seals the tail segment (durably) and starts a new one.
+    fn roll_segment(&mut self) -> WalResult<()> {
+        self.tail.sync()?;
+        let segment = Arc::new(Segment::create(
+            &self.config.dir,
+            SegmentId(self.next_segment_id),
+        )?);
+        self.next_segment_id += 1;
+        self.shared
+            .write_index()
+            .segments
+            .insert(segment.id, segment.clone());
+        self.tail = segment;
+        self.tail_offset = 0;
+        Ok(())
+    }
+
+    fn write_buf(&mut self) -> WalResult<()> {
+        if !self.buf.is_empty() {
+            self.tail.write_at(self.tail_offset, &self.buf)?;
+            self.tail_offset += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    fn append_entries(&mut self, entries: &[Entry]) -> WalResult<()> {
+        let (mut next, empty) = {
+            let index = self.shared.read_index();
+            (index.next_index(), index.locs.is_empty())
+        };
+        let mut locs = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let got = entry.log_id.index;
+            if got != next && !(empty && i == 0) {
+                return Err(WalError::Hole {
+                    last: next.saturating_sub(1),
+                    got,
+                });
+            }
+            next = got + 1;
+            if self.tail_offset + self.buf.len() as u64 >= self.config.segment_bytes_max {
+                self.write_buf()?;
+                self.roll_segment()?;
+            }
+            let start = self.buf.len();
+            record::encode_into(entry, &mut self.buf)
+                .map_err(|reason| WalError::Encode { index: got, reason })?;
+            locs.push(RecordLoc {
+                segment: self.tail.id,
+                offset: self.tail_offset + start as u64,
+                payload_len: (self.buf.len() - start - record::HEADER_BYTES) as u32,
+            });
+        }
+        self.write_buf()?;
+
+        let mut index = self.shared.write_index();
+        if index.locs.is_empty() {
+            if let Some(first) = entries.first() {
+                index.first_index = first.log_id.index;
+            }
+        }
+        index.locs.extend(locs);
+        if let Some(last) = entries.last() {
+            index.last_log_id = Some(last.log_id);
+        }
+        Ok(())
+    }
+
+    fn truncate_index_after(&mut self, last: Option<LogId>) -> WalResult<()> {
+        let mut index = self.shared.write_index();
+        let keep_until = last
+            .map(|l| l.index + 1)
+            .unwrap_or(0)
+            .max(index.first_index);
+        let Some(cut) = index.loc(keep_until) else {
+            return Ok(());
+        };
+        let doomed: Vec<SegmentId> = index
+            .segments
+            .range(SegmentId(cut.segment.0 + 1)..)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in doomed {
+            if let Some(segment) = index.segments.remove(&id) {
+                std::fs::remove_file(&segment.path).map_err(|e| WalError::io(&segment.path, e))?;
+            }
+        }
+        let segment =
+            index
+                .segments
+                .get(&cut.segment)
+                .cloned()
+                .ok_or_else(|| WalError::Corrupt {
+                    path: self.config.dir.clone(),
+                    offset: cut.offset,
+                    reason: format!("segment {} of entry {keep_until} is missing", cut.segment.0),
+                })?;
+        segment.truncate(cut.offset)?;
+        sync_dir(&self.config.dir)?;
+        let keep = (keep_until - index.first_index) as usize;
+        index.locs.truncate(keep);
+        index.last_log_id = last.or(index.last_purged);
+        self.tail = segment;
+        self.tail_offset = cut.offset;
+        Ok(())
+    }
+
+    fn purge_index(&mut self, upto: LogId) -> WalResult<()> {
+        let mut index = self.shared.write_index();
+        while index.first_index <= upto.index && index.locs.pop_front().is_some() {
+            index.first_index += 1;
+        }
+        if index.locs.is_empty() {
+            index.first_index = upto.index + 1;
+        }
+        index.last_purged = Some(upto);
+        if index.last_log_id.is_none_or(|l| l.index < upto.index) {
+            index.last_log_id = Some(upto);
+        }
+        // Whole segments before the one holding the first kept entry can go.
+        let keep_from = index
+            .locs
+            .front()
+            .map(|l| l.segment)
+            .unwrap_or(self.tail.id);
+        let doomed: Vec<SegmentId> = index
+            .segments
+            .range(..keep_from)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in doomed {
+            if let Some(segment) = index.segments.remove(&id) {
+                std::fs::remove_file(&segment.path).map_err(|e| WalError::io(&segment.path, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogReader {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let (start, end) = range_to_bounds(&range);
+        Ok(self.shared.read_entries(start, end)?)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.shared.meta.vote()?)
+    }
+}
+
+impl LogReader {
+    /// Reads the entries with index in `[start, end)` that are still in the WAL.
+    pub fn entries(&self, start: u64, end: u64) -> WalResult<Vec<Entry>> {
+        self.shared.read_entries(start, end)
+    }
+
+    /// The first index still in the WAL (everything below was purged).
+    pub fn first_index(&self) -> u64 {
+        self.shared.read_index().first_index
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let (start, end) = range_to_bounds(&range);
+        Ok(self.shared.read_entries(start, end)?)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.shared.meta.vote()?)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogReader;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let index = self.shared.read_index();
+        Ok(LogState {
+            last_purged_log_id: index.last_purged,
+            last_log_id: index.last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> LogReader {
+        self.reader()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        Ok(self.shared.meta.save_vote(vote).await?)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        Ok(self.shared.meta.save_committed(&committed)?)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self.shared.meta.committed()?)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        self.append_entries(&entries)?;
+        for entry in &entries {
+            self.observer.appended(entry);
+        }
+        let last_index = entries.last().map(|e| e.log_id.index).unwrap_or(0);
+        let request = FlushRequest {
+            segment: self.tail.clone(),
+            last_index,
+            callback,
+        };
+        self.flush_tx
+            .send(request)
+            .await
+            .map_err(|_| io::Error::from(WalError::Shutdown))?;
+        Ok(())
+    }
+
+    async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), io::Error> {
+        self.truncate_index_after(last)?;
+        self.observer.truncated(last.map(|l| l.index).unwrap_or(0));
+        Ok(())
+    }
+
+    async fn purge(&mut self, upto: LogId) -> Result<(), io::Error> {
+        self.shared.meta.save_purged(&upto).await?;
+        self.purge_index(upto)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,450 @@
+"""Interop tests: plain pyarrow.flight against a running arka cluster (DESIGN.md section 4).
+
+    ARKA_ADDRS=grpc://127.0.0.1:8815,grpc://127.0.0.1:8816,grpc://127.0.0.1:8817 \
+        python -m pytest tests/python
+
+The first address must be the leader when the tests start; the others are followers.
+Every test writes to its own table (uuid name), so the suite can run against a cluster
+that already holds data, and more than once.
+"""
+import contextlib
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import uuid
+
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+
+# How pyarrow's Flight client turns the gRPC status codes arka uses into exceptions
+# (checked against pyarrow 26 with a raw gRPC server returning each code). Several are
+# NOT subclasses of flight.FlightError:
+#   INVALID_ARGUMENT    -> pyarrow.ArrowInvalid (ValueError)
+#   NOT_FOUND           -> pyarrow.ArrowKeyError (KeyError)
+#   RESOURCE_EXHAUSTED  -> pyarrow.ArrowInvalid ("gRPC returned resource exhausted error, ...")
+#   UNAVAILABLE         -> flight.FlightUnavailableError
+#   ABORTED             -> flight.FlightInternalError ("gRPC returned aborted error, ...")
+#   UNKNOWN             -> flight.FlightServerError
+#   UNAUTHENTICATED     -> flight.FlightUnauthenticatedError
+#   PERMISSION_DENIED   -> flight.FlightUnauthorizedError
+# str(exc) contains the server's message. On a streaming call (DoPut, DoExchange, DoGet) the
+# error can surface at any write, at done_writing, at a read or at close, depending on
+# timing, so the tests always wrap the whole call.
+INVALID_ARGUMENT = pa.ArrowInvalid
+NOT_FOUND = pa.ArrowKeyError
+RESOURCE_EXHAUSTED = pa.ArrowInvalid
+UNAVAILABLE = flight.FlightUnavailableError
+ABORTED = flight.FlightInternalError
+
+TIMEOUT = 60.0  # seconds; a deadline on every call, so a stuck stream fails instead of hanging
+LEVELS = ["MEMORY", "LOCAL_DISK", "REPLICATED", "OBJECT_STORAGE", "COMMITTED"]
+STATUS_KEYS = {
+    "node_id", "role", "term", "leader_id", "leader_location", "members", "memory_lsn",
+    "disk_lsn", "replicated_lsn", "s3_lsn", "committed_lsn", "lag_seconds", "tier_worker",
+}
+REQUIRED_ACTIONS = {
+    "status", "cluster_status", "list_tables", "create_table", "drop_table",
+    "get_durability_status", "snapshot", "add_node", "remove_node", "transfer_leader",
+}
+SCHEMA = pa.schema([("id", pa.int64()), ("msg", pa.utf8())])
+QUICKSTART = pathlib.Path(__file__).with_name("quickstart.py")
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def addrs():
+    addrs = [a.strip() for a in os.environ.get("ARKA_ADDRS", "").split(",") if a.strip()]
+    if not addrs:
+        pytest.fail(
+            "ARKA_ADDRS is not set: give the Flight addresses of a running arka cluster, "
+            "leader first, e.g. ARKA_ADDRS=grpc://127.0.0.1:8815,grpc://127.0.0.1:8816,"
+            "grpc://127.0.0.1:8817", pytrace=False)
+    return addrs
+
+
+@pytest.fixture(scope="session")
+def leader(addrs):
+    return addrs[0]
+
+
+@pytest.fixture(scope="session")
+def followers(addrs):
+    if len(addrs) < 2:
+        pytest.fail(f"this test needs at least one follower in ARKA_ADDRS, got {addrs}",
+                    pytrace=False)
+    return addrs[1:]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def connect(addr, middleware=None):
+    """A Flight client; use it as a context manager so its channel is closed."""
+    return flight.connect(addr, middleware=middleware)
+
+
+def options(ack_until=None):
+    headers = [(b"x-arka-ack-until", ack_until.encode())] if ack_until else []
+    return flight.FlightCallOptions(timeout=TIMEOUT, headers=headers)
+
+
+def unique_table_name(prefix="t"):
+    return f"{prefix}_{uuid.uuid4().hex[:16]}"
+
+
+def make_batch(ids, schema=SCHEMA):
+    ids = list(ids)
+    return pa.record_batch([ids, [f"msg {i}" for i in ids]], schema=schema)
+
+
+def producer_meta(producer_id, seq):
+    return {"producer_id": producer_id, "seq": seq}
+
+
+@contextlib.contextmanager
+def closing_writer(writer):
+    """Close a Flight stream writer: normally on success (this surfaces the call's final
+    status), quietly after an error (else pyarrow logs the same error again on teardown)."""
+    try:
+        yield writer
+    except BaseException:
+        with contextlib.suppress(Exception):
+            writer.close()
+        raise
+    writer.close()
+
+
+def write_exchange(addr, table, batches, metas, ack_until="REPLICATED", middleware=None):
+    """Stream `batches` to ["streaming_write", table] with DoExchange and return every ack
+    row the server sent, as one table. metas[i] is the app_metadata of batches[i]: a dict
+    (sent as JSON), raw bytes, or None."""
+    descriptor = flight.FlightDescriptor.for_path("streaming_write", table)
+    with connect(addr, middleware) as client:
+        writer, reader = client.do_exchange(descriptor, options(ack_until))
+        with closing_writer(writer):
+            writer.begin(batches[0].schema)
+            for batch, meta in zip(batches, metas, strict=True):
+                if meta is None:
+                    writer.write_batch(batch)
+                else:
+                    raw = meta if isinstance(meta, bytes) else json.dumps(meta).encode()
+                    writer.write_with_metadata(batch, raw)
+            writer.done_writing()
+            # The server ends the stream once every write reached `ack_until`.
+            return reader.read_all()
+
+
+def put_batches(addr, table, batches, ack_until="REPLICATED", middleware=None):
+    """DoPut `batches` to [table]; return the PutResult app_metadata of each, parsed."""
+    descriptor = flight.FlightDescriptor.for_path(table)
+    with connect(addr, middleware) as client:
+        writer, reader = client.do_put(descriptor, batches[0].schema, options(ack_until))
+        with closing_writer(writer):
+            for batch in batches:
+                writer.write_batch(batch)
+            # Read the results only after the last batch: the contract does not say whether
+            # a PutResult is sent as soon as its batch is in or once it reached ack_until.
+            writer.done_writing()
+            results = []
+            while (buf := reader.read()) is not None:
+                results.append(json.loads(buf.to_pybytes()))
+        return results
+
+
+def do_get(addr, ticket):
+    """DoGet; `ticket` is a dict (sent as JSON) or raw bytes. Returns the table read and the
+    LSN from each data batch's app_metadata ({"lsn": N})."""
+    raw = ticket if isinstance(ticket, bytes) else json.dumps(ticket).encode()
+    with connect(addr) as client:
+        reader = client.do_get(flight.Ticket(raw), options())
+        batches, lsns = [], []
+        while True:
+            try:
+                chunk = reader.read_chunk()
+            except StopIteration:
+                break
+            if chunk.data is not None:
+                batches.append(chunk.data)
+                assert chunk.app_metadata is not None, "DoGet batch without {\"lsn\": N} metadata"
+                lsns.append(json.loads(chunk.app_metadata.to_pybytes())["lsn"])
+        return pa.Table.from_batches(batches, schema=reader.schema), lsns
+
+
+def do_action(addr, name, body=b""):
+    """DoAction; returns the body of the first result, parsed as JSON."""
+    if not isinstance(body, bytes):
+        body = json.dumps(body).encode()
+    with connect(addr) as client:
+        results = list(client.do_action(flight.Action(name, body), options()))
+    assert results, f"action {name!r} returned no result"
+    return json.loads(results[0].body.to_pybytes())
+
+
+def listed_tables(addr):
+    with connect(addr) as client:
+        return {tuple(p.decode() for p in info.descriptor.path)
+                for info in client.list_flights(options=options())}
+
+
+def first_acks(acks):
+    """seq -> the first ack row (is_durability_update false) of each write."""
+    first = {}
+    for row in acks.to_pylist():
+        if not row["is_durability_update"]:
+            assert row["seq"] not in first, f"two first acks for seq {row['seq']}: {acks}"
+            first[row["seq"]] = row
+    return first
+
+
+def level_rank(level):
+    assert level in LEVELS, f"unknown durability level {level!r}"
+    return LEVELS.index(level)
+
+
+@contextlib.contextmanager
+def raises(exc_class, *fragments):
+    """pytest.raises plus: the message names each fragment (case-insensitive)."""
+    with pytest.raises(exc_class) as info:
+        yield info
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment.lower() in message.lower(), \
+            f"{type(info.value).__name__} message lacks {fragment!r}: {message}"
+
+
+def assert_still_serving(addr):
+    assert "node_id" in do_action(addr, "status")
+
+
+class HeaderRecorder(flight.ClientMiddlewareFactory):
+    """Records every header the server sends; pyarrow hands both the initial headers and
+    the trailers (also of a failed call) to received_headers."""
+
+    def __init__(self):
+        self.received = {}
+
+    def start_call(self, info):
+        return _Recorder(self.received)
+
+
+class _Recorder(flight.ClientMiddleware):
+    def __init__(self, received):
+        self.received = received
+
+    def received_headers(self, headers):
+        for key, values in headers.items():
+            self.received.setdefault(key.lower(), []).extend(values)
+
+
+# ------------------------------------------------------------------------------- tests
+
+
+def test_quickstart(leader):
+    result = subprocess.run(
+        [sys.executable, str(QUICKSTART)], env={**os.environ, "ARKA_ADDR": leader},
+        capture_output=True, text=True, timeout=2 * TIMEOUT)
+    assert result.returncode == 0, f"quickstart.py failed:\n{result.stdout}\n{result.stderr}"
+    # Ack lines look like "lsn=12 REPLICATED update=True ...". On a fresh cluster the final
+    # level is REPLICATED; a re-run repeats (producer_id, seq), and the server may answer
+    # with the level the original writes have reached since, which can be higher.
+    ack_levels = {line.split()[1] for line in result.stdout.splitlines()
+                  if line.startswith("lsn=")}
+    assert ack_levels & {"REPLICATED", "OBJECT_STORAGE", "COMMITTED"}, result.stdout
+    read_back = [line for line in result.stdout.splitlines() if line.startswith("{'id'")]
+    assert len(read_back) == 6, result.stdout  # 3 batches of 2 rows, written once
+
+
+def test_doexchange_acks(leader):
+    table = unique_table_name()
+    producer = f"pytest-{uuid.uuid4()}"
+    batches = [make_batch(range(10 * i, 10 * i + i + 1)) for i in range(5)]  # 1..5 rows
+    acks = write_exchange(leader, table, batches,
+                          [producer_meta(producer, i) for i in range(5)], "REPLICATED")
+
+    schema = acks.schema
+    assert schema.names[:4] == ["lsn", "durability_level", "is_durability_update", "timestamp"]
+    assert schema.field("lsn").type == pa.int64()
+    assert schema.field("durability_level").type == pa.utf8()
+    assert schema.field("is_durability_update").type == pa.bool_()
+    ts = schema.field("timestamp").type
+    assert pa.types.is_timestamp(ts) and ts.unit == "us" and ts.tz in ("UTC", "+00:00"), ts
+    assert schema.field("table").type == pa.utf8()
+    assert schema.field("rows").type == pa.int64()
+    assert schema.field("seq").type == pa.int64()
+
+    # One first ack per write, carrying the write's table, row count and seq.
+    first = first_acks(acks)
+    assert sorted(first) == list(range(5)), acks.to_pylist()
+    lsns = [first[seq]["lsn"] for seq in range(5)]
+    assert all(a < b for a, b in zip(lsns, lsns[1:])), f"LSNs not increasing: {lsns}"
+    for seq, batch in enumerate(batches):
+        assert first[seq]["table"] == table
+        assert first[seq]["rows"] == batch.num_rows
+
+    # Per LSN, in stream order: the first ack, then one update per further level, levels
+    # only rising (a level may be skipped), ending at the requested level or above.
+    by_lsn = {}
+    for row in acks.to_pylist():
+        by_lsn.setdefault(row["lsn"], []).append(row)
+    assert set(by_lsn) == set(lsns), f"acks for LSNs that were not written: {by_lsn.keys()}"
+    for lsn, rows in by_lsn.items():
+        assert [r["is_durability_update"] for r in rows] == [False] + [True] * (len(rows) - 1)
+        ranks = [level_rank(r["durability_level"]) for r in rows]
+        assert ranks == sorted(set(ranks)), f"LSN {lsn}: levels not strictly rising: {rows}"
+        assert ranks[-1] >= LEVELS.index("REPLICATED"), \
+            f"stream ended before LSN {lsn} was REPLICATED: {rows}"
+
+    got, _ = do_get(leader, {"table": table, "min_lsn": lsns[-1]})
+    assert got.equals(pa.Table.from_batches(batches))
+
+
+def test_doput_flightinfo_doget_listflights_drop(addrs, leader):
+    table = unique_table_name()
+    batches = [make_batch(range(3 * i, 3 * i + 3)) for i in range(3)]
+    expected = pa.Table.from_batches(batches)
+
+    results = put_batches(leader, table, batches, "REPLICATED")
+    assert len(results) == len(batches), results
+    lsns = [r["lsn"] for r in results]
+    assert all(a < b for a, b in zip(lsns, lsns[1:])), f"LSNs not increasing: {lsns}"
+    for r in results:
+        level_rank(r["durability_level"])
+    max_lsn = max(lsns)
+
+    with connect(leader) as client:
+        info = client.get_flight_info(flight.FlightDescriptor.for_path(table), options())
+    assert info.schema.equals(SCHEMA), info.schema
+    assert info.total_records == expected.num_rows
+    assert info.endpoints, "GetFlightInfo returned no endpoint"
+    endpoint = info.endpoints[0]
+    assert endpoint.ticket.ticket, "endpoint without a ticket"
+    assert endpoint.locations, "endpoint lists no replica"
+
+    # The ticket as given, on the leader (REPLICATED means applied there).
+    got, batch_lsns = do_get(leader, endpoint.ticket.ticket)
+    assert got.equals(expected)
+    assert batch_lsns == sorted(batch_lsns) and set(batch_lsns) <= set(lsns), batch_lsns
+
+    # The same ticket plus min_lsn on every node: read-your-writes on followers too.
+    ticket = json.loads(endpoint.ticket.ticket)
+    ticket["min_lsn"] = max_lsn
+    for addr in addrs:
+        got, _ = do_get(addr, ticket)
+        assert got.equals(expected), f"{addr} returned {got.to_pylist()}"
+
+    # with_lsn: an `_lsn` column holding each row's write LSN.
+    got, _ = do_get(leader, {"table": table, "with_lsn": True})
+    assert got.column("_lsn").to_pylist() == [lsn for lsn, b in zip(lsns, batches)
+                                              for _ in range(b.num_rows)]
+    assert got.drop_columns(["_lsn"]).equals(expected)
+
+    assert (table,) in listed_tables(leader)
+
+    do_action(leader, "drop_table", {"name": table})
+    assert (table,) not in listed_tables(leader)
+    with raises(NOT_FOUND, table):
+        do_get(leader, {"table": table})
+
+
+def test_idempotent_retry(leader):
+    table = unique_table_name()
+    producer = f"pytest-{uuid.uuid4()}"
+    original, fresh = make_batch([1, 2, 3]), make_batch([4])
+
+    first = first_acks(write_exchange(leader, table, [original], [producer_meta(producer, 0)]))
+    # A new session retries seq 0 and then sends a new seq 1.
+    retry = first_acks(write_exchange(leader, table, [original, fresh],
+                                      [producer_meta(producer, 0), producer_meta(producer, 1)]))
+    assert retry[0]["lsn"] == first[0]["lsn"], "a retried (producer_id, seq) got a new LSN"
+    assert retry[1]["lsn"] > first[0]["lsn"]
+
+    got, _ = do_get(leader, {"table": table, "min_lsn": retry[1]["lsn"]})
+    assert got.equals(pa.Table.from_batches([original, fresh])), got.to_pylist()
+
+
+def test_writes_to_follower_are_redirected(leader, followers):
+    table = unique_table_name()
+    batch = make_batch([1])
+    for follower in followers:
+        for write in (lambda mw: write_exchange(follower, table, [batch], [None], middleware=mw),
+                      lambda mw: put_batches(follower, table, [batch], middleware=mw)):
+            recorder = HeaderRecorder()
+            with raises(UNAVAILABLE, "not leader; leader is grpc://") as err:
+                write(recorder)
+            named = re.search(r"leader is (grpc://[^\s;,]+:\d+)", str(err.value)).group(1)
+            assert recorder.received.get("x-arka-leader") == [named], recorder.received
+            # The named leader takes the write.
+            put_batches(named, table, [batch])
+
+
+def test_status_and_actions(addrs, leader):
+    with connect(leader) as client:
+        info = client.get_flight_info(flight.FlightDescriptor.for_path("status"), options())
+        status = json.loads(info.app_metadata)
+        assert STATUS_KEYS <= status.keys(), f"status lacks {STATUS_KEYS - status.keys()}"
+        assert info.endpoints, "status FlightInfo has no endpoint"
+        row = client.do_get(info.endpoints[0].ticket, options()).read_all()
+        assert row.num_rows == 1, row
+
+        actions = {a.type: a.description for a in client.list_actions(options())}
+        assert REQUIRED_ACTIONS <= actions.keys(), f"missing {REQUIRED_ACTIONS - actions.keys()}"
+        assert all(actions[a] for a in REQUIRED_ACTIONS), f"actions without description: {actions}"
+
+    # Every node answers `status` and all agree on the leader, which is the first address.
+    statuses = [do_action(addr, "status") for addr in addrs]
+    for addr, st in zip(addrs, statuses):
+        assert STATUS_KEYS <= st.keys(), f"{addr}: status lacks {STATUS_KEYS - st.keys()}"
+        assert st["leader_id"] == statuses[0]["node_id"], f"{addr} has another leader: {st}"
+
+
+# Bad input: each gets the documented status and a message naming the problem, and the
+# node keeps serving.
+
+
+def test_bad_ticket(leader):
+    with raises(INVALID_ARGUMENT, "ticket"):
+        do_get(leader, b"{not json")
+    assert_still_serving(leader)
+
+
+def test_unknown_table(leader):
+    table = unique_table_name("missing")
+    with raises(NOT_FOUND, "not found", table):
+        do_get(leader, {"table": table})
+    assert_still_serving(leader)
+
+
+def test_unknown_action(leader):
+    with raises(NOT_FOUND, "nope"):
+        do_action(leader, "nope")
+    assert_still_serving(leader)
+
+
+def test_bad_table_name(leader):
+    batch = make_batch([1])
+    with raises(INVALID_ARGUMENT, "[a-z][a-z0-9_]"):
+        write_exchange(leader, "Bad-Name", [batch], [None])
+    with raises(INVALID_ARGUMENT, "[a-z][a-z0-9_]"):
+        put_batches(leader, "Bad-Name", [batch])
+    assert_still_serving(leader)
+
+
+def test_schema_mismatch(leader):
+    table = unique_table_name()
+    put_batches(leader, table, [make_batch([1])])
+    other = pa.schema([("id", pa.utf8()), ("msg", pa.utf8())])
+    with raises(INVALID_ARGUMENT, "expected", "got"):
+        put_batches(leader, table, [pa.record_batch([["x"], ["y"]], schema=other)])
+    assert_still_serving(leader)
+
+
+def test_bad_producer_metadata(leader):
+    with raises(INVALID_ARGUMENT, "producer_id"):
+        write_exchange(leader, unique_table_name(), [make_batch([1])], [b'{"producer_id": 5}'])
+    assert_still_serving(leader)

@@ -1,0 +1,250 @@
+//! The WAL as openraft's log storage: openraft's own conformance suite, torn tails, mid-log
+//! corruption, and reopening after crashes at every point of an append.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arka::state::{StateMachine, StateMachineStore};
+use arka::wal::{LogStore, NoopObserver, WalConfig};
+use arka_cluster::types::{Entry, LogId};
+use arka_cluster::TypeConfig;
+use openraft::entry::RaftEntry;
+use openraft::impls::leader_id_adv::LeaderId;
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
+use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::{RaftLogReader, StorageError};
+use tempfile::TempDir;
+
+struct WalBuilder {
+    segment_bytes_max: u64,
+}
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for WalBuilder {
+    async fn build(
+        &self,
+    ) -> Result<(TempDir, LogStore, StateMachineStore), StorageError<TypeConfig>> {
+        let dir = TempDir::new().expect("tempdir");
+        let (log, sm) = open(dir.path(), self.segment_bytes_max).await;
+        Ok((dir, log, sm))
+    }
+}
+
+async fn open(dir: &Path, segment_bytes_max: u64) -> (LogStore, StateMachineStore) {
+    let db = sled::open(dir.join("meta")).expect("sled");
+    let config = WalConfig {
+        dir: dir.join("wal"),
+        segment_bytes_max,
+    };
+    let log = LogStore::open(config, db.clone(), Arc::new(NoopObserver))
+        .await
+        .expect("open wal");
+    let sm = StateMachineStore::new(StateMachine::open(db).expect("state machine"));
+    (log, sm)
+}
+
+async fn open_log(dir: &Path, segment_bytes_max: u64) -> Result<LogStore, String> {
+    let db = sled::open(dir.join("meta")).map_err(|e| e.to_string())?;
+    let config = WalConfig {
+        dir: dir.join("wal"),
+        segment_bytes_max,
+    };
+    LogStore::open(config, db, Arc::new(NoopObserver))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn blank(term: u64, index: u64) -> Entry {
+    Entry::new_blank(LogId::new(LeaderId { term, node_id: 1 }, index))
+}
+
+async fn append_durably(log: &mut LogStore, entries: Vec<Entry>) {
+    // Returns only after the flush callback reported the entries durable.
+    log.blocking_append(entries).await.expect("append");
+}
+
+async fn indexes(log: &mut LogStore) -> Vec<u64> {
+    log.try_get_log_entries(0..u64::MAX)
+        .await
+        .expect("read")
+        .iter()
+        .map(|e| e.log_id.index)
+        .collect()
+}
+
+fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("wal"))
+        .expect("wal dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn passes_openraft_storage_suite() {
+    Suite::test_all(WalBuilder {
+        segment_bytes_max: 64 * 1024 * 1024,
+    })
+    .await
+    .expect("openraft storage suite");
+}
+
+#[tokio::test]
+async fn passes_openraft_storage_suite_with_tiny_segments() {
+    // Every few records start a new segment, so purge and truncation cross segment bounds.
+    Suite::test_all(WalBuilder {
+        segment_bytes_max: 64,
+    })
+    .await
+    .expect("openraft storage suite");
+}
+
+#[tokio::test]
+async fn torn_tail_is_truncated_to_the_last_valid_record() {
+    let dir = TempDir::new().expect("tempdir");
+    {
+        let mut log = open_log(dir.path(), 1 << 20).await.expect("open");
+        append_durably(&mut log, (1..=10).map(|i| blank(1, i)).collect()).await;
+    }
+    let file = segments(dir.path()).pop().expect("segment");
+    let len = std::fs::metadata(&file).expect("meta").len();
+    // Cut the last record in half, as a crash during a write would.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .expect("open");
+    f.set_len(len - 5).expect("truncate");
+    drop(f);
+
+    let mut log = open_log(dir.path(), 1 << 20)
+        .await
+        .expect("reopen repairs the tail");
+    assert_eq!(indexes(&mut log).await, (1..=9).collect::<Vec<_>>());
+    // The log continues where the valid records end.
+    append_durably(&mut log, vec![blank(1, 10), blank(1, 11)]).await;
+    drop(log);
+    let mut log = open_log(dir.path(), 1 << 20).await.expect("reopen");
+    assert_eq!(indexes(&mut log).await, (1..=11).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn garbage_after_the_tail_is_truncated() {
+    let dir = TempDir::new().expect("tempdir");
+    {
+        let mut log = open_log(dir.path(), 1 << 20).await.expect("open");
+        append_durably(&mut log, (1..=3).map(|i| blank(1, i)).collect()).await;
+    }
+    let file = segments(dir.path()).pop().expect("segment");
+    let mut bytes = std::fs::read(&file).expect("read");
+    bytes.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3]);
+    std::fs::write(&file, bytes).expect("write");
+    let mut log = open_log(dir.path(), 1 << 20).await.expect("reopen");
+    assert_eq!(indexes(&mut log).await, vec![1, 2, 3]);
+}
+
+#[tokio::test]
+async fn flipped_byte_mid_segment_is_reported_not_skipped() {
+    let dir = TempDir::new().expect("tempdir");
+    {
+        let mut log = open_log(dir.path(), 1 << 20).await.expect("open");
+        append_durably(&mut log, (1..=10).map(|i| blank(1, i)).collect()).await;
+    }
+    let file = segments(dir.path()).pop().expect("segment");
+    let mut bytes = std::fs::read(&file).expect("read");
+    let record = bytes.len() / 10;
+    let offset = 3 * record + 12; // inside the payload of the fourth record
+    bytes[offset] ^= 0x01;
+    std::fs::write(&file, bytes).expect("write");
+
+    let err = open_log(dir.path(), 1 << 20)
+        .await
+        .err()
+        .expect("corruption is an error");
+    assert!(err.contains("corrupt wal record"), "{err}");
+    assert!(
+        err.contains(&file.display().to_string()),
+        "names the file: {err}"
+    );
+    assert!(
+        err.contains(&format!("offset {}", 3 * record)),
+        "names the offset: {err}"
+    );
+}
+
+#[tokio::test]
+async fn damage_in_a_sealed_segment_is_reported() {
+    let dir = TempDir::new().expect("tempdir");
+    {
+        let mut log = open_log(dir.path(), 128).await.expect("open");
+        append_durably(&mut log, (1..=20).map(|i| blank(1, i)).collect()).await;
+    }
+    let files = segments(dir.path());
+    assert!(files.len() > 2, "small segments roll: {files:?}");
+    let sealed = &files[0];
+    let len = std::fs::metadata(sealed).expect("meta").len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(sealed)
+        .expect("open");
+    f.set_len(len - 3).expect("truncate");
+    drop(f);
+    let err = open_log(dir.path(), 128)
+        .await
+        .err()
+        .expect("corruption is an error");
+    assert!(err.contains(&sealed.display().to_string()), "{err}");
+}
+
+/// Simulates a crash after every prefix of a group of appended records: whatever the cut,
+/// reopening yields exactly the records that were whole, and never an error.
+#[tokio::test]
+async fn reopens_after_a_crash_at_every_byte_of_the_last_append() {
+    let dir = TempDir::new().expect("tempdir");
+    {
+        let mut log = open_log(dir.path(), 1 << 20).await.expect("open");
+        append_durably(&mut log, (1..=3).map(|i| blank(1, i)).collect()).await;
+    }
+    let file = segments(dir.path()).pop().expect("segment");
+    let full = std::fs::read(&file).expect("read");
+    let record = full.len() / 3;
+    for cut in (2 * record)..full.len() {
+        std::fs::write(&file, &full[..cut]).expect("write prefix");
+        let mut log = open_log(dir.path(), 1 << 20)
+            .await
+            .expect("reopen after crash");
+        let whole = cut / record;
+        assert_eq!(
+            indexes(&mut log).await,
+            (1..=whole as u64).collect::<Vec<_>>(),
+            "cut at {cut}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn purge_removes_whole_segments_and_survives_reopen() {
+    let dir = TempDir::new().expect("tempdir");
+    {
+        let mut log = open_log(dir.path(), 128).await.expect("open");
+        append_durably(&mut log, (1..=30).map(|i| blank(1, i)).collect()).await;
+        let before = segments(dir.path()).len();
+        log.purge(LogId::new(
+            LeaderId {
+                term: 1,
+                node_id: 1,
+            },
+            20,
+        ))
+        .await
+        .expect("purge");
+        assert!(
+            segments(dir.path()).len() < before,
+            "purged segments are deleted"
+        );
+    }
+    let mut log = open_log(dir.path(), 128).await.expect("reopen");
+    assert_eq!(indexes(&mut log).await, (21..=30).collect::<Vec<_>>());
+    let state = log.get_log_state().await.expect("state");
+    assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(20));
+    assert_eq!(state.last_log_id.map(|l| l.index), Some(30));
+}
