@@ -1,6 +1,18 @@
 //! arka: a distributed, replicated log of Apache Arrow record batches.
+//!
+//! Nodes form one Raft group whose log is the write-ahead log ([`wal`]); the state machine
+//! ([`state`]) indexes every table's batches by LSN; clients write and read over Arrow Flight
+//! ([`flight`]).
 
+pub mod acks;
+pub mod context;
+pub mod durability;
+pub mod error;
+pub mod flight;
 pub mod ipc;
+pub mod raft;
+pub mod read;
 pub mod state;
 pub mod table;
 pub mod wal;
+pub mod write;

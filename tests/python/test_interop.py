@@ -33,7 +33,8 @@ import pytest
 #   PERMISSION_DENIED   -> flight.FlightUnauthorizedError
 # str(exc) contains the server's message. On a streaming call (DoPut, DoExchange, DoGet) the
 # error can surface at any write, at done_writing, at a read or at close, depending on
-# timing, so the tests always wrap the whole call.
+# timing, so the tests always wrap the whole call. (RESOURCE_EXHAUSTED and ABORTED are not
+# provoked here; they are named so that the mapping lives in one place.)
 INVALID_ARGUMENT = pa.ArrowInvalid
 NOT_FOUND = pa.ArrowKeyError
 RESOURCE_EXHAUSTED = pa.ArrowInvalid
@@ -85,8 +86,9 @@ def followers(addrs):
 
 
 def connect(addr, middleware=None):
-    """A Flight client; use it as a context manager so its channel is closed."""
-    return flight.connect(addr, middleware=middleware)
+    """A Flight client (use it as a context manager, so its channel is closed);
+    `middleware` is one optional flight.ClientMiddlewareFactory."""
+    return flight.connect(addr, middleware=[middleware] if middleware else None)
 
 
 def options(ack_until=None):
@@ -377,7 +379,9 @@ def test_writes_to_follower_are_redirected(leader, followers):
             recorder = HeaderRecorder()
             with raises(UNAVAILABLE, "not leader; leader is grpc://") as err:
                 write(recorder)
-            named = re.search(r"leader is (grpc://[^\s;,]+:\d+)", str(err.value)).group(1)
+            match = re.search(r"leader is (grpc://[^\s;,]+:\d+)", str(err.value))
+            assert match, str(err.value)
+            named = match.group(1)
             assert recorder.received.get("x-arka-leader") == [named], recorder.received
             # The named leader takes the write.
             put_batches(named, table, [batch])

@@ -1,0 +1,42 @@
+//! What every request handler of a node shares.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arka_cluster::NodeId;
+
+use crate::acks::AckRouter;
+use crate::durability::Watermarks;
+use crate::raft::Raft;
+use crate::state::StateMachine;
+use crate::wal::LogReader;
+use crate::write::WritePath;
+
+pub struct NodeContext {
+    pub node_id: NodeId,
+    pub raft: Raft,
+    pub state: StateMachine,
+    pub log: LogReader,
+    pub writes: Arc<WritePath>,
+    /// How long a read waits for `min_lsn` at most.
+    pub read_wait_max: Duration,
+    pub started: Instant,
+}
+
+impl NodeContext {
+    pub fn acks(&self) -> &AckRouter {
+        self.writes.acks()
+    }
+
+    pub fn watermarks(&self) -> Watermarks {
+        let replicated_lsn = self.state.applied_lsn();
+        let acks = self.acks();
+        Watermarks {
+            memory_lsn: acks.memory_lsn().max(replicated_lsn),
+            disk_lsn: acks.disk_lsn().max(replicated_lsn),
+            replicated_lsn,
+            s3_lsn: 0,
+            committed_lsn: 0,
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Durability levels and the watermarks that define them (DESIGN §3).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+/// Call header choosing the level a write session waits for.
+pub const ACK_UNTIL_HEADER: &str = "x-arka-ack-until";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Level {
+    Memory,
+    LocalDisk,
+    Replicated,
+    ObjectStorage,
+    Committed,
+}
+
+impl Level {
+    pub const ALL: [Level; 5] = [
+        Level::Memory,
+        Level::LocalDisk,
+        Level::Replicated,
+        Level::ObjectStorage,
+        Level::Committed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Memory => "MEMORY",
+            Level::LocalDisk => "LOCAL_DISK",
+            Level::Replicated => "REPLICATED",
+            Level::ObjectStorage => "OBJECT_STORAGE",
+            Level::Committed => "COMMITTED",
+        }
+    }
+
+    /// Levels this build can deliver. Tiering (OBJECT_STORAGE, COMMITTED) is not enabled yet.
+    pub fn is_enabled(self) -> bool {
+        self <= Level::Replicated
+    }
+
+    /// The highest level a session may wait for, and the default of `x-arka-ack-until`.
+    pub const HIGHEST_ENABLED: Level = Level::Replicated;
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Level {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Level::ALL
+            .into_iter()
+            .find(|l| l.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                format!("unknown durability level {s:?}; one of MEMORY, LOCAL_DISK, REPLICATED, OBJECT_STORAGE, COMMITTED")
+            })
+    }
+}
+
+/// Parses `x-arka-ack-until`, refusing levels that are not enabled.
+pub fn parse_ack_until(value: Option<&str>, default: Level) -> Result<Level, String> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let level: Level = value.parse()?;
+    if !level.is_enabled() {
+        return Err(format!(
+            "{ACK_UNTIL_HEADER}: {level} is not enabled on this cluster (tiering to object storage is not configured); the highest level is {}",
+            Level::HIGHEST_ENABLED
+        ));
+    }
+    Ok(level)
+}
+
+/// The node's watermarks: an LSN is at level L when `lsn <= watermark(L)`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Watermarks {
+    pub memory_lsn: u64,
+    pub disk_lsn: u64,
+    pub replicated_lsn: u64,
+    pub s3_lsn: u64,
+    pub committed_lsn: u64,
+}
+
+impl Watermarks {
+    /// The highest level `lsn` has reached, if any.
+    pub fn level_of(&self, lsn: u64) -> Option<Level> {
+        [
+            (Level::Committed, self.committed_lsn),
+            (Level::ObjectStorage, self.s3_lsn),
+            (Level::Replicated, self.replicated_lsn),
+            (Level::LocalDisk, self.disk_lsn),
+            (Level::Memory, self.memory_lsn),
+        ]
+        .into_iter()
+        .find(|(_, mark)| lsn > 0 && lsn <= *mark)
+        .map(|(level, _)| level)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_parse_and_order() {
+        assert_eq!("replicated".parse::<Level>(), Ok(Level::Replicated));
+        assert!(Level::Memory < Level::Committed);
+        assert!("DISK".parse::<Level>().is_err());
+        assert!(parse_ack_until(Some("COMMITTED"), Level::Replicated)
+            .unwrap_err()
+            .contains("not enabled"));
+        assert_eq!(parse_ack_until(None, Level::Replicated), Ok(Level::Replicated));
+    }
+
+    #[test]
+    fn level_of_takes_the_highest_watermark_reached() {
+        let w = Watermarks {
+            memory_lsn: 10,
+            disk_lsn: 8,
+            replicated_lsn: 5,
+            ..Default::default()
+        };
+        assert_eq!(w.level_of(4), Some(Level::Replicated));
+        assert_eq!(w.level_of(7), Some(Level::LocalDisk));
+        assert_eq!(w.level_of(10), Some(Level::Memory));
+        assert_eq!(w.level_of(11), None);
+    }
+}

@@ -1,0 +1,105 @@
+//! DoExchange (streaming write with acks) and DoPut (batch upload): both run a write session
+//! and differ only in how they report.
+
+use std::sync::Arc;
+
+use arrow_flight::{FlightData, PutResult};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+
+use super::ack_batch::{ack_batch, ACK_SCHEMA};
+use super::encode::BatchEncoder;
+use crate::context::NodeContext;
+use crate::durability::{parse_ack_until, Level, ACK_UNTIL_HEADER};
+use crate::error::{Error, Result};
+use crate::write::{decode_writes, run_session, AckEvent, SessionLimits};
+
+/// Ack batches a session may have queued for a slow client before it stops reading input.
+const ACK_QUEUE_MAX: usize = 16;
+
+pub fn final_level(metadata: &tonic::metadata::MetadataMap) -> Result<Level> {
+    let value = match metadata.get(ACK_UNTIL_HEADER) {
+        Some(v) => Some(v.to_str().map_err(|_| {
+            Error::InvalidArgument(format!("{ACK_UNTIL_HEADER} is not ASCII"))
+        })?),
+        None => None,
+    };
+    parse_ack_until(value, Level::HIGHEST_ENABLED).map_err(Error::InvalidArgument)
+}
+
+/// Starts a session in its own task; its ack batches arrive on the returned receiver.
+fn start_session(
+    ctx: Arc<NodeContext>,
+    input: Streaming<FlightData>,
+    final_level: Level,
+) -> mpsc::Receiver<Result<Vec<AckEvent>>> {
+    let (tx, rx) = mpsc::channel(ACK_QUEUE_MAX);
+    tokio::spawn(async move {
+        let writes = match decode_writes(input).await {
+            Ok((_, writes)) => writes,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        let limits = SessionLimits {
+            final_level,
+            inflight_bytes_max: ctx.writes.limits().session_inflight_bytes_max,
+        };
+        run_session(ctx.writes.clone(), Box::pin(writes), limits, tx).await;
+    });
+    rx
+}
+
+pub fn do_exchange(
+    ctx: Arc<NodeContext>,
+    metadata: &tonic::metadata::MetadataMap,
+    input: Streaming<FlightData>,
+) -> Result<BoxStream<'static, Result<FlightData, Status>>> {
+    let level = final_level(metadata)?;
+    ctx.writes.ensure_leader()?;
+    let acks = ReceiverStream::new(start_session(ctx, input, level));
+    let mut encoder = BatchEncoder::default();
+    let schema = encoder.schema(&ACK_SCHEMA);
+    let body = acks.flat_map(move |item| {
+        let messages: Vec<Result<FlightData, Status>> = match item {
+            Ok(events) => match ack_batch(&events).and_then(|b| encoder.batch(&b, Default::default())) {
+                Ok(data) => data.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(Error::internal("encode acks", e).into())],
+            },
+            Err(e) => vec![Err(e.into())],
+        };
+        futures::stream::iter(messages)
+    });
+    Ok(futures::stream::once(async move { Ok(schema) }).chain(body).boxed())
+}
+
+pub fn do_put(
+    ctx: Arc<NodeContext>,
+    metadata: &tonic::metadata::MetadataMap,
+    input: Streaming<FlightData>,
+) -> Result<BoxStream<'static, Result<PutResult, Status>>> {
+    let level = final_level(metadata)?;
+    ctx.writes.ensure_leader()?;
+    let acks = ReceiverStream::new(start_session(ctx, input, level));
+    let results = acks.flat_map(move |item| {
+        let results: Vec<Result<PutResult, Status>> = match item {
+            Ok(events) => events
+                .iter()
+                .filter(|e| e.level >= level)
+                .map(|e| {
+                    let meta = serde_json::json!({"lsn": e.lsn, "durability_level": e.level});
+                    Ok(PutResult {
+                        app_metadata: meta.to_string().into(),
+                    })
+                })
+                .collect(),
+            Err(e) => vec![Err(e.into())],
+        };
+        futures::stream::iter(results)
+    });
+    Ok(results.boxed())
+}

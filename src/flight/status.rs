@@ -1,0 +1,103 @@
+//! The node status (DESIGN §4 "Status JSON"), as JSON and as a one-row batch.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use serde_json::{json, Value};
+
+use crate::context::NodeContext;
+use crate::error::{Error, Result};
+use crate::raft::role_name;
+
+/// One entry of `members`.
+fn members(ctx: &NodeContext) -> Vec<Value> {
+    let metrics = crate::raft::metrics(&ctx.raft);
+    let membership = metrics.membership_config.membership();
+    let voters: Vec<u64> = membership.voter_ids().collect();
+    let matched = metrics.replication.clone().unwrap_or_default();
+    membership
+        .nodes()
+        .map(|(id, node)| {
+            let mut member = json!({
+                "node_id": id,
+                "voter": voters.contains(id),
+                "raft_addr": node.raft_addr,
+                "flight_location": node.flight_location(),
+            });
+            if let Some(log_id) = matched.get(id) {
+                let index = log_id.as_ref().map(|l| l.index).unwrap_or(0);
+                member["matched_lsn"] = json!(index);
+                member["lag_entries"] = json!(metrics.last_log_index.unwrap_or(0).saturating_sub(index));
+            }
+            member
+        })
+        .collect()
+}
+
+pub fn status_json(ctx: &NodeContext) -> Value {
+    let metrics = crate::raft::metrics(&ctx.raft);
+    let w = ctx.watermarks();
+    let leader_location = metrics
+        .current_leader
+        .and_then(|id| metrics.membership_config.membership().get_node(&id).cloned())
+        .map(|n| n.flight_location());
+    json!({
+        "node_id": ctx.node_id,
+        "role": role_name(metrics.state),
+        "term": metrics.current_term,
+        "leader_id": metrics.current_leader,
+        "leader_location": leader_location,
+        "members": members(ctx),
+        "memory_lsn": w.memory_lsn,
+        "disk_lsn": w.disk_lsn,
+        "replicated_lsn": w.replicated_lsn,
+        "s3_lsn": w.s3_lsn,
+        "committed_lsn": w.committed_lsn,
+        // Tiering is not enabled yet: nothing is behind object storage but the whole log.
+        "lag_seconds": Value::Null,
+        "tier_worker": Value::Null,
+        "last_log_index": metrics.last_log_index,
+        "uptime_seconds": ctx.started.elapsed().as_secs(),
+    })
+}
+
+fn int(v: &Value, key: &str) -> Option<i64> {
+    v.get(key).and_then(Value::as_i64)
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(|x| x.as_str().map(str::to_string))
+}
+
+/// The status as a one-row batch; `members` is a JSON string column.
+pub fn status_batch(status: &Value) -> Result<RecordBatch> {
+    let ints = [
+        "node_id",
+        "term",
+        "leader_id",
+        "memory_lsn",
+        "disk_lsn",
+        "replicated_lsn",
+        "s3_lsn",
+        "committed_lsn",
+        "tier_worker",
+    ];
+    let mut fields = vec![Field::new("role", DataType::Utf8, false)];
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![text(status, "role")]))];
+    for key in ints {
+        fields.push(Field::new(key, DataType::Int64, true));
+        columns.push(Arc::new(Int64Array::from(vec![int(status, key)])));
+    }
+    fields.push(Field::new("leader_location", DataType::Utf8, true));
+    columns.push(Arc::new(StringArray::from(vec![text(status, "leader_location")])));
+    fields.push(Field::new("lag_seconds", DataType::Float64, true));
+    columns.push(Arc::new(Float64Array::from(vec![status
+        .get("lag_seconds")
+        .and_then(Value::as_f64)])));
+    fields.push(Field::new("members", DataType::Utf8, false));
+    columns.push(Arc::new(StringArray::from(vec![status["members"].to_string()])));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| Error::internal("status batch", e))
+}

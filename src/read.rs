@@ -1,0 +1,96 @@
+//! Reading a table's batches back from the log, in LSN order.
+
+use arka_cluster::Command;
+use arrow::array::{new_null_array, ArrayRef, Int64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use openraft::EntryPayload;
+use std::sync::Arc;
+
+use crate::context::NodeContext;
+use crate::error::{Error, Result};
+use crate::ipc;
+use crate::table::TableName;
+
+/// Index entries read per step of a scan (bounds the memory of one read step).
+pub const READ_STEP_BATCHES: usize = 256;
+
+/// The column `with_lsn` adds.
+pub const LSN_COLUMN: &str = "_lsn";
+
+/// The schema a read returns: the table's schema, plus `_lsn` when asked.
+pub fn output_schema(table: &Schema, with_lsn: bool) -> SchemaRef {
+    let mut fields: Vec<Arc<Field>> = table.fields().iter().cloned().collect();
+    if with_lsn {
+        fields.push(Arc::new(Field::new(LSN_COLUMN, DataType::Int64, false)));
+    }
+    Arc::new(Schema::new_with_metadata(fields, table.metadata().clone()))
+}
+
+/// Brings a batch written under an older schema to `schema`: columns added since are null.
+fn conform(batch: RecordBatch, schema: &SchemaRef, lsn: Option<u64>) -> Result<RecordBatch> {
+    let rows = batch.num_rows();
+    let data_columns = schema.fields().len() - usize::from(lsn.is_some());
+    if batch.num_columns() > data_columns {
+        return Err(Error::Unavailable(format!(
+            "the table's schema gained columns during this read (batch at lsn {}); read again to get the new schema",
+            lsn.unwrap_or_default()
+        )));
+    }
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    for field in schema.fields().iter().skip(columns.len()) {
+        if field.name() == LSN_COLUMN && lsn.is_some() {
+            let value = lsn.unwrap_or_default() as i64;
+            columns.push(Arc::new(Int64Array::from(vec![value; rows])));
+        } else {
+            columns.push(new_null_array(field.data_type(), rows));
+        }
+    }
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::internal("conform batch", e))
+}
+
+/// One step of a scan.
+pub struct ReadStep {
+    pub batches: Vec<(u64, RecordBatch)>,
+    /// True when the step reached `to_lsn`: nothing more is indexed in the range now.
+    pub exhausted: bool,
+}
+
+/// Reads the next step of `table` from `from_lsn` to `to_lsn` (inclusive): at most
+/// [`READ_STEP_BATCHES`] log entries, each batch with its LSN.
+pub fn read_step(
+    ctx: &NodeContext,
+    table: &TableName,
+    schema: &SchemaRef,
+    from_lsn: u64,
+    to_lsn: u64,
+    with_lsn: bool,
+) -> Result<ReadStep> {
+    let index = ctx
+        .state
+        .index_range(table, from_lsn, to_lsn, READ_STEP_BATCHES)?;
+    let exhausted = index.len() < READ_STEP_BATCHES;
+    let mut out = Vec::with_capacity(index.len());
+    for (lsn, _) in index {
+        let entry = ctx.log.entries(lsn, lsn + 1)?.pop().ok_or_else(|| {
+            Error::Internal(format!(
+                "entry {lsn} of table {table} is no longer in the WAL (first kept: {})",
+                ctx.log.first_index()
+            ))
+        })?;
+        let EntryPayload::Normal(Command::Write(write)) = entry.payload else {
+            return Err(Error::Internal(format!(
+                "index of table {table} points at entry {lsn}, which is not a write"
+            )));
+        };
+        let (_, batches) = ipc::decode_batches(&write.ipc)
+            .map_err(|e| Error::internal(&format!("decode entry {lsn}"), e))?;
+        for batch in batches {
+            out.push((lsn, conform(batch, schema, with_lsn.then_some(lsn))?));
+        }
+    }
+    Ok(ReadStep {
+        batches: out,
+        exhausted,
+    })
+}

@@ -1,0 +1,194 @@
+//! The write path: validating a client's batch, proposing it through Raft on the leader, and
+//! following it through the durability levels for the session that sent it.
+
+mod input;
+mod producer;
+mod session;
+
+use std::sync::Arc;
+
+use arka_cluster::{Command, CommandResponse, ProducerSeq, WriteCommand};
+use arrow::record_batch::RecordBatch;
+use futures::future::BoxFuture;
+use openraft::errors::ClientWriteError;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+pub use input::{decode_writes, table_from_path};
+pub use producer::parse_producer;
+pub use session::{run_session, AckEvent, SessionLimits};
+
+use crate::acks::AckRouter;
+use crate::error::{Error, Result};
+use crate::raft::{leader_location, Raft};
+use crate::state::StateMachine;
+use crate::table::{fit_schema, TableName};
+use crate::{ipc, write};
+
+/// One batch a client asked to write.
+#[derive(Debug)]
+pub struct IncomingWrite {
+    pub table: TableName,
+    pub batch: RecordBatch,
+    pub producer: Option<ProducerSeq>,
+}
+
+/// Bounds of the write path.
+#[derive(Debug, Clone)]
+pub struct WriteLimits {
+    /// Largest encoded batch one write may carry.
+    pub batch_bytes_max: usize,
+    /// Encoded bytes that may be proposed but not yet replicated, across all sessions.
+    pub node_inflight_bytes_max: usize,
+    /// The same, for one session; past it the session stops reading its input.
+    pub session_inflight_bytes_max: usize,
+}
+
+impl Default for WriteLimits {
+    fn default() -> Self {
+        Self {
+            batch_bytes_max: 64 * 1024 * 1024,
+            node_inflight_bytes_max: 512 * 1024 * 1024,
+            session_inflight_bytes_max: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The node memory bound is counted in KiB so that a semaphore can hold it.
+const PERMIT_BYTES: usize = 1024;
+
+/// A write proposed through Raft.
+pub struct Proposal {
+    pub lsn: oneshot::Receiver<u64>,
+    pub outcome: BoxFuture<'static, Result<CommandResponse>>,
+    pub bytes: usize,
+    pub rows: u64,
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// What became of a submitted write.
+pub enum Submitted {
+    Proposed(Proposal),
+    /// `(producer_id, seq)` was applied before at `original`: nothing is written.
+    Duplicate { original: u64, rows: u64 },
+}
+
+pub struct WritePath {
+    raft: Raft,
+    sm: StateMachine,
+    acks: Arc<AckRouter>,
+    limits: WriteLimits,
+    inflight: Arc<Semaphore>,
+}
+
+impl WritePath {
+    pub fn new(raft: Raft, sm: StateMachine, acks: Arc<AckRouter>, limits: WriteLimits) -> Self {
+        let permits = limits.node_inflight_bytes_max / PERMIT_BYTES;
+        Self {
+            raft,
+            sm,
+            acks,
+            limits,
+            inflight: Arc::new(Semaphore::new(permits)),
+        }
+    }
+
+    pub fn acks(&self) -> &Arc<AckRouter> {
+        &self.acks
+    }
+
+    pub fn state(&self) -> &StateMachine {
+        &self.sm
+    }
+
+    pub fn limits(&self) -> &WriteLimits {
+        &self.limits
+    }
+
+    /// Fails with a redirect unless this node is the leader.
+    pub fn ensure_leader(&self) -> Result<()> {
+        if self.raft.is_leader() {
+            return Ok(());
+        }
+        Err(Error::NotLeader {
+            leader: leader_location(&self.raft),
+        })
+    }
+
+    /// Checks, encodes and proposes one write. Waits (backpressure) while the node's
+    /// in-flight bytes are at their bound.
+    pub async fn submit(&self, write: IncomingWrite) -> Result<Submitted> {
+        self.ensure_leader()?;
+        let rows = write.batch.num_rows() as u64;
+        if let Some(p) = &write.producer {
+            if let Some(original) = self.sm.dedup_lookup(&p.producer_id, p.seq)? {
+                return Ok(Submitted::Duplicate { original, rows });
+            }
+        }
+        if let Some(table) = self.sm.table(&write.table) {
+            fit_schema(&write.table, &table.schema, &write.batch.schema())
+                .map_err(Error::InvalidArgument)?;
+        }
+        let ipc = ipc::encode_batch(&write.batch)
+            .map_err(|e| Error::InvalidArgument(format!("cannot encode batch: {e}")))?;
+        if ipc.len() > self.limits.batch_bytes_max {
+            return Err(Error::ResourceExhausted(format!(
+                "batch of {} bytes is over the limit of {} bytes per write; split it",
+                ipc.len(),
+                self.limits.batch_bytes_max
+            )));
+        }
+        let permits = ipc.len().div_ceil(PERMIT_BYTES).max(1) as u32;
+        let permit = self
+            .inflight
+            .clone()
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| Error::Shutdown)?;
+        let (request, lsn) = self.acks.register();
+        let bytes = ipc.len();
+        let command = Command::Write(WriteCommand {
+            table: write.table.to_string(),
+            request,
+            producer: write.producer,
+            rows,
+            ipc,
+        });
+        let outcome = write::propose(self.raft.clone(), self.acks.clone(), command);
+        Ok(Submitted::Proposed(Proposal {
+            lsn,
+            outcome,
+            bytes,
+            rows,
+            permit,
+        }))
+    }
+}
+
+/// Proposes a command and maps openraft's answer to the node's errors.
+pub fn propose(
+    raft: Raft,
+    acks: Arc<AckRouter>,
+    command: Command,
+) -> BoxFuture<'static, Result<CommandResponse>> {
+    let request = command.request();
+    Box::pin(async move {
+        let result = raft.client_write(command).await;
+        match result {
+            Ok(response) => Ok(response.data),
+            Err(e) => {
+                acks.forget(request);
+                Err(match e.into_api_error() {
+                    Some(ClientWriteError::ForwardToLeader(f)) => Error::NotLeader {
+                        leader: f.leader_node.map(|n| n.flight_location()),
+                    },
+                    Some(ClientWriteError::LogEntryDiscarded(f)) => Error::Aborted {
+                        first_lost_lsn: 0,
+                        reason: format!("the leader changed (now {:?})", f.leader_id),
+                    },
+                    Some(other) => Error::internal("raft write", other),
+                    None => Error::Shutdown,
+                })
+            }
+        }
+    })
+}

@@ -1,0 +1,255 @@
+//! One client write session (a DoExchange or DoPut call): reads writes while the session's
+//! unreplicated bytes are under their bound, proposes them, and reports each write's
+//! durability level as it rises, until every write reached the session's final level.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arka_cluster::CommandResponse;
+use futures::stream::FuturesUnordered;
+use futures::{Stream, StreamExt};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+
+use super::{IncomingWrite, Submitted, WritePath};
+use crate::durability::Level;
+use crate::error::{Error, Result};
+
+/// One acknowledgement row: write `write_no` of the session reached `level`.
+#[derive(Debug, Clone)]
+pub struct AckEvent {
+    pub write_no: u64,
+    pub lsn: u64,
+    pub level: Level,
+    pub is_update: bool,
+    pub table: String,
+    pub rows: u64,
+    pub seq: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    pub final_level: Level,
+    pub inflight_bytes_max: usize,
+}
+
+struct WriteState {
+    lsn: Option<u64>,
+    level: Option<Level>,
+    table: String,
+    rows: u64,
+    seq: Option<i64>,
+    bytes: usize,
+    /// Held until the write is replicated: counts against the node's memory bound.
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+struct Session {
+    path: Arc<WritePath>,
+    limits: SessionLimits,
+    writes: HashMap<u64, WriteState>,
+    next_write_no: u64,
+    inflight_bytes: usize,
+    pending: Vec<AckEvent>,
+}
+
+impl Session {
+    /// Raises write `no` to `level` (at `lsn`) and queues the ack row if the level is new.
+    fn raise(&mut self, no: u64, lsn: u64, level: Level) {
+        let Some(w) = self.writes.get_mut(&no) else {
+            return;
+        };
+        if w.level.is_some_and(|current| current >= level) {
+            return;
+        }
+        let is_update = w.level.is_some();
+        w.level = Some(level);
+        w.lsn = Some(lsn);
+        if level >= Level::Replicated {
+            if w.permit.take().is_some() {
+                self.inflight_bytes -= w.bytes;
+            }
+        }
+        self.pending.push(AckEvent {
+            write_no: no,
+            lsn,
+            level,
+            is_update,
+            table: w.table.clone(),
+            rows: w.rows,
+            seq: w.seq,
+        });
+        if level >= self.limits.final_level {
+            self.writes.remove(&no);
+        }
+    }
+
+    fn raise_to_disk(&mut self, disk_lsn: u64) {
+        let ready: Vec<(u64, u64)> = self
+            .writes
+            .iter()
+            .filter_map(|(no, w)| {
+                let lsn = w.lsn?;
+                let below = w.level.is_none_or(|l| l < Level::LocalDisk);
+                (below && lsn <= disk_lsn).then_some((*no, lsn))
+            })
+            .collect();
+        for (no, lsn) in ready {
+            self.raise(no, lsn, Level::LocalDisk);
+        }
+    }
+
+    fn track(&mut self, write: &IncomingWrite) -> u64 {
+        let no = self.next_write_no;
+        self.next_write_no += 1;
+        self.writes.insert(
+            no,
+            WriteState {
+                lsn: None,
+                level: None,
+                table: write.table.to_string(),
+                rows: write.batch.num_rows() as u64,
+                seq: write.producer.as_ref().map(|p| p.seq),
+                bytes: 0,
+                permit: None,
+            },
+        );
+        no
+    }
+}
+
+type LsnFuture = futures::future::BoxFuture<'static, (u64, Option<u64>)>;
+type OutcomeFuture = futures::future::BoxFuture<'static, (u64, Result<CommandResponse>)>;
+
+/// Runs a session until its input ends and every write reached the final level, sending
+/// batches of ack rows to `out`. An error ends the session and is sent as the last item.
+pub async fn run_session<S>(
+    path: Arc<WritePath>,
+    input: S,
+    limits: SessionLimits,
+    out: mpsc::Sender<Result<Vec<AckEvent>>>,
+) where
+    S: Stream<Item = Result<IncomingWrite>> + Send + Unpin,
+{
+    if let Err(e) = drive(path, input, limits, &out).await {
+        let _ = out.send(Err(e)).await;
+    }
+}
+
+async fn drive<S>(
+    path: Arc<WritePath>,
+    mut input: S,
+    limits: SessionLimits,
+    out: &mpsc::Sender<Result<Vec<AckEvent>>>,
+) -> Result<()>
+where
+    S: Stream<Item = Result<IncomingWrite>> + Send + Unpin,
+{
+    let mut disk = path.acks().subscribe_disk();
+    let mut session = Session {
+        path,
+        limits,
+        writes: HashMap::new(),
+        next_write_no: 0,
+        inflight_bytes: 0,
+        pending: Vec::new(),
+    };
+    let mut lsns: FuturesUnordered<LsnFuture> = FuturesUnordered::new();
+    let mut outcomes: FuturesUnordered<OutcomeFuture> = FuturesUnordered::new();
+    let mut input_done = false;
+    loop {
+        if input_done && session.writes.is_empty() {
+            return Ok(());
+        }
+        let can_read = !input_done && session.inflight_bytes < limits.inflight_bytes_max;
+        tokio::select! {
+            item = input.next(), if can_read => match item {
+                None => input_done = true,
+                Some(write) => submit(&mut session, write?, &mut lsns, &mut outcomes).await?,
+            },
+            Some((no, lsn)) = lsns.next() => {
+                if let Some(lsn) = lsn {
+                    session.raise(no, lsn, Level::Memory);
+                    session.raise_to_disk(*disk.borrow());
+                }
+            }
+            Some((no, outcome)) = outcomes.next() => on_outcome(&mut session, no, outcome)?,
+            Ok(()) = disk.changed() => {
+                let disk_lsn = *disk.borrow_and_update();
+                session.raise_to_disk(disk_lsn);
+            }
+        }
+        if !session.pending.is_empty() {
+            let rows = std::mem::take(&mut session.pending);
+            out.send(Ok(rows)).await.map_err(|_| Error::Shutdown)?;
+        }
+    }
+}
+
+async fn submit(
+    session: &mut Session,
+    write: IncomingWrite,
+    lsns: &mut FuturesUnordered<LsnFuture>,
+    outcomes: &mut FuturesUnordered<OutcomeFuture>,
+) -> Result<()> {
+    let no = session.track(&write);
+    match session.path.submit(write).await? {
+        Submitted::Duplicate { original, .. } => {
+            // Already applied, so at least REPLICATED.
+            session.raise(no, original, Level::Replicated);
+        }
+        Submitted::Proposed(p) => {
+            if let Some(w) = session.writes.get_mut(&no) {
+                w.bytes = p.bytes;
+                w.permit = Some(p.permit);
+            }
+            session.inflight_bytes += p.bytes;
+            let lsn = p.lsn;
+            lsns.push(Box::pin(async move { (no, lsn.await.ok()) }));
+            let outcome = p.outcome;
+            outcomes.push(Box::pin(async move { (no, outcome.await) }));
+        }
+    }
+    Ok(())
+}
+
+fn on_outcome(session: &mut Session, no: u64, outcome: Result<CommandResponse>) -> Result<()> {
+    match outcome {
+        Ok(CommandResponse::Written { lsn }) => session.raise(no, lsn.0, Level::Replicated),
+        Ok(CommandResponse::Duplicate { original }) => {
+            session.raise(no, original.0, Level::Replicated)
+        }
+        Ok(CommandResponse::Rejected { reason }) => return Err(Error::InvalidArgument(reason)),
+        Ok(other) => {
+            return Err(Error::Internal(format!(
+                "unexpected answer to a write: {other:?}"
+            )))
+        }
+        Err(Error::Aborted { reason, .. }) => {
+            let lost = session.writes.get(&no).and_then(|w| w.lsn);
+            return Err(match lost {
+                Some(lsn) => Error::Aborted {
+                    first_lost_lsn: first_lost(session, lsn),
+                    reason,
+                },
+                None => Error::Unavailable(format!(
+                    "leadership changed before the write was accepted ({reason}); retry on the new leader"
+                )),
+            });
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+/// The lowest LSN of the session that is not yet replicated: everything from there on may be
+/// lost.
+fn first_lost(session: &Session, lsn: u64) -> u64 {
+    session
+        .writes
+        .values()
+        .filter(|w| w.level.is_none_or(|l| l < Level::Replicated))
+        .filter_map(|w| w.lsn)
+        .min()
+        .unwrap_or(lsn)
+        .min(lsn)
+}
