@@ -5,11 +5,14 @@
 //! ([`flight`]).
 
 pub mod acks;
+pub mod cli;
+pub mod config;
 pub mod context;
 pub mod durability;
 pub mod error;
 pub mod flight;
 pub mod ipc;
+pub mod node;
 pub mod raft;
 pub mod read;
 pub mod state;

@@ -1,1 +1,25 @@
-fn main() {}
+use clap::Parser;
+
+fn main() {
+    arka::cli::init_tracing();
+    let cli = arka::cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("arka")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("arka: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = match runtime.block_on(arka::cli::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("arka: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}

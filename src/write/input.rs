@@ -49,7 +49,11 @@ pub async fn decode_writes(
         .ok_or_else(|| Error::InvalidArgument("empty write stream: no schema was sent".into()))?;
     let table = table_from_path(first.flight_descriptor.as_ref())?;
     let rest = stream.map_err(|status| FlightError::Tonic(Box::new(status)));
-    let all = futures::stream::once(async move { Ok(first) }).chain(rest);
+    // Messages without an IPC header carry only a descriptor or app_metadata (pyarrow sends
+    // the descriptor alone first); they hold no data to decode.
+    let all = futures::stream::once(async move { Ok(first) })
+        .chain(rest)
+        .try_filter(|data| futures::future::ready(!data.data_header.is_empty()));
     let target = table.clone();
     let writes = FlightDataDecoder::new(all).filter_map(move |item| {
         let table = target.clone();

@@ -84,7 +84,7 @@ impl Session {
     }
 
     fn raise_to_disk(&mut self, disk_lsn: u64) {
-        let ready: Vec<(u64, u64)> = self
+        let mut ready: Vec<(u64, u64)> = self
             .writes
             .iter()
             .filter_map(|(no, w)| {
@@ -93,6 +93,7 @@ impl Session {
                 (below && lsn <= disk_lsn).then_some((*no, lsn))
             })
             .collect();
+        ready.sort_unstable_by_key(|(_, lsn)| *lsn);
         for (no, lsn) in ready {
             self.raise(no, lsn, Level::LocalDisk);
         }

@@ -1,0 +1,62 @@
+//! `arka admin --addr URL ACTION [JSON]`: a thin DoAction client.
+
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::Action;
+use clap::Args;
+use futures::TryStreamExt;
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The node to ask, e.g. grpc://127.0.0.1:8815.
+    #[arg(long, default_value = "grpc://127.0.0.1:8815", env = "ARKA_ADDR")]
+    addr: String,
+    /// The action, e.g. status, cluster_status, list_tables, create_table, drop_table.
+    action: String,
+    /// The action's JSON body.
+    body: Option<String>,
+}
+
+/// `grpc://HOST:PORT` → the `http://` URI tonic connects to.
+pub fn endpoint_uri(addr: &str) -> String {
+    let rest = addr
+        .strip_prefix("grpc://")
+        .or_else(|| addr.strip_prefix("grpc+tcp://"))
+        .or_else(|| addr.strip_prefix("http://"))
+        .unwrap_or(addr);
+    format!("http://{rest}")
+}
+
+pub async fn connect(addr: &str) -> anyhow::Result<FlightServiceClient<tonic::transport::Channel>> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint_uri(addr))?
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to {addr}: {e}"))?;
+    Ok(FlightServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+}
+
+pub async fn run(args: AdminArgs) -> anyhow::Result<i32> {
+    let mut client = connect(&args.addr).await?;
+    let body = args.body.unwrap_or_default();
+    let request = Action::new(args.action.clone(), body);
+    let results = match client.do_action(request).await {
+        Ok(response) => response.into_inner().try_collect::<Vec<_>>().await,
+        Err(status) => Err(status),
+    };
+    let results = match results {
+        Ok(results) => results,
+        Err(status) => {
+            eprintln!("{}: {:?}: {}", args.action, status.code(), status.message());
+            if let Some(leader) = status.metadata().get(crate::error::LEADER_TRAILER) {
+                eprintln!("leader: {}", leader.to_str().unwrap_or("?"));
+            }
+            return Ok(2);
+        }
+    };
+    for result in results {
+        match serde_json::from_slice::<serde_json::Value>(&result.body) {
+            Ok(value) => println!("{}", serde_json::to_string_pretty(&value)?),
+            Err(_) => println!("{}", String::from_utf8_lossy(&result.body)),
+        }
+    }
+    Ok(0)
+}

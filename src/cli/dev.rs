@@ -1,0 +1,148 @@
+//! `arka dev`: a local cluster of child `arka server` processes on consecutive ports.
+//!
+//! Node i (1-based) serves Flight on `base-port + i - 1`, Raft on `base-port + 100 + i - 1`
+//! and gossip on `base-port + 200 + i - 1`. Node 1 bootstraps the group, so a fresh cluster's
+//! first leader is on `base-port`. A child that dies is reported, never restarted silently.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use clap::Args;
+use tokio::process::Command;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
+    nodes: u64,
+    /// Data directory; node i keeps its data in DIR/node-i. Reusing it brings the same
+    /// cluster back with its data.
+    #[arg(long, default_value = "arka-dev")]
+    data_dir: PathBuf,
+    /// Flight port of node 1.
+    #[arg(long, default_value_t = 8815)]
+    base_port: u16,
+}
+
+/// The addresses of node `id` (1-based) of a dev cluster.
+pub struct DevNode {
+    pub id: u64,
+    pub flight: String,
+    pub raft: String,
+    pub gossip: String,
+}
+
+pub fn dev_nodes(nodes: u64, base_port: u16) -> Vec<DevNode> {
+    (1..=nodes)
+        .map(|id| {
+            let port = |offset: u64| format!("127.0.0.1:{}", u64::from(base_port) + offset + id - 1);
+            DevNode {
+                id,
+                flight: port(0),
+                raft: port(100),
+                gossip: port(200),
+            }
+        })
+        .collect()
+}
+
+fn server_args(node: &DevNode, all: &[DevNode], data_dir: &Path) -> Vec<String> {
+    let mut args = vec![
+        "server".to_string(),
+        "--node-id".into(),
+        node.id.to_string(),
+        "--data-dir".into(),
+        data_dir.join(format!("node-{}", node.id)).display().to_string(),
+        "--flight-addr".into(),
+        node.flight.clone(),
+        "--raft-addr".into(),
+        node.raft.clone(),
+        "--gossip-addr".into(),
+        node.gossip.clone(),
+    ];
+    if node.id == 1 {
+        args.push("--bootstrap".into());
+        for member in all {
+            args.push("--member".into());
+            args.push(format!("{}@{}@{}", member.id, member.raft, member.flight));
+        }
+    }
+    args
+}
+
+fn signal(pid: u32, sig: i32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        // SAFETY: kill(2) on a child's pid has no memory effects.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
+    let exe = std::env::current_exe()?;
+    let nodes = dev_nodes(args.nodes, args.base_port);
+    let (exit_tx, mut exit_rx) = mpsc::channel::<(u64, String)>(nodes.len());
+    let mut pids = Vec::new();
+    for node in &nodes {
+        let argv = server_args(node, &nodes, &args.data_dir);
+        println!("node {}: {} {}", node.id, exe.display(), argv.join(" "));
+        println!("node {}: flight grpc://{}", node.id, node.flight);
+        let mut child = Command::new(&exe)
+            .args(&argv)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        pids.push((node.id, child.id().unwrap_or(0)));
+        let tx = exit_tx.clone();
+        let id = node.id;
+        tokio::spawn(async move {
+            let status = match child.wait().await {
+                Ok(s) => s.to_string(),
+                Err(e) => format!("unknown ({e})"),
+            };
+            let _ = tx.send((id, status)).await;
+        });
+    }
+    drop(exit_tx);
+    println!("arka dev: {} nodes running; Ctrl-C stops them", nodes.len());
+
+    let mut alive = nodes.len();
+    let signal_name = loop {
+        tokio::select! {
+            sig = super::shutdown_signal() => break sig?,
+            Some((id, status)) = exit_rx.recv() => {
+                alive -= 1;
+                eprintln!("arka dev: node {id} exited ({status}); it is not restarted. Restart `arka dev` to bring it back.");
+                if alive == 0 {
+                    eprintln!("arka dev: every node has exited");
+                    return Ok(1);
+                }
+            }
+        }
+    };
+    println!("arka dev: {signal_name}: stopping {alive} nodes");
+    for (_, pid) in &pids {
+        signal(*pid, libc::SIGTERM);
+    }
+    let deadline = tokio::time::sleep(Duration::from_secs(15));
+    tokio::pin!(deadline);
+    while alive > 0 {
+        tokio::select! {
+            Some((id, status)) = exit_rx.recv() => {
+                alive -= 1;
+                println!("arka dev: node {id} stopped ({status})");
+            }
+            _ = &mut deadline => {
+                eprintln!("arka dev: {alive} nodes did not stop within 15 s; killing them");
+                for (_, pid) in &pids {
+                    signal(*pid, libc::SIGKILL);
+                }
+                break;
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,57 @@
+//! The `arka` command line: `server`, `dev`, `admin` and `bench`.
+
+mod admin;
+mod bench;
+mod dev;
+mod server;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "arka", version, about = "A distributed, replicated log of Apache Arrow record batches")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one node.
+    Server(server::ServerArgs),
+    /// Run a local cluster: every node is a child `arka server` process.
+    Dev(dev::DevArgs),
+    /// Send an admin action (DoAction) to a node and print the result.
+    Admin(admin::AdminArgs),
+    /// Drive a running cluster and report throughput and ack latency.
+    Bench(bench::BenchArgs),
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Server(args) => server::run(args).await.map(|()| 0),
+        Command::Dev(args) => dev::run(args).await,
+        Command::Admin(args) => admin::run(args).await,
+        Command::Bench(args) => bench::run(args).await.map(|()| 0),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

@@ -1,0 +1,81 @@
+//! `arka server`: one node. Flags and `ARKA_*` variables override the config file.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::config::{MemberSpec, NodeConfig};
+use crate::node::Node;
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// TOML config file (kebab-case keys, see `NodeConfig`).
+    #[arg(long, env = "ARKA_CONFIG")]
+    config: Option<PathBuf>,
+    /// This node's id (unique in the cluster, never reused).
+    #[arg(long, env = "ARKA_NODE_ID")]
+    node_id: Option<u64>,
+    /// Directory for the WAL and metadata.
+    #[arg(long, env = "ARKA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Flight listen address, HOST:PORT.
+    #[arg(long, env = "ARKA_FLIGHT_ADDR")]
+    flight_addr: Option<String>,
+    /// Raft listen address, HOST:PORT.
+    #[arg(long, env = "ARKA_RAFT_ADDR")]
+    raft_addr: Option<String>,
+    /// Gossip UDP address, HOST:PORT.
+    #[arg(long, env = "ARKA_GOSSIP_ADDR")]
+    gossip_addr: Option<String>,
+    /// A voter of the initial cluster, ID@RAFT_ADDR@FLIGHT_ADDR (repeat for each).
+    #[arg(long = "member", value_name = "ID@RAFT@FLIGHT")]
+    members: Vec<MemberSpec>,
+    /// Initialize a new cluster if the data dir holds none.
+    #[arg(long, env = "ARKA_BOOTSTRAP")]
+    bootstrap: bool,
+}
+
+impl ServerArgs {
+    fn into_config(self) -> anyhow::Result<NodeConfig> {
+        let mut config = match &self.config {
+            Some(path) => NodeConfig::from_file(path)?,
+            None => NodeConfig::default(),
+        };
+        if let Some(v) = self.node_id {
+            config.node_id = v;
+        }
+        if let Some(v) = self.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = self.flight_addr {
+            config.flight_addr = v;
+        }
+        if let Some(v) = self.raft_addr {
+            config.raft_addr = v;
+        }
+        if let Some(v) = self.gossip_addr {
+            config.gossip_addr = v;
+        }
+        if !self.members.is_empty() {
+            config.initial_members = self.members;
+        }
+        config.bootstrap |= self.bootstrap;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    let node = Node::start(config.clone()).await?;
+    println!(
+        "arka node {} serving flight grpc://{} raft {} data {}",
+        config.node_id,
+        node.flight_addr,
+        node.raft_addr,
+        config.data_dir.display()
+    );
+    let signal = super::shutdown_signal().await?;
+    tracing::info!(signal, "shutting down");
+    node.shutdown().await
+}

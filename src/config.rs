@@ -1,0 +1,180 @@
+//! Node configuration: defaults, then a TOML file (kebab-case keys), then `ARKA_*` environment
+//! variables and command-line flags (applied by the CLI), then `validate()`.
+
+use std::path::{Path, PathBuf};
+
+use arka_cluster::NodeId;
+use serde::{Deserialize, Serialize};
+
+/// A member of the initial cluster, written `ID@RAFT_ADDR@FLIGHT_ADDR` on the command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MemberSpec {
+    pub node_id: NodeId,
+    pub raft_addr: String,
+    pub flight_addr: String,
+}
+
+impl std::str::FromStr for MemberSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.split('@').collect();
+        let [id, raft, flight] = parts.as_slice() else {
+            return Err(format!("bad member {s:?}: expected ID@RAFT_HOST:PORT@FLIGHT_HOST:PORT"));
+        };
+        let node_id = id
+            .parse()
+            .map_err(|_| format!("bad member {s:?}: node id {id:?} is not a number"))?;
+        Ok(Self {
+            node_id,
+            raft_addr: raft.to_string(),
+            flight_addr: flight.to_string(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// This node's id: unique in the cluster and never reused for another node.
+    pub node_id: NodeId,
+    /// Directory of the WAL segments and the metadata store.
+    pub data_dir: PathBuf,
+    /// `HOST:PORT` the public Flight service listens on (and is advertised at).
+    pub flight_addr: String,
+    /// `HOST:PORT` the node-to-node Raft service listens on (and is advertised at).
+    pub raft_addr: String,
+    /// UDP `HOST:PORT` for gossip membership (used once gossip lands).
+    pub gossip_addr: String,
+    /// The voters of a new cluster. Needed only on the node that bootstraps.
+    pub initial_members: Vec<MemberSpec>,
+    /// Initialize a new cluster with `initial-members` (or this node alone) if this node's
+    /// data dir holds no cluster yet.
+    pub bootstrap: bool,
+    /// A WAL segment is sealed and a new one started at this size.
+    pub segment_bytes_max: u64,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Largest encoded batch one write may carry.
+    pub batch_bytes_max: usize,
+    /// Write bytes proposed but not yet replicated, across all sessions of the node.
+    pub node_inflight_bytes_max: usize,
+    /// The same for one write session; past it the session stops reading.
+    pub session_inflight_bytes_max: usize,
+    /// How long a read waits for its `min_lsn` at most.
+    pub read_wait_max_ms: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            data_dir: PathBuf::from("arka-data"),
+            flight_addr: "127.0.0.1:8815".into(),
+            raft_addr: "127.0.0.1:7815".into(),
+            gossip_addr: "127.0.0.1:6815".into(),
+            initial_members: Vec::new(),
+            bootstrap: false,
+            segment_bytes_max: 64 * 1024 * 1024,
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            batch_bytes_max: 64 * 1024 * 1024,
+            node_inflight_bytes_max: 512 * 1024 * 1024,
+            session_inflight_bytes_max: 64 * 1024 * 1024,
+            read_wait_max_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("bad config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl NodeConfig {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.election_timeout_min_ms <= self.heartbeat_interval_ms {
+            return invalid(format!(
+                "election-timeout-min-ms ({}) must be above heartbeat-interval-ms ({})",
+                self.election_timeout_min_ms, self.heartbeat_interval_ms
+            ));
+        }
+        if self.election_timeout_max_ms <= self.election_timeout_min_ms {
+            return invalid("election-timeout-max-ms must be above election-timeout-min-ms".into());
+        }
+        if self.segment_bytes_max < 4096 {
+            return invalid("segment-bytes-max must be at least 4096".into());
+        }
+        if self.batch_bytes_max > self.session_inflight_bytes_max
+            || self.session_inflight_bytes_max > self.node_inflight_bytes_max
+        {
+            return invalid(
+                "need batch-bytes-max <= session-inflight-bytes-max <= node-inflight-bytes-max".into(),
+            );
+        }
+        let mut ids: Vec<NodeId> = self.initial_members.iter().map(|m| m.node_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != self.initial_members.len() {
+            return invalid("initial-members has a node id twice".into());
+        }
+        if self.bootstrap
+            && !self.initial_members.is_empty()
+            && !ids.contains(&self.node_id)
+        {
+            return invalid(format!(
+                "bootstrap node {} must be one of initial-members",
+                self.node_id
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kebab_case_toml_and_validates() {
+        let config: NodeConfig = toml::from_str(
+            r#"
+            node-id = 2
+            data-dir = "d"
+            bootstrap = true
+            initial-members = [{ node-id = 2, raft-addr = "h:1", flight-addr = "h:2" }]
+            "#,
+        )
+        .expect("parse");
+        assert_eq!(config.node_id, 2);
+        config.validate().expect("valid");
+        assert!(toml::from_str::<NodeConfig>("nodeid = 1").is_err(), "unknown keys are errors");
+    }
+
+    #[test]
+    fn member_specs_parse() {
+        let m: MemberSpec = "3@127.0.0.1:7817@127.0.0.1:8817".parse().expect("parse");
+        assert_eq!((m.node_id, m.raft_addr.as_str()), (3, "127.0.0.1:7817"));
+        assert!("x@a@b".parse::<MemberSpec>().is_err());
+        assert!("1@a".parse::<MemberSpec>().is_err());
+    }
+}

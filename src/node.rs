@@ -1,0 +1,187 @@
+//! A running node: storage, Raft, the Raft RPC server and the Flight server, started in that
+//! order and stopped in the reverse (stop ingress → stop Raft → flush sled).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use arka_cluster::network::{NetworkFactory, RaftRpcService, TcpConnector, GRPC_MESSAGE_BYTES_MAX};
+use arka_cluster::raft_config::{self, RaftTiming};
+use arka_cluster::NodeInfo;
+use arka_proto::raft::raft_service_server::RaftServiceServer;
+use arrow_flight::flight_service_server::FlightServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::acks::AckRouter;
+use crate::config::NodeConfig;
+use crate::context::NodeContext;
+use crate::flight::ArkaFlight;
+use crate::raft::Raft;
+use crate::state::{StateMachine, StateMachineStore};
+use crate::wal::{LogStore, WalConfig};
+use crate::write::{WriteLimits, WritePath};
+
+/// Largest Flight message accepted; batches above `batch-bytes-max` are refused with a clear
+/// error by the write path, so this only has to be larger than that.
+const FLIGHT_MESSAGE_BYTES_MAX: usize = 1024 * 1024 * 1024;
+
+pub struct Node {
+    pub ctx: Arc<NodeContext>,
+    pub flight_addr: SocketAddr,
+    pub raft_addr: SocketAddr,
+    stop_tx: watch::Sender<bool>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    db: sled::Db,
+}
+
+fn stopped(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> {
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+impl Node {
+    /// Opens storage, starts Raft and both servers, and bootstraps if configured.
+    pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
+        let db = sled::open(config.data_dir.join("meta"))
+            .with_context(|| format!("open metadata store in {}", config.data_dir.display()))?;
+        let acks = Arc::new(AckRouter::new(config.node_id));
+        let wal = WalConfig {
+            dir: config.data_dir.join("wal"),
+            segment_bytes_max: config.segment_bytes_max,
+        };
+        let log_store = LogStore::open(wal, db.clone(), acks.clone())
+            .await
+            .context("open wal")?;
+        let log = log_store.reader();
+        let state = StateMachine::open(db.clone()).context("open state machine")?;
+
+        let timing = RaftTiming {
+            heartbeat_interval_ms: config.heartbeat_interval_ms,
+            election_timeout_min_ms: config.election_timeout_min_ms,
+            election_timeout_max_ms: config.election_timeout_max_ms,
+        };
+        let network = NetworkFactory::new(Arc::new(TcpConnector));
+        let raft = Raft::new(
+            config.node_id,
+            raft_config::build(&timing)?,
+            network,
+            log_store,
+            StateMachineStore::new(state.clone()),
+        )
+        .await
+        .context("start raft")?;
+
+        let raft_listener = TcpListener::bind(&config.raft_addr)
+            .await
+            .with_context(|| format!("bind raft address {}", config.raft_addr))?;
+        let flight_listener = TcpListener::bind(&config.flight_addr)
+            .await
+            .with_context(|| format!("bind flight address {}", config.flight_addr))?;
+        let raft_addr = raft_listener.local_addr()?;
+        let flight_addr = flight_listener.local_addr()?;
+
+        let limits = WriteLimits {
+            batch_bytes_max: config.batch_bytes_max,
+            node_inflight_bytes_max: config.node_inflight_bytes_max,
+            session_inflight_bytes_max: config.session_inflight_bytes_max,
+        };
+        let writes = Arc::new(WritePath::new(raft.clone(), state.clone(), acks, limits));
+        let ctx = Arc::new(NodeContext {
+            node_id: config.node_id,
+            raft: raft.clone(),
+            state,
+            log,
+            writes,
+            read_wait_max: Duration::from_millis(config.read_wait_max_ms),
+            started: Instant::now(),
+        });
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let raft_service = RaftServiceServer::new(RaftRpcService::new(raft.clone()))
+            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+        let raft_server = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(raft_service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(raft_listener), stopped(stop_rx.clone()));
+        let flight_service = FlightServiceServer::new(ArkaFlight::new(ctx.clone()))
+            .max_decoding_message_size(FLIGHT_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(FLIGHT_MESSAGE_BYTES_MAX);
+        let flight_server = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(flight_service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(flight_listener), stopped(stop_rx));
+        let servers = vec![
+            tokio::spawn(async move {
+                if let Err(e) = raft_server.await {
+                    tracing::error!(error = %e, "raft rpc server failed");
+                }
+            }),
+            tokio::spawn(async move {
+                if let Err(e) = flight_server.await {
+                    tracing::error!(error = %e, "flight server failed");
+                }
+            }),
+        ];
+
+        if config.bootstrap {
+            bootstrap(&raft, &config).await?;
+        }
+        Ok(Node {
+            ctx,
+            flight_addr,
+            raft_addr,
+            stop_tx,
+            servers,
+            db,
+        })
+    }
+
+    /// Stops ingress, then Raft, then makes the metadata store durable.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop_tx.send(true);
+        for server in self.servers {
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        }
+        self.ctx.raft.shutdown().await.context("stop raft")?;
+        self.ctx.state.flush().await.context("flush state machine")?;
+        self.db.flush_async().await.context("flush metadata")?;
+        Ok(())
+    }
+}
+
+/// Initializes a new cluster on this node if its data dir holds none yet.
+async fn bootstrap(raft: &Raft, config: &NodeConfig) -> anyhow::Result<()> {
+    if raft.is_initialized().await? {
+        return Ok(());
+    }
+    let mut members: BTreeMap<u64, NodeInfo> = config
+        .initial_members
+        .iter()
+        .map(|m| {
+            let info = NodeInfo {
+                raft_addr: m.raft_addr.clone(),
+                flight_addr: m.flight_addr.clone(),
+            };
+            (m.node_id, info)
+        })
+        .collect();
+    members.entry(config.node_id).or_insert_with(|| NodeInfo {
+        raft_addr: config.raft_addr.clone(),
+        flight_addr: config.flight_addr.clone(),
+    });
+    tracing::info!(members = ?members.keys().collect::<Vec<_>>(), "bootstrapping a new cluster");
+    raft.initialize(members).await.context("initialize cluster")?;
+    // Campaign at once, so that the bootstrapping node is the first leader.
+    raft.trigger().elect(false).await.context("start election")?;
+    Ok(())
+}
