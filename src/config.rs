@@ -20,7 +20,9 @@ impl std::str::FromStr for MemberSpec {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = s.split('@').collect();
         let [id, raft, flight] = parts.as_slice() else {
-            return Err(format!("bad member {s:?}: expected ID@RAFT_HOST:PORT@FLIGHT_HOST:PORT"));
+            return Err(format!(
+                "bad member {s:?}: expected ID@RAFT_HOST:PORT@FLIGHT_HOST:PORT"
+            ));
         };
         let node_id = id
             .parse()
@@ -91,9 +93,15 @@ impl Default for NodeConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("bad config file {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -128,7 +136,8 @@ impl NodeConfig {
             || self.session_inflight_bytes_max > self.node_inflight_bytes_max
         {
             return invalid(
-                "need batch-bytes-max <= session-inflight-bytes-max <= node-inflight-bytes-max".into(),
+                "need batch-bytes-max <= session-inflight-bytes-max <= node-inflight-bytes-max"
+                    .into(),
             );
         }
         let mut ids: Vec<NodeId> = self.initial_members.iter().map(|m| m.node_id).collect();
@@ -137,10 +146,7 @@ impl NodeConfig {
         if ids.len() != self.initial_members.len() {
             return invalid("initial-members has a node id twice".into());
         }
-        if self.bootstrap
-            && !self.initial_members.is_empty()
-            && !ids.contains(&self.node_id)
-        {
+        if self.bootstrap && !self.initial_members.is_empty() && !ids.contains(&self.node_id) {
             return invalid(format!(
                 "bootstrap node {} must be one of initial-members",
                 self.node_id
@@ -167,7 +173,10 @@ mod tests {
         .expect("parse");
         assert_eq!(config.node_id, 2);
         config.validate().expect("valid");
-        assert!(toml::from_str::<NodeConfig>("nodeid = 1").is_err(), "unknown keys are errors");
+        assert!(
+            toml::from_str::<NodeConfig>("nodeid = 1").is_err(),
+            "unknown keys are errors"
+        );
     }
 
     #[test]

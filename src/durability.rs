@@ -117,7 +117,10 @@ mod tests {
         assert!(parse_ack_until(Some("COMMITTED"), Level::Replicated)
             .unwrap_err()
             .contains("not enabled"));
-        assert_eq!(parse_ack_until(None, Level::Replicated), Ok(Level::Replicated));
+        assert_eq!(
+            parse_ack_until(None, Level::Replicated),
+            Ok(Level::Replicated)
+        );
     }
 
     #[test]

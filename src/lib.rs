@@ -6,6 +6,7 @@
 
 pub mod acks;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod context;
 pub mod durability;

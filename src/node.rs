@@ -112,14 +112,20 @@ impl Node {
         let raft_server = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(raft_service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(raft_listener), stopped(stop_rx.clone()));
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(raft_listener),
+                stopped(stop_rx.clone()),
+            );
         let flight_service = FlightServiceServer::new(ArkaFlight::new(ctx.clone()))
             .max_decoding_message_size(FLIGHT_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(FLIGHT_MESSAGE_BYTES_MAX);
         let flight_server = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(flight_service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(flight_listener), stopped(stop_rx));
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(flight_listener),
+                stopped(stop_rx),
+            );
         let servers = vec![
             tokio::spawn(async move {
                 if let Err(e) = raft_server.await {
@@ -153,7 +159,11 @@ impl Node {
             let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
         }
         self.ctx.raft.shutdown().await.context("stop raft")?;
-        self.ctx.state.flush().await.context("flush state machine")?;
+        self.ctx
+            .state
+            .flush()
+            .await
+            .context("flush state machine")?;
         self.db.flush_async().await.context("flush metadata")?;
         Ok(())
     }
@@ -180,8 +190,13 @@ async fn bootstrap(raft: &Raft, config: &NodeConfig) -> anyhow::Result<()> {
         flight_addr: config.flight_addr.clone(),
     });
     tracing::info!(members = ?members.keys().collect::<Vec<_>>(), "bootstrapping a new cluster");
-    raft.initialize(members).await.context("initialize cluster")?;
+    raft.initialize(members)
+        .await
+        .context("initialize cluster")?;
     // Campaign at once, so that the bootstrapping node is the first leader.
-    raft.trigger().elect(false).await.context("start election")?;
+    raft.trigger()
+        .elect(false)
+        .await
+        .context("start election")?;
     Ok(())
 }

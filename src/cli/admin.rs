@@ -16,18 +16,8 @@ pub struct AdminArgs {
     body: Option<String>,
 }
 
-/// `grpc://HOST:PORT` → the `http://` URI tonic connects to.
-pub fn endpoint_uri(addr: &str) -> String {
-    let rest = addr
-        .strip_prefix("grpc://")
-        .or_else(|| addr.strip_prefix("grpc+tcp://"))
-        .or_else(|| addr.strip_prefix("http://"))
-        .unwrap_or(addr);
-    format!("http://{rest}")
-}
-
 pub async fn connect(addr: &str) -> anyhow::Result<FlightServiceClient<tonic::transport::Channel>> {
-    let channel = tonic::transport::Endpoint::from_shared(endpoint_uri(addr))?
+    let channel = tonic::transport::Endpoint::from_shared(crate::client::endpoint_uri(addr))?
         .connect()
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to {addr}: {e}"))?;

@@ -37,7 +37,8 @@ pub struct DevNode {
 pub fn dev_nodes(nodes: u64, base_port: u16) -> Vec<DevNode> {
     (1..=nodes)
         .map(|id| {
-            let port = |offset: u64| format!("127.0.0.1:{}", u64::from(base_port) + offset + id - 1);
+            let port =
+                |offset: u64| format!("127.0.0.1:{}", u64::from(base_port) + offset + id - 1);
             DevNode {
                 id,
                 flight: port(0),
@@ -54,7 +55,10 @@ fn server_args(node: &DevNode, all: &[DevNode], data_dir: &Path) -> Vec<String> 
         "--node-id".into(),
         node.id.to_string(),
         "--data-dir".into(),
-        data_dir.join(format!("node-{}", node.id)).display().to_string(),
+        data_dir
+            .join(format!("node-{}", node.id))
+            .display()
+            .to_string(),
         "--flight-addr".into(),
         node.flight.clone(),
         "--raft-addr".into(),

@@ -8,7 +8,11 @@ mod server;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "arka", version, about = "A distributed, replicated log of Apache Arrow record batches")]
+#[command(
+    name = "arka",
+    version,
+    about = "A distributed, replicated log of Apache Arrow record batches"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -36,15 +36,25 @@ fn now_micros() -> i64 {
 pub fn ack_batch(events: &[AckEvent]) -> Result<RecordBatch, ArrowError> {
     let now = now_micros();
     let columns: Vec<arrow::array::ArrayRef> = vec![
-        Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.lsn as i64))),
-        Arc::new(StringArray::from_iter_values(events.iter().map(|e| e.level.as_str()))),
-        Arc::new(BooleanArray::from_iter(events.iter().map(|e| Some(e.is_update)))),
+        Arc::new(Int64Array::from_iter_values(
+            events.iter().map(|e| e.lsn as i64),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            events.iter().map(|e| e.level.as_str()),
+        )),
+        Arc::new(BooleanArray::from_iter(
+            events.iter().map(|e| Some(e.is_update)),
+        )),
         Arc::new(
             TimestampMicrosecondArray::from_iter_values(events.iter().map(|_| now))
                 .with_timezone("UTC"),
         ),
-        Arc::new(StringArray::from_iter(events.iter().map(|e| Some(e.table.as_str())))),
-        Arc::new(Int64Array::from_iter(events.iter().map(|e| Some(e.rows as i64)))),
+        Arc::new(StringArray::from_iter(
+            events.iter().map(|e| Some(e.table.as_str())),
+        )),
+        Arc::new(Int64Array::from_iter(
+            events.iter().map(|e| Some(e.rows as i64)),
+        )),
         Arc::new(Int64Array::from_iter(events.iter().map(|e| e.seq))),
     ];
     RecordBatch::try_new(ACK_SCHEMA.clone(), columns)

@@ -43,9 +43,8 @@ pub fn action_types() -> Vec<ActionType> {
 }
 
 fn parse_body<T: for<'de> Deserialize<'de>>(action: &str, body: &[u8]) -> Result<T> {
-    serde_json::from_slice(body).map_err(|e| {
-        Error::InvalidArgument(format!("bad JSON body for action {action}: {e}"))
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| Error::InvalidArgument(format!("bad JSON body for action {action}: {e}")))
 }
 
 pub async fn do_action(ctx: &NodeContext, action: &str, body: &[u8]) -> Result<Value> {
@@ -101,11 +100,16 @@ fn list_tables(ctx: &NodeContext) -> Value {
     json!({ "tables": tables })
 }
 
-async fn submit_command(ctx: &NodeContext, make: impl FnOnce(arka_cluster::RequestId) -> Command) -> Result<CommandResponse> {
+async fn submit_command(
+    ctx: &NodeContext,
+    make: impl FnOnce(arka_cluster::RequestId) -> Command,
+) -> Result<CommandResponse> {
     ctx.writes.ensure_leader()?;
     let (request, _lsn) = ctx.acks().register();
     let command = make(request);
-    propose(ctx.raft.clone(), ctx.writes.acks().clone(), command).await
+    propose(&ctx.raft, ctx.writes.acks().clone(), command)
+        .await?
+        .await
 }
 
 #[derive(Deserialize)]
@@ -121,19 +125,34 @@ async fn create_table(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     let raw = base64::engine::general_purpose::STANDARD
         .decode(req.schema.trim())
         .map_err(|e| Error::InvalidArgument(format!("create_table: schema is not base64: {e}")))?;
-    let schema = ipc::decode_client_schema(&raw)
-        .map_err(|e| Error::InvalidArgument(format!("create_table: schema is not an Arrow IPC schema: {e}")))?;
-    let schema_ipc = ipc::encode_schema(&schema).map_err(|e| Error::internal("encode schema", e))?;
+    let schema = ipc::decode_client_schema(&raw).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "create_table: schema is not an Arrow IPC schema: {e}"
+        ))
+    })?;
+    let schema_ipc =
+        ipc::encode_schema(&schema).map_err(|e| Error::internal("encode schema", e))?;
     let table = name.to_string();
-    match submit_command(ctx, move |request| Command::CreateTable { name: table, schema_ipc, request }).await? {
-        CommandResponse::TableCreated { created } => Ok(json!({"name": name.as_str(), "created": created})),
+    match submit_command(ctx, move |request| Command::CreateTable {
+        name: table,
+        schema_ipc,
+        request,
+    })
+    .await?
+    {
+        CommandResponse::TableCreated { created } => {
+            Ok(json!({"name": name.as_str(), "created": created}))
+        }
         CommandResponse::Rejected { reason } => Err(Error::InvalidArgument(reason)),
-        other => Err(Error::Internal(format!("unexpected answer to create_table: {other:?}"))),
+        other => Err(Error::Internal(format!(
+            "unexpected answer to create_table: {other:?}"
+        ))),
     }
 }
 
 fn table_from_body(action: &str, body: &[u8]) -> Result<TableName> {
-    let text = std::str::from_utf8(body).map_err(|_| Error::InvalidArgument(format!("{action}: body is not UTF-8")))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| Error::InvalidArgument(format!("{action}: body is not UTF-8")))?;
     let name = if text.trim_start().starts_with('{') {
         #[derive(Deserialize)]
         struct Named {
@@ -149,10 +168,21 @@ fn table_from_body(action: &str, body: &[u8]) -> Result<TableName> {
 async fn drop_table(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     let name = table_from_body("drop_table", body)?;
     let table = name.to_string();
-    match submit_command(ctx, move |request| Command::DropTable { name: table, request }).await? {
-        CommandResponse::TableDropped { existed: true } => Ok(json!({"name": name.as_str(), "dropped": true})),
-        CommandResponse::TableDropped { existed: false } => Err(Error::NotFound(format!("table {name} not found"))),
-        other => Err(Error::Internal(format!("unexpected answer to drop_table: {other:?}"))),
+    match submit_command(ctx, move |request| Command::DropTable {
+        name: table,
+        request,
+    })
+    .await?
+    {
+        CommandResponse::TableDropped { existed: true } => {
+            Ok(json!({"name": name.as_str(), "dropped": true}))
+        }
+        CommandResponse::TableDropped { existed: false } => {
+            Err(Error::NotFound(format!("table {name} not found")))
+        }
+        other => Err(Error::Internal(format!(
+            "unexpected answer to drop_table: {other:?}"
+        ))),
     }
 }
 
@@ -162,7 +192,13 @@ fn durability_status(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     struct Req {
         last_known_lsn: Option<u64>,
     }
-    let req: Req = if body.is_empty() { Req { last_known_lsn: None } } else { parse_body("get_durability_status", body)? };
+    let req: Req = if body.is_empty() {
+        Req {
+            last_known_lsn: None,
+        }
+    } else {
+        parse_body("get_durability_status", body)?
+    };
     let w = ctx.watermarks();
     let mut out = serde_json::to_value(w).map_err(|e| Error::internal("watermarks", e))?;
     if let Some(lsn) = req.last_known_lsn {
@@ -173,7 +209,11 @@ fn durability_status(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
 }
 
 async fn snapshot(ctx: &NodeContext) -> Result<Value> {
-    ctx.raft.trigger().snapshot().await.map_err(|e| Error::internal("snapshot", e))?;
+    ctx.raft
+        .trigger()
+        .snapshot()
+        .await
+        .map_err(|e| Error::internal("snapshot", e))?;
     Ok(json!({"triggered": true, "applied_lsn": ctx.state.applied_lsn()}))
 }
 
@@ -214,16 +254,26 @@ async fn add_node(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     ctx.writes.ensure_leader()?;
     let (members, _) = membership_ids(ctx);
     if members.contains(&req.node_id) {
-        return Err(Error::InvalidArgument(format!("node {} is already a member", req.node_id)));
+        return Err(Error::InvalidArgument(format!(
+            "node {} is already a member",
+            req.node_id
+        )));
     }
-    let probe = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(&req.raft_addr)).await;
+    let probe = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(&req.raft_addr),
+    )
+    .await;
     if !matches!(probe, Ok(Ok(_))) {
         return Err(Error::Unavailable(format!(
             "cannot reach node {} at raft address {}; start it first",
             req.node_id, req.raft_addr
         )));
     }
-    let node = NodeInfo { raft_addr: req.raft_addr, flight_addr: req.flight_addr };
+    let node = NodeInfo {
+        raft_addr: req.raft_addr,
+        flight_addr: req.flight_addr,
+    };
     ctx.raft
         .add_learner(req.node_id, node, true)
         .await
@@ -243,7 +293,10 @@ async fn remove_node(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     ctx.writes.ensure_leader()?;
     let (members, voters) = membership_ids(ctx);
     if !members.contains(&req.node_id) {
-        return Err(Error::NotFound(format!("node {} is not a member", req.node_id)));
+        return Err(Error::NotFound(format!(
+            "node {} is not a member",
+            req.node_id
+        )));
     }
     if voters.contains(&req.node_id) && voters.len() == 1 {
         return Err(Error::InvalidArgument(format!(

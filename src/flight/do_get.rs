@@ -45,7 +45,8 @@ pub async fn do_get(
 
 async fn wait_for_min_lsn(ctx: &NodeContext, min_lsn: u64) -> Result<()> {
     let mut applied = ctx.state.subscribe_applied();
-    let reached = tokio::time::timeout(ctx.read_wait_max, applied.wait_for(|a| *a >= min_lsn)).await;
+    let reached =
+        tokio::time::timeout(ctx.read_wait_max, applied.wait_for(|a| *a >= min_lsn)).await;
     match reached {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(_)) => Err(Error::Shutdown),
@@ -70,7 +71,10 @@ async fn read(
     if let Some(min_lsn) = ticket.min_lsn {
         wait_for_min_lsn(&ctx, min_lsn).await?;
     }
-    let info = ctx.state.table(&table).ok_or_else(|| table_not_found(&table))?;
+    let info = ctx
+        .state
+        .table(&table)
+        .ok_or_else(|| table_not_found(&table))?;
     let schema = output_schema(&info.schema, ticket.with_lsn.unwrap_or(false));
     let (tx, rx) = mpsc::channel(READ_QUEUE_MAX);
     tokio::spawn(async move {

@@ -22,9 +22,10 @@ const ACK_QUEUE_MAX: usize = 16;
 
 pub fn final_level(metadata: &tonic::metadata::MetadataMap) -> Result<Level> {
     let value = match metadata.get(ACK_UNTIL_HEADER) {
-        Some(v) => Some(v.to_str().map_err(|_| {
-            Error::InvalidArgument(format!("{ACK_UNTIL_HEADER} is not ASCII"))
-        })?),
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| Error::InvalidArgument(format!("{ACK_UNTIL_HEADER} is not ASCII")))?,
+        ),
         None => None,
     };
     parse_ack_until(value, Level::HIGHEST_ENABLED).map_err(Error::InvalidArgument)
@@ -66,15 +67,19 @@ pub fn do_exchange(
     let schema = encoder.schema(&ACK_SCHEMA);
     let body = acks.flat_map(move |item| {
         let messages: Vec<Result<FlightData, Status>> = match item {
-            Ok(events) => match ack_batch(&events).and_then(|b| encoder.batch(&b, Default::default())) {
-                Ok(data) => data.into_iter().map(Ok).collect(),
-                Err(e) => vec![Err(Error::internal("encode acks", e).into())],
-            },
+            Ok(events) => {
+                match ack_batch(&events).and_then(|b| encoder.batch(&b, Default::default())) {
+                    Ok(data) => data.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(Error::internal("encode acks", e).into())],
+                }
+            }
             Err(e) => vec![Err(e.into())],
         };
         futures::stream::iter(messages)
     });
-    Ok(futures::stream::once(async move { Ok(schema) }).chain(body).boxed())
+    Ok(futures::stream::once(async move { Ok(schema) })
+        .chain(body)
+        .boxed())
 }
 
 pub fn do_put(

@@ -2,7 +2,9 @@
 
 use arrow::datatypes::Schema;
 use arrow::error::ArrowError;
-use arrow::ipc::writer::{CompressionContext, DictionaryTracker, IpcDataGenerator, IpcWriteOptions};
+use arrow::ipc::writer::{
+    CompressionContext, DictionaryTracker, IpcDataGenerator, IpcWriteOptions,
+};
 use arrow::record_batch::RecordBatch;
 use arrow_flight::{FlightData, SchemaAsIpc};
 use bytes::Bytes;
@@ -31,7 +33,11 @@ impl BatchEncoder {
     }
 
     /// The messages of one batch (dictionaries first), the batch carrying `app_metadata`.
-    pub fn batch(&mut self, batch: &RecordBatch, app_metadata: Bytes) -> Result<Vec<FlightData>, ArrowError> {
+    pub fn batch(
+        &mut self,
+        batch: &RecordBatch,
+        app_metadata: Bytes,
+    ) -> Result<Vec<FlightData>, ArrowError> {
         let (dictionaries, encoded) = self.generator.encode(
             batch,
             &mut self.tracker,

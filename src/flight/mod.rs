@@ -4,7 +4,7 @@ mod ack_batch;
 mod actions;
 mod do_get;
 mod do_write;
-mod encode;
+pub mod encode;
 mod info;
 mod status;
 mod ticket;
@@ -63,7 +63,9 @@ impl FlightService for ArkaFlight {
         _request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
         let infos = info::list_flights(&self.ctx)?;
-        Ok(Response::new(futures::stream::iter(infos.into_iter().map(Ok)).boxed()))
+        Ok(Response::new(
+            futures::stream::iter(infos.into_iter().map(Ok)).boxed(),
+        ))
     }
 
     async fn get_flight_info(
@@ -71,7 +73,10 @@ impl FlightService for ArkaFlight {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let descriptor = request.into_inner();
-        Ok(Response::new(info::get_flight_info(&self.ctx, &descriptor)?))
+        Ok(Response::new(info::get_flight_info(
+            &self.ctx,
+            &descriptor,
+        )?))
     }
 
     async fn poll_flight_info(
@@ -80,7 +85,9 @@ impl FlightService for ArkaFlight {
     ) -> Result<Response<PollInfo>, Status> {
         let descriptor = request.into_inner();
         let info = info::get_flight_info(&self.ctx, &descriptor)?;
-        Ok(Response::new(PollInfo::new().with_info(info).with_descriptor(descriptor)))
+        Ok(Response::new(
+            PollInfo::new().with_info(info).with_descriptor(descriptor),
+        ))
     }
 
     async fn get_schema(
@@ -92,16 +99,21 @@ impl FlightService for ArkaFlight {
             .try_decode_schema()
             .map_err(|e| Status::from(Error::internal("decode schema", e)))?;
         let options = arrow::ipc::writer::IpcWriteOptions::default();
-        let result = SchemaAsIpc::new(&schema, &options)
-            .try_into()
-            .map_err(|e: arrow::error::ArrowError| Status::from(Error::internal("encode schema", e)))?;
+        let result = SchemaAsIpc::new(&schema, &options).try_into().map_err(
+            |e: arrow::error::ArrowError| Status::from(Error::internal("encode schema", e)),
+        )?;
         Ok(Response::new(result))
     }
 
-    async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+    async fn do_get(
+        &self,
+        request: Request<Ticket>,
+    ) -> Result<Response<Self::DoGetStream>, Status> {
         let ticket = request.into_inner();
         let span = tracing::info_span!("do_get", ticket = %String::from_utf8_lossy(&ticket.ticket));
-        let stream = do_get::do_get(self.ctx.clone(), &ticket.ticket).instrument(span).await?;
+        let stream = do_get::do_get(self.ctx.clone(), &ticket.ticket)
+            .instrument(span)
+            .await?;
         Ok(Response::new(stream))
     }
 
@@ -141,6 +153,8 @@ impl FlightService for ArkaFlight {
         _request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
         let types = actions::action_types();
-        Ok(Response::new(futures::stream::iter(types.into_iter().map(Ok)).boxed()))
+        Ok(Response::new(
+            futures::stream::iter(types.into_iter().map(Ok)).boxed(),
+        ))
     }
 }

@@ -29,7 +29,8 @@ fn members(ctx: &NodeContext) -> Vec<Value> {
             if let Some(log_id) = matched.get(id) {
                 let index = log_id.as_ref().map(|l| l.index).unwrap_or(0);
                 member["matched_lsn"] = json!(index);
-                member["lag_entries"] = json!(metrics.last_log_index.unwrap_or(0).saturating_sub(index));
+                member["lag_entries"] =
+                    json!(metrics.last_log_index.unwrap_or(0).saturating_sub(index));
             }
             member
         })
@@ -41,7 +42,13 @@ pub fn status_json(ctx: &NodeContext) -> Value {
     let w = ctx.watermarks();
     let leader_location = metrics
         .current_leader
-        .and_then(|id| metrics.membership_config.membership().get_node(&id).cloned())
+        .and_then(|id| {
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .cloned()
+        })
         .map(|n| n.flight_location());
     json!({
         "node_id": ctx.node_id,
@@ -91,13 +98,18 @@ pub fn status_batch(status: &Value) -> Result<RecordBatch> {
         columns.push(Arc::new(Int64Array::from(vec![int(status, key)])));
     }
     fields.push(Field::new("leader_location", DataType::Utf8, true));
-    columns.push(Arc::new(StringArray::from(vec![text(status, "leader_location")])));
+    columns.push(Arc::new(StringArray::from(vec![text(
+        status,
+        "leader_location",
+    )])));
     fields.push(Field::new("lag_seconds", DataType::Float64, true));
     columns.push(Arc::new(Float64Array::from(vec![status
         .get("lag_seconds")
         .and_then(Value::as_f64)])));
     fields.push(Field::new("members", DataType::Utf8, false));
-    columns.push(Arc::new(StringArray::from(vec![status["members"].to_string()])));
+    columns.push(Arc::new(StringArray::from(vec![
+        status["members"].to_string()
+    ])));
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(|e| Error::internal("status batch", e))
 }

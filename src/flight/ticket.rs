@@ -26,7 +26,10 @@ pub struct ReadTicket {
 /// What a ticket asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ticket {
-    Read { table: TableName, ticket: ReadTicket },
+    Read {
+        table: TableName,
+        ticket: ReadTicket,
+    },
     /// The node status as a one-row batch (the ticket of GetFlightInfo `["status"]`).
     Status,
 }
@@ -38,7 +41,8 @@ pub fn parse(bytes: &[u8]) -> Result<Ticket> {
         .map_err(|_| Error::InvalidArgument("bad ticket: not UTF-8".into()))?
         .trim();
     if !text.starts_with('{') {
-        let table = TableName::parse(text).map_err(|e| Error::InvalidArgument(format!("bad ticket: {e}")))?;
+        let table = TableName::parse(text)
+            .map_err(|e| Error::InvalidArgument(format!("bad ticket: {e}")))?;
         let ticket = ReadTicket {
             table: text.to_string(),
             ..Default::default()
@@ -55,7 +59,8 @@ pub fn parse(bytes: &[u8]) -> Result<Ticket> {
     }
     let ticket: ReadTicket = serde_json::from_value(value)
         .map_err(|e| Error::InvalidArgument(format!("bad ticket: {e}")))?;
-    let table = TableName::parse(&ticket.table).map_err(|e| Error::InvalidArgument(format!("bad ticket: {e}")))?;
+    let table = TableName::parse(&ticket.table)
+        .map_err(|e| Error::InvalidArgument(format!("bad ticket: {e}")))?;
     if let (Some(from), Some(to)) = (ticket.from_lsn, ticket.to_lsn) {
         if from > to {
             return Err(Error::InvalidArgument(format!(
@@ -72,7 +77,9 @@ mod tests {
 
     #[test]
     fn parses_json_bare_and_status_tickets() {
-        let Ticket::Read { ticket, .. } = parse(br#"{"table": "t", "from_lsn": 3, "follow": true}"#).unwrap() else {
+        let Ticket::Read { ticket, .. } =
+            parse(br#"{"table": "t", "from_lsn": 3, "follow": true}"#).unwrap()
+        else {
             panic!("read ticket")
         };
         assert_eq!((ticket.from_lsn, ticket.follow), (Some(3), Some(true)));

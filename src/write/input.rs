@@ -41,7 +41,10 @@ fn flight_error(e: FlightError) -> Error {
 /// Reads the descriptor from the first message, then yields one write per record batch.
 pub async fn decode_writes(
     mut stream: Streaming<FlightData>,
-) -> Result<(TableName, impl Stream<Item = Result<IncomingWrite>> + Send + 'static)> {
+) -> Result<(
+    TableName,
+    impl Stream<Item = Result<IncomingWrite>> + Send + 'static,
+)> {
     let first = stream
         .message()
         .await
@@ -65,11 +68,13 @@ pub async fn decode_writes(
             let DecodedPayload::RecordBatch(batch) = decoded.payload else {
                 return None;
             };
-            Some(parse_producer(&decoded.inner.app_metadata).map(|producer| IncomingWrite {
-                table,
-                batch,
-                producer,
-            }))
+            Some(
+                parse_producer(&decoded.inner.app_metadata).map(|producer| IncomingWrite {
+                    table,
+                    batch,
+                    producer,
+                }),
+            )
         }
     });
     Ok((table, writes))

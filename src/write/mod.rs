@@ -11,6 +11,7 @@ use arka_cluster::{Command, CommandResponse, ProducerSeq, WriteCommand};
 use arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 use openraft::errors::ClientWriteError;
+use openraft::impls::ProgressResponder;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 pub use input::{decode_writes, table_from_path};
@@ -19,10 +20,10 @@ pub use session::{run_session, AckEvent, SessionLimits};
 
 use crate::acks::AckRouter;
 use crate::error::{Error, Result};
+use crate::ipc;
 use crate::raft::{leader_location, Raft};
 use crate::state::StateMachine;
 use crate::table::{fit_schema, TableName};
-use crate::{ipc, write};
 
 /// One batch a client asked to write.
 #[derive(Debug)]
@@ -69,7 +70,10 @@ pub struct Proposal {
 pub enum Submitted {
     Proposed(Proposal),
     /// `(producer_id, seq)` was applied before at `original`: nothing is written.
-    Duplicate { original: u64, rows: u64 },
+    Duplicate {
+        original: u64,
+        rows: u64,
+    },
 }
 
 pub struct WritePath {
@@ -153,7 +157,7 @@ impl WritePath {
             rows,
             ipc,
         });
-        let outcome = write::propose(self.raft.clone(), self.acks.clone(), command);
+        let outcome = propose(&self.raft, self.acks.clone(), command).await?;
         Ok(Submitted::Proposed(Proposal {
             lsn,
             outcome,
@@ -164,31 +168,36 @@ impl WritePath {
     }
 }
 
-/// Proposes a command and maps openraft's answer to the node's errors.
-pub fn propose(
-    raft: Raft,
+/// Hands a command to Raft now (so that a session's writes keep their order) and returns the
+/// future of its outcome, with openraft's answer mapped to the node's errors.
+pub async fn propose(
+    raft: &Raft,
     acks: Arc<AckRouter>,
     command: Command,
-) -> BoxFuture<'static, Result<CommandResponse>> {
+) -> Result<BoxFuture<'static, Result<CommandResponse>>> {
     let request = command.request();
-    Box::pin(async move {
-        let result = raft.client_write(command).await;
+    let (responder, outcome) = ProgressResponder::complete_only();
+    if let Err(fatal) = raft.client_write_ff(command, Some(responder)).await {
+        acks.forget(request);
+        return Err(Error::Unavailable(format!("raft is not running: {fatal}")));
+    }
+    Ok(Box::pin(async move {
+        let result = outcome.await.map_err(|_| Error::Shutdown)?;
         match result {
             Ok(response) => Ok(response.data),
             Err(e) => {
                 acks.forget(request);
-                Err(match e.into_api_error() {
-                    Some(ClientWriteError::ForwardToLeader(f)) => Error::NotLeader {
+                Err(match e {
+                    ClientWriteError::ForwardToLeader(f) => Error::NotLeader {
                         leader: f.leader_node.map(|n| n.flight_location()),
                     },
-                    Some(ClientWriteError::LogEntryDiscarded(f)) => Error::Aborted {
+                    ClientWriteError::LogEntryDiscarded(f) => Error::Aborted {
                         first_lost_lsn: 0,
                         reason: format!("the leader changed (now {:?})", f.leader_id),
                     },
-                    Some(other) => Error::internal("raft write", other),
-                    None => Error::Shutdown,
+                    other => Error::internal("raft write", other),
                 })
             }
         }
-    })
+    }))
 }

@@ -51,7 +51,9 @@ mod tests {
     #[test]
     fn parses_valid_and_rejects_bad_metadata() {
         assert_eq!(parse_producer(b"").unwrap(), None);
-        let p = parse_producer(br#"{"producer_id": "a", "seq": 5}"#).unwrap().unwrap();
+        let p = parse_producer(br#"{"producer_id": "a", "seq": 5}"#)
+            .unwrap()
+            .unwrap();
         assert_eq!((p.producer_id.as_str(), p.seq), ("a", 5));
         for bad in [
             &br#"{"producer_id": 5, "seq": 1}"#[..],

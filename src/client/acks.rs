@@ -1,0 +1,55 @@
+//! Decoding the ack batches of a write stream.
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::Int64Type;
+use arrow::record_batch::RecordBatch;
+
+use super::ClientError;
+use crate::durability::Level;
+
+/// One ack row: a write reached `level`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    pub lsn: u64,
+    pub level: Level,
+    pub is_update: bool,
+    pub table: Option<String>,
+    pub rows: Option<i64>,
+    pub seq: Option<i64>,
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, ClientError> {
+    batch
+        .column_by_name(name)
+        .map(|c| c.as_ref())
+        .ok_or_else(|| ClientError::Decode(format!("ack batch has no column {name}")))
+}
+
+pub fn from_batch(batch: &RecordBatch) -> Result<Vec<Ack>, ClientError> {
+    let lsn = column(batch, "lsn")?
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| ClientError::Decode("lsn is not int64".into()))?;
+    let level = column(batch, "durability_level")?
+        .as_string_opt::<i32>()
+        .ok_or_else(|| ClientError::Decode("durability_level is not utf8".into()))?;
+    let update = column(batch, "is_durability_update")?
+        .as_boolean_opt()
+        .ok_or_else(|| ClientError::Decode("is_durability_update is not bool".into()))?;
+    let table = column(batch, "table")?.as_string_opt::<i32>();
+    let rows = column(batch, "rows")?.as_primitive_opt::<Int64Type>();
+    let seq = column(batch, "seq")?.as_primitive_opt::<Int64Type>();
+    (0..batch.num_rows())
+        .map(|i| {
+            Ok(Ack {
+                lsn: lsn.value(i) as u64,
+                level: level.value(i).parse().map_err(ClientError::Decode)?,
+                is_update: update.value(i),
+                table: table
+                    .filter(|t| t.is_valid(i))
+                    .map(|t| t.value(i).to_string()),
+                rows: rows.filter(|r| r.is_valid(i)).map(|r| r.value(i)),
+                seq: seq.filter(|s| s.is_valid(i)).map(|s| s.value(i)),
+            })
+        })
+        .collect()
+}

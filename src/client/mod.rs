@@ -1,0 +1,295 @@
+//! A Flight client for arka: streaming writes with acks, reads and admin actions.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), arka::client::ClientError> {
+//! use arka::client::{Client, WriteItem};
+//! use arka::durability::Level;
+//! use arrow::array::Int64Array;
+//! use arrow::record_batch::RecordBatch;
+//! use std::sync::Arc;
+//!
+//! let client = Client::connect("grpc://127.0.0.1:8815").await?;
+//! let batch = RecordBatch::try_from_iter([("id", Arc::new(Int64Array::from(vec![1, 2])) as _)])
+//!     .expect("batch");
+//! let acks = client
+//!     .write_all("events", vec![WriteItem::idempotent(batch, "producer-1", 0)], Level::Replicated)
+//!     .await?;
+//! println!("written at lsn {}", acks[0].lsn);
+//! # Ok(()) }
+//! ```
+
+mod acks;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::{Action, FlightData, FlightDescriptor, Ticket};
+use futures::{Stream, StreamExt, TryStreamExt};
+use tonic::transport::Channel;
+
+pub use acks::Ack;
+
+use crate::durability::{Level, ACK_UNTIL_HEADER};
+use crate::error::LEADER_TRAILER;
+use crate::flight::encode::BatchEncoder;
+use crate::flight::ReadTicket;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    #[error("{}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+    #[error("bad response: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// The leader named by a redirect (`UNAVAILABLE` with an `x-arka-leader` trailer).
+    pub fn leader(&self) -> Option<String> {
+        let ClientError::Status(status) = self else {
+            return None;
+        };
+        let value = status.metadata().get(LEADER_TRAILER)?.to_str().ok()?;
+        (!value.is_empty()).then(|| value.to_string())
+    }
+
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            ClientError::Status(s) => Some(s.code()),
+            _ => None,
+        }
+    }
+}
+
+/// One batch to write, with optional idempotency metadata.
+#[derive(Debug, Clone)]
+pub struct WriteItem {
+    pub batch: RecordBatch,
+    pub producer: Option<(String, i64)>,
+}
+
+impl WriteItem {
+    pub fn plain(batch: RecordBatch) -> Self {
+        Self {
+            batch,
+            producer: None,
+        }
+    }
+
+    pub fn idempotent(batch: RecordBatch, producer_id: &str, seq: i64) -> Self {
+        Self {
+            batch,
+            producer: Some((producer_id.to_string(), seq)),
+        }
+    }
+}
+
+/// `grpc://HOST:PORT` → the `http://` URI tonic connects to.
+pub fn endpoint_uri(addr: &str) -> String {
+    let rest = addr
+        .strip_prefix("grpc://")
+        .or_else(|| addr.strip_prefix("grpc+tcp://"))
+        .or_else(|| addr.strip_prefix("http://"))
+        .unwrap_or(addr);
+    format!("http://{rest}")
+}
+
+#[derive(Clone)]
+pub struct Client {
+    addr: String,
+    inner: FlightServiceClient<Channel>,
+}
+
+impl Client {
+    pub async fn connect(addr: &str) -> Result<Self, ClientError> {
+        let connect_error = |reason: String| ClientError::Connect {
+            addr: addr.to_string(),
+            reason,
+        };
+        let channel = tonic::transport::Endpoint::from_shared(endpoint_uri(addr))
+            .map_err(|e| connect_error(e.to_string()))?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| connect_error(e.to_string()))?;
+        let inner = FlightServiceClient::new(channel)
+            .max_decoding_message_size(1024 * 1024 * 1024)
+            .max_encoding_message_size(1024 * 1024 * 1024);
+        Ok(Self {
+            addr: addr.to_string(),
+            inner,
+        })
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Streams `writes` into `table` and returns the stream of ack batches; it ends once every
+    /// write reached `ack_until`.
+    pub async fn write_stream<S>(
+        &self,
+        table: &str,
+        writes: S,
+        ack_until: Level,
+    ) -> Result<impl Stream<Item = Result<Vec<Ack>, ClientError>> + Send + 'static, ClientError>
+    where
+        S: Stream<Item = WriteItem> + Send + 'static,
+    {
+        let descriptor = FlightDescriptor::new_path(vec!["streaming_write".into(), table.into()]);
+        let input = encode_writes(descriptor, writes);
+        let mut request = tonic::Request::new(input);
+        let level = tonic::metadata::MetadataValue::from_static(ack_until.as_str());
+        request.metadata_mut().insert(ACK_UNTIL_HEADER, level);
+        let response = self.inner.clone().do_exchange(request).await?.into_inner();
+        let decoded = FlightDataDecoder::new(
+            response.map_err(|s| arrow_flight::error::FlightError::Tonic(Box::new(s))),
+        );
+        Ok(decoded.filter_map(|item| async move {
+            match item {
+                Ok(d) => match d.payload {
+                    DecodedPayload::RecordBatch(batch) => Some(acks::from_batch(&batch)),
+                    _ => None,
+                },
+                Err(arrow_flight::error::FlightError::Tonic(status)) => {
+                    Some(Err(ClientError::Status(*status)))
+                }
+                Err(e) => Some(Err(ClientError::Decode(e.to_string()))),
+            }
+        }))
+    }
+
+    /// Writes every item and waits until all reached `ack_until`; returns every ack row.
+    pub async fn write_all(
+        &self,
+        table: &str,
+        writes: Vec<WriteItem>,
+        ack_until: Level,
+    ) -> Result<Vec<Ack>, ClientError> {
+        let stream = self
+            .write_stream(table, futures::stream::iter(writes), ack_until)
+            .await?;
+        let batches: Vec<Vec<Ack>> = stream.try_collect().await?;
+        Ok(batches.into_iter().flatten().collect())
+    }
+
+    /// Reads with a ticket; returns each batch with its LSN, and the schema.
+    pub async fn read(
+        &self,
+        ticket: &ReadTicket,
+    ) -> Result<(Option<SchemaRef>, Vec<(u64, RecordBatch)>), ClientError> {
+        let bytes = serde_json::to_vec(ticket).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let mut stream = Box::pin(self.read_stream(bytes).await?);
+        let mut schema = None;
+        let mut out = Vec::new();
+        while let Some(item) = stream.next().await {
+            match item? {
+                ReadItem::Schema(s) => schema = Some(s),
+                ReadItem::Batch(lsn, batch) => out.push((lsn, batch)),
+            }
+        }
+        Ok((schema, out))
+    }
+
+    /// Reads with raw ticket bytes, as a stream (for `follow`).
+    pub async fn read_stream(
+        &self,
+        ticket: Vec<u8>,
+    ) -> Result<impl Stream<Item = Result<ReadItem, ClientError>> + Send + 'static, ClientError>
+    {
+        let response = self
+            .inner
+            .clone()
+            .do_get(Ticket::new(ticket))
+            .await?
+            .into_inner();
+        let decoded = FlightDataDecoder::new(
+            response.map_err(|s| arrow_flight::error::FlightError::Tonic(Box::new(s))),
+        );
+        Ok(decoded.filter_map(|item| async move {
+            match item {
+                Ok(d) => match d.payload {
+                    DecodedPayload::Schema(s) => Some(Ok(ReadItem::Schema(s))),
+                    DecodedPayload::RecordBatch(batch) => {
+                        Some(lsn_of(&d.inner).map(|lsn| ReadItem::Batch(lsn, batch)))
+                    }
+                    DecodedPayload::None => None,
+                },
+                Err(arrow_flight::error::FlightError::Tonic(status)) => {
+                    Some(Err(ClientError::Status(*status)))
+                }
+                Err(e) => Some(Err(ClientError::Decode(e.to_string()))),
+            }
+        }))
+    }
+
+    /// Runs an admin action and returns its JSON result.
+    pub async fn action(
+        &self,
+        name: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        let body = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        let results: Vec<arrow_flight::Result> = self
+            .inner
+            .clone()
+            .do_action(Action::new(name.to_string(), body))
+            .await?
+            .into_inner()
+            .try_collect()
+            .await?;
+        let first = results
+            .first()
+            .ok_or_else(|| ClientError::Decode(format!("{name}: no result")))?;
+        serde_json::from_slice(&first.body).map_err(|e| ClientError::Decode(format!("{name}: {e}")))
+    }
+}
+
+/// An item of a read stream.
+#[derive(Debug)]
+pub enum ReadItem {
+    Schema(SchemaRef),
+    Batch(u64, RecordBatch),
+}
+
+fn lsn_of(data: &FlightData) -> Result<u64, ClientError> {
+    let value: serde_json::Value = serde_json::from_slice(&data.app_metadata)
+        .map_err(|e| ClientError::Decode(format!("batch app_metadata: {e}")))?;
+    value["lsn"]
+        .as_u64()
+        .ok_or_else(|| ClientError::Decode("batch app_metadata has no lsn".into()))
+}
+
+/// The client's side of a write stream: the descriptor with the first batch's schema, then
+/// each batch with its producer metadata.
+fn encode_writes<S>(
+    descriptor: FlightDescriptor,
+    writes: S,
+) -> impl Stream<Item = FlightData> + Send + 'static
+where
+    S: Stream<Item = WriteItem> + Send + 'static,
+{
+    let mut encoder = BatchEncoder::default();
+    let mut descriptor = Some(descriptor);
+    writes.flat_map(move |item| {
+        let mut messages = Vec::new();
+        if let Some(d) = descriptor.take() {
+            messages.push(encoder.schema(&item.batch.schema()).with_descriptor(d));
+        }
+        let meta = match &item.producer {
+            Some((id, seq)) => serde_json::json!({"producer_id": id, "seq": seq}).to_string(),
+            None => String::new(),
+        };
+        match encoder.batch(&item.batch, meta.into()) {
+            Ok(data) => messages.extend(data),
+            Err(e) => tracing::error!(error = %e, "cannot encode batch; it is not sent"),
+        }
+        futures::stream::iter(messages)
+    })
+}

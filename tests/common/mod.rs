@@ -1,0 +1,255 @@
+//! A real cluster for integration tests: every node is its own `arka server` process on
+//! 127.0.0.1 ports, so tests can kill -9, stop and restart nodes.
+
+#![allow(dead_code)]
+
+pub mod data;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use arka::client::Client;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::time::{sleep, Instant};
+
+/// How long a cluster condition may take before a test fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `check` until it returns `Some`, failing the test after `deadline`.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub struct NodeProc {
+    pub id: u64,
+    pub flight: String,
+    pub raft: String,
+    pub gossip: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl NodeProc {
+    pub fn addr(&self) -> String {
+        format!("grpc://{}", self.flight)
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+}
+
+pub struct Cluster {
+    pub dir: TempDir,
+    pub nodes: Vec<NodeProc>,
+    extra_config: String,
+}
+
+impl Cluster {
+    /// Starts `n` nodes; node 1 bootstraps the group. Waits until node 1 leads.
+    pub async fn start(n: u64) -> Cluster {
+        Self::start_with_config(n, "").await
+    }
+
+    /// Like [`Cluster::start`], with extra TOML lines in every node's config file.
+    pub async fn start_with_config(n: u64, extra_config: &str) -> Cluster {
+        let dir = TempDir::new().expect("tempdir");
+        let nodes = (1..=n)
+            .map(|id| NodeProc {
+                id,
+                flight: format!("127.0.0.1:{}", free_port()),
+                raft: format!("127.0.0.1:{}", free_port()),
+                gossip: format!("127.0.0.1:{}", free_port()),
+                data_dir: dir.path().join(format!("node-{id}")),
+                log: dir.path().join(format!("node-{id}.log")),
+                child: None,
+            })
+            .collect();
+        let mut cluster = Cluster {
+            dir,
+            nodes,
+            extra_config: extra_config.to_string(),
+        };
+        for id in 1..=n {
+            cluster.spawn(id);
+        }
+        cluster.wait_for_leader().await;
+        cluster
+    }
+
+    pub fn node(&self, id: u64) -> &NodeProc {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    pub fn addr(&self, id: u64) -> String {
+        self.node(id).addr()
+    }
+
+    fn config_file(&self, id: u64) -> PathBuf {
+        let node = self.node(id);
+        let mut text = format!(
+            "node-id = {id}\ndata-dir = {:?}\nflight-addr = {:?}\nraft-addr = {:?}\ngossip-addr = {:?}\n",
+            node.data_dir.display().to_string(),
+            node.flight,
+            node.raft,
+            node.gossip
+        );
+        if id == 1 {
+            text.push_str("bootstrap = true\ninitial-members = [\n");
+            for n in &self.nodes {
+                text.push_str(&format!(
+                    "  {{ node-id = {}, raft-addr = {:?}, flight-addr = {:?} }},\n",
+                    n.id, n.raft, n.flight
+                ));
+            }
+            text.push_str("]\n");
+        }
+        text.push_str(&self.extra_config);
+        let path = self.dir.path().join(format!("node-{id}.toml"));
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    /// Starts (or restarts) node `id` on its data dir.
+    pub fn spawn(&mut self, id: u64) {
+        let config = self.config_file(id);
+        let node = &mut self.nodes[(id - 1) as usize];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_arka"))
+            .arg("server")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn arka server");
+        node.child = Some(child);
+    }
+
+    fn signal(&self, id: u64, sig: i32) {
+        let pid = self.node(id).pid().expect("node is running");
+        // SAFETY: kill(2) on our own child process.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "signal {sig} to node {id}");
+    }
+
+    /// kill -9 node `id` and reap it.
+    pub fn kill9(&mut self, id: u64) {
+        self.signal(id, libc::SIGKILL);
+        if let Some(mut child) = self.nodes[(id - 1) as usize].child.take() {
+            let _ = child.wait();
+        }
+    }
+
+    pub fn pause(&self, id: u64) {
+        self.signal(id, libc::SIGSTOP);
+    }
+
+    pub fn resume(&self, id: u64) {
+        self.signal(id, libc::SIGCONT);
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.id)
+            .collect()
+    }
+
+    pub async fn client(&self, id: u64) -> Client {
+        let addr = self.addr(id);
+        eventually(&format!("connect to node {id}"), DEADLINE, || {
+            let addr = addr.clone();
+            async move { Client::connect(&addr).await.ok() }
+        })
+        .await
+    }
+
+    pub async fn status(&self, id: u64) -> Option<Value> {
+        let client = Client::connect(&self.addr(id)).await.ok()?;
+        client.action("status", &Value::Null).await.ok()
+    }
+
+    /// Waits until every running node names the same leader, which is running; returns it.
+    pub async fn wait_for_leader(&self) -> u64 {
+        let running = self.running();
+        eventually("one leader on every running node", DEADLINE, || {
+            let running = running.clone();
+            async move {
+                let mut leaders = Vec::new();
+                for id in &running {
+                    leaders.push(self.status(*id).await?["leader_id"].as_u64()?);
+                }
+                let first = *leaders.first()?;
+                let agreed = leaders.iter().all(|l| *l == first) && running.contains(&first);
+                let leads = self.status(first).await?["role"] == json!("leader");
+                (agreed && leads).then_some(first)
+            }
+        })
+        .await
+    }
+
+    /// Waits until node `id` has applied `lsn`.
+    pub async fn wait_applied(&self, id: u64, lsn: u64) {
+        eventually(
+            &format!("node {id} applies {lsn}"),
+            DEADLINE,
+            || async move {
+                let applied = self.status(id).await?["replicated_lsn"].as_u64()?;
+                (applied >= lsn).then_some(())
+            },
+        )
+        .await
+    }
+
+    pub fn log_of(&self, id: u64) -> String {
+        std::fs::read_to_string(&self.node(id).log).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                // SAFETY: kill(2) on our own child process; SIGCONT first in case it is paused.
+                unsafe {
+                    libc::kill(child.id() as i32, libc::SIGCONT);
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
