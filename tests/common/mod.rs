@@ -197,14 +197,23 @@ impl Cluster {
         .await
     }
 
+    /// Node `id`'s status, or `None` when it does not answer within a second (down or paused).
     pub async fn status(&self, id: u64) -> Option<Value> {
-        let client = Client::connect(&self.addr(id)).await.ok()?;
-        client.action("status", &Value::Null).await.ok()
+        let ask = async {
+            let client = Client::connect(&self.addr(id)).await.ok()?;
+            client.action("status", &Value::Null).await.ok()
+        };
+        tokio::time::timeout(Duration::from_secs(1), ask).await.ok().flatten()
     }
 
     /// Waits until every running node names the same leader, which is running; returns it.
     pub async fn wait_for_leader(&self) -> u64 {
-        let running = self.running();
+        self.wait_for_leader_among(&self.running()).await
+    }
+
+    /// Waits until the nodes `among` all name the same leader, one of them; returns it.
+    pub async fn wait_for_leader_among(&self, among: &[u64]) -> u64 {
+        let running = among.to_vec();
         eventually("one leader on every running node", DEADLINE, || {
             let running = running.clone();
             async move {

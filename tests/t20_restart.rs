@@ -1,0 +1,193 @@
+//! Crashes: every write acknowledged at REPLICATED survives kill -9 of any nodes; writes
+//! acknowledged only at MEMORY/LOCAL_DISK that a new leader overwrote are reported ABORTED;
+//! idempotent retries after a failover write nothing twice.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arka::client::{Ack, WriteItem};
+use arka::durability::Level;
+use arka::flight::ReadTicket;
+use common::{data, eventually, Cluster, DEADLINE};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+fn read_all(table: &str, min_lsn: u64) -> ReadTicket {
+    ReadTicket {
+        table: table.into(),
+        min_lsn: Some(min_lsn),
+        ..Default::default()
+    }
+}
+
+/// `seq -> lsn` of the writes that reached REPLICATED.
+fn replicated_by_seq(acks: &[Ack]) -> BTreeMap<i64, u64> {
+    acks.iter()
+        .filter(|a| a.level == Level::Replicated)
+        .map(|a| (a.seq.expect("seq"), a.lsn))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicated_writes_survive_kill9_of_every_node() {
+    let mut cluster = Cluster::start(3).await;
+    let client = cluster.client(1).await;
+    let writes = (0..50).map(|s| WriteItem::idempotent(data::batch(1, s, 3), "p", s)).collect();
+    let acks = client.write_all("durable", writes, Level::Replicated).await.expect("write");
+    let acked = replicated_by_seq(&acks);
+    assert_eq!(acked.len(), 50);
+
+    for id in 1..=3 {
+        cluster.kill9(id);
+    }
+    for id in 1..=3 {
+        cluster.spawn(id);
+    }
+    cluster.wait_for_leader().await;
+    let max = *acked.values().max().expect("lsn");
+    for id in 1..=3 {
+        let (_, batches) = cluster.client(id).await.read(&read_all("durable", max)).await.expect("read");
+        let got: BTreeMap<i64, u64> = batches
+            .iter()
+            .map(|(lsn, b)| (data::keys(&[b.clone()])[0].1, *lsn))
+            .collect();
+        assert_eq!(got, acked, "node {id}: every acked write is back at its LSN");
+        let rows: usize = batches.iter().map(|(_, b)| b.num_rows()).sum();
+        assert_eq!(rows, 150, "node {id}: nothing more, nothing twice");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_kill9_mid_stream_then_idempotent_retry_on_the_new_leader() {
+    let mut cluster = Cluster::start(3).await;
+    let client = cluster.client(1).await;
+    let writes: Vec<WriteItem> = (0..300).map(|s| WriteItem::idempotent(data::batch(7, s, 2), "producer-7", s)).collect();
+    let mut acks_stream = Box::pin(
+        client
+            .write_stream("failover", futures::stream::iter(writes.clone()), Level::Replicated)
+            .await
+            .expect("open stream"),
+    );
+    let mut before: Vec<Ack> = Vec::new();
+    let mut killed = false;
+    while let Some(item) = acks_stream.next().await {
+        match item {
+            Ok(batch) => before.extend(batch),
+            Err(e) => {
+                assert!(killed, "the stream fails only after the kill: {e}");
+                break;
+            }
+        }
+        if !killed && replicated_by_seq(&before).len() >= 50 {
+            cluster.kill9(1);
+            killed = true;
+        }
+    }
+    assert!(killed, "the leader was killed mid-stream");
+    let acked_before = replicated_by_seq(&before);
+
+    let leader = cluster.wait_for_leader_among(&[2, 3]).await;
+    let new_leader = cluster.client(leader).await;
+    // The producer resends every write it has not seen REPLICATED; resending all is the
+    // harshest case and must be just as exact.
+    let acks = new_leader.write_all("failover", writes, Level::Replicated).await.expect("retry");
+    let after = replicated_by_seq(&acks);
+    assert_eq!(after.len(), 300, "every write is acked on the new leader");
+    for (seq, lsn) in &acked_before {
+        assert_eq!(after.get(seq), Some(lsn), "seq {seq} keeps the LSN it was acked with");
+    }
+    let max = *after.values().max().expect("lsn");
+    let (_, batches) = new_leader.read(&read_all("failover", max)).await.expect("read");
+    let seqs: Vec<i64> = data::keys(&batches.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>())
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    let unique: BTreeSet<i64> = seqs.iter().copied().collect();
+    assert_eq!(seqs.len(), 600, "each of the 300 writes (2 rows each) is in the table once");
+    assert_eq!(unique, (0..300).collect::<BTreeSet<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_acked_writes_overwritten_by_a_new_leader_are_reported_aborted() {
+    let mut cluster = Cluster::start(3).await;
+    let old_leader = cluster.client(1).await;
+    old_leader
+        .write_all("lost", vec![WriteItem::plain(data::batch(0, 0, 1))], Level::Replicated)
+        .await
+        .expect("create the table");
+
+    // Both followers crash: the leader's writes reach MEMORY and LOCAL_DISK only.
+    cluster.kill9(2);
+    cluster.kill9(3);
+    let (tx, rx) = mpsc::channel(16);
+    let mut acks = Box::pin(
+        old_leader
+            .write_stream("lost", ReceiverStream::new(rx), Level::Replicated)
+            .await
+            .expect("open stream"),
+    );
+    for s in 1..=5 {
+        tx.send(WriteItem::idempotent(data::batch(1, s, 1), "doomed", s)).await.expect("send");
+    }
+    let mut unreplicated = BTreeMap::new();
+    while unreplicated.len() < 5 {
+        let batch = tokio::time::timeout(DEADLINE, acks.next())
+            .await
+            .expect("acks arrive")
+            .expect("stream open")
+            .expect("acks");
+        for ack in batch {
+            assert!(ack.level < Level::Replicated, "no quorum, no REPLICATED: {ack:?}");
+            unreplicated.insert(ack.seq.expect("seq"), ack.lsn);
+        }
+    }
+    let first_lost = *unreplicated.values().min().expect("lsn");
+
+    // The old leader stalls; the followers come back without those writes and elect a new
+    // leader, which writes other data at those LSNs.
+    cluster.pause(1);
+    cluster.spawn(2);
+    cluster.spawn(3);
+    let leader = cluster.wait_for_leader_among(&[2, 3]).await;
+    let new_leader = cluster.client(leader).await;
+    let writes = (0..10).map(|s| WriteItem::plain(data::batch(2, s, 1))).collect();
+    let new_acks = new_leader.write_all("lost", writes, Level::Replicated).await.expect("write");
+    let max = new_acks.iter().map(|a| a.lsn).max().expect("lsn");
+    assert!(max >= *unreplicated.values().max().expect("lsn"), "the new leader reused the LSNs");
+
+    // The old leader comes back, learns it was deposed and drops its unreplicated tail: the
+    // client holding MEMORY acks is told ABORTED, naming the first lost LSN.
+    cluster.resume(1);
+    let error = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match acks.next().await {
+                Some(Ok(batch)) => assert!(batch.iter().all(|a| a.level < Level::Replicated), "{batch:?}"),
+                Some(Err(e)) => return e,
+                None => panic!("the stream ended without an error"),
+            }
+        }
+    })
+    .await
+    .expect("the client is told in time");
+    assert_eq!(error.code(), Some(tonic::Code::Aborted), "{error}");
+    assert!(error.to_string().contains(&format!("lsn {first_lost}")), "{error}");
+    drop(tx);
+
+    // None of the lost writes is in the table; retrying them writes each once.
+    let (_, batches) = new_leader.read(&read_all("lost", max)).await.expect("read");
+    let writers: BTreeSet<i64> = data::keys(&batches.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>())
+        .into_iter()
+        .map(|(w, _)| w)
+        .collect();
+    assert!(!writers.contains(&1), "lost writes are not in the table");
+    let retry = (1..=5).map(|s| WriteItem::idempotent(data::batch(1, s, 1), "doomed", s)).collect();
+    let acks = new_leader.write_all("lost", retry, Level::Replicated).await.expect("retry");
+    assert_eq!(replicated_by_seq(&acks).len(), 5);
+    eventually("old leader follows again", DEADLINE, || async {
+        let status = cluster.status(1).await?;
+        (status["role"] == "follower").then_some(())
+    })
+    .await;
+}
