@@ -191,3 +191,43 @@ async fn memory_acked_writes_overwritten_by_a_new_leader_are_reported_aborted() 
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_of_a_killed_leader_learns_its_unreplicated_writes_were_aborted() {
+    let mut cluster = Cluster::start(3).await;
+    let old_leader = cluster.client(1).await;
+    old_leader
+        .write_all("gone", vec![WriteItem::plain(data::batch(0, 0, 1))], Level::Replicated)
+        .await
+        .expect("create the table");
+    cluster.kill9(2);
+    cluster.kill9(3);
+    let acks = old_leader
+        .write_all("gone", vec![WriteItem::idempotent(data::batch(1, 1, 1), "doomed", 1)], Level::LocalDisk)
+        .await
+        .expect("write reaches LOCAL_DISK without a quorum");
+    let lsn = acks.iter().map(|a| a.lsn).max().expect("lsn");
+
+    // The leader dies with the write; the followers come back without it and move on.
+    cluster.kill9(1);
+    cluster.spawn(2);
+    cluster.spawn(3);
+    let leader = cluster.wait_for_leader_among(&[2, 3]).await;
+    let new_leader = cluster.client(leader).await;
+    let writes = (0..5).map(|s| WriteItem::plain(data::batch(2, s, 1))).collect();
+    new_leader.write_all("gone", writes, Level::Replicated).await.expect("write");
+
+    let query = serde_json::json!({"last_known_lsn": lsn, "producer_id": "doomed", "seq": 1});
+    let err = new_leader.action("get_durability_status", &query).await.expect_err("lost");
+    assert_eq!(err.code(), Some(tonic::Code::Aborted), "{err}");
+    assert!(err.to_string().contains(&format!("lsn {lsn}")), "{err}");
+
+    // A write that did survive is reported with its LSN and level.
+    let retry = vec![WriteItem::idempotent(data::batch(1, 1, 1), "doomed", 1)];
+    let acks = new_leader.write_all("gone", retry, Level::Replicated).await.expect("retry");
+    let retried = replicated_by_seq(&acks)[&1];
+    let query = serde_json::json!({"last_known_lsn": retried, "producer_id": "doomed", "seq": 1});
+    let status = new_leader.action("get_durability_status", &query).await.expect("status");
+    assert_eq!(status["lsn"], retried);
+    assert_eq!(status["level"], "REPLICATED");
+}

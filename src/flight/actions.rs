@@ -25,7 +25,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("create_table", "Create a table. Body: {\"name\": T, \"schema\": base64 Arrow IPC schema}."),
     ("drop_table", "Drop a table and its data. Body: {\"name\": T} or the bare name."),
     ("drop_dataset", "Alias of drop_table."),
-    ("get_durability_status", "Watermarks and the level an LSN reached. Body: {\"last_known_lsn\": N}."),
+    ("get_durability_status", "Watermarks and the level an LSN reached. Body: {\"last_known_lsn\": N, \"producer_id\"?: P, \"seq\"?: S}; with producer_id and seq, the write's LSN and level, or ABORTED if it was lost."),
     ("snapshot", "Build a Raft snapshot (metadata only) now. Body: none."),
     ("add_node", "Add a member. Body: {\"node_id\": N, \"raft_addr\": HOST:PORT, \"flight_addr\": HOST:PORT, \"voter\": bool (default true)}."),
     ("remove_node", "Remove a member. Body: {\"node_id\": N}."),
@@ -186,16 +186,19 @@ async fn drop_table(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     }
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DurabilityQuery {
+    last_known_lsn: Option<u64>,
+    /// With `seq`: ask about one idempotent write, so that a client that lost its stream can
+    /// learn whether the write it holds a MEMORY/LOCAL_DISK ack for survived.
+    producer_id: Option<String>,
+    seq: Option<i64>,
+}
+
 fn durability_status(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Req {
-        last_known_lsn: Option<u64>,
-    }
-    let req: Req = if body.is_empty() {
-        Req {
-            last_known_lsn: None,
-        }
+    let req: DurabilityQuery = if body.is_empty() {
+        DurabilityQuery::default()
     } else {
         parse_body("get_durability_status", body)?
     };
@@ -204,6 +207,27 @@ fn durability_status(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     if let Some(lsn) = req.last_known_lsn {
         out["last_known_lsn"] = json!(lsn);
         out["level"] = json!(w.level_of(lsn));
+    }
+    match (req.producer_id, req.seq) {
+        (Some(producer), Some(seq)) => {
+            if let Some(original) = ctx.state.dedup_lookup(&producer, seq)? {
+                out["lsn"] = json!(original);
+                out["level"] = json!(w.level_of(original));
+            } else if let Some(lsn) = req.last_known_lsn.filter(|l| *l <= w.replicated_lsn) {
+                return Err(Error::Aborted {
+                    first_lost_lsn: lsn,
+                    reason: format!("producer {producer:?} seq {seq} was never committed; lsn {lsn} now holds other data"),
+                });
+            } else {
+                out["level"] = Value::Null;
+            }
+        }
+        (None, None) => {}
+        _ => {
+            return Err(Error::InvalidArgument(
+                "get_durability_status: give producer_id and seq together".into(),
+            ))
+        }
     }
     Ok(out)
 }
