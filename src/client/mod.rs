@@ -127,6 +127,11 @@ impl Client {
         &self.addr
     }
 
+    /// The underlying Flight client, for calls this client does not wrap.
+    pub fn flight(&self) -> FlightServiceClient<Channel> {
+        self.inner.clone()
+    }
+
     /// Streams `writes` into `table` and returns the stream of ack batches; it ends once every
     /// write reached `ack_until`.
     pub async fn write_stream<S>(
