@@ -151,7 +151,7 @@ async fn min_lsn_gives_read_your_writes_on_a_follower() {
             1,
             "write {s} at {lsn} is visible on the follower at once"
         );
-        assert_eq!(data::keys(&[batches[0].1.clone()]), vec![(9, s)]);
+        assert_eq!(data::keys([&batches[0].1]), vec![(9, s)]);
     }
 }
 
@@ -194,7 +194,7 @@ async fn follow_tails_new_writes() {
         if let ReadItem::Batch(lsn, batch) = item {
             assert!(lsn > last_lsn, "tailed batches come in LSN order");
             last_lsn = lsn;
-            seen.extend(data::keys(&[batch]));
+            seen.extend(data::keys([&batch]));
         }
     }
     writer.await.expect("writer");

@@ -34,8 +34,13 @@ fn replicated_by_seq(acks: &[Ack]) -> BTreeMap<i64, u64> {
 async fn replicated_writes_survive_kill9_of_every_node() {
     let mut cluster = Cluster::start(3).await;
     let client = cluster.client(1).await;
-    let writes = (0..50).map(|s| WriteItem::idempotent(data::batch(1, s, 3), "p", s)).collect();
-    let acks = client.write_all("durable", writes, Level::Replicated).await.expect("write");
+    let writes = (0..50)
+        .map(|s| WriteItem::idempotent(data::batch(1, s, 3), "p", s))
+        .collect();
+    let acks = client
+        .write_all("durable", writes, Level::Replicated)
+        .await
+        .expect("write");
     let acked = replicated_by_seq(&acks);
     assert_eq!(acked.len(), 50);
 
@@ -48,12 +53,20 @@ async fn replicated_writes_survive_kill9_of_every_node() {
     cluster.wait_for_leader().await;
     let max = *acked.values().max().expect("lsn");
     for id in 1..=3 {
-        let (_, batches) = cluster.client(id).await.read(&read_all("durable", max)).await.expect("read");
+        let (_, batches) = cluster
+            .client(id)
+            .await
+            .read(&read_all("durable", max))
+            .await
+            .expect("read");
         let got: BTreeMap<i64, u64> = batches
             .iter()
-            .map(|(lsn, b)| (data::keys(&[b.clone()])[0].1, *lsn))
+            .map(|(lsn, b)| (data::keys([b])[0].1, *lsn))
             .collect();
-        assert_eq!(got, acked, "node {id}: every acked write is back at its LSN");
+        assert_eq!(
+            got, acked,
+            "node {id}: every acked write is back at its LSN"
+        );
         let rows: usize = batches.iter().map(|(_, b)| b.num_rows()).sum();
         assert_eq!(rows, 150, "node {id}: nothing more, nothing twice");
     }
@@ -63,10 +76,16 @@ async fn replicated_writes_survive_kill9_of_every_node() {
 async fn leader_kill9_mid_stream_then_idempotent_retry_on_the_new_leader() {
     let mut cluster = Cluster::start(3).await;
     let client = cluster.client(1).await;
-    let writes: Vec<WriteItem> = (0..300).map(|s| WriteItem::idempotent(data::batch(7, s, 2), "producer-7", s)).collect();
+    let writes: Vec<WriteItem> = (0..300)
+        .map(|s| WriteItem::idempotent(data::batch(7, s, 2), "producer-7", s))
+        .collect();
     let mut acks_stream = Box::pin(
         client
-            .write_stream("failover", futures::stream::iter(writes.clone()), Level::Replicated)
+            .write_stream(
+                "failover",
+                futures::stream::iter(writes.clone()),
+                Level::Replicated,
+            )
             .await
             .expect("open stream"),
     );
@@ -92,20 +111,34 @@ async fn leader_kill9_mid_stream_then_idempotent_retry_on_the_new_leader() {
     let new_leader = cluster.client(leader).await;
     // The producer resends every write it has not seen REPLICATED; resending all is the
     // harshest case and must be just as exact.
-    let acks = new_leader.write_all("failover", writes, Level::Replicated).await.expect("retry");
+    let acks = new_leader
+        .write_all("failover", writes, Level::Replicated)
+        .await
+        .expect("retry");
     let after = replicated_by_seq(&acks);
     assert_eq!(after.len(), 300, "every write is acked on the new leader");
     for (seq, lsn) in &acked_before {
-        assert_eq!(after.get(seq), Some(lsn), "seq {seq} keeps the LSN it was acked with");
+        assert_eq!(
+            after.get(seq),
+            Some(lsn),
+            "seq {seq} keeps the LSN it was acked with"
+        );
     }
     let max = *after.values().max().expect("lsn");
-    let (_, batches) = new_leader.read(&read_all("failover", max)).await.expect("read");
-    let seqs: Vec<i64> = data::keys(&batches.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>())
+    let (_, batches) = new_leader
+        .read(&read_all("failover", max))
+        .await
+        .expect("read");
+    let seqs: Vec<i64> = data::keys(batches.iter().map(|(_, b)| b))
         .into_iter()
         .map(|(_, s)| s)
         .collect();
     let unique: BTreeSet<i64> = seqs.iter().copied().collect();
-    assert_eq!(seqs.len(), 600, "each of the 300 writes (2 rows each) is in the table once");
+    assert_eq!(
+        seqs.len(),
+        600,
+        "each of the 300 writes (2 rows each) is in the table once"
+    );
     assert_eq!(unique, (0..300).collect::<BTreeSet<_>>());
 }
 
@@ -114,7 +147,11 @@ async fn memory_acked_writes_overwritten_by_a_new_leader_are_reported_aborted() 
     let mut cluster = Cluster::start(3).await;
     let old_leader = cluster.client(1).await;
     old_leader
-        .write_all("lost", vec![WriteItem::plain(data::batch(0, 0, 1))], Level::Replicated)
+        .write_all(
+            "lost",
+            vec![WriteItem::plain(data::batch(0, 0, 1))],
+            Level::Replicated,
+        )
         .await
         .expect("create the table");
 
@@ -129,7 +166,9 @@ async fn memory_acked_writes_overwritten_by_a_new_leader_are_reported_aborted() 
             .expect("open stream"),
     );
     for s in 1..=5 {
-        tx.send(WriteItem::idempotent(data::batch(1, s, 1), "doomed", s)).await.expect("send");
+        tx.send(WriteItem::idempotent(data::batch(1, s, 1), "doomed", s))
+            .await
+            .expect("send");
     }
     let mut unreplicated = BTreeMap::new();
     while unreplicated.len() < 5 {
@@ -139,7 +178,10 @@ async fn memory_acked_writes_overwritten_by_a_new_leader_are_reported_aborted() 
             .expect("stream open")
             .expect("acks");
         for ack in batch {
-            assert!(ack.level < Level::Replicated, "no quorum, no REPLICATED: {ack:?}");
+            assert!(
+                ack.level < Level::Replicated,
+                "no quorum, no REPLICATED: {ack:?}"
+            );
             unreplicated.insert(ack.seq.expect("seq"), ack.lsn);
         }
     }
@@ -152,10 +194,18 @@ async fn memory_acked_writes_overwritten_by_a_new_leader_are_reported_aborted() 
     cluster.spawn(3);
     let leader = cluster.wait_for_leader_among(&[2, 3]).await;
     let new_leader = cluster.client(leader).await;
-    let writes = (0..10).map(|s| WriteItem::plain(data::batch(2, s, 1))).collect();
-    let new_acks = new_leader.write_all("lost", writes, Level::Replicated).await.expect("write");
+    let writes = (0..10)
+        .map(|s| WriteItem::plain(data::batch(2, s, 1)))
+        .collect();
+    let new_acks = new_leader
+        .write_all("lost", writes, Level::Replicated)
+        .await
+        .expect("write");
     let max = new_acks.iter().map(|a| a.lsn).max().expect("lsn");
-    assert!(max >= *unreplicated.values().max().expect("lsn"), "the new leader reused the LSNs");
+    assert!(
+        max >= *unreplicated.values().max().expect("lsn"),
+        "the new leader reused the LSNs"
+    );
 
     // The old leader comes back, learns it was deposed and drops its unreplicated tail: the
     // client holding MEMORY acks is told ABORTED, naming the first lost LSN.
@@ -163,7 +213,10 @@ async fn memory_acked_writes_overwritten_by_a_new_leader_are_reported_aborted() 
     let error = tokio::time::timeout(DEADLINE, async {
         loop {
             match acks.next().await {
-                Some(Ok(batch)) => assert!(batch.iter().all(|a| a.level < Level::Replicated), "{batch:?}"),
+                Some(Ok(batch)) => assert!(
+                    batch.iter().all(|a| a.level < Level::Replicated),
+                    "{batch:?}"
+                ),
                 Some(Err(e)) => return e,
                 None => panic!("the stream ended without an error"),
             }
@@ -172,18 +225,26 @@ async fn memory_acked_writes_overwritten_by_a_new_leader_are_reported_aborted() 
     .await
     .expect("the client is told in time");
     assert_eq!(error.code(), Some(tonic::Code::Aborted), "{error}");
-    assert!(error.to_string().contains(&format!("lsn {first_lost}")), "{error}");
+    assert!(
+        error.to_string().contains(&format!("lsn {first_lost}")),
+        "{error}"
+    );
     drop(tx);
 
     // None of the lost writes is in the table; retrying them writes each once.
     let (_, batches) = new_leader.read(&read_all("lost", max)).await.expect("read");
-    let writers: BTreeSet<i64> = data::keys(&batches.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>())
+    let writers: BTreeSet<i64> = data::keys(batches.iter().map(|(_, b)| b))
         .into_iter()
         .map(|(w, _)| w)
         .collect();
     assert!(!writers.contains(&1), "lost writes are not in the table");
-    let retry = (1..=5).map(|s| WriteItem::idempotent(data::batch(1, s, 1), "doomed", s)).collect();
-    let acks = new_leader.write_all("lost", retry, Level::Replicated).await.expect("retry");
+    let retry = (1..=5)
+        .map(|s| WriteItem::idempotent(data::batch(1, s, 1), "doomed", s))
+        .collect();
+    let acks = new_leader
+        .write_all("lost", retry, Level::Replicated)
+        .await
+        .expect("retry");
     assert_eq!(replicated_by_seq(&acks).len(), 5);
     eventually("old leader follows again", DEADLINE, || async {
         let status = cluster.status(1).await?;
@@ -197,13 +258,21 @@ async fn a_client_of_a_killed_leader_learns_its_unreplicated_writes_were_aborted
     let mut cluster = Cluster::start(3).await;
     let old_leader = cluster.client(1).await;
     old_leader
-        .write_all("gone", vec![WriteItem::plain(data::batch(0, 0, 1))], Level::Replicated)
+        .write_all(
+            "gone",
+            vec![WriteItem::plain(data::batch(0, 0, 1))],
+            Level::Replicated,
+        )
         .await
         .expect("create the table");
     cluster.kill9(2);
     cluster.kill9(3);
     let acks = old_leader
-        .write_all("gone", vec![WriteItem::idempotent(data::batch(1, 1, 1), "doomed", 1)], Level::LocalDisk)
+        .write_all(
+            "gone",
+            vec![WriteItem::idempotent(data::batch(1, 1, 1), "doomed", 1)],
+            Level::LocalDisk,
+        )
         .await
         .expect("write reaches LOCAL_DISK without a quorum");
     let lsn = acks.iter().map(|a| a.lsn).max().expect("lsn");
@@ -214,20 +283,34 @@ async fn a_client_of_a_killed_leader_learns_its_unreplicated_writes_were_aborted
     cluster.spawn(3);
     let leader = cluster.wait_for_leader_among(&[2, 3]).await;
     let new_leader = cluster.client(leader).await;
-    let writes = (0..5).map(|s| WriteItem::plain(data::batch(2, s, 1))).collect();
-    new_leader.write_all("gone", writes, Level::Replicated).await.expect("write");
+    let writes = (0..5)
+        .map(|s| WriteItem::plain(data::batch(2, s, 1)))
+        .collect();
+    new_leader
+        .write_all("gone", writes, Level::Replicated)
+        .await
+        .expect("write");
 
     let query = serde_json::json!({"last_known_lsn": lsn, "producer_id": "doomed", "seq": 1});
-    let err = new_leader.action("get_durability_status", &query).await.expect_err("lost");
+    let err = new_leader
+        .action("get_durability_status", &query)
+        .await
+        .expect_err("lost");
     assert_eq!(err.code(), Some(tonic::Code::Aborted), "{err}");
     assert!(err.to_string().contains(&format!("lsn {lsn}")), "{err}");
 
     // A write that did survive is reported with its LSN and level.
     let retry = vec![WriteItem::idempotent(data::batch(1, 1, 1), "doomed", 1)];
-    let acks = new_leader.write_all("gone", retry, Level::Replicated).await.expect("retry");
+    let acks = new_leader
+        .write_all("gone", retry, Level::Replicated)
+        .await
+        .expect("retry");
     let retried = replicated_by_seq(&acks)[&1];
     let query = serde_json::json!({"last_known_lsn": retried, "producer_id": "doomed", "seq": 1});
-    let status = new_leader.action("get_durability_status", &query).await.expect("status");
+    let status = new_leader
+        .action("get_durability_status", &query)
+        .await
+        .expect("status");
     assert_eq!(status["lsn"], retried);
     assert_eq!(status["level"], "REPLICATED");
 }

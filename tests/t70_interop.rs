@@ -47,7 +47,10 @@ async fn wait_for_leader(addr: &str) {
                 }
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "arka dev did not elect node 1");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "arka dev did not elect node 1"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -57,13 +60,22 @@ async fn pyarrow_quickstart_and_flows_against_arka_dev() {
     let dir = TempDir::new().expect("tempdir");
     let base = free_base_port(3);
     let dev = Dev(Command::new(env!("CARGO_BIN_EXE_arka"))
-        .args(["dev", "--nodes", "3", "--base-port", &base.to_string(), "--data-dir"])
+        .args([
+            "dev",
+            "--nodes",
+            "3",
+            "--base-port",
+            &base.to_string(),
+            "--data-dir",
+        ])
         .arg(dir.path().join("dev"))
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .spawn()
         .expect("start arka dev"));
-    let addrs: Vec<String> = (0..3).map(|i| format!("grpc://127.0.0.1:{}", base + i)).collect();
+    let addrs: Vec<String> = (0..3)
+        .map(|i| format!("grpc://127.0.0.1:{}", base + i))
+        .collect();
     wait_for_leader(&addrs[0]).await;
 
     let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python");
@@ -79,6 +91,9 @@ async fn pyarrow_quickstart_and_flows_against_arka_dev() {
         String::from_utf8_lossy(&output.stderr)
     );
     println!("{report}");
-    assert!(output.status.success(), "pyarrow interop tests failed:\n{report}");
+    assert!(
+        output.status.success(),
+        "pyarrow interop tests failed:\n{report}"
+    );
     drop(dev);
 }

@@ -64,10 +64,8 @@ impl Session {
         let is_update = w.level.is_some();
         w.level = Some(level);
         w.lsn = Some(lsn);
-        if level >= Level::Replicated {
-            if w.permit.take().is_some() {
-                self.inflight_bytes -= w.bytes;
-            }
+        if level >= Level::Replicated && w.permit.take().is_some() {
+            self.inflight_bytes -= w.bytes;
         }
         self.pending.push(AckEvent {
             write_no: no,

@@ -31,7 +31,7 @@ pub fn batch(writer: i64, seq: i64, rows: usize) -> RecordBatch {
 }
 
 /// The `(writer, seq)` of every row of `batches`.
-pub fn keys(batches: &[RecordBatch]) -> Vec<(i64, i64)> {
+pub fn keys<'a>(batches: impl IntoIterator<Item = &'a RecordBatch>) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
     for b in batches {
         let w = b

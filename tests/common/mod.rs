@@ -203,7 +203,10 @@ impl Cluster {
             let client = Client::connect(&self.addr(id)).await.ok()?;
             client.action("status", &Value::Null).await.ok()
         };
-        tokio::time::timeout(Duration::from_secs(1), ask).await.ok().flatten()
+        tokio::time::timeout(Duration::from_secs(1), ask)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Waits until every running node names the same leader, which is running; returns it.
