@@ -67,6 +67,7 @@ pub fn status_json(ctx: &NodeContext) -> Value {
         "tier_worker": Value::Null,
         "last_log_index": metrics.last_log_index,
         "uptime_seconds": ctx.started.elapsed().as_secs(),
+        "pid": std::process::id(),
     })
 }
 

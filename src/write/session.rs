@@ -224,10 +224,10 @@ fn on_outcome(session: &mut Session, no: u64, outcome: Result<CommandResponse>) 
             )))
         }
         Err(Error::Aborted { reason, .. }) => {
-            let lost = session.writes.get(&no).and_then(|w| w.lsn);
-            return Err(match lost {
-                Some(lsn) => Error::Aborted {
-                    first_lost_lsn: first_lost(session, lsn),
+            // Everything of the session not yet replicated may be lost with this write.
+            return Err(match first_lost(session) {
+                Some(first_lost_lsn) => Error::Aborted {
+                    first_lost_lsn,
                     reason,
                 },
                 None => Error::Unavailable(format!(
@@ -240,15 +240,12 @@ fn on_outcome(session: &mut Session, no: u64, outcome: Result<CommandResponse>) 
     Ok(())
 }
 
-/// The lowest LSN of the session that is not yet replicated: everything from there on may be
-/// lost.
-fn first_lost(session: &Session, lsn: u64) -> u64 {
+/// The lowest LSN of the session that is known and not yet replicated.
+fn first_lost(session: &Session) -> Option<u64> {
     session
         .writes
         .values()
         .filter(|w| w.level.is_none_or(|l| l < Level::Replicated))
         .filter_map(|w| w.lsn)
         .min()
-        .unwrap_or(lsn)
-        .min(lsn)
 }

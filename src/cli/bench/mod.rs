@@ -1,0 +1,29 @@
+//! `arka bench`: drives a running cluster and reports medians over runs, each level as a ratio
+//! against the first (the baseline), all measured side by side in one invocation.
+
+mod report;
+mod streams;
+mod write_load;
+
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Pipelined writes: writes/s, MB/s and ack latency at each durability level.
+    Write(write_load::WriteArgs),
+    /// Open many idle DoExchange streams and report the node's OS threads and RSS.
+    Streams(streams::StreamsArgs),
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.mode {
+        Mode::Write(a) => write_load::run(a).await,
+        Mode::Streams(a) => streams::run(a).await,
+    }
+}

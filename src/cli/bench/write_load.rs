@@ -1,0 +1,174 @@
+//! Pipelined write load: N streams, each keeping up to `window` writes in flight, each write an
+//! idempotent batch of about `batch-bytes`; latency is submit → ack at the chosen level.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::{BinaryArray, Int64Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use clap::Args;
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::report::{print_table, RunResult};
+use crate::client::{Client, WriteItem};
+use crate::durability::Level;
+
+#[derive(Debug, Clone, Args)]
+pub struct WriteArgs {
+    /// The leader's Flight address.
+    #[arg(long, default_value = "grpc://127.0.0.1:8815")]
+    addr: String,
+    /// Levels to measure, in order; the first is the baseline of the ratios.
+    #[arg(long, value_delimiter = ',', default_value = "REPLICATED")]
+    levels: Vec<Level>,
+    /// Approximate bytes of data per batch.
+    #[arg(long, default_value_t = 1024)]
+    batch_bytes: usize,
+    /// Concurrent write streams.
+    #[arg(long, default_value_t = 1)]
+    streams: usize,
+    /// Writes in flight per stream (pipelining depth).
+    #[arg(long, default_value_t = 1024)]
+    window: usize,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Runs per level (the table shows medians).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Table to write to.
+    #[arg(long, default_value = "bench")]
+    table: String,
+}
+
+fn make_batch(bytes: usize) -> anyhow::Result<RecordBatch> {
+    let row_bytes = 64usize;
+    let rows = (bytes / row_bytes).max(1);
+    let payload = vec![0xabu8; row_bytes.saturating_sub(8).min(bytes)];
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("payload", DataType::Binary, false),
+    ]));
+    let ids = Int64Array::from_iter_values(0..rows as i64);
+    let data = BinaryArray::from_iter_values((0..rows).map(|_| payload.as_slice()));
+    Ok(RecordBatch::try_new(schema, vec![Arc::new(ids), Arc::new(data)])?)
+}
+
+struct Shared {
+    histogram: Mutex<Histogram<u64>>,
+    acked: AtomicU64,
+    stop: AtomicU64,
+}
+
+async fn one_stream(
+    client: Client,
+    args: WriteArgs,
+    level: Level,
+    stream_no: usize,
+    batch: RecordBatch,
+    shared: Arc<Shared>,
+) -> anyhow::Result<()> {
+    let producer = format!("bench-{}-{stream_no}-{}", std::process::id(), level.as_str());
+    let window = Arc::new(Semaphore::new(args.window));
+    let sent: Arc<Mutex<HashMap<i64, Instant>>> = Arc::default();
+    let (tx, rx) = mpsc::channel(args.window);
+    let mut acks = Box::pin(client.write_stream(&args.table, ReceiverStream::new(rx), level).await?);
+    let feeder = {
+        let (window, sent, shared) = (window.clone(), sent.clone(), shared.clone());
+        tokio::spawn(async move {
+            let mut seq = 0i64;
+            while shared.stop.load(Ordering::Relaxed) == 0 {
+                let Ok(permit) = window.clone().acquire_owned().await else { break };
+                permit.forget();
+                sent.lock().unwrap_or_else(|p| p.into_inner()).insert(seq, Instant::now());
+                if tx.send(WriteItem::idempotent(batch.clone(), &producer, seq)).await.is_err() {
+                    break;
+                }
+                seq += 1;
+            }
+        })
+    };
+    while let Some(batch) = acks.next().await {
+        for ack in batch? {
+            if ack.level < level {
+                continue;
+            }
+            let Some(seq) = ack.seq else { continue };
+            let started = sent.lock().unwrap_or_else(|p| p.into_inner()).remove(&seq);
+            if let Some(started) = started {
+                let us = started.elapsed().as_micros() as u64;
+                let _ = shared.histogram.lock().unwrap_or_else(|p| p.into_inner()).record(us.max(1));
+                shared.acked.fetch_add(1, Ordering::Relaxed);
+                window.add_permits(1);
+            }
+        }
+    }
+    feeder.await?;
+    Ok(())
+}
+
+async fn one_run(clients: &[Client], args: &WriteArgs, level: Level, batch: &RecordBatch) -> anyhow::Result<RunResult> {
+    let shared = Arc::new(Shared {
+        histogram: Mutex::new(Histogram::new_with_bounds(1, 120_000_000, 3)?),
+        acked: AtomicU64::new(0),
+        stop: AtomicU64::new(0),
+    });
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, client) in clients.iter().enumerate() {
+        let task = one_stream(client.clone(), args.clone(), level, i, batch.clone(), shared.clone());
+        tasks.push(tokio::spawn(task));
+    }
+    let deadline = started + Duration::from_secs(args.duration_secs);
+    let mut last = 0;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1).min(deadline - Instant::now())).await;
+        let acked = shared.acked.load(Ordering::Relaxed);
+        let p99 = shared.histogram.lock().unwrap_or_else(|p| p.into_inner()).value_at_quantile(0.99);
+        eprint!(
+            "\r  {level:<10} t={:>4.1}s acked={acked:>9} last 1s: {:>8} writes  p99 so far {:.2} ms   ",
+            started.elapsed().as_secs_f64(),
+            acked - last,
+            p99 as f64 / 1000.0
+        );
+        last = acked;
+    }
+    let elapsed = started.elapsed();
+    let histogram = shared.histogram.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    shared.stop.store(1, Ordering::Relaxed);
+    for task in tasks {
+        task.await??;
+    }
+    eprintln!();
+    let bytes = histogram.len() * batch.get_array_memory_size() as u64;
+    Ok(RunResult::from_histogram(&histogram, bytes, elapsed))
+}
+
+pub async fn run(args: WriteArgs) -> anyhow::Result<()> {
+    let batch = make_batch(args.batch_bytes)?;
+    let mut clients = Vec::new();
+    for _ in 0..args.streams {
+        clients.push(Client::connect(&args.addr).await?);
+    }
+    let mut rows = Vec::new();
+    for level in &args.levels {
+        let mut runs = Vec::new();
+        for run in 1..=args.runs {
+            eprintln!("{level} run {run}/{}", args.runs);
+            runs.push(one_run(&clients, &args, *level, &batch).await?);
+        }
+        rows.push((level.to_string(), runs));
+    }
+    let title = format!(
+        "arka bench write: {} streams x window {}, ~{} B batches, {} s runs against {}",
+        args.streams, args.window, args.batch_bytes, args.duration_secs, args.addr
+    );
+    print_table(&title, &rows);
+    Ok(())
+}
