@@ -203,3 +203,84 @@ async fn follow_tails_new_writes() {
     let more = tokio::time::timeout(Duration::from_millis(300), stream.next()).await;
     assert!(more.is_err(), "follow keeps the stream open: {more:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schema_evolves_by_nullable_columns_and_old_batches_read_with_nulls() {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.client(1).await;
+    leader
+        .write_all(
+            "evolve",
+            vec![WriteItem::plain(data::batch(1, 0, 2))],
+            Level::Replicated,
+        )
+        .await
+        .expect("first schema");
+    let mut fields: Vec<Field> = data::schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("note", DataType::Utf8, true));
+    let old = data::batch(1, 1, 2);
+    let mut columns = old.columns().to_vec();
+    columns.push(Arc::new(StringArray::from(vec![Some("a"), None])));
+    let grown = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("batch");
+    let acks = leader
+        .write_all(
+            "evolve",
+            vec![WriteItem::plain(grown.clone())],
+            Level::Replicated,
+        )
+        .await
+        .expect("grown schema is accepted");
+    let last = acks.iter().map(|a| a.lsn).max().expect("lsn");
+
+    let err = leader
+        .write_all(
+            "evolve",
+            vec![WriteItem::plain(data::batch(1, 2, 1))],
+            Level::Replicated,
+        )
+        .await
+        .expect_err("the old schema is no longer the table's");
+    assert_eq!(err.code(), Some(tonic::Code::InvalidArgument), "{err}");
+
+    let (schema, batches) = cluster
+        .client(3)
+        .await
+        .read(&ticket("evolve", last))
+        .await
+        .expect("read");
+    let schema = schema.expect("schema");
+    assert_eq!(schema.field(3).name(), "note");
+    let first = &batches[0].1;
+    assert_eq!(
+        first.column(3).null_count(),
+        2,
+        "columns added later read as null"
+    );
+    assert_eq!(
+        batches[1]
+            .1
+            .column(3)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("utf8")
+            .value(0),
+        "a"
+    );
+    let seqs = batches[1]
+        .1
+        .column(1)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("seq");
+    assert_eq!(seqs.value(0), 1);
+}

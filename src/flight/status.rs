@@ -66,6 +66,7 @@ pub fn status_json(ctx: &NodeContext) -> Value {
         "lag_seconds": Value::Null,
         "tier_worker": Value::Null,
         "last_log_index": metrics.last_log_index,
+        "snapshot_lsn": metrics.snapshot.map(|l| l.index),
         "uptime_seconds": ctx.started.elapsed().as_secs(),
         "pid": std::process::id(),
     })

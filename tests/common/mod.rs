@@ -68,6 +68,8 @@ pub struct Cluster {
     pub dir: TempDir,
     pub nodes: Vec<NodeProc>,
     extra_config: String,
+    /// Nodes of the bootstrap membership (those started by `start`).
+    initial_size: usize,
 }
 
 impl Cluster {
@@ -94,12 +96,29 @@ impl Cluster {
             dir,
             nodes,
             extra_config: extra_config.to_string(),
+            initial_size: n as usize,
         };
         for id in 1..=n {
             cluster.spawn(id);
         }
         cluster.wait_for_leader().await;
         cluster
+    }
+
+    /// Starts a new, empty node `id` that is not a member yet (it joins with `add_node`).
+    pub fn add_process(&mut self) -> u64 {
+        let id = self.nodes.len() as u64 + 1;
+        self.nodes.push(NodeProc {
+            id,
+            flight: format!("127.0.0.1:{}", free_port()),
+            raft: format!("127.0.0.1:{}", free_port()),
+            gossip: format!("127.0.0.1:{}", free_port()),
+            data_dir: self.dir.path().join(format!("node-{id}")),
+            log: self.dir.path().join(format!("node-{id}.log")),
+            child: None,
+        });
+        self.spawn(id);
+        id
     }
 
     pub fn node(&self, id: u64) -> &NodeProc {
@@ -121,7 +140,7 @@ impl Cluster {
         );
         if id == 1 {
             text.push_str("bootstrap = true\ninitial-members = [\n");
-            for n in &self.nodes {
+            for n in self.nodes.iter().take(self.initial_size) {
                 text.push_str(&format!(
                     "  {{ node-id = {}, raft-addr = {:?}, flight-addr = {:?} }},\n",
                     n.id, n.raft, n.flight

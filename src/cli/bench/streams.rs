@@ -32,8 +32,9 @@ pub struct StreamsArgs {
 
 /// Reads `Threads` and `VmRSS` (KiB) of a process.
 fn proc_usage(pid: u64) -> anyhow::Result<(u64, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| anyhow::anyhow!("cannot read /proc/{pid}/status (is the node on this machine?): {e}"))?;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| {
+        anyhow::anyhow!("cannot read /proc/{pid}/status (is the node on this machine?): {e}")
+    })?;
     let field = |name: &str| -> u64 {
         text.lines()
             .find_map(|l| l.strip_prefix(name))
@@ -47,7 +48,9 @@ fn proc_usage(pid: u64) -> anyhow::Result<(u64, u64)> {
 pub async fn run(args: StreamsArgs) -> anyhow::Result<()> {
     let probe = Client::connect(&args.addr).await?;
     let status: Value = probe.action("status", &Value::Null).await?;
-    let pid = status["pid"].as_u64().ok_or_else(|| anyhow::anyhow!("status has no pid"))?;
+    let pid = status["pid"]
+        .as_u64()
+        .ok_or_else(|| anyhow::anyhow!("status has no pid"))?;
     let (threads_before, rss_before) = proc_usage(pid)?;
 
     let mut clients = Vec::new();
@@ -55,9 +58,13 @@ pub async fn run(args: StreamsArgs) -> anyhow::Result<()> {
         clients.push(Client::connect(&args.addr).await?.flight());
     }
     let schema = Schema::new(vec![Field::new("x", DataType::Int64, false)]);
-    let first = BatchEncoder::default()
-        .schema(&schema)
-        .with_descriptor(FlightDescriptor::new_path(vec!["streaming_write".into(), "bench_idle".into()]));
+    let first =
+        BatchEncoder::default()
+            .schema(&schema)
+            .with_descriptor(FlightDescriptor::new_path(vec![
+                "streaming_write".into(),
+                "bench_idle".into(),
+            ]));
     let started = Instant::now();
     let mut held = Vec::with_capacity(args.count);
     for i in 0..args.count {
@@ -67,17 +74,44 @@ pub async fn run(args: StreamsArgs) -> anyhow::Result<()> {
         let response = client.do_exchange(ReceiverStream::new(rx)).await?;
         held.push((tx, response.into_inner()));
         if (i + 1) % 1000 == 0 {
-            eprint!("\r  opened {:>6} streams in {:.1} s", i + 1, started.elapsed().as_secs_f64());
+            eprint!(
+                "\r  opened {:>6} streams in {:.1} s",
+                i + 1,
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     eprintln!();
     tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
     let (threads, rss) = proc_usage(pid)?;
-    println!("\narka bench streams: {} idle DoExchange streams over {} connections on {}", args.count, clients.len(), args.addr);
-    println!("{:<22} {:>12} {:>12}", format!("node (pid {pid})"), "before", "with streams");
-    println!("{:<22} {:>12} {:>12}", "OS threads", threads_before, threads);
-    println!("{:<22} {:>12.1} {:>12.1}", "RSS MiB", rss_before as f64 / 1024.0, rss as f64 / 1024.0);
-    println!("{:<22} {:>12} {:>12.1}", "KiB per stream", "", (rss.saturating_sub(rss_before)) as f64 / args.count.max(1) as f64);
+    println!(
+        "\narka bench streams: {} idle DoExchange streams over {} connections on {}",
+        args.count,
+        clients.len(),
+        args.addr
+    );
+    println!(
+        "{:<22} {:>12} {:>12}",
+        format!("node (pid {pid})"),
+        "before",
+        "with streams"
+    );
+    println!(
+        "{:<22} {:>12} {:>12}",
+        "OS threads", threads_before, threads
+    );
+    println!(
+        "{:<22} {:>12.1} {:>12.1}",
+        "RSS MiB",
+        rss_before as f64 / 1024.0,
+        rss as f64 / 1024.0
+    );
+    println!(
+        "{:<22} {:>12} {:>12.1}",
+        "KiB per stream",
+        "",
+        (rss.saturating_sub(rss_before)) as f64 / args.count.max(1) as f64
+    );
     drop(held);
     Ok(())
 }

@@ -57,7 +57,10 @@ fn make_batch(bytes: usize) -> anyhow::Result<RecordBatch> {
     ]));
     let ids = Int64Array::from_iter_values(0..rows as i64);
     let data = BinaryArray::from_iter_values((0..rows).map(|_| payload.as_slice()));
-    Ok(RecordBatch::try_new(schema, vec![Arc::new(ids), Arc::new(data)])?)
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![Arc::new(ids), Arc::new(data)],
+    )?)
 }
 
 struct Shared {
@@ -74,20 +77,36 @@ async fn one_stream(
     batch: RecordBatch,
     shared: Arc<Shared>,
 ) -> anyhow::Result<()> {
-    let producer = format!("bench-{}-{stream_no}-{}", std::process::id(), level.as_str());
+    let producer = format!(
+        "bench-{}-{stream_no}-{}",
+        std::process::id(),
+        level.as_str()
+    );
     let window = Arc::new(Semaphore::new(args.window));
     let sent: Arc<Mutex<HashMap<i64, Instant>>> = Arc::default();
     let (tx, rx) = mpsc::channel(args.window);
-    let mut acks = Box::pin(client.write_stream(&args.table, ReceiverStream::new(rx), level).await?);
+    let mut acks = Box::pin(
+        client
+            .write_stream(&args.table, ReceiverStream::new(rx), level)
+            .await?,
+    );
     let feeder = {
         let (window, sent, shared) = (window.clone(), sent.clone(), shared.clone());
         tokio::spawn(async move {
             let mut seq = 0i64;
             while shared.stop.load(Ordering::Relaxed) == 0 {
-                let Ok(permit) = window.clone().acquire_owned().await else { break };
+                let Ok(permit) = window.clone().acquire_owned().await else {
+                    break;
+                };
                 permit.forget();
-                sent.lock().unwrap_or_else(|p| p.into_inner()).insert(seq, Instant::now());
-                if tx.send(WriteItem::idempotent(batch.clone(), &producer, seq)).await.is_err() {
+                sent.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(seq, Instant::now());
+                if tx
+                    .send(WriteItem::idempotent(batch.clone(), &producer, seq))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 seq += 1;
@@ -103,7 +122,11 @@ async fn one_stream(
             let started = sent.lock().unwrap_or_else(|p| p.into_inner()).remove(&seq);
             if let Some(started) = started {
                 let us = started.elapsed().as_micros() as u64;
-                let _ = shared.histogram.lock().unwrap_or_else(|p| p.into_inner()).record(us.max(1));
+                let _ = shared
+                    .histogram
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .record(us.max(1));
                 shared.acked.fetch_add(1, Ordering::Relaxed);
                 window.add_permits(1);
             }
@@ -113,7 +136,12 @@ async fn one_stream(
     Ok(())
 }
 
-async fn one_run(clients: &[Client], args: &WriteArgs, level: Level, batch: &RecordBatch) -> anyhow::Result<RunResult> {
+async fn one_run(
+    clients: &[Client],
+    args: &WriteArgs,
+    level: Level,
+    batch: &RecordBatch,
+) -> anyhow::Result<RunResult> {
     let shared = Arc::new(Shared {
         histogram: Mutex::new(Histogram::new_with_bounds(1, 120_000_000, 3)?),
         acked: AtomicU64::new(0),
@@ -122,7 +150,14 @@ async fn one_run(clients: &[Client], args: &WriteArgs, level: Level, batch: &Rec
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (i, client) in clients.iter().enumerate() {
-        let task = one_stream(client.clone(), args.clone(), level, i, batch.clone(), shared.clone());
+        let task = one_stream(
+            client.clone(),
+            args.clone(),
+            level,
+            i,
+            batch.clone(),
+            shared.clone(),
+        );
         tasks.push(tokio::spawn(task));
     }
     let deadline = started + Duration::from_secs(args.duration_secs);
@@ -130,7 +165,11 @@ async fn one_run(clients: &[Client], args: &WriteArgs, level: Level, batch: &Rec
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_secs(1).min(deadline - Instant::now())).await;
         let acked = shared.acked.load(Ordering::Relaxed);
-        let p99 = shared.histogram.lock().unwrap_or_else(|p| p.into_inner()).value_at_quantile(0.99);
+        let p99 = shared
+            .histogram
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .value_at_quantile(0.99);
         eprint!(
             "\r  {level:<10} t={:>4.1}s acked={acked:>9} last 1s: {:>8} writes  p99 so far {:.2} ms   ",
             started.elapsed().as_secs_f64(),
@@ -140,7 +179,11 @@ async fn one_run(clients: &[Client], args: &WriteArgs, level: Level, batch: &Rec
         last = acked;
     }
     let elapsed = started.elapsed();
-    let histogram = shared.histogram.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let histogram = shared
+        .histogram
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     shared.stop.store(1, Ordering::Relaxed);
     for task in tasks {
         task.await??;
