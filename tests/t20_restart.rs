@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use arka::client::{Ack, WriteItem};
+use arka::client::{Ack, Client, WriteItem};
 use arka::durability::Level;
 use arka::flight::ReadTicket;
 use common::{data, eventually, Cluster, DEADLINE};
@@ -28,6 +28,40 @@ fn replicated_by_seq(acks: &[Ack]) -> BTreeMap<i64, u64> {
         .filter(|a| a.level == Level::Replicated)
         .map(|a| (a.seq.expect("seq"), a.lsn))
         .collect()
+}
+
+/// A cluster whose followers were killed after `table` was created: the leader (node 1) can
+/// still accept writes, but none can reach REPLICATED.
+async fn leader_without_followers(table: &str) -> (Cluster, Client) {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.client(1).await;
+    let first = vec![WriteItem::plain(data::batch(0, 0, 1))];
+    leader
+        .write_all(table, first, Level::Replicated)
+        .await
+        .expect("create the table");
+    cluster.kill9(2);
+    cluster.kill9(3);
+    (cluster, leader)
+}
+
+/// Brings the killed followers back (without the old leader's unreplicated writes); once they
+/// elect a leader among themselves, it writes `count` batches to `table`. Returns the new
+/// leader's client and the highest LSN it wrote.
+async fn followers_move_on(cluster: &mut Cluster, table: &str, count: i64) -> (Client, u64) {
+    cluster.spawn(2);
+    cluster.spawn(3);
+    let leader = cluster.wait_for_leader_among(&[2, 3]).await;
+    let client = cluster.client(leader).await;
+    let writes = (0..count)
+        .map(|s| WriteItem::plain(data::batch(2, s, 1)))
+        .collect();
+    let acks = client
+        .write_all(table, writes, Level::Replicated)
+        .await
+        .expect("write");
+    let max = acks.iter().map(|a| a.lsn).max().expect("lsn");
+    (client, max)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -144,20 +178,8 @@ async fn leader_kill9_mid_stream_then_idempotent_retry_on_the_new_leader() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_acked_writes_overwritten_by_a_new_leader_are_reported_aborted() {
-    let mut cluster = Cluster::start(3).await;
-    let old_leader = cluster.client(1).await;
-    old_leader
-        .write_all(
-            "lost",
-            vec![WriteItem::plain(data::batch(0, 0, 1))],
-            Level::Replicated,
-        )
-        .await
-        .expect("create the table");
-
     // Both followers crash: the leader's writes reach MEMORY and LOCAL_DISK only.
-    cluster.kill9(2);
-    cluster.kill9(3);
+    let (mut cluster, old_leader) = leader_without_followers("lost").await;
     let (tx, rx) = mpsc::channel(16);
     let mut acks = Box::pin(
         old_leader
@@ -190,18 +212,7 @@ async fn memory_acked_writes_overwritten_by_a_new_leader_are_reported_aborted() 
     // The old leader stalls; the followers come back without those writes and elect a new
     // leader, which writes other data at those LSNs.
     cluster.pause(1);
-    cluster.spawn(2);
-    cluster.spawn(3);
-    let leader = cluster.wait_for_leader_among(&[2, 3]).await;
-    let new_leader = cluster.client(leader).await;
-    let writes = (0..10)
-        .map(|s| WriteItem::plain(data::batch(2, s, 1)))
-        .collect();
-    let new_acks = new_leader
-        .write_all("lost", writes, Level::Replicated)
-        .await
-        .expect("write");
-    let max = new_acks.iter().map(|a| a.lsn).max().expect("lsn");
+    let (new_leader, max) = followers_move_on(&mut cluster, "lost", 10).await;
     assert!(
         max >= *unreplicated.values().max().expect("lsn"),
         "the new leader reused the LSNs"
@@ -255,18 +266,7 @@ async fn memory_acked_writes_overwritten_by_a_new_leader_are_reported_aborted() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_of_a_killed_leader_learns_its_unreplicated_writes_were_aborted() {
-    let mut cluster = Cluster::start(3).await;
-    let old_leader = cluster.client(1).await;
-    old_leader
-        .write_all(
-            "gone",
-            vec![WriteItem::plain(data::batch(0, 0, 1))],
-            Level::Replicated,
-        )
-        .await
-        .expect("create the table");
-    cluster.kill9(2);
-    cluster.kill9(3);
+    let (mut cluster, old_leader) = leader_without_followers("gone").await;
     let acks = old_leader
         .write_all(
             "gone",
@@ -279,17 +279,7 @@ async fn a_client_of_a_killed_leader_learns_its_unreplicated_writes_were_aborted
 
     // The leader dies with the write; the followers come back without it and move on.
     cluster.kill9(1);
-    cluster.spawn(2);
-    cluster.spawn(3);
-    let leader = cluster.wait_for_leader_among(&[2, 3]).await;
-    let new_leader = cluster.client(leader).await;
-    let writes = (0..5)
-        .map(|s| WriteItem::plain(data::batch(2, s, 1)))
-        .collect();
-    new_leader
-        .write_all("gone", writes, Level::Replicated)
-        .await
-        .expect("write");
+    let (new_leader, _) = followers_move_on(&mut cluster, "gone", 5).await;
 
     let query = serde_json::json!({"last_known_lsn": lsn, "producer_id": "doomed", "seq": 1});
     let err = new_leader

@@ -158,10 +158,7 @@ impl Client {
                     DecodedPayload::RecordBatch(batch) => Some(acks::from_batch(&batch)),
                     _ => None,
                 },
-                Err(arrow_flight::error::FlightError::Tonic(status)) => {
-                    Some(Err(ClientError::Status(*status)))
-                }
-                Err(e) => Some(Err(ClientError::Decode(e.to_string()))),
+                Err(e) => Some(Err(flight_error(e))),
             }
         }))
     }
@@ -222,10 +219,7 @@ impl Client {
                     }
                     DecodedPayload::None => None,
                 },
-                Err(arrow_flight::error::FlightError::Tonic(status)) => {
-                    Some(Err(ClientError::Status(*status)))
-                }
-                Err(e) => Some(Err(ClientError::Decode(e.to_string()))),
+                Err(e) => Some(Err(flight_error(e))),
             }
         }))
     }
@@ -253,6 +247,13 @@ impl Client {
             .first()
             .ok_or_else(|| ClientError::Decode(format!("{name}: no result")))?;
         serde_json::from_slice(&first.body).map_err(|e| ClientError::Decode(format!("{name}: {e}")))
+    }
+}
+
+fn flight_error(e: arrow_flight::error::FlightError) -> ClientError {
+    match e {
+        arrow_flight::error::FlightError::Tonic(status) => ClientError::Status(*status),
+        other => ClientError::Decode(other.to_string()),
     }
 }
 

@@ -380,12 +380,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
-        let (start, end) = range_to_bounds(&range);
-        Ok(self.shared.read_entries(start, end)?)
+        self.reader().try_get_log_entries(range).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        Ok(self.shared.meta.vote()?)
+        self.reader().read_vote().await
     }
 }
 
