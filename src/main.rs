@@ -1,5 +1,10 @@
 use clap::Parser;
 
+// Write and replication paths allocate many short-lived buffers; mimalloc keeps them in
+// thread-local pools instead of glibc's mmap/munmap churn (measured with `arka bench write`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     arka::cli::init_tracing();
     let cli = arka::cli::Cli::parse();

@@ -3,6 +3,8 @@
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::Action;
 use clap::Args;
+use std::io::Write;
+
 use futures::TryStreamExt;
 
 #[derive(Debug, Args)]
@@ -42,10 +44,15 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<i32> {
             return Ok(2);
         }
     };
+    let mut out = std::io::stdout().lock();
     for result in results {
-        match serde_json::from_slice::<serde_json::Value>(&result.body) {
-            Ok(value) => println!("{}", serde_json::to_string_pretty(&value)?),
-            Err(_) => println!("{}", String::from_utf8_lossy(&result.body)),
+        let text = match serde_json::from_slice::<serde_json::Value>(&result.body) {
+            Ok(value) => serde_json::to_string_pretty(&value)?,
+            Err(_) => String::from_utf8_lossy(&result.body).into_owned(),
+        };
+        // A closed pipe (`arka admin … | head`) just ends the output.
+        if writeln!(out, "{text}").is_err() {
+            break;
         }
     }
     Ok(0)

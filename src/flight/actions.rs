@@ -90,9 +90,9 @@ fn list_tables(ctx: &NodeContext) -> Value {
             json!({
                 "name": name.as_str(),
                 "schema": fields,
-                "rows": info.meta.rows,
-                "bytes": info.meta.bytes,
-                "batches": info.meta.batches,
+                "rows": info.counts.rows,
+                "bytes": info.counts.bytes,
+                "batches": info.counts.batches,
                 "created_lsn": info.meta.created_lsn,
             })
         })

@@ -43,8 +43,8 @@ pub fn table_info(ctx: &NodeContext, table: &TableName) -> Result<FlightInfo> {
     let flight = FlightInfo::new()
         .with_descriptor(FlightDescriptor::new_path(vec![table.to_string()]))
         .with_endpoint(endpoint)
-        .with_total_records(info.meta.rows as i64)
-        .with_total_bytes(info.meta.bytes as i64)
+        .with_total_records(info.counts.rows as i64)
+        .with_total_bytes(info.counts.bytes as i64)
         .with_ordered(true);
     with_schema(flight, &info.schema)
 }

@@ -96,42 +96,47 @@ impl StateMachine {
             }
         };
         let existing = self.table(&name);
-        let mut meta = match &existing {
-            None => TableMeta {
-                schema_ipc: schema_bytes(&schema)?,
-                created_lsn: lsn,
-                rows: 0,
-                bytes: 0,
-                batches: 0,
-            },
-            Some(info) => match fit_schema(&name, &info.schema, &schema) {
-                Ok(SchemaFit::Same) => (*info.meta).clone(),
-                Ok(SchemaFit::Extends) => TableMeta {
+        let (schema, meta, schema_changed) = match &existing {
+            None => {
+                let meta = TableMeta {
                     schema_ipc: schema_bytes(&schema)?,
-                    ..(*info.meta).clone()
-                },
+                    created_lsn: lsn,
+                };
+                (schema, Arc::new(meta), true)
+            }
+            Some(info) => match fit_schema(&name, &info.schema, &schema) {
+                Ok(SchemaFit::Same) => (info.schema.clone(), info.meta.clone(), false),
+                Ok(SchemaFit::Extends) => {
+                    let meta = TableMeta {
+                        schema_ipc: schema_bytes(&schema)?,
+                        created_lsn: info.meta.created_lsn,
+                    };
+                    (schema, Arc::new(meta), true)
+                }
                 Err(reason) => return Ok(CommandResponse::Rejected { reason }),
             },
         };
         let bytes = write.ipc.len() as u64;
-        meta.rows += write.rows;
-        meta.bytes += bytes;
-        meta.batches += 1;
+        let mut counts = existing.map(|info| info.counts).unwrap_or_default();
+        counts.rows += write.rows;
+        counts.bytes += bytes;
+        counts.batches += 1;
         let index = IndexEntry {
             rows: write.rows,
             bytes,
         };
         batch.insert(keys::index(&name, lsn), encode(&index)?);
-        batch.insert(keys::table(&name), encode(&meta)?);
+        batch.insert(keys::table_counts(&name), encode(&counts)?);
+        if schema_changed {
+            batch.insert(keys::table(&name), encode(&*meta)?);
+        }
         if let Some(p) = &write.producer {
             dedup::record(&self.inner.tree, batch, &p.producer_id, p.seq, lsn)?;
         }
-        let info = match existing {
-            Some(info) if Arc::ptr_eq(&info.schema, &schema) => TableInfo {
-                schema: info.schema,
-                meta: Arc::new(meta),
-            },
-            _ => table_info(&keys::table(&name), meta)?,
+        let info = TableInfo {
+            schema,
+            meta,
+            counts,
         };
         *cache = Some(CacheChange::Put(name, info));
         Ok(CommandResponse::Written { lsn: Lsn(lsn) })
@@ -168,12 +173,9 @@ impl StateMachine {
         let meta = TableMeta {
             schema_ipc: schema_ipc.clone(),
             created_lsn: lsn,
-            rows: 0,
-            bytes: 0,
-            batches: 0,
         };
         batch.insert(keys::table(&name), encode(&meta)?);
-        let info = table_info(&keys::table(&name), meta)?;
+        let info = table_info(&keys::table(&name), meta, Default::default())?;
         *cache = Some(CacheChange::Put(name, info));
         Ok(CommandResponse::TableCreated { created: true })
     }
@@ -189,6 +191,7 @@ impl StateMachine {
         };
         let existed = self.table(&name).is_some();
         batch.remove(keys::table(&name));
+        batch.remove(keys::table_counts(&name));
         for item in self.inner.tree.scan_prefix(keys::index_prefix(&name)) {
             let (key, _) = item?;
             batch.remove(key);

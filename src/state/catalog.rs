@@ -6,12 +6,19 @@ use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-/// What is persisted of a table.
+/// What is persisted of a table's definition (`t/<name>`): written when the table is created
+/// or its schema evolves.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TableMeta {
     /// The table's current schema as an Arrow IPC stream.
     pub schema_ipc: Bytes,
     pub created_lsn: u64,
+}
+
+/// A table's running totals (`c/<name>`): written with every batch, so kept apart from the
+/// schema to keep each write small.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableCounts {
     pub rows: u64,
     pub bytes: u64,
     pub batches: u64,
@@ -22,6 +29,7 @@ pub struct TableMeta {
 pub struct TableInfo {
     pub schema: SchemaRef,
     pub meta: Arc<TableMeta>,
+    pub counts: TableCounts,
 }
 
 /// One batch of a table: where it is in the log and how big it is.

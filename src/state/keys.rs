@@ -14,6 +14,11 @@ pub fn table(name: &TableName) -> Vec<u8> {
     [TABLE_PREFIX, name.as_str().as_bytes()].concat()
 }
 
+/// A table's running totals: `c/<name>`.
+pub fn table_counts(name: &TableName) -> Vec<u8> {
+    [b"c/", name.as_str().as_bytes()].concat()
+}
+
 pub fn table_name_of(key: &[u8]) -> Option<&str> {
     std::str::from_utf8(key.strip_prefix(TABLE_PREFIX)?).ok()
 }

@@ -12,7 +12,7 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::OptionalSend;
 use tokio::sync::watch;
 
-use super::catalog::{IndexEntry, TableInfo, TableMeta};
+use super::catalog::{IndexEntry, TableCounts, TableInfo, TableMeta};
 use super::error::{decode, StateResult};
 use super::{dedup, keys};
 use crate::ipc;
@@ -60,7 +60,12 @@ impl StateMachine {
             else {
                 continue;
             };
-            tables.insert(name, table_info(&key, meta)?);
+            let counts_key = keys::table_counts(&name);
+            let counts = match self.inner.tree.get(&counts_key)? {
+                Some(v) => decode(&counts_key, &v)?,
+                None => TableCounts::default(),
+            };
+            tables.insert(name, table_info(&key, meta, counts)?);
         }
         *self.inner.tables.write().unwrap_or_else(|p| p.into_inner()) = tables;
         let applied = self.last_applied()?.map(|l| l.index).unwrap_or(0);
@@ -144,7 +149,11 @@ impl StateMachine {
     }
 }
 
-pub(super) fn table_info(key: &[u8], meta: TableMeta) -> StateResult<TableInfo> {
+pub(super) fn table_info(
+    key: &[u8],
+    meta: TableMeta,
+    counts: TableCounts,
+) -> StateResult<TableInfo> {
     let schema = ipc::decode_schema(&meta.schema_ipc).map_err(|e| super::StateError::Decode {
         key: String::from_utf8_lossy(key).into_owned(),
         reason: e.to_string(),
@@ -152,6 +161,7 @@ pub(super) fn table_info(key: &[u8], meta: TableMeta) -> StateResult<TableInfo> 
     Ok(TableInfo {
         schema,
         meta: Arc::new(meta),
+        counts,
     })
 }
 
