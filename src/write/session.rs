@@ -76,9 +76,19 @@ impl Session {
             rows: w.rows,
             seq: w.seq,
         });
-        if level >= self.limits.final_level {
+        // A write stays tracked until it is replicated even when the session waits for less:
+        // until then its bytes count against the session's bound on unreplicated data.
+        if level >= self.limits.final_level.max(Level::Replicated) {
             self.writes.remove(&no);
         }
+    }
+
+    /// True when every write reached the session's final level.
+    fn all_final(&self) -> bool {
+        let final_level = self.limits.final_level;
+        self.writes
+            .values()
+            .all(|w| w.level.is_some_and(|l| l >= final_level))
     }
 
     fn raise_to_disk(&mut self, disk_lsn: u64) {
@@ -156,7 +166,7 @@ where
     let mut outcomes: FuturesUnordered<OutcomeFuture> = FuturesUnordered::new();
     let mut input_done = false;
     loop {
-        if input_done && session.writes.is_empty() {
+        if input_done && session.all_final() {
             return Ok(());
         }
         let can_read = !input_done && session.inflight_bytes < limits.inflight_bytes_max;

@@ -22,6 +22,12 @@ use super::GRPC_MESSAGE_BYTES_MAX;
 use crate::codec::{self, WIRE_VERSION};
 use crate::types::{NodeId, NodeInfo, TypeConfig, Vote};
 
+/// openraft bounds an AppendEntries by the heartbeat interval (100 ms by default). A batch of
+/// up to `max_payload_entries` entries that the follower must fsync can take longer on a busy
+/// machine; timing it out would only make the leader back off and resend it. A dead peer still
+/// fails fast (connection refused), and a hung one is given up after this bound.
+const APPEND_TIMEOUT_MIN: Duration = Duration::from_secs(2);
+
 /// Makes the channel to a peer's Raft address. Production uses TCP; simulation and
 /// fault-injection tests supply their own.
 pub trait ChannelConnector: Send + Sync + 'static {
@@ -157,8 +163,8 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let f: RpcFn = |mut c, p| Box::pin(async move { c.append_entries(p).await });
-        self.call("append_entries", f, &rpc, option.hard_ttl())
-            .await
+        let ttl = option.hard_ttl().max(APPEND_TIMEOUT_MIN);
+        self.call("append_entries", f, &rpc, ttl).await
     }
 
     async fn vote(

@@ -73,15 +73,15 @@ async fn one_stream(
     client: Client,
     args: WriteArgs,
     level: Level,
+    run: usize,
     stream_no: usize,
     batch: RecordBatch,
     shared: Arc<Shared>,
 ) -> anyhow::Result<()> {
-    let producer = format!(
-        "bench-{}-{stream_no}-{}",
-        std::process::id(),
-        level.as_str()
-    );
+    // A producer id per run: a repeated (producer_id, seq) would be answered from the
+    // idempotency table without being written again.
+    let pid = std::process::id();
+    let producer = format!("bench-{pid}-{run}-{stream_no}-{}", level.as_str());
     let window = Arc::new(Semaphore::new(args.window));
     let sent: Arc<Mutex<HashMap<i64, Instant>>> = Arc::default();
     let (tx, rx) = mpsc::channel(args.window);
@@ -140,6 +140,7 @@ async fn one_run(
     clients: &[Client],
     args: &WriteArgs,
     level: Level,
+    run: usize,
     batch: &RecordBatch,
 ) -> anyhow::Result<RunResult> {
     let shared = Arc::new(Shared {
@@ -154,6 +155,7 @@ async fn one_run(
             client.clone(),
             args.clone(),
             level,
+            run,
             i,
             batch.clone(),
             shared.clone(),
@@ -204,7 +206,7 @@ pub async fn run(args: WriteArgs) -> anyhow::Result<()> {
         let mut runs = Vec::new();
         for run in 1..=args.runs {
             eprintln!("{level} run {run}/{}", args.runs);
-            runs.push(one_run(&clients, &args, *level, &batch).await?);
+            runs.push(one_run(&clients, &args, *level, run, &batch).await?);
         }
         rows.push((level.to_string(), runs));
     }
