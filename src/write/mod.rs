@@ -62,8 +62,6 @@ pub struct Proposal {
     pub lsn: oneshot::Receiver<u64>,
     pub outcome: BoxFuture<'static, Result<CommandResponse>>,
     pub bytes: usize,
-    pub rows: u64,
-    pub permit: OwnedSemaphorePermit,
 }
 
 /// What became of a submitted write.
@@ -72,7 +70,6 @@ pub enum Submitted {
     /// `(producer_id, seq)` was applied before at `original`: nothing is written.
     Duplicate {
         original: u64,
-        rows: u64,
     },
 }
 
@@ -100,10 +97,6 @@ impl WritePath {
         &self.acks
     }
 
-    pub fn state(&self) -> &StateMachine {
-        &self.sm
-    }
-
     pub fn limits(&self) -> &WriteLimits {
         &self.limits
     }
@@ -125,7 +118,7 @@ impl WritePath {
         let rows = write.batch.num_rows() as u64;
         if let Some(p) = &write.producer {
             if let Some(original) = self.sm.dedup_lookup(&p.producer_id, p.seq)? {
-                return Ok(Submitted::Duplicate { original, rows });
+                return Ok(Submitted::Duplicate { original });
             }
         }
         if let Some(table) = self.sm.table(&write.table) {
@@ -160,12 +153,26 @@ impl WritePath {
         let outcome = propose(&self.raft, self.acks.clone(), command).await?;
         Ok(Submitted::Proposed(Proposal {
             lsn,
-            outcome,
+            outcome: release_when_done(outcome, permit),
             bytes,
-            rows,
-            permit,
         }))
     }
+}
+
+/// Drives `outcome` in its own task, which returns the node memory `permit` as soon as the
+/// write is decided: the bound must not depend on the session that sent the write polling
+/// it (a session waiting for a permit would otherwise hold its own permits forever).
+fn release_when_done(
+    outcome: BoxFuture<'static, Result<CommandResponse>>,
+    permit: OwnedSemaphorePermit,
+) -> BoxFuture<'static, Result<CommandResponse>> {
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let result = outcome.await;
+        drop(permit);
+        let _ = tx.send(result);
+    });
+    Box::pin(async move { rx.await.unwrap_or(Err(Error::Shutdown)) })
 }
 
 /// Hands a command to Raft now (so that a session's writes keep their order) and returns the

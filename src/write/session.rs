@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arka_cluster::CommandResponse;
 use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 
 use super::{IncomingWrite, Submitted, WritePath};
 use crate::durability::Level;
@@ -38,9 +38,8 @@ struct WriteState {
     table: String,
     rows: u64,
     seq: Option<i64>,
-    bytes: usize,
-    /// Held until the write is replicated: counts against the node's memory bound.
-    permit: Option<OwnedSemaphorePermit>,
+    /// Encoded bytes counted against the session's bound until the write is replicated.
+    unreplicated_bytes: usize,
 }
 
 struct Session {
@@ -64,8 +63,8 @@ impl Session {
         let is_update = w.level.is_some();
         w.level = Some(level);
         w.lsn = Some(lsn);
-        if level >= Level::Replicated && w.permit.take().is_some() {
-            self.inflight_bytes -= w.bytes;
+        if level >= Level::Replicated {
+            self.inflight_bytes -= std::mem::take(&mut w.unreplicated_bytes);
         }
         self.pending.push(AckEvent {
             write_no: no,
@@ -118,8 +117,7 @@ impl Session {
                 table: write.table.to_string(),
                 rows: write.batch.num_rows() as u64,
                 seq: write.producer.as_ref().map(|p| p.seq),
-                bytes: 0,
-                permit: None,
+                unreplicated_bytes: 0,
             },
         );
         no
@@ -202,14 +200,13 @@ async fn submit(
 ) -> Result<()> {
     let no = session.track(&write);
     match session.path.submit(write).await? {
-        Submitted::Duplicate { original, .. } => {
+        Submitted::Duplicate { original } => {
             // Already applied, so at least REPLICATED.
             session.raise(no, original, Level::Replicated);
         }
         Submitted::Proposed(p) => {
             if let Some(w) = session.writes.get_mut(&no) {
-                w.bytes = p.bytes;
-                w.permit = Some(p.permit);
+                w.unreplicated_bytes = p.bytes;
             }
             session.inflight_bytes += p.bytes;
             let lsn = p.lsn;
