@@ -257,6 +257,9 @@ struct AddNode {
     voter: bool,
 }
 
+/// How long `add_node` waits for a new node to catch up before giving up on promoting it.
+const ADD_NODE_CATCH_UP_MAX: Duration = Duration::from_secs(60);
+
 fn default_true() -> bool {
     true
 }
@@ -298,10 +301,20 @@ async fn add_node(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
         raft_addr: req.raft_addr,
         flight_addr: req.flight_addr,
     };
-    ctx.raft
-        .add_learner(req.node_id, node, true)
-        .await
-        .map_err(|e| raft_failed("add_node", e))?;
+    // Blocking: returns once the learner has caught up, so that promoting it cannot stall
+    // commits; bounded so that a node that dies while catching up does not hang the call.
+    let added = tokio::time::timeout(
+        ADD_NODE_CATCH_UP_MAX,
+        ctx.raft.add_learner(req.node_id, node, true),
+    )
+    .await
+    .map_err(|_| {
+        Error::Unavailable(format!(
+            "node {} joined as a learner but did not catch up within {ADD_NODE_CATCH_UP_MAX:?}; it was not promoted",
+            req.node_id
+        ))
+    })?;
+    added.map_err(|e| raft_failed("add_node", e))?;
     if req.voter {
         let ids = BTreeSet::from([req.node_id]);
         ctx.raft
