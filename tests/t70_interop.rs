@@ -8,11 +8,12 @@ use arka::client::Client;
 use serde_json::Value;
 use tempfile::TempDir;
 
-/// A base port whose Flight, Raft and gossip ports (P.., P+100.., P+200..) are free now.
+/// A base port whose Flight, Raft and gossip ports (P.., P+100.., P+200..) are free now, all
+/// below the kernel's ephemeral range (32768 and up) so no outgoing connection takes them.
 fn free_base_port(nodes: u16) -> u16 {
     let seed = std::process::id() as u16;
     (0..500u16)
-        .map(|i| 20_000 + (seed.wrapping_add(i * 7) % 20_000))
+        .map(|i| 10_000 + (seed.wrapping_add(i * 7) % 22_000))
         .find(|base| {
             (0..nodes).all(|i| {
                 [0, 100, 200].iter().all(|off| {

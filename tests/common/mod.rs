@@ -37,11 +37,21 @@ where
     }
 }
 
+/// A port that is free now, below the kernel's ephemeral range (32768 and up) so that no
+/// outgoing connection can take it before the node binds it. Concurrent test processes start
+/// at different points of the range.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(7919);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 10_000 + (seed.wrapping_add(n) % 22_000) as u16;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if tcp && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub struct NodeProc {
@@ -233,23 +243,32 @@ impl Cluster {
         self.wait_for_leader_among(&self.running()).await
     }
 
-    /// Waits until the nodes `among` all name the same leader, one of them; returns it.
+    /// Waits until the nodes `among` all name the same leader, one of them; returns it. On
+    /// timeout the test fails with the tail of every node's log.
     pub async fn wait_for_leader_among(&self, among: &[u64]) -> u64 {
-        let running = among.to_vec();
-        eventually("one leader on every running node", DEADLINE, || {
-            let running = running.clone();
-            async move {
-                let mut leaders = Vec::new();
-                for id in &running {
-                    leaders.push(self.status(*id).await?["leader_id"].as_u64()?);
-                }
-                let first = *leaders.first()?;
-                let agreed = leaders.iter().all(|l| *l == first) && running.contains(&first);
-                let leads = self.status(first).await?["role"] == json!("leader");
-                (agreed && leads).then_some(first)
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(leader) = self.agreed_leader(among).await {
+                return leader;
             }
-        })
-        .await
+            assert!(
+                Instant::now() < end,
+                "no leader agreed on by nodes {among:?} within {DEADLINE:?}; node logs:\n{}",
+                self.log_tails()
+            );
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn agreed_leader(&self, among: &[u64]) -> Option<u64> {
+        let mut leaders = Vec::new();
+        for id in among {
+            leaders.push(self.status(*id).await?["leader_id"].as_u64()?);
+        }
+        let first = *leaders.first()?;
+        let agreed = leaders.iter().all(|l| *l == first) && among.contains(&first);
+        let leads = self.status(first).await?["role"] == json!("leader");
+        (agreed && leads).then_some(first)
     }
 
     /// Waits until node `id` has applied `lsn`.
@@ -263,6 +282,19 @@ impl Cluster {
             },
         )
         .await
+    }
+
+    /// The last lines of every node's log.
+    pub fn log_tails(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let log = self.log_of(n.id);
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+                format!("--- node {} ({})\n{tail}\n", n.id, n.flight)
+            })
+            .collect()
     }
 
     pub fn log_of(&self, id: u64) -> String {
