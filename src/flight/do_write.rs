@@ -1,6 +1,7 @@
 //! DoExchange (streaming write with acks) and DoPut (batch upload): both run a write session
 //! and differ only in how they report.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_flight::{FlightData, PutResult};
@@ -82,6 +83,29 @@ pub fn do_exchange(
         .boxed())
 }
 
+/// Puts the writes that reached the final level back into the order they were sent, so that
+/// the n-th PutResult answers the n-th batch (the only correlation DoPut offers). Holds at
+/// most the session's in-flight writes.
+#[derive(Default)]
+struct InOrder {
+    next_write_no: u64,
+    done: BTreeMap<u64, AckEvent>,
+}
+
+impl InOrder {
+    fn push(&mut self, events: Vec<AckEvent>, level: Level) -> Vec<AckEvent> {
+        for event in events.into_iter().filter(|e| e.level >= level) {
+            self.done.entry(event.write_no).or_insert(event);
+        }
+        let mut ready = Vec::new();
+        while let Some(event) = self.done.remove(&self.next_write_no) {
+            ready.push(event);
+            self.next_write_no += 1;
+        }
+        ready
+    }
+}
+
 pub fn do_put(
     ctx: Arc<NodeContext>,
     metadata: &tonic::metadata::MetadataMap,
@@ -90,11 +114,12 @@ pub fn do_put(
     let level = final_level(metadata)?;
     ctx.writes.ensure_leader()?;
     let acks = ReceiverStream::new(start_session(ctx, input, level));
+    let mut in_order = InOrder::default();
     let results = acks.flat_map(move |item| {
         let results: Vec<Result<PutResult, Status>> = match item {
-            Ok(events) => events
+            Ok(events) => in_order
+                .push(events, level)
                 .iter()
-                .filter(|e| e.level >= level)
                 .map(|e| {
                     let meta = serde_json::json!({"lsn": e.lsn, "durability_level": e.level});
                     Ok(PutResult {
@@ -107,4 +132,32 @@ pub fn do_put(
         futures::stream::iter(results)
     });
     Ok(results.boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(write_no: u64, level: Level) -> AckEvent {
+        AckEvent {
+            write_no,
+            lsn: 10 + write_no,
+            level,
+            is_update: false,
+            table: "t".into(),
+            rows: 1,
+            seq: None,
+        }
+    }
+
+    #[test]
+    fn put_results_follow_the_order_of_the_batches() {
+        let mut order = InOrder::default();
+        let level = Level::Replicated;
+        let ready = order.push(vec![event(1, level), event(0, Level::Memory)], level);
+        assert!(ready.is_empty(), "batch 0 is not done yet");
+        let ready = order.push(vec![event(2, level), event(0, level)], level);
+        let nos: Vec<u64> = ready.iter().map(|e| e.write_no).collect();
+        assert_eq!(nos, vec![0, 1, 2]);
+    }
 }

@@ -186,7 +186,9 @@ where
             }
         }
         if !session.pending.is_empty() {
-            let rows = std::mem::take(&mut session.pending);
+            let mut rows = std::mem::take(&mut session.pending);
+            // Outcomes arrive in any order; within one ack batch, rows go by level and LSN.
+            rows.sort_by_key(|e| (e.level, e.lsn));
             out.send(Ok(rows)).await.map_err(|_| Error::Shutdown)?;
         }
     }
