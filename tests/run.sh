@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 python3 -c 'import pyarrow, pytest' 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 if cargo nextest --version >/dev/null 2>&1; then
+  # Doc tests first (nextest does not run them), so the run ends with nextest's summary.
+  cargo test -p arka --locked --doc
   cargo nextest run --workspace --locked --no-fail-fast "$@"
-  cargo test --workspace --locked --doc
 else
   cargo test --workspace --locked --no-fail-fast "$@"
 fi
