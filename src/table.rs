@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 /// Longest table name (DESIGN §4: `[a-z][a-z0-9_]{0,62}`).
 pub const TABLE_NAME_BYTES_MAX: usize = 63;
 
+/// Names the Flight paths use for themselves (`["status"]`, `["streaming_write"]`): a table so
+/// named could not be addressed by GetFlightInfo or a write descriptor.
+pub const RESERVED_TABLE_NAMES: [&str; 2] = ["status", "streaming_write"];
+
 /// A validated table name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -19,7 +23,11 @@ impl TableName {
         let valid = name.len() <= TABLE_NAME_BYTES_MAX
             && chars.next().is_some_and(|c| c.is_ascii_lowercase())
             && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if valid {
+        if valid && RESERVED_TABLE_NAMES.contains(&name) {
+            Err(format!(
+                "table name {name:?} is reserved (it names a Flight path); choose another"
+            ))
+        } else if valid {
             Ok(Self(name.to_string()))
         } else {
             Err(format!(
@@ -103,6 +111,8 @@ mod tests {
             assert!(TableName::parse(bad).is_err(), "{bad:?}");
         }
         assert!(TableName::parse(&"a".repeat(63)).is_ok());
+        let reserved = TableName::parse("status").unwrap_err();
+        assert!(reserved.contains("reserved"), "{reserved}");
     }
 
     #[test]
