@@ -271,19 +271,6 @@ impl Cluster {
         (agreed && leads).then_some(first)
     }
 
-    /// Waits until node `id` has applied `lsn`.
-    pub async fn wait_applied(&self, id: u64, lsn: u64) {
-        eventually(
-            &format!("node {id} applies {lsn}"),
-            DEADLINE,
-            || async move {
-                let applied = self.status(id).await?["replicated_lsn"].as_u64()?;
-                (applied >= lsn).then_some(())
-            },
-        )
-        .await
-    }
-
     /// The last lines of every node's log.
     pub fn log_tails(&self) -> String {
         self.nodes
