@@ -46,8 +46,17 @@ pub struct NodeConfig {
     pub flight_addr: String,
     /// `HOST:PORT` the node-to-node Raft service listens on (and is advertised at).
     pub raft_addr: String,
-    /// UDP `HOST:PORT` for gossip membership (used once gossip lands).
+    /// UDP `HOST:PORT` for gossip membership (listened on and advertised).
     pub gossip_addr: String,
+    /// Gossip addresses (`HOST:PORT`) of running members. A node that is in no membership yet
+    /// asks the leader, through gossip, to add it.
+    pub join: Vec<String>,
+    /// When this node joins through gossip, the leader promotes it to voter once it has caught
+    /// up; off, it stays a learner until `add_node` promotes it.
+    pub auto_promote: bool,
+    /// Allow the `inject_fault` action (isolate this node from its peers). For tests and
+    /// chaos runs only.
+    pub fault_injection: bool,
     /// The voters of a new cluster. Needed only on the node that bootstraps.
     pub initial_members: Vec<MemberSpec>,
     /// Initialize a new cluster with `initial-members` (or this node alone) if this node's
@@ -76,6 +85,9 @@ impl Default for NodeConfig {
             flight_addr: "127.0.0.1:8815".into(),
             raft_addr: "127.0.0.1:7815".into(),
             gossip_addr: "127.0.0.1:6815".into(),
+            join: Vec::new(),
+            auto_promote: true,
+            fault_injection: false,
             initial_members: Vec::new(),
             bootstrap: false,
             segment_bytes_max: 64 * 1024 * 1024,

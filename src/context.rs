@@ -3,10 +3,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arka_cluster::fault::NetworkFaults;
+use arka_cluster::gossip::Gossip;
 use arka_cluster::NodeId;
 
 use crate::acks::AckRouter;
 use crate::durability::Watermarks;
+use crate::membership::ApplyClock;
 use crate::raft::Raft;
 use crate::state::StateMachine;
 use crate::wal::LogReader;
@@ -21,6 +24,12 @@ pub struct NodeContext {
     /// How long a read waits for `min_lsn` at most.
     pub read_wait_max: Duration,
     pub started: Instant,
+    pub gossip: Gossip,
+    pub apply_clock: ApplyClock,
+    /// The fault point all node-to-node traffic goes through.
+    pub faults: NetworkFaults,
+    /// Whether the `inject_fault` action may change `faults` (config `fault-injection`).
+    pub fault_injection: bool,
 }
 
 impl NodeContext {

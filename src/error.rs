@@ -31,6 +31,9 @@ pub enum Error {
     /// `min_lsn` was not reached in time.
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// The node's configuration does not allow this request.
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error("internal error: {0}")]
     Internal(String),
     #[error("node is shutting down")]
@@ -73,6 +76,7 @@ impl From<Error> for Status {
             Error::Unavailable(_) | Error::Shutdown => Status::unavailable(message),
             Error::Aborted { .. } => Status::aborted(message),
             Error::DeadlineExceeded(_) => Status::deadline_exceeded(message),
+            Error::PermissionDenied(_) => Status::permission_denied(message),
             Error::Internal(_) => Status::internal(message),
         }
     }

@@ -13,6 +13,7 @@ pub mod durability;
 pub mod error;
 pub mod flight;
 pub mod ipc;
+pub mod membership;
 pub mod node;
 pub mod raft;
 pub mod read;

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use arka_cluster::fault::NetworkFaults;
+use arka_cluster::gossip::{Gossip, GossipConfig, GossipTiming, NodeState, Peer, UdpDatagrams};
 use arka_cluster::network::{NetworkFactory, RaftRpcService, TcpConnector, GRPC_MESSAGE_BYTES_MAX};
 use arka_cluster::raft_config::{self, RaftTiming};
 use arka_cluster::NodeInfo;
@@ -20,6 +22,7 @@ use crate::acks::AckRouter;
 use crate::config::NodeConfig;
 use crate::context::NodeContext;
 use crate::flight::ArkaFlight;
+use crate::membership::{self, ApplyClock};
 use crate::raft::Raft;
 use crate::state::{StateMachine, StateMachineStore};
 use crate::wal::{LogStore, WalConfig};
@@ -35,6 +38,8 @@ pub struct Node {
     pub raft_addr: SocketAddr,
     stop_tx: watch::Sender<bool>,
     servers: Vec<tokio::task::JoinHandle<()>>,
+    /// Tasks that only observe and gossip; aborted on shutdown.
+    background: Vec<tokio::task::JoinHandle<()>>,
     db: sled::Db,
 }
 
@@ -66,7 +71,8 @@ impl Node {
             election_timeout_min_ms: config.election_timeout_min_ms,
             election_timeout_max_ms: config.election_timeout_max_ms,
         };
-        let network = NetworkFactory::new(Arc::new(TcpConnector));
+        let faults = NetworkFaults::default();
+        let network = NetworkFactory::new(Arc::new(TcpConnector), faults.clone());
         let raft = Raft::new(
             config.node_id,
             raft_config::build(&timing)?,
@@ -85,6 +91,7 @@ impl Node {
             .with_context(|| format!("bind flight address {}", config.flight_addr))?;
         let raft_addr = raft_listener.local_addr()?;
         let flight_addr = flight_listener.local_addr()?;
+        let gossip = start_gossip(&config, faults.clone()).await?;
 
         let limits = WriteLimits {
             batch_bytes_max: config.batch_bytes_max,
@@ -100,10 +107,14 @@ impl Node {
             writes,
             read_wait_max: Duration::from_millis(config.read_wait_max_ms),
             started: Instant::now(),
+            gossip,
+            apply_clock: ApplyClock::default(),
+            faults: faults.clone(),
+            fault_injection: config.fault_injection,
         });
 
         let (stop_tx, stop_rx) = watch::channel(false);
-        let raft_service = RaftServiceServer::new(RaftRpcService::new(raft.clone()))
+        let raft_service = RaftServiceServer::new(RaftRpcService::new(raft.clone(), faults))
             .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
         let raft_server = tonic::transport::Server::builder()
@@ -123,6 +134,18 @@ impl Node {
                 TcpListenerStream::new(flight_listener),
                 stopped(stop_rx),
             );
+        let applied = ctx.state.subscribe_applied();
+        let clock_ctx = ctx.clone();
+        let agent_ctx = ctx.clone();
+        let joining = !config.join.is_empty();
+        let background = vec![
+            tokio::spawn(async move { clock_ctx.apply_clock.follow(applied).await }),
+            tokio::spawn(membership::agent::run(
+                agent_ctx,
+                joining,
+                config.auto_promote,
+            )),
+        ];
         let servers = vec![
             tokio::spawn(async move {
                 if let Err(e) = raft_server.await {
@@ -145,13 +168,18 @@ impl Node {
             raft_addr,
             stop_tx,
             servers,
+            background,
             db,
         })
     }
 
     /// Stops ingress, then Raft, then makes the metadata store durable.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.ctx.gossip.leave().await;
         let _ = self.stop_tx.send(true);
+        for task in self.background {
+            task.abort();
+        }
         for server in self.servers {
             let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
         }
@@ -164,6 +192,49 @@ impl Node {
         self.db.flush_async().await.context("flush metadata")?;
         Ok(())
     }
+}
+
+/// Resolves `HOST:PORT`, for gossip, which speaks to socket addresses.
+async fn resolve(what: &str, addr: &str) -> anyhow::Result<SocketAddr> {
+    tokio::net::lookup_host(addr)
+        .await
+        .with_context(|| format!("resolve {what} {addr}"))?
+        .next()
+        .with_context(|| format!("{what} {addr} resolves to no address"))
+}
+
+/// Binds the gossip socket and announces this node to its `--join` seeds.
+async fn start_gossip(config: &NodeConfig, faults: NetworkFaults) -> anyhow::Result<Gossip> {
+    let bind = resolve("gossip address", &config.gossip_addr).await?;
+    let datagrams = UdpDatagrams::bind(bind, faults)
+        .await
+        .with_context(|| format!("bind gossip address {bind}"))?;
+    let mut seeds = Vec::new();
+    for seed in &config.join {
+        seeds.push(resolve("join address", seed).await?);
+    }
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let identity = Peer {
+        node_id: config.node_id,
+        gossip_addr: datagrams.local_addr()?,
+        raft_addr: config.raft_addr.clone(),
+        flight_addr: config.flight_addr.clone(),
+        incarnation: since_epoch.as_millis() as u64,
+        seed: false,
+    };
+    let gossip_config = GossipConfig {
+        identity,
+        seeds,
+        timing: GossipTiming::default(),
+        rng_seed: since_epoch.as_nanos() as u64 ^ u64::from(std::process::id()),
+    };
+    let initial = NodeState {
+        node_id: config.node_id,
+        ..Default::default()
+    };
+    Ok(Gossip::start(gossip_config, datagrams, initial))
 }
 
 /// Initializes a new cluster on this node if its data dir holds none yet.

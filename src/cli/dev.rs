@@ -66,6 +66,15 @@ fn server_args(node: &DevNode, all: &[DevNode], data_dir: &Path) -> Vec<String> 
         "--gossip-addr".into(),
         node.gossip.clone(),
     ];
+    let seeds: Vec<&str> = all
+        .iter()
+        .filter(|n| n.id != node.id)
+        .map(|n| n.gossip.as_str())
+        .collect();
+    if !seeds.is_empty() {
+        args.push("--join".into());
+        args.push(seeds.join(","));
+    }
     if node.id == 1 {
         args.push("--bootstrap".into());
         for member in all {

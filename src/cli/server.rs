@@ -33,6 +33,21 @@ pub struct ServerArgs {
     /// Initialize a new cluster if the data dir holds none.
     #[arg(long, env = "ARKA_BOOTSTRAP")]
     bootstrap: bool,
+    /// Gossip addresses of running members, HOST:PORT,… : join their cluster (as a learner,
+    /// then a voter once caught up unless --no-auto-promote).
+    #[arg(
+        long,
+        env = "ARKA_JOIN",
+        value_delimiter = ',',
+        value_name = "HOST:PORT,…"
+    )]
+    join: Vec<String>,
+    /// Stay a learner after joining until `add_node` promotes this node.
+    #[arg(long)]
+    no_auto_promote: bool,
+    /// Allow the `inject_fault` action (tests and chaos runs only).
+    #[arg(long, env = "ARKA_FAULT_INJECTION")]
+    fault_injection: bool,
 }
 
 impl ServerArgs {
@@ -60,6 +75,13 @@ impl ServerArgs {
             config.initial_members = self.members;
         }
         config.bootstrap |= self.bootstrap;
+        if !self.join.is_empty() {
+            config.join = self.join;
+        }
+        if self.no_auto_promote {
+            config.auto_promote = false;
+        }
+        config.fault_injection |= self.fault_injection;
         config.validate()?;
         Ok(config)
     }

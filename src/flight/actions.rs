@@ -1,19 +1,17 @@
 //! DoAction: admin and metadata actions. Bodies and results are JSON.
 
-use std::collections::BTreeSet;
-use std::time::Duration;
-
-use arka_cluster::{Command, CommandResponse, NodeId, NodeInfo};
+use arka_cluster::{Command, CommandResponse};
 use arrow_flight::ActionType;
 use base64::Engine;
-use openraft::ChangeMembers;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::members;
 use super::status::status_json;
 use crate::context::NodeContext;
 use crate::error::{Error, Result};
 use crate::ipc;
+use crate::membership::report::cluster_report;
 use crate::table::TableName;
 use crate::write::propose;
 
@@ -27,9 +25,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("drop_dataset", "Alias of drop_table."),
     ("get_durability_status", "Watermarks and the level an LSN reached. Body: {\"last_known_lsn\": N, \"producer_id\"?: P, \"seq\"?: S}; with producer_id and seq, the write's LSN and level, or ABORTED if it was lost."),
     ("snapshot", "Build a Raft snapshot (metadata only) now. Body: none."),
-    ("add_node", "Add a member. Body: {\"node_id\": N, \"raft_addr\": HOST:PORT, \"flight_addr\": HOST:PORT, \"voter\": bool (default true)}."),
-    ("remove_node", "Remove a member. Body: {\"node_id\": N}."),
-    ("transfer_leader", "Move leadership to a voter. Body: {\"node_id\": N}."),
+    ("add_node", "Add a member as a learner and, with voter (default true), promote it once caught up. Body: {\"node_id\": N, \"raft_addr\"?: HOST:PORT, \"flight_addr\"?: HOST:PORT, \"voter\"?: bool}; addresses default to what gossip knows of the node."),
+    ("remove_node", "Demote and remove a member; removing the leader moves leadership first. Body: {\"node_id\": N}."),
+    ("transfer_leader", "Move leadership to a voter and wait until it took over. Body: {\"node_id\": N}."),
+    ("inject_fault", "Cut this node off from its peers (Raft and gossip) or heal it; only with fault-injection on. Body: {\"isolate\": bool}."),
 ];
 
 pub fn action_types() -> Vec<ActionType> {
@@ -42,7 +41,7 @@ pub fn action_types() -> Vec<ActionType> {
         .collect()
 }
 
-fn parse_body<T: for<'de> Deserialize<'de>>(action: &str, body: &[u8]) -> Result<T> {
+pub(super) fn parse_body<T: for<'de> Deserialize<'de>>(action: &str, body: &[u8]) -> Result<T> {
     serde_json::from_slice(body)
         .map_err(|e| Error::InvalidArgument(format!("bad JSON body for action {action}: {e}")))
 }
@@ -50,15 +49,16 @@ fn parse_body<T: for<'de> Deserialize<'de>>(action: &str, body: &[u8]) -> Result
 pub async fn do_action(ctx: &NodeContext, action: &str, body: &[u8]) -> Result<Value> {
     match action {
         "status" => Ok(status_json(ctx)),
-        "cluster_status" => Ok(cluster_status(ctx)),
+        "cluster_status" => cluster_status(ctx),
         "list_tables" => Ok(list_tables(ctx)),
         "create_table" => create_table(ctx, body).await,
         "drop_table" | "drop_dataset" => drop_table(ctx, body).await,
         "get_durability_status" => durability_status(ctx, body),
         "snapshot" => snapshot(ctx).await,
-        "add_node" => add_node(ctx, body).await,
-        "remove_node" => remove_node(ctx, body).await,
-        "transfer_leader" => transfer_leader(ctx, body).await,
+        "add_node" => members::add_node(ctx, body).await,
+        "remove_node" => members::remove_node(ctx, body).await,
+        "transfer_leader" => members::transfer_leader(ctx, body).await,
+        "inject_fault" => members::inject_fault(ctx, body),
         other => {
             let known: Vec<&str> = ACTIONS.iter().map(|(n, _)| *n).collect();
             Err(Error::NotFound(format!(
@@ -69,10 +69,8 @@ pub async fn do_action(ctx: &NodeContext, action: &str, body: &[u8]) -> Result<V
     }
 }
 
-fn cluster_status(ctx: &NodeContext) -> Value {
-    let status = status_json(ctx);
-    let healthy = status["leader_id"].is_u64();
-    json!({ "healthy": healthy, "node": status })
+fn cluster_status(ctx: &NodeContext) -> Result<Value> {
+    serde_json::to_value(cluster_report(ctx)).map_err(|e| Error::internal("cluster_status", e))
 }
 
 fn list_tables(ctx: &NodeContext) -> Value {
@@ -239,135 +237,4 @@ async fn snapshot(ctx: &NodeContext) -> Result<Value> {
         .await
         .map_err(|e| Error::internal("snapshot", e))?;
     Ok(json!({"triggered": true, "applied_lsn": ctx.state.applied_lsn()}))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NodeRef {
-    node_id: NodeId,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddNode {
-    node_id: NodeId,
-    raft_addr: String,
-    flight_addr: String,
-    #[serde(default = "default_true")]
-    voter: bool,
-}
-
-/// How long `add_node` waits for a new node to catch up before giving up on promoting it.
-const ADD_NODE_CATCH_UP_MAX: Duration = Duration::from_secs(60);
-
-fn default_true() -> bool {
-    true
-}
-
-fn membership_ids(ctx: &NodeContext) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) {
-    let metrics = crate::raft::metrics(&ctx.raft);
-    let membership = metrics.membership_config.membership();
-    let all = membership.nodes().map(|(id, _)| *id).collect();
-    let voters = membership.voter_ids().collect();
-    (all, voters)
-}
-
-fn raft_failed(action: &str, e: impl std::fmt::Display) -> Error {
-    Error::Unavailable(format!("{action} failed: {e}"))
-}
-
-async fn add_node(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
-    let req: AddNode = parse_body("add_node", body)?;
-    ctx.writes.ensure_leader()?;
-    let (members, _) = membership_ids(ctx);
-    if members.contains(&req.node_id) {
-        return Err(Error::InvalidArgument(format!(
-            "node {} is already a member",
-            req.node_id
-        )));
-    }
-    let probe = tokio::time::timeout(
-        Duration::from_secs(2),
-        tokio::net::TcpStream::connect(&req.raft_addr),
-    )
-    .await;
-    if !matches!(probe, Ok(Ok(_))) {
-        return Err(Error::Unavailable(format!(
-            "cannot reach node {} at raft address {}; start it first",
-            req.node_id, req.raft_addr
-        )));
-    }
-    let node = NodeInfo {
-        raft_addr: req.raft_addr,
-        flight_addr: req.flight_addr,
-    };
-    // Blocking: returns once the learner has caught up, so that promoting it cannot stall
-    // commits; bounded so that a node that dies while catching up does not hang the call.
-    let added = tokio::time::timeout(
-        ADD_NODE_CATCH_UP_MAX,
-        ctx.raft.add_learner(req.node_id, node, true),
-    )
-    .await
-    .map_err(|_| {
-        Error::Unavailable(format!(
-            "node {} joined as a learner but did not catch up within {ADD_NODE_CATCH_UP_MAX:?}; it was not promoted",
-            req.node_id
-        ))
-    })?;
-    added.map_err(|e| raft_failed("add_node", e))?;
-    if req.voter {
-        let ids = BTreeSet::from([req.node_id]);
-        ctx.raft
-            .change_membership(ChangeMembers::AddVoterIds(ids), true)
-            .await
-            .map_err(|e| raft_failed("add_node (promote)", e))?;
-    }
-    Ok(json!({"node_id": req.node_id, "voter": req.voter}))
-}
-
-async fn remove_node(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
-    let req: NodeRef = parse_body("remove_node", body)?;
-    ctx.writes.ensure_leader()?;
-    let (members, voters) = membership_ids(ctx);
-    if !members.contains(&req.node_id) {
-        return Err(Error::NotFound(format!(
-            "node {} is not a member",
-            req.node_id
-        )));
-    }
-    if voters.contains(&req.node_id) && voters.len() == 1 {
-        return Err(Error::InvalidArgument(format!(
-            "node {} is the last voter; a cluster cannot remove its last voter",
-            req.node_id
-        )));
-    }
-    let ids = BTreeSet::from([req.node_id]);
-    let change = if voters.contains(&req.node_id) {
-        ChangeMembers::RemoveVoters(ids)
-    } else {
-        ChangeMembers::RemoveNodes(ids)
-    };
-    ctx.raft
-        .change_membership(change, false)
-        .await
-        .map_err(|e| raft_failed("remove_node", e))?;
-    Ok(json!({"node_id": req.node_id, "removed": true}))
-}
-
-async fn transfer_leader(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
-    let req: NodeRef = parse_body("transfer_leader", body)?;
-    ctx.writes.ensure_leader()?;
-    let (_, voters) = membership_ids(ctx);
-    if !voters.contains(&req.node_id) {
-        return Err(Error::InvalidArgument(format!(
-            "node {} is not a voter; leadership can only move to a voter",
-            req.node_id
-        )));
-    }
-    ctx.raft
-        .trigger()
-        .transfer_leader(req.node_id)
-        .await
-        .map_err(|e| raft_failed("transfer_leader", e))?;
-    Ok(json!({"node_id": req.node_id, "transferring": true}))
 }

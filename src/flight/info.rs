@@ -7,16 +7,19 @@ use super::status::{status_batch, status_json};
 use super::ticket::{ReadTicket, STATUS_TICKET};
 use crate::context::NodeContext;
 use crate::error::{Error, Result};
+use crate::membership::report::alive;
 use crate::raft::leader_location;
 use crate::table::TableName;
 
-/// Flight locations of the replicas that serve reads: every member of the group.
+/// Flight locations of the replicas that serve reads: the members gossip reports alive.
 fn replica_locations(ctx: &NodeContext) -> Vec<String> {
     let metrics = crate::raft::metrics(&ctx.raft);
+    let alive = alive(&ctx.gossip.view(), ctx.node_id);
     metrics
         .membership_config
         .membership()
         .nodes()
+        .filter(|(id, _)| alive.contains(id))
         .map(|(_, n)| n.flight_location())
         .collect()
 }

@@ -6,6 +6,7 @@ mod do_get;
 mod do_write;
 pub mod encode;
 mod info;
+mod members;
 mod status;
 mod ticket;
 

@@ -61,6 +61,8 @@ pub struct NodeProc {
     pub gossip: String,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    /// Started with `join` (the gossip addresses of the other nodes).
+    pub joins: bool,
     child: Option<Child>,
 }
 
@@ -99,6 +101,7 @@ impl Cluster {
                 gossip: format!("127.0.0.1:{}", free_port()),
                 data_dir: dir.path().join(format!("node-{id}")),
                 log: dir.path().join(format!("node-{id}.log")),
+                joins: true,
                 child: None,
             })
             .collect();
@@ -115,8 +118,19 @@ impl Cluster {
         cluster
     }
 
-    /// Starts a new, empty node `id` that is not a member yet (it joins with `add_node`).
+    /// Starts a new, empty node that is not a member yet and does not ask to join (it joins
+    /// with `add_node`).
     pub fn add_process(&mut self) -> u64 {
+        self.new_process(false)
+    }
+
+    /// Starts a new, empty node with `join` pointing at every other node: it asks the leader
+    /// through gossip to add it.
+    pub fn join_process(&mut self) -> u64 {
+        self.new_process(true)
+    }
+
+    fn new_process(&mut self, joins: bool) -> u64 {
         let id = self.nodes.len() as u64 + 1;
         self.nodes.push(NodeProc {
             id,
@@ -125,6 +139,7 @@ impl Cluster {
             gossip: format!("127.0.0.1:{}", free_port()),
             data_dir: self.dir.path().join(format!("node-{id}")),
             log: self.dir.path().join(format!("node-{id}.log")),
+            joins,
             child: None,
         });
         self.spawn(id);
@@ -148,6 +163,16 @@ impl Cluster {
             node.raft,
             node.gossip
         );
+        text.push_str("fault-injection = true\n");
+        if node.joins {
+            let seeds: Vec<String> = self
+                .nodes
+                .iter()
+                .filter(|n| n.id != id)
+                .map(|n| format!("{:?}", n.gossip))
+                .collect();
+            text.push_str(&format!("join = [{}]\n", seeds.join(", ")));
+        }
         if id == 1 {
             text.push_str("bootstrap = true\ninitial-members = [\n");
             for n in self.nodes.iter().take(self.initial_size) {

@@ -20,6 +20,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::GRPC_MESSAGE_BYTES_MAX;
 use crate::codec::{self, WIRE_VERSION};
+use crate::fault::NetworkFaults;
 use crate::types::{NodeId, NodeInfo, TypeConfig, Vote};
 
 /// openraft bounds an AppendEntries by the heartbeat interval (100 ms by default). A batch of
@@ -54,11 +55,12 @@ impl ChannelConnector for TcpConnector {
 #[derive(Clone)]
 pub struct NetworkFactory {
     connector: Arc<dyn ChannelConnector>,
+    faults: NetworkFaults,
 }
 
 impl NetworkFactory {
-    pub fn new(connector: Arc<dyn ChannelConnector>) -> Self {
-        Self { connector }
+    pub fn new(connector: Arc<dyn ChannelConnector>, faults: NetworkFaults) -> Self {
+        Self { connector, faults }
     }
 }
 
@@ -71,7 +73,11 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
                 .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         });
-        PeerConnection { target, client }
+        PeerConnection {
+            target,
+            client,
+            faults: self.faults.clone(),
+        }
     }
 }
 
@@ -79,6 +85,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 pub struct PeerConnection {
     target: NodeId,
     client: Result<RaftServiceClient<Channel>, String>,
+    faults: NetworkFaults,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +123,10 @@ impl PeerConnection {
         Req: Serialize,
         Resp: DeserializeOwned,
     {
+        if self.faults.is_isolated() {
+            let e = self.error("dropped: this node is isolated by an injected fault");
+            return Err(RPCError::Unreachable(Unreachable::new(&e)));
+        }
         let client = match &self.client {
             Ok(client) => client.clone(),
             Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&self.error(e)))),

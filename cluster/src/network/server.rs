@@ -10,16 +10,26 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::codec::{self, WIRE_VERSION};
+use crate::fault::NetworkFaults;
 use crate::types::{SnapshotMeta, TypeConfig, Vote};
 
 /// Serves node-to-node Raft RPC for one Raft instance.
 pub struct RaftRpcService<SM: RaftStateMachine<TypeConfig>> {
     raft: Raft<TypeConfig, SM>,
+    faults: NetworkFaults,
 }
 
 impl<SM: RaftStateMachine<TypeConfig>> RaftRpcService<SM> {
-    pub fn new(raft: Raft<TypeConfig, SM>) -> Self {
-        Self { raft }
+    pub fn new(raft: Raft<TypeConfig, SM>, faults: NetworkFaults) -> Self {
+        Self { raft, faults }
+    }
+
+    /// Refuses every request while the node is isolated by an injected fault.
+    fn admit(&self) -> Result<(), Status> {
+        if self.faults.is_isolated() {
+            return Err(Status::unavailable("node is isolated by an injected fault"));
+        }
+        Ok(())
     }
 }
 
@@ -53,6 +63,7 @@ where
     SM: RaftStateMachine<TypeConfig, SnapshotData = Vec<u8>>,
 {
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.admit()?;
         let rpc = decode_request("vote", req.into_inner())?;
         let resp = self
             .raft
@@ -63,6 +74,7 @@ where
     }
 
     async fn pre_vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.admit()?;
         let rpc = decode_request("pre_vote", req.into_inner())?;
         let resp = self
             .raft
@@ -76,6 +88,7 @@ where
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        self.admit()?;
         let rpc = decode_request("append_entries", req.into_inner())?;
         let resp = self
             .raft
@@ -89,6 +102,7 @@ where
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        self.admit()?;
         let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) =
             decode_request("install_snapshot", req.into_inner())?;
         let snapshot = openraft::Snapshot {
@@ -107,6 +121,7 @@ where
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        self.admit()?;
         let rpc = decode_request("transfer_leader", req.into_inner())?;
         let resp = self
             .raft

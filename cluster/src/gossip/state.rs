@@ -1,0 +1,96 @@
+//! The state each node disseminates about itself (role, leader, watermarks), as a foca custom
+//! broadcast, and the book of the latest state heard from every node.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::NodeId;
+
+/// What a node says about itself. Newer `version`s replace older ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeState {
+    pub node_id: NodeId,
+    pub version: u64,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub role: String,
+    pub term: u64,
+    pub leader_id: Option<NodeId>,
+    /// Highest LSN applied to this node's state machine.
+    pub applied_lsn: u64,
+    /// Highest LSN in this node's log.
+    pub last_log_index: u64,
+    /// Highest LSN at object storage / committed to the table format (0 until tiering runs).
+    pub s3_lsn: u64,
+    pub committed_lsn: u64,
+    /// The node started with `--join` and is not in any membership yet: the leader should add
+    /// it as a learner.
+    pub join_requested: bool,
+    /// The leader should promote this node to voter once it has caught up.
+    pub auto_promote: bool,
+}
+
+/// The custom-broadcast key: one live state per node, newer versions invalidate older ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateKey {
+    node_id: NodeId,
+    version: u64,
+}
+
+impl foca::Invalidates for StateKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        self.node_id == other.node_id && self.version >= other.version
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("bad gossip state broadcast: {0}")]
+pub struct BadState(String);
+
+type States = HashMap<NodeId, (NodeState, Instant)>;
+
+/// The latest state of each node, and when it was heard. foca owns one handle; the gossip
+/// driver reads through another.
+#[derive(Debug, Default, Clone)]
+pub struct StateBook {
+    states: Arc<Mutex<States>>,
+}
+
+impl StateBook {
+    pub fn lock(&self) -> MutexGuard<'_, States> {
+        // The map is left consistent by every holder, so a poisoned lock is still usable.
+        self.states.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn encode(state: &NodeState) -> Vec<u8> {
+        // A struct of integers and short strings always encodes.
+        postcard::to_stdvec(state).unwrap_or_default()
+    }
+}
+
+impl<T> foca::BroadcastHandler<T> for StateBook {
+    type Key = StateKey;
+    type Error = BadState;
+
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        _sender: Option<&T>,
+    ) -> Result<Option<StateKey>, BadState> {
+        let state: NodeState = postcard::from_bytes(data).map_err(|e| BadState(e.to_string()))?;
+        let key = StateKey {
+            node_id: state.node_id,
+            version: state.version,
+        };
+        let mut states = self.lock();
+        if let Some((known, _)) = states.get(&state.node_id) {
+            if known.version >= state.version {
+                return Ok(None);
+            }
+        }
+        states.insert(state.node_id, (state, Instant::now()));
+        Ok(Some(key))
+    }
+}

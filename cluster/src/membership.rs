@@ -1,0 +1,240 @@
+//! Membership changes, checked before they reach Raft so that a bad request leaves the
+//! cluster unchanged: adding a learner and promoting it, removing a member (moving leadership
+//! away first when the leader itself goes), transferring leadership, and adding the nodes that
+//! asked to join through gossip.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use openraft::storage::RaftStateMachine;
+use openraft::type_config::async_runtime::WatchReceiver;
+use openraft::{ChangeMembers, Raft, RaftMetrics, ServerState};
+
+use crate::gossip::{ClusterView, Liveness};
+use crate::types::{NodeId, NodeInfo, TypeConfig};
+
+/// A learner whose log is at most this many entries behind the leader's counts as caught up.
+pub const CAUGHT_UP_LAG_MAX: u64 = 1_000;
+/// How long a leadership transfer may take before the call gives up.
+pub const TRANSFER_WAIT_MAX: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error("this node is not the leader")]
+    NotLeader,
+    #[error("node {0} is already a member")]
+    AlreadyMember(NodeId),
+    #[error("node {0} is not a member")]
+    NotMember(NodeId),
+    #[error("node {0} is the last voter; a cluster cannot remove its last voter")]
+    LastVoter(NodeId),
+    #[error("node {0} is not a voter; leadership can only move to a voter")]
+    NotVoter(NodeId),
+    #[error("no other voter is caught up enough to take over leadership from node {0}")]
+    NoSuccessor(NodeId),
+    #[error("cannot reach node {node_id} at raft address {addr}; start it first")]
+    Unreachable { node_id: NodeId, addr: String },
+    #[error("node {0} joined as a learner but did not catch up within {1:?}; it was not promoted")]
+    CatchUpTimeout(NodeId, Duration),
+    /// Leadership moved to `0` (to let the leader remove itself); the caller goes on there.
+    #[error("leadership moved to node {0}")]
+    LeadershipMoved(NodeId),
+    #[error("{action} failed: {reason}")]
+    Raft {
+        action: &'static str,
+        reason: String,
+    },
+}
+
+fn raft_failed(action: &'static str, e: impl std::fmt::Display) -> MembershipError {
+    MembershipError::Raft {
+        action,
+        reason: e.to_string(),
+    }
+}
+
+/// The member and voter ids of the latest membership this node knows.
+pub struct Members {
+    pub all: BTreeSet<NodeId>,
+    pub voters: BTreeSet<NodeId>,
+}
+
+pub fn members(metrics: &RaftMetrics<TypeConfig>) -> Members {
+    let membership = metrics.membership_config.membership();
+    Members {
+        all: membership.nodes().map(|(id, _)| *id).collect(),
+        voters: membership.voter_ids().collect(),
+    }
+}
+
+/// How many entries `node` is behind the leader's log, from the leader's replication progress.
+pub fn lag_entries(metrics: &RaftMetrics<TypeConfig>, node: NodeId) -> Option<u64> {
+    let matched = metrics.replication.as_ref()?.get(&node)?;
+    let index = matched.as_ref().map(|l| l.index).unwrap_or(0);
+    Some(metrics.last_log_index.unwrap_or(0).saturating_sub(index))
+}
+
+/// Changes membership on the leader.
+pub struct MembershipOps<SM: RaftStateMachine<TypeConfig>> {
+    raft: Raft<TypeConfig, SM>,
+    node_id: NodeId,
+}
+
+impl<SM: RaftStateMachine<TypeConfig>> MembershipOps<SM> {
+    pub fn new(raft: Raft<TypeConfig, SM>, node_id: NodeId) -> Self {
+        Self { raft, node_id }
+    }
+
+    fn metrics(&self) -> RaftMetrics<TypeConfig> {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    fn leader_metrics(&self) -> Result<RaftMetrics<TypeConfig>, MembershipError> {
+        let metrics = self.metrics();
+        if metrics.state != ServerState::Leader {
+            return Err(MembershipError::NotLeader);
+        }
+        Ok(metrics)
+    }
+
+    /// Adds `node_id` as a learner; with `voter`, waits (at most `catch_up_max`) until it
+    /// caught up and promotes it.
+    pub async fn add(
+        &self,
+        node_id: NodeId,
+        node: NodeInfo,
+        voter: bool,
+        catch_up_max: Duration,
+    ) -> Result<(), MembershipError> {
+        let metrics = self.leader_metrics()?;
+        if members(&metrics).all.contains(&node_id) {
+            return Err(MembershipError::AlreadyMember(node_id));
+        }
+        let probe = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(&node.raft_addr),
+        )
+        .await;
+        if !matches!(probe, Ok(Ok(_))) {
+            return Err(MembershipError::Unreachable {
+                node_id,
+                addr: node.raft_addr,
+            });
+        }
+        // Blocking: returns once the learner has caught up, so that promoting it cannot stall
+        // commits; bounded so that a node that dies while catching up does not hang the call.
+        let added = tokio::time::timeout(catch_up_max, self.raft.add_learner(node_id, node, true))
+            .await
+            .map_err(|_| MembershipError::CatchUpTimeout(node_id, catch_up_max))?;
+        added.map_err(|e| raft_failed("add learner", e))?;
+        if voter {
+            self.promote(node_id).await?;
+        }
+        Ok(())
+    }
+
+    async fn promote(&self, node_id: NodeId) -> Result<(), MembershipError> {
+        let ids = BTreeSet::from([node_id]);
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(ids), true)
+            .await
+            .map_err(|e| raft_failed("promote to voter", e))?;
+        Ok(())
+    }
+
+    /// Removes a member (a voter is demoted and removed in one joint change). Removing the
+    /// leader moves leadership to the most caught-up other voter first and returns
+    /// [`MembershipError::LeadershipMoved`]: the new leader finishes the removal.
+    pub async fn remove(&self, node_id: NodeId) -> Result<(), MembershipError> {
+        let metrics = self.leader_metrics()?;
+        let members = members(&metrics);
+        if !members.all.contains(&node_id) {
+            return Err(MembershipError::NotMember(node_id));
+        }
+        if members.voters.contains(&node_id) && members.voters.len() == 1 {
+            return Err(MembershipError::LastVoter(node_id));
+        }
+        if node_id == self.node_id {
+            let successor = members
+                .voters
+                .iter()
+                .filter(|id| **id != node_id)
+                .filter_map(|id| Some((lag_entries(&metrics, *id)?, *id)))
+                .filter(|(lag, _)| *lag <= CAUGHT_UP_LAG_MAX)
+                .min()
+                .map(|(_, id)| id)
+                .ok_or(MembershipError::NoSuccessor(node_id))?;
+            self.transfer(successor).await?;
+            return Err(MembershipError::LeadershipMoved(successor));
+        }
+        let change = if members.voters.contains(&node_id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([node_id]))
+        };
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(|e| raft_failed("remove member", e))?;
+        Ok(())
+    }
+
+    /// Moves leadership to voter `to` and waits until it took over.
+    pub async fn transfer(&self, to: NodeId) -> Result<(), MembershipError> {
+        let metrics = self.leader_metrics()?;
+        if !members(&metrics).voters.contains(&to) {
+            return Err(MembershipError::NotVoter(to));
+        }
+        if to == self.node_id {
+            return Ok(());
+        }
+        self.raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| raft_failed("transfer leadership", e))?;
+        self.raft
+            .wait(Some(TRANSFER_WAIT_MAX))
+            .current_leader(to, "leadership transfer")
+            .await
+            .map_err(|e| raft_failed("transfer leadership", e))?;
+        Ok(())
+    }
+
+    /// On the leader: adds every live node that asked through gossip to join as a learner, and
+    /// promotes every live learner that asked for it once it has caught up. Nodes that are
+    /// suspect or dead are left alone; nothing is ever removed here.
+    pub async fn reconcile_joins(&self, view: &ClusterView) {
+        let Ok(metrics) = self.leader_metrics() else {
+            return;
+        };
+        let members = members(&metrics);
+        for (id, peer) in &view.peers {
+            let Some((state, _)) = &peer.state else {
+                continue;
+            };
+            if peer.liveness != Liveness::Alive {
+                continue;
+            }
+            if state.join_requested && !members.all.contains(id) {
+                tracing::info!(node_id = id, addr = %peer.peer.raft_addr, "adding a joining node as a learner");
+                if let Err(e) = self
+                    .raft
+                    .add_learner(*id, peer.peer.node_info(), false)
+                    .await
+                {
+                    tracing::warn!(node_id = id, error = %e, "cannot add joining node");
+                }
+            } else if state.auto_promote
+                && members.all.contains(id)
+                && !members.voters.contains(id)
+                && lag_entries(&metrics, *id).is_some_and(|lag| lag <= CAUGHT_UP_LAG_MAX)
+            {
+                tracing::info!(node_id = id, "promoting a caught-up learner to voter");
+                if let Err(e) = self.promote(*id).await {
+                    tracing::warn!(node_id = id, error = %e, "cannot promote learner");
+                }
+            }
+        }
+    }
+}

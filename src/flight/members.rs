@@ -1,0 +1,162 @@
+//! The membership actions: add_node, remove_node, transfer_leader, inject_fault.
+
+use std::time::Duration;
+
+use arka_cluster::membership::{MembershipError, MembershipOps};
+use arka_cluster::{NodeId, NodeInfo};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::actions::parse_body;
+use crate::client::Client;
+use crate::context::NodeContext;
+use crate::error::{Error, Result};
+
+/// How long `add_node` waits for a new node to catch up before giving up on promoting it.
+const ADD_NODE_CATCH_UP_MAX: Duration = Duration::from_secs(60);
+/// How long the old leader waits for the new one to finish a removal it handed over.
+const FORWARD_WAIT_MAX: Duration = Duration::from_secs(30);
+
+fn ops(ctx: &NodeContext) -> MembershipOps<crate::state::StateMachineStore> {
+    MembershipOps::new(ctx.raft.clone(), ctx.node_id)
+}
+
+fn membership_error(ctx: &NodeContext, e: MembershipError) -> Error {
+    match e {
+        MembershipError::NotLeader => Error::NotLeader {
+            leader: crate::raft::leader_location(&ctx.raft),
+        },
+        MembershipError::AlreadyMember(_)
+        | MembershipError::LastVoter(_)
+        | MembershipError::NotVoter(_) => Error::InvalidArgument(e.to_string()),
+        MembershipError::NotMember(_) => Error::NotFound(e.to_string()),
+        MembershipError::NoSuccessor(_)
+        | MembershipError::Unreachable { .. }
+        | MembershipError::CatchUpTimeout(..)
+        | MembershipError::LeadershipMoved(_)
+        | MembershipError::Raft { .. } => Error::Unavailable(e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeRef {
+    node_id: NodeId,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddNode {
+    node_id: NodeId,
+    raft_addr: Option<String>,
+    flight_addr: Option<String>,
+    #[serde(default = "default_true")]
+    voter: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The addresses to add a node at: the body's, else what gossip heard from the node.
+fn addresses(ctx: &NodeContext, req: &AddNode) -> Result<NodeInfo> {
+    let gossip = ctx
+        .gossip
+        .view()
+        .peers
+        .get(&req.node_id)
+        .map(|p| p.peer.node_info());
+    let raft_addr = req
+        .raft_addr
+        .clone()
+        .or_else(|| gossip.as_ref().map(|n| n.raft_addr.clone()));
+    let flight_addr = req
+        .flight_addr
+        .clone()
+        .or_else(|| gossip.as_ref().map(|n| n.flight_addr.clone()));
+    match (raft_addr, flight_addr) {
+        (Some(raft_addr), Some(flight_addr)) => Ok(NodeInfo {
+            raft_addr,
+            flight_addr,
+        }),
+        _ => Err(Error::InvalidArgument(format!(
+            "add_node: node {} is not known to gossip; give raft_addr and flight_addr",
+            req.node_id
+        ))),
+    }
+}
+
+pub async fn add_node(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
+    let req: AddNode = parse_body("add_node", body)?;
+    ctx.writes.ensure_leader()?;
+    let node = addresses(ctx, &req)?;
+    ops(ctx)
+        .add(req.node_id, node, req.voter, ADD_NODE_CATCH_UP_MAX)
+        .await
+        .map_err(|e| membership_error(ctx, e))?;
+    Ok(json!({"node_id": req.node_id, "voter": req.voter}))
+}
+
+pub async fn remove_node(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
+    let req: NodeRef = parse_body("remove_node", body)?;
+    match ops(ctx).remove(req.node_id).await {
+        Ok(()) => Ok(json!({"node_id": req.node_id, "removed": true})),
+        Err(MembershipError::LeadershipMoved(new_leader)) => {
+            forward_removal(ctx, new_leader, req.node_id).await
+        }
+        Err(e) => Err(membership_error(ctx, e)),
+    }
+}
+
+/// The leader removing itself handed leadership to `new_leader`; asks it to finish.
+async fn forward_removal(ctx: &NodeContext, new_leader: NodeId, node_id: NodeId) -> Result<Value> {
+    let location = crate::raft::member(&ctx.raft, new_leader)
+        .map(|n| n.flight_location())
+        .ok_or_else(|| Error::Unavailable(format!("new leader {new_leader} has no address")))?;
+    let forward = async {
+        let client = Client::connect(&location).await?;
+        client
+            .action("remove_node", &json!({ "node_id": node_id }))
+            .await
+    };
+    let result = tokio::time::timeout(FORWARD_WAIT_MAX, forward)
+        .await
+        .map_err(|_| {
+            Error::Unavailable(format!(
+                "leadership moved to node {new_leader}, which did not finish removing node {node_id} within {FORWARD_WAIT_MAX:?}; retry there"
+            ))
+        })?;
+    result.map_err(|e| {
+        Error::Unavailable(format!(
+            "leadership moved to node {new_leader}; removing node {node_id} there failed: {e}"
+        ))
+    })
+}
+
+pub async fn transfer_leader(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
+    let req: NodeRef = parse_body("transfer_leader", body)?;
+    ops(ctx)
+        .transfer(req.node_id)
+        .await
+        .map_err(|e| membership_error(ctx, e))?;
+    Ok(json!({"node_id": req.node_id, "leader_id": req.node_id}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fault {
+    isolate: bool,
+}
+
+pub fn inject_fault(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
+    if !ctx.fault_injection {
+        return Err(Error::PermissionDenied(
+            "inject_fault: fault injection is off on this node (start it with --fault-injection)"
+                .into(),
+        ));
+    }
+    let req: Fault = parse_body("inject_fault", body)?;
+    ctx.faults.set_isolated(req.isolate);
+    tracing::warn!(isolated = req.isolate, "network fault injected");
+    Ok(json!({"node_id": ctx.node_id, "isolated": req.isolate}))
+}

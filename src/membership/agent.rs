@@ -1,0 +1,52 @@
+//! The task that keeps this node's gossip state current (role, leader, watermarks, whether it
+//! asks to join) and, on the leader, adds and promotes the nodes that asked to join.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arka_cluster::gossip::NodeState;
+use arka_cluster::membership::MembershipOps;
+use openraft::type_config::async_runtime::WatchReceiver;
+
+use crate::context::NodeContext;
+use crate::raft::role_name;
+
+const TICK: Duration = Duration::from_millis(250);
+
+/// What this node publishes, from its Raft metrics and watermarks.
+fn local_state(ctx: &NodeContext, joining: bool, auto_promote: bool) -> NodeState {
+    let metrics = ctx.raft.metrics().borrow_watched().clone();
+    let w = ctx.watermarks();
+    let in_membership = metrics
+        .membership_config
+        .membership()
+        .nodes()
+        .next()
+        .is_some();
+    NodeState {
+        node_id: ctx.node_id,
+        version: 0,
+        role: role_name(metrics.state).to_string(),
+        term: metrics.current_term,
+        leader_id: metrics.current_leader,
+        applied_lsn: w.replicated_lsn,
+        last_log_index: metrics.last_log_index.unwrap_or(0),
+        s3_lsn: w.s3_lsn,
+        committed_lsn: w.committed_lsn,
+        join_requested: joining && !in_membership,
+        auto_promote,
+    }
+}
+
+/// Runs until the node stops. `joining`: the node was started with `--join`.
+pub async fn run(ctx: Arc<NodeContext>, joining: bool, auto_promote: bool) {
+    let ops = MembershipOps::new(ctx.raft.clone(), ctx.node_id);
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let state = local_state(&ctx, joining, auto_promote);
+        ctx.gossip.update_local(|s| *s = state);
+        ops.reconcile_joins(&ctx.gossip.view()).await;
+    }
+}

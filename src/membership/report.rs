@@ -1,0 +1,162 @@
+//! `cluster_status`: every member as this node sees it, from the Raft membership (voter or
+//! learner, addresses) and gossip (alive/suspect/dead, role, applied LSN).
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use arka_cluster::gossip::{ClusterView, Liveness, NodeState};
+use arka_cluster::NodeId;
+use serde::Serialize;
+
+use crate::context::NodeContext;
+use crate::raft::role_name;
+
+#[derive(Debug, Serialize)]
+pub struct MemberReport {
+    pub node_id: NodeId,
+    /// `leader`, `follower`, `learner`, `candidate`; `joining` for a node that asked to join
+    /// and is not a member yet, `not_member` for one gossiping outside the membership (removed,
+    /// or waiting for `add_node`). The last role it published when it is not alive.
+    pub role: String,
+    pub voter: bool,
+    /// In the Raft membership (false while a node is joining).
+    pub member: bool,
+    /// `alive`, `suspect`, `dead`, or `unknown` when gossip has not heard of it.
+    pub liveness: String,
+    pub applied_lsn: Option<u64>,
+    /// Entries and seconds behind the most advanced live node; seconds are measured against
+    /// when the answering node applied the first missing entry.
+    pub lag_entries: Option<u64>,
+    pub lag_seconds: Option<f64>,
+    pub flight_location: Option<String>,
+    pub raft_addr: Option<String>,
+    pub gossip_addr: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClusterReport {
+    /// A leader is known and alive, and a majority of voters is alive.
+    pub healthy: bool,
+    pub problems: Vec<String>,
+    pub reporter: NodeId,
+    pub term: u64,
+    pub leader_id: Option<NodeId>,
+    pub leader_location: Option<String>,
+    pub voters: usize,
+    pub voters_alive: usize,
+    pub members: Vec<MemberReport>,
+}
+
+fn liveness_name(l: Option<Liveness>) -> &'static str {
+    match l {
+        Some(Liveness::Alive) => "alive",
+        Some(Liveness::Suspect) => "suspect",
+        Some(Liveness::Dead) => "dead",
+        None => "unknown",
+    }
+}
+
+/// The node ids gossip reports alive, this node always among them.
+pub fn alive(view: &ClusterView, me: NodeId) -> BTreeSet<NodeId> {
+    let mut ids: BTreeSet<NodeId> = view
+        .peers
+        .iter()
+        .filter(|(_, p)| p.liveness == Liveness::Alive)
+        .map(|(id, _)| *id)
+        .collect();
+    ids.insert(me);
+    ids
+}
+
+pub fn cluster_report(ctx: &NodeContext) -> ClusterReport {
+    let metrics = crate::raft::metrics(&ctx.raft);
+    let view = ctx.gossip.view();
+    let membership = metrics.membership_config.membership();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let mut ids: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
+    ids.extend(view.peers.keys().copied());
+    let live = alive(&view, ctx.node_id);
+    let my_applied = ctx.state.applied_lsn();
+    let own_state = |id: NodeId| -> Option<NodeState> {
+        if id == ctx.node_id {
+            return Some(NodeState {
+                role: role_name(metrics.state).to_string(),
+                applied_lsn: my_applied,
+                ..Default::default()
+            });
+        }
+        view.state(id).cloned()
+    };
+    let newest = ids
+        .iter()
+        .filter(|id| live.contains(id))
+        .filter_map(|id| own_state(*id).map(|s| s.applied_lsn))
+        .max()
+        .unwrap_or(my_applied);
+    let now = Instant::now();
+    let members: Vec<MemberReport> = ids
+        .iter()
+        .map(|id| {
+            let node = membership.get_node(id);
+            let peer = view.peers.get(id).map(|p| &p.peer);
+            let state = own_state(*id);
+            let member = node.is_some();
+            let role = match &state {
+                Some(s) if member => s.role.clone(),
+                Some(s) if s.join_requested => "joining".to_string(),
+                Some(_) => "not_member".to_string(),
+                None => "unknown".to_string(),
+            };
+            let applied = state.as_ref().map(|s| s.applied_lsn);
+            MemberReport {
+                node_id: *id,
+                role,
+                voter: voters.contains(id),
+                member,
+                liveness: liveness_name(if *id == ctx.node_id {
+                    Some(Liveness::Alive)
+                } else {
+                    view.liveness(*id)
+                })
+                .to_string(),
+                applied_lsn: applied,
+                lag_entries: applied.map(|a| newest.saturating_sub(a)),
+                lag_seconds: applied.map(|a| ctx.apply_clock.lag_seconds(a, now)),
+                flight_location: node
+                    .map(|n| n.flight_location())
+                    .or_else(|| peer.map(|p| p.node_info().flight_location())),
+                raft_addr: node
+                    .map(|n| n.raft_addr.clone())
+                    .or_else(|| peer.map(|p| p.raft_addr.clone())),
+                gossip_addr: peer.map(|p| p.gossip_addr.to_string()),
+            }
+        })
+        .collect();
+    let voters_alive = voters.iter().filter(|id| live.contains(id)).count();
+    let leader_id = metrics.current_leader;
+    let mut problems = Vec::new();
+    match leader_id {
+        None => problems.push("no leader".to_string()),
+        Some(id) if !live.contains(&id) => {
+            problems.push(format!("leader {id} is not alive in gossip"))
+        }
+        Some(_) => {}
+    }
+    if voters_alive * 2 <= voters.len() {
+        problems.push(format!(
+            "no quorum: {voters_alive} of {} voters alive",
+            voters.len()
+        ));
+    }
+    ClusterReport {
+        healthy: problems.is_empty(),
+        problems,
+        reporter: ctx.node_id,
+        term: metrics.current_term,
+        leader_id,
+        leader_location: crate::raft::leader_location(&ctx.raft),
+        voters: voters.len(),
+        voters_alive,
+        members,
+    }
+}
