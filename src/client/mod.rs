@@ -19,6 +19,9 @@
 //! ```
 
 mod acks;
+mod cluster;
+mod producer;
+mod reader;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -29,6 +32,9 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::transport::Channel;
 
 pub use acks::Ack;
+pub use cluster::{is_retryable, ClusterClient, RetryPolicy};
+pub use producer::{Producer, ProducerConfig, Progress, WriteHandle};
+pub use reader::{ReadResult, Reader};
 
 use crate::durability::{Level, ACK_UNTIL_HEADER};
 use crate::error::LEADER_TRAILER;
