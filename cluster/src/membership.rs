@@ -98,7 +98,7 @@ impl<SM: RaftStateMachine<TypeConfig>> MembershipOps<SM> {
     }
 
     /// Adds `node_id` as a learner; with `voter`, waits (at most `catch_up_max`) until it
-    /// caught up and promotes it.
+    /// caught up and promotes it. For a learner that is already a member, `voter` promotes it.
     pub async fn add(
         &self,
         node_id: NodeId,
@@ -107,7 +107,12 @@ impl<SM: RaftStateMachine<TypeConfig>> MembershipOps<SM> {
         catch_up_max: Duration,
     ) -> Result<(), MembershipError> {
         let metrics = self.leader_metrics()?;
-        if members(&metrics).all.contains(&node_id) {
+        let current = members(&metrics);
+        if current.all.contains(&node_id) {
+            // Promoting a learner is the one change `add` makes to an existing member.
+            if voter && !current.voters.contains(&node_id) {
+                return self.promote(node_id).await;
+            }
             return Err(MembershipError::AlreadyMember(node_id));
         }
         let probe = tokio::time::timeout(

@@ -230,10 +230,15 @@ impl ClusterClient {
     /// Runs an action on the leader, following redirects and retrying while the cluster has
     /// no leader, within the retry deadline. Only for actions that are safe to repeat.
     pub async fn action(&self, name: &str, body: &Value) -> Result<Value, ClientError> {
+        self.action_bytes(name, super::action_body(body)).await
+    }
+
+    /// [`ClusterClient::action`] with a body as given (JSON, or a bare table name).
+    pub async fn action_bytes(&self, name: &str, body: Vec<u8>) -> Result<Value, ClientError> {
         let mut backoff = Backoff::new(&self.inner.retry);
         loop {
             let leader = self.leader().await?;
-            let error = match leader.action(name, body).await {
+            let error = match leader.action_bytes(name, body.clone()).await {
                 Ok(value) => return Ok(value),
                 Err(e) => e,
             };

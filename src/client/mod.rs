@@ -236,11 +236,15 @@ impl Client {
         name: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, ClientError> {
-        let body = if body.is_null() {
-            Vec::new()
-        } else {
-            body.to_string().into_bytes()
-        };
+        self.action_bytes(name, action_body(body)).await
+    }
+
+    /// Runs an admin action with a body as given (JSON, or a bare table name).
+    pub async fn action_bytes(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+    ) -> Result<serde_json::Value, ClientError> {
         let results: Vec<arrow_flight::Result> = self
             .inner
             .clone()
@@ -253,6 +257,15 @@ impl Client {
             .first()
             .ok_or_else(|| ClientError::Decode(format!("{name}: no result")))?;
         serde_json::from_slice(&first.body).map_err(|e| ClientError::Decode(format!("{name}: {e}")))
+    }
+}
+
+/// An action body: nothing for `null`, else the JSON text.
+pub(crate) fn action_body(body: &serde_json::Value) -> Vec<u8> {
+    if body.is_null() {
+        Vec::new()
+    } else {
+        body.to_string().into_bytes()
     }
 }
 

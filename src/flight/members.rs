@@ -58,22 +58,21 @@ fn default_true() -> bool {
     true
 }
 
-/// The addresses to add a node at: the body's, else what gossip heard from the node.
+/// The addresses to add a node at: the body's, else the membership's (to promote a
+/// learner), else what gossip heard from the node.
 fn addresses(ctx: &NodeContext, req: &AddNode) -> Result<NodeInfo> {
-    let gossip = ctx
-        .gossip
-        .view()
-        .peers
-        .get(&req.node_id)
-        .map(|p| p.peer.node_info());
+    let known = crate::raft::member(&ctx.raft, req.node_id).or_else(|| {
+        let view = ctx.gossip.view();
+        view.peers.get(&req.node_id).map(|p| p.peer.node_info())
+    });
     let raft_addr = req
         .raft_addr
         .clone()
-        .or_else(|| gossip.as_ref().map(|n| n.raft_addr.clone()));
+        .or_else(|| known.as_ref().map(|n| n.raft_addr.clone()));
     let flight_addr = req
         .flight_addr
         .clone()
-        .or_else(|| gossip.as_ref().map(|n| n.flight_addr.clone()));
+        .or_else(|| known.as_ref().map(|n| n.flight_addr.clone()));
     match (raft_addr, flight_addr) {
         (Some(raft_addr), Some(flight_addr)) => Ok(NodeInfo {
             raft_addr,

@@ -1,0 +1,104 @@
+//! Gossip failure detection: a node cut off from its peers is reported dead by the others
+//! within the documented bound, the rest of the cluster keeps serving, and the node rejoins
+//! and catches up when the cut heals.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use arka::client::{Client, WriteItem};
+use arka::durability::Level;
+use arka::flight::ReadTicket;
+use arka_cluster::gossip::GossipTiming;
+use common::{data, eventually, Cluster, DEADLINE};
+use serde_json::{json, Value};
+
+async fn liveness_seen_by(cluster: &Cluster, observer: u64, node: u64) -> Option<String> {
+    let client = Client::connect(&cluster.addr(observer)).await.ok()?;
+    let report = client.action("cluster_status", &Value::Null).await.ok()?;
+    let member = report["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["node_id"] == node)?;
+    member["liveness"].as_str().map(str::to_string)
+}
+
+/// `arka admin status` against node `id`: its exit code.
+fn admin_status_exit_code(cluster: &Cluster, id: u64) -> Option<i32> {
+    Command::new(env!("CARGO_BIN_EXE_arka"))
+        .args(["admin", "--addr", &cluster.addr(id), "status"])
+        .output()
+        .expect("run arka admin")
+        .status
+        .code()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partitioned_node_is_reported_dead_and_rejoins_when_the_partition_heals() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.wait_for_leader().await;
+    let cut = (1..=3).find(|id| *id != leader).expect("a follower");
+    let others: Vec<u64> = (1..=3).filter(|id| *id != cut).collect();
+    for observer in [1, 2, 3] {
+        for node in [1, 2, 3] {
+            eventually("every node sees every node alive", DEADLINE, || async {
+                (liveness_seen_by(&cluster, observer, node).await? == "alive").then_some(())
+            })
+            .await;
+        }
+    }
+    assert_eq!(admin_status_exit_code(&cluster, leader), Some(0));
+
+    let isolated = cluster.client(cut).await;
+    isolated
+        .action("inject_fault", &json!({"isolate": true}))
+        .await
+        .expect("isolate");
+    // The documented bound (docs/api.md), doubled for a loaded 2-core test machine.
+    let bound = GossipTiming::default().dead_within(3) * 2;
+    for observer in &others {
+        eventually("the cut-off node is reported dead", bound, || async {
+            (liveness_seen_by(&cluster, *observer, cut).await? == "dead").then_some(())
+        })
+        .await;
+    }
+    assert_eq!(
+        admin_status_exit_code(&cluster, cut),
+        Some(1),
+        "the cut-off node has no quorum and says so"
+    );
+    assert_eq!(admin_status_exit_code(&cluster, leader), Some(0));
+
+    let writes = (0..10)
+        .map(|s| WriteItem::plain(data::batch(3, s, 1)))
+        .collect();
+    let acks = cluster
+        .client(leader)
+        .await
+        .write_all("partitioned", writes, Level::Replicated)
+        .await
+        .expect("the majority keeps accepting writes");
+    let last = acks.iter().map(|a| a.lsn).max().expect("acks");
+
+    isolated
+        .action("inject_fault", &json!({"isolate": false}))
+        .await
+        .expect("heal");
+    for observer in [1, 2, 3] {
+        eventually("the healed node is alive again", DEADLINE, || async {
+            (liveness_seen_by(&cluster, observer, cut).await? == "alive").then_some(())
+        })
+        .await;
+    }
+    let ticket = ReadTicket {
+        table: "partitioned".into(),
+        min_lsn: Some(last),
+        ..Default::default()
+    };
+    let (_, batches) = tokio::time::timeout(Duration::from_secs(30), isolated.read(&ticket))
+        .await
+        .expect("the healed node catches up")
+        .expect("read");
+    assert_eq!(batches.len(), 10);
+}

@@ -1,0 +1,65 @@
+//! The client's Reader: reads spread over the live replicas, and `min_lsn` makes a read on a
+//! follower see the write just acked.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use arka::client::{ClusterClient, ProducerConfig};
+use common::{data, Cluster};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_spread_over_replicas_and_read_your_writes_holds_on_followers() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.wait_for_leader().await;
+    let leader_location = cluster.addr(leader);
+    let seeds: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
+    let client = ClusterClient::connect(&seeds).await.expect("connect");
+    let producer = client.producer("ryw", ProducerConfig::new("ryw-writer"));
+    let reader = client.reader("ryw");
+
+    // A small deterministic generator (xorshift) for the rows of each write.
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut served: BTreeMap<String, usize> = BTreeMap::new();
+    for seq in 0..1_000 {
+        let rows = 1 + (next() % 5) as usize;
+        let handle = producer
+            .send(data::batch(6, seq, rows))
+            .await
+            .expect("send");
+        let lsn = handle.lsn().await.expect("acked");
+        let read = reader
+            .read(Some(lsn), Some(lsn), Some(lsn))
+            .await
+            .expect("read");
+        assert_eq!(
+            read.batches.len(),
+            1,
+            "write {seq} at {lsn} read on {}",
+            read.node
+        );
+        let (got_lsn, batch) = &read.batches[0];
+        assert_eq!(*got_lsn, lsn);
+        assert_eq!(batch.num_rows(), rows);
+        assert!(data::keys([batch]).iter().all(|k| *k == (6, seq)));
+        *served.entry(read.node).or_default() += 1;
+    }
+    producer.close().await.expect("close");
+
+    assert_eq!(served.len(), 3, "every replica served reads: {served:?}");
+    let on_followers: usize = served
+        .iter()
+        .filter(|(node, _)| **node != leader_location)
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        on_followers >= 500,
+        "most reads were served by followers: {served:?}"
+    );
+}
