@@ -21,7 +21,7 @@ async fn report(cluster: &Cluster, id: u64) -> Option<Value> {
     client.action("cluster_status", &Value::Null).await.ok()
 }
 
-fn member<'a>(report: &'a Value, id: u64) -> Option<&'a Value> {
+fn member(report: &Value, id: u64) -> Option<&Value> {
     report["members"]
         .as_array()?
         .iter()
