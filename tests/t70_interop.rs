@@ -1,6 +1,8 @@
 //! Interop with plain pyarrow: the README quick start and the DoPut / GetFlightInfo / DoGet /
-//! ListFlights / drop flow, run by pytest against a cluster started with `arka dev`.
+//! ListFlights / drop flow, run by pytest against a cluster started with `arka dev`; and the
+//! examples in `examples/` (Rust and Python) against another.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -10,10 +12,17 @@ use tempfile::TempDir;
 
 /// A base port whose Flight, Raft and gossip ports (P.., P+100.., P+200..) are free now, all
 /// below the kernel's ephemeral range (32768 and up) so no outgoing connection takes them.
+/// Candidates are spread by a hash of the process id and a per-process counter, so that tests
+/// running at the same time in neighbouring processes do not pick overlapping ranges.
 fn free_base_port(nodes: u16) -> u16 {
-    let seed = std::process::id() as u16;
-    (0..500u16)
-        .map(|i| 10_000 + (seed.wrapping_add(i * 7) % 22_000))
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(2_654_435_761);
+    (0..500)
+        .map(|_| {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            10_000 + (seed.wrapping_add(n.wrapping_mul(40_503)) % 21_700) as u16
+        })
         .find(|base| {
             (0..nodes).all(|i| {
                 [0, 100, 200].iter().all(|off| {
@@ -56,9 +65,9 @@ async fn wait_for_leader(addr: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn pyarrow_quickstart_and_flows_against_arka_dev() {
-    let dir = TempDir::new().expect("tempdir");
+/// Starts `arka dev` with 3 nodes; returns it with the nodes' Flight locations once node 1
+/// leads.
+async fn start_dev(dir: &TempDir) -> (Dev, Vec<String>) {
     let base = free_base_port(3);
     let dev = Dev(Command::new(env!("CARGO_BIN_EXE_arka"))
         .args([
@@ -78,23 +87,83 @@ async fn pyarrow_quickstart_and_flows_against_arka_dev() {
         .map(|i| format!("grpc://127.0.0.1:{}", base + i))
         .collect();
     wait_for_leader(&addrs[0]).await;
+    (dev, addrs)
+}
 
-    let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python");
-    let output = Command::new("python3")
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", tests])
-        .env("ARKA_ADDRS", addrs.join(","))
-        .env("ARKA_ADDR", &addrs[0])
+/// Runs a command to completion; fails the test with its output unless it succeeds.
+fn run(what: &str, command: &mut Command) -> String {
+    let output = command
         .output()
-        .expect("run pytest (pip install pyarrow pytest)");
+        .unwrap_or_else(|e| panic!("run {what}: {e}"));
     let report = format!(
         "{}\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    println!("{report}");
-    assert!(
-        output.status.success(),
-        "pyarrow interop tests failed:\n{report}"
+    println!("{what}:\n{report}");
+    assert!(output.status.success(), "{what} failed:\n{report}");
+    report
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pyarrow_quickstart_and_flows_against_arka_dev() {
+    let dir = TempDir::new().expect("tempdir");
+    let (dev, addrs) = start_dev(&dir).await;
+    let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python");
+    run(
+        "pyarrow interop tests (pip install pyarrow pytest)",
+        Command::new("python3")
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", tests])
+            .env("ARKA_ADDRS", addrs.join(","))
+            .env("ARKA_ADDR", &addrs[0]),
     );
+    drop(dev);
+}
+
+/// An example binary, built by `cargo test` next to the test binaries.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target profile dir");
+    profile_dir.join("examples").join(name)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_examples_run_against_arka_dev() {
+    let dir = TempDir::new().expect("tempdir");
+    let (dev, addrs) = start_dev(&dir).await;
+    // Seeds listed follower-first: the client must find the leader itself.
+    let seeds = format!("{},{},{}", addrs[2], addrs[1], addrs[0]);
+
+    let produced = run(
+        "examples/producer",
+        Command::new(example("producer")).args([&seeds, "examples", "500"]),
+    );
+    let last: u64 = produced
+        .split("last lsn ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("the producer prints its last lsn");
+    let consumed = run(
+        "examples/consumer",
+        Command::new(example("consumer")).args([&seeds, "examples", &last.to_string()]),
+    );
+    assert!(
+        consumed.contains("read 500 batches (500 rows)"),
+        "{consumed}"
+    );
+
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/python/leader_redirect.py"
+    );
+    let redirected = run(
+        "examples/python/leader_redirect.py",
+        Command::new("python3").args([script, &addrs.join(",")]),
+    );
+    assert!(redirected.contains("redirected to grpc://"), "{redirected}");
     drop(dev);
 }
