@@ -49,7 +49,7 @@ pub fn dev_nodes(nodes: u64, base_port: u16) -> Vec<DevNode> {
         .collect()
 }
 
-fn server_args(node: &DevNode, all: &[DevNode], data_dir: &Path) -> Vec<String> {
+pub fn server_args(node: &DevNode, all: &[DevNode], data_dir: &Path) -> Vec<String> {
     let mut args = vec![
         "server".to_string(),
         "--node-id".into(),

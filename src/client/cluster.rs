@@ -25,8 +25,9 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             deadline: Duration::from_secs(30),
-            backoff_min: Duration::from_millis(20),
-            backoff_max: Duration::from_millis(500),
+            backoff_min: Duration::from_millis(10),
+            // Short: an election takes well under a second, and every retry is one small RPC.
+            backoff_max: Duration::from_millis(100),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `arka bench`: drives a running cluster and reports medians over runs, each level as a ratio
 //! against the first (the baseline), all measured side by side in one invocation.
 
+mod failover;
 mod report;
 mod streams;
 mod write_load;
@@ -19,11 +20,15 @@ enum Mode {
     Write(write_load::WriteArgs),
     /// Open many idle DoExchange streams and report the node's OS threads and RSS.
     Streams(streams::StreamsArgs),
+    /// Start a cluster, kill -9 its leader repeatedly under load, and report the time to the
+    /// next REPLICATED ack and gossip's detection time.
+    Failover(failover::FailoverArgs),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.mode {
         Mode::Write(a) => write_load::run(a).await,
         Mode::Streams(a) => streams::run(a).await,
+        Mode::Failover(a) => failover::run(a).await,
     }
 }
