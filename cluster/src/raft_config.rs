@@ -12,16 +12,6 @@ pub struct RaftTiming {
     pub election_timeout_max_ms: u64,
 }
 
-impl Default for RaftTiming {
-    fn default() -> Self {
-        Self {
-            heartbeat_interval_ms: 100,
-            election_timeout_min_ms: 400,
-            election_timeout_max_ms: 800,
-        }
-    }
-}
-
 /// Builds the validated openraft config.
 ///
 /// Log purging is never automatic: the WAL holds the only copy of data until tiering puts it in

@@ -7,14 +7,15 @@ use super::status::{status_batch, status_json};
 use super::ticket::{ReadTicket, STATUS_TICKET};
 use crate::context::NodeContext;
 use crate::error::{Error, Result};
-use crate::membership::report::alive;
+use crate::membership::report::caught_up_replicas;
 use crate::raft::leader_location;
 use crate::table::TableName;
 
-/// Flight locations of the replicas that serve reads: the members gossip reports alive.
+/// Flight locations of the replicas that serve reads: the members gossip reports alive and
+/// caught up.
 fn replica_locations(ctx: &NodeContext) -> Vec<String> {
     let metrics = crate::raft::metrics(&ctx.raft);
-    let alive = alive(&ctx.gossip.view(), ctx.node_id);
+    let alive = caught_up_replicas(ctx);
     metrics
         .membership_config
         .membership()

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use arka_cluster::gossip::{ClusterView, Liveness, NodeState};
+use arka_cluster::membership::CAUGHT_UP_LAG_MAX;
 use arka_cluster::NodeId;
 use serde::Serialize;
 
@@ -66,6 +67,27 @@ pub fn alive(view: &ClusterView, me: NodeId) -> BTreeSet<NodeId> {
         .collect();
     ids.insert(me);
     ids
+}
+
+/// The members that serve reads well: alive in gossip and within `CAUGHT_UP_LAG_MAX`
+/// entries of the most advanced live node (this node always counts).
+pub fn caught_up_replicas(ctx: &NodeContext) -> BTreeSet<NodeId> {
+    let view = ctx.gossip.view();
+    let live = alive(&view, ctx.node_id);
+    let applied = |id: &NodeId| {
+        if *id == ctx.node_id {
+            Some(ctx.state.applied_lsn())
+        } else {
+            view.state(*id).map(|s| s.applied_lsn)
+        }
+    };
+    let newest = live.iter().filter_map(applied).max().unwrap_or(0);
+    live.iter()
+        .filter(|id| {
+            **id == ctx.node_id || applied(id).is_some_and(|a| a + CAUGHT_UP_LAG_MAX >= newest)
+        })
+        .copied()
+        .collect()
 }
 
 pub fn cluster_report(ctx: &NodeContext) -> ClusterReport {

@@ -232,7 +232,8 @@ struct Driver<D> {
 impl<D: Datagrams> Driver<D> {
     async fn run(mut self, local: watch::Receiver<NodeState>, mut stop: oneshot::Receiver<Done>) {
         let (data_tx, mut data_rx) = mpsc::channel::<Bytes>(RECEIVE_QUEUE_MAX);
-        let receiver = tokio::spawn(receive(self.datagrams.clone(), data_tx));
+        // Aborted with the driver, however it ends (also when the driver task is aborted).
+        let _receiver = AbortOnDrop(tokio::spawn(receive(self.datagrams.clone(), data_tx)));
         let mut runtime = AccumulatingRuntime::new();
         self.announce_to_seeds(&mut runtime);
         self.drain(&mut runtime).await;
@@ -257,7 +258,12 @@ impl<D: Datagrams> Driver<D> {
                     break;
                 }
                 data = data_rx.recv() => match data {
-                    Some(data) => self.foca.handle_data(&data, &mut runtime),
+                    Some(data) => {
+                        // The datagram may carry other nodes' states; the view is rebuilt on
+                        // the next refresh tick.
+                        self.view_dirty = true;
+                        self.foca.handle_data(&data, &mut runtime)
+                    }
                     None => break,
                 },
                 _ = sleep_until(next_timer) => match self.timers.pop_first() {
@@ -281,7 +287,6 @@ impl<D: Datagrams> Driver<D> {
             }
             self.drain(&mut runtime).await;
         }
-        receiver.abort();
     }
 
     fn announce_to_seeds(&mut self, runtime: &mut AccumulatingRuntime<Peer>) {
@@ -355,6 +360,14 @@ impl<D: Datagrams> Driver<D> {
         }
         drop(book);
         self.view_tx.send_replace(ClusterView { peers });
+    }
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -94,3 +94,65 @@ impl<T> foca::BroadcastHandler<T> for StateBook {
         Ok(Some(key))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use foca::{BroadcastHandler, Invalidates};
+
+    use super::*;
+
+    fn state(node_id: NodeId, version: u64, applied_lsn: u64) -> Vec<u8> {
+        StateBook::encode(&NodeState {
+            node_id,
+            version,
+            applied_lsn,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn only_newer_states_are_kept_and_passed_on() {
+        let mut book = StateBook::default();
+        let handler: &mut dyn BroadcastHandler<(), Key = StateKey, Error = BadState> = &mut book;
+        assert!(handler
+            .receive_item(&state(1, 5, 50), None)
+            .expect("decode")
+            .is_some());
+        assert!(
+            handler
+                .receive_item(&state(1, 5, 50), None)
+                .expect("decode")
+                .is_none(),
+            "a repeat is not passed on"
+        );
+        assert!(
+            handler
+                .receive_item(&state(1, 4, 40), None)
+                .expect("decode")
+                .is_none(),
+            "an older state is dropped"
+        );
+        let newer = handler
+            .receive_item(&state(1, 6, 60), None)
+            .expect("decode")
+            .expect("newer");
+        assert!(
+            handler.receive_item(&[0xff, 0xff], None).is_err(),
+            "garbage is an error, not a panic"
+        );
+        assert_eq!(book.lock().get(&1).map(|(s, _)| s.applied_lsn), Some(60));
+        let older = StateKey {
+            node_id: 1,
+            version: 5,
+        };
+        let other = StateKey {
+            node_id: 2,
+            version: 1,
+        };
+        assert!(newer.invalidates(&older));
+        assert!(
+            !newer.invalidates(&other),
+            "states of different nodes are independent"
+        );
+    }
+}

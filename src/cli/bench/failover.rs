@@ -108,12 +108,14 @@ where
     }
 }
 
-/// Every member alive, a leader, and no lag: returns the leader's id.
+/// Every member alive, a leader, and every member less than a second behind (gossip reports
+/// applied LSNs a few hundred milliseconds late, so a count of entries would never settle
+/// under load): returns the leader's id.
 fn settled(report: &Value, nodes: usize) -> Option<u64> {
     let members = report["members"].as_array()?;
     let ok = members.len() == nodes
         && members.iter().all(|m| {
-            m["liveness"] == "alive" && m["lag_entries"].as_u64().is_some_and(|l| l < 100)
+            m["liveness"] == "alive" && m["lag_seconds"].as_f64().is_some_and(|s| s < 1.0)
         });
     (ok && report["healthy"] == true).then(|| report["leader_id"].as_u64())?
 }
@@ -203,8 +205,9 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     let producer = tokio::spawn(produce(client, args.rate, log.clone()));
 
     let (mut failover, mut suspect, mut dead) = (Vec::new(), Vec::new(), Vec::new());
+    let mut elected = Vec::new();
     for kill in 1..=args.kills {
-        let leader = wait_for("a settled cluster with a leader", || async {
+        let settled_leader = wait_for("a settled cluster with a leader", || async {
             for seed in &seeds {
                 if let Some(report) = cluster_status(seed).await {
                     return settled(&report, count);
@@ -212,7 +215,16 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
             }
             None
         })
-        .await?;
+        .await;
+        let leader = match settled_leader {
+            Ok(leader) => leader,
+            Err(e) => {
+                for seed in &seeds {
+                    eprintln!("{seed}: {}", cluster_status(seed).await.unwrap_or_default());
+                }
+                return Err(e);
+            }
+        };
         let acks_before = log
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -233,6 +245,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         cluster.kill9(index).await?;
 
         let (mut seen_suspect, mut seen_dead, mut seen_ack) = (None, None, None);
+        let mut seen_leader = None;
         let give_up = Instant::now() + WAIT_MAX;
         while seen_ack.is_none() || seen_dead.is_none() {
             if Instant::now() > give_up {
@@ -253,6 +266,13 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
             if seen_dead.is_none() {
                 let report = cluster_status(&survivor).await;
                 let now = Instant::now();
+                let new_leader = report
+                    .as_ref()
+                    .and_then(|r| r["leader_id"].as_u64())
+                    .filter(|id| *id != leader);
+                if new_leader.is_some() {
+                    seen_leader.get_or_insert(now);
+                }
                 match report.and_then(|r| liveness_of(&r, leader)).as_deref() {
                     Some("suspect") => {
                         seen_suspect.get_or_insert(now);
@@ -269,12 +289,15 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         let gap = seen_ack.map(|t| t - killed_at).unwrap_or_default();
         let to_suspect = seen_suspect.map(|t| t - killed_at).unwrap_or_default();
         let to_dead = seen_dead.map(|t| t - killed_at).unwrap_or_default();
+        let to_leader = seen_leader.map(|t| t - killed_at).unwrap_or_default();
         println!(
-            "kill {kill}: leader {leader}: next REPLICATED ack after {}, suspect after {}, dead after {}",
+            "kill {kill}: leader {leader}: new leader after {}, next REPLICATED ack after {}, suspect after {}, dead after {}",
+            ms(to_leader),
             ms(gap),
             ms(to_suspect),
             ms(to_dead)
         );
+        elected.push(to_leader);
         failover.push(gap);
         suspect.push(to_suspect);
         dead.push(to_dead);
@@ -297,6 +320,10 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     );
     println!("|---|---|---|---|");
     for (name, values) in [
+        (
+            "kill -9 of the leader → a survivor names a new leader",
+            &mut elected,
+        ),
         (
             "kill -9 of the leader → next write acked REPLICATED",
             &mut failover,

@@ -16,12 +16,12 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::report::{print_table, RunResult};
-use crate::client::{Client, WriteItem};
+use crate::client::{Client, ClusterClient, WriteItem};
 use crate::durability::Level;
 
 #[derive(Debug, Clone, Args)]
 pub struct WriteArgs {
-    /// The leader's Flight address.
+    /// Flight address of any node (comma-separated for several); the leader is found there.
     #[arg(long, default_value = "grpc://127.0.0.1:8815")]
     addr: String,
     /// Levels to measure, in order; the first is the baseline of the ratios.
@@ -197,9 +197,12 @@ async fn one_run(
 
 pub async fn run(args: WriteArgs) -> anyhow::Result<()> {
     let batch = make_batch(args.batch_bytes)?;
+    let seeds: Vec<&str> = args.addr.split(',').collect();
+    let leader = ClusterClient::connect(&seeds).await?.leader().await?;
+    // One connection per stream, as independent producers would have.
     let mut clients = Vec::new();
     for _ in 0..args.streams {
-        clients.push(Client::connect(&args.addr).await?);
+        clients.push(Client::connect(leader.addr()).await?);
     }
     let mut rows = Vec::new();
     for level in &args.levels {
@@ -212,7 +215,11 @@ pub async fn run(args: WriteArgs) -> anyhow::Result<()> {
     }
     let title = format!(
         "arka bench write: {} streams x window {}, ~{} B batches, {} s runs against {}",
-        args.streams, args.window, args.batch_bytes, args.duration_secs, args.addr
+        args.streams,
+        args.window,
+        args.batch_bytes,
+        args.duration_secs,
+        leader.addr()
     );
     print_table(&title, &rows);
     Ok(())
