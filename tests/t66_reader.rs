@@ -6,7 +6,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use arka::client::{ClusterClient, ProducerConfig};
-use common::{data, Cluster};
+use common::{data, Cluster, DEADLINE};
+use futures::StreamExt;
+use tokio::time::timeout;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reads_spread_over_replicas_and_read_your_writes_holds_on_followers() {
@@ -62,4 +64,58 @@ async fn reads_spread_over_replicas_and_read_your_writes_holds_on_followers() {
         on_followers >= 500,
         "most reads were served by followers: {served:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tail_delivers_every_write_in_order_and_survives_losing_a_replica() {
+    let mut cluster = Cluster::start(3).await;
+    let seeds: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
+    let client = ClusterClient::connect(&seeds).await.expect("connect");
+    let producer = client.producer("tailed", ProducerConfig::new("tail-writer"));
+    let first = producer
+        .send(data::batch(8, 0, 1))
+        .await
+        .expect("send")
+        .lsn()
+        .await
+        .expect("acked");
+    let mut tail = Box::pin(client.reader("tailed").tail(first));
+    let mut seen = Vec::new();
+    let expect_up_to = |seen: &mut Vec<(u64, i64)>, n: i64| {
+        assert_eq!(seen.len() as i64, n + 1, "{seen:?}");
+        assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "LSN order");
+        assert!(
+            seen.iter().map(|(_, s)| *s).eq(0..=n),
+            "each write once: {seen:?}"
+        );
+    };
+    for seq in 1..=20 {
+        producer.send(data::batch(8, seq, 1)).await.expect("send");
+    }
+    for _ in 0..=20 {
+        let (lsn, batch) = timeout(DEADLINE, tail.next())
+            .await
+            .expect("in time")
+            .expect("open")
+            .expect("batch");
+        seen.push((lsn, data::keys([&batch])[0].1));
+    }
+    expect_up_to(&mut seen, 20);
+
+    let leader = cluster.wait_for_leader().await;
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    cluster.kill9(follower);
+    for seq in 21..=40 {
+        producer.send(data::batch(8, seq, 1)).await.expect("send");
+    }
+    for _ in 21..=40 {
+        let (lsn, batch) = timeout(DEADLINE, tail.next())
+            .await
+            .expect("in time")
+            .expect("open")
+            .expect("batch");
+        seen.push((lsn, data::keys([&batch])[0].1));
+    }
+    expect_up_to(&mut seen, 40);
+    producer.close().await.expect("close");
 }

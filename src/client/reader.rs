@@ -20,6 +20,8 @@ const REPLICAS_TTL: Duration = Duration::from_secs(5);
 /// Batches a tail buffers ahead of its consumer.
 const TAIL_BUFFER: usize = 16;
 
+type TailSender = mpsc::Sender<Result<(u64, RecordBatch), ClientError>>;
+
 /// One completed read and the node that served it.
 #[derive(Debug)]
 pub struct ReadResult {
@@ -113,13 +115,24 @@ impl Reader {
                 }
                 Err(e) => e,
             };
-            if !is_retryable(&error) {
-                return Err(error);
-            }
-            self.cluster.forget_node(&node);
-            self.forget_replicas();
-            backoff.wait(error).await?;
+            self.after_failure(&node, error, &mut backoff).await?;
         }
+    }
+
+    /// After `node` failed: gives up on errors a retry cannot fix, else forgets the node and
+    /// waits before the next attempt.
+    async fn after_failure(
+        &self,
+        node: &str,
+        error: ClientError,
+        backoff: &mut Backoff,
+    ) -> Result<(), ClientError> {
+        if !is_retryable(&error) {
+            return Err(error);
+        }
+        self.cluster.forget_node(node);
+        self.forget_replicas();
+        backoff.wait(error).await
     }
 
     /// Every batch from `from` on, then new ones as they commit. When the serving replica
@@ -135,53 +148,44 @@ impl Reader {
         ReceiverStream::new(rx)
     }
 
-    async fn run_tail(
-        &self,
-        mut next: u64,
-        out: &mpsc::Sender<Result<(u64, RecordBatch), ClientError>>,
-    ) -> Result<(), ClientError> {
+    async fn run_tail(&self, mut next: u64, out: &TailSender) -> Result<(), ClientError> {
         let mut backoff = Backoff::new(self.cluster.retry_policy());
         loop {
             let node = self.pick().await?;
-            let ticket = ReadTicket {
-                follow: Some(true),
-                ..self.ticket(Some(next), None, None)
-            };
-            let bytes =
-                serde_json::to_vec(&ticket).map_err(|e| ClientError::Decode(e.to_string()))?;
-            let error = match self.cluster.node(&node).await {
-                Ok(client) => match client.read_stream(bytes).await {
-                    Ok(stream) => {
-                        let mut stream = Box::pin(stream);
-                        loop {
-                            match stream.next().await {
-                                Some(Ok(ReadItem::Batch(lsn, batch))) => {
-                                    backoff.reset();
-                                    next = lsn + 1;
-                                    if out.send(Ok((lsn, batch))).await.is_err() {
-                                        return Ok(());
-                                    }
-                                }
-                                Some(Ok(ReadItem::Schema(_))) => {}
-                                Some(Err(e)) => break e,
-                                None => {
-                                    break ClientError::Status(tonic::Status::unavailable(
-                                        "tail ended by the server",
-                                    ))
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => e,
-                },
-                Err(e) => e,
-            };
-            if !is_retryable(&error) {
-                return Err(error);
+            match self.tail_from(&node, &mut next, out, &mut backoff).await {
+                Ok(()) => return Ok(()),
+                Err(error) => self.after_failure(&node, error, &mut backoff).await?,
             }
-            self.cluster.forget_node(&node);
-            self.forget_replicas();
-            backoff.wait(error).await?;
         }
+    }
+
+    /// Follows the table on `node` from `next` on, advancing `next` past every batch sent to
+    /// `out`. Ends with `Ok` when the consumer went away, else with the error that ended it.
+    async fn tail_from(
+        &self,
+        node: &str,
+        next: &mut u64,
+        out: &TailSender,
+        backoff: &mut Backoff,
+    ) -> Result<(), ClientError> {
+        let ticket = ReadTicket {
+            follow: Some(true),
+            ..self.ticket(Some(*next), None, None)
+        };
+        let bytes = serde_json::to_vec(&ticket).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let client = self.cluster.node(node).await?;
+        let mut stream = Box::pin(client.read_stream(bytes).await?);
+        while let Some(item) = stream.next().await {
+            if let ReadItem::Batch(lsn, batch) = item? {
+                backoff.reset();
+                *next = lsn + 1;
+                if out.send(Ok((lsn, batch))).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        Err(ClientError::Status(tonic::Status::unavailable(
+            "tail ended by the server",
+        )))
     }
 }
