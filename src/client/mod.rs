@@ -1,4 +1,33 @@
-//! A Flight client for arka: streaming writes with acks, reads and admin actions.
+//! Flight clients for arka.
+//!
+//! [`ClusterClient`] is the one to start from: it takes seed addresses, finds the leader,
+//! follows redirects and retries; it makes exactly-once [`Producer`]s and [`Reader`]s that
+//! spread reads over the live replicas. [`Client`] is one connection to one node, for calls
+//! the cluster client does not wrap.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), arka::client::ClientError> {
+//! use arka::client::{ClusterClient, ProducerConfig};
+//! use arrow::array::Int64Array;
+//! use arrow::record_batch::RecordBatch;
+//! use std::sync::Arc;
+//!
+//! let cluster = ClusterClient::connect(&["grpc://10.0.0.1:8815", "grpc://10.0.0.2:8815"]).await?;
+//! let producer = cluster.producer("events", ProducerConfig::new("ingest-1"));
+//! let batch = RecordBatch::try_from_iter([("id", Arc::new(Int64Array::from(vec![1, 2])) as _)])
+//!     .expect("batch");
+//! // `send` waits while the in-flight window is full; the handle resolves per level.
+//! let handle = producer.send(batch).await?;
+//! let lsn = handle.lsn().await?; // REPLICATED: on a majority, fsynced
+//! producer.close().await?;
+//!
+//! // Read it back on any live replica, which first waits until it has applied `lsn`.
+//! let read = cluster.reader("events").read(Some(lsn), Some(lsn), Some(lsn)).await?;
+//! println!("lsn {lsn} read from {}: {} batches", read.node, read.batches.len());
+//! # Ok(()) }
+//! ```
+//!
+//! A single node, without leader discovery:
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), arka::client::ClientError> {
