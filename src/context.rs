@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use arka_cluster::fault::NetworkFaults;
 use arka_cluster::gossip::Gossip;
+use arka_cluster::ClusterId;
 use arka_cluster::NodeId;
 
 use crate::acks::AckRouter;
@@ -30,6 +31,7 @@ pub struct NodeContext {
     pub faults: NetworkFaults,
     /// Whether the `inject_fault` action may change `faults` (config `fault-injection`).
     pub fault_injection: bool,
+    pub cluster_id: ClusterId,
 }
 
 impl NodeContext {

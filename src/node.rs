@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use arka_cluster::cluster_id::{ClusterId, Persist};
 use arka_cluster::fault::NetworkFaults;
 use arka_cluster::gossip::{Gossip, GossipConfig, GossipTiming, NodeState, Peer, UdpDatagrams};
 use arka_cluster::network::{NetworkFactory, RaftRpcService, TcpConnector, GRPC_MESSAGE_BYTES_MAX};
@@ -72,7 +73,9 @@ impl Node {
             election_timeout_max_ms: config.election_timeout_max_ms,
         };
         let faults = NetworkFaults::default();
-        let network = NetworkFactory::new(Arc::new(TcpConnector), faults.clone());
+        let cluster_id = open_cluster_id(&db)?;
+        let network =
+            NetworkFactory::new(Arc::new(TcpConnector), faults.clone(), cluster_id.clone());
         let raft = Raft::new(
             config.node_id,
             raft_config::build(&timing)?,
@@ -111,12 +114,17 @@ impl Node {
             apply_clock: ApplyClock::default(),
             faults: faults.clone(),
             fault_injection: config.fault_injection,
+            cluster_id: cluster_id.clone(),
         });
 
         let (stop_tx, stop_rx) = watch::channel(false);
-        let raft_service = RaftServiceServer::new(RaftRpcService::new(raft.clone(), faults))
-            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+        let raft_service = RaftServiceServer::new(RaftRpcService::new(
+            raft.clone(),
+            faults,
+            cluster_id.clone(),
+        ))
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
         let raft_server = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(raft_service)
@@ -160,7 +168,7 @@ impl Node {
         ];
 
         if config.bootstrap {
-            bootstrap(&raft, &config).await?;
+            bootstrap(&raft, &config, &cluster_id).await?;
         }
         Ok(Node {
             ctx,
@@ -192,6 +200,24 @@ impl Node {
         self.db.flush_async().await.context("flush metadata")?;
         Ok(())
     }
+}
+
+/// The cluster id stored by an earlier run (none before this node joined or bootstrapped a
+/// cluster), and how a new one is stored: in the metadata store, flushed before use.
+fn open_cluster_id(db: &sled::Db) -> anyhow::Result<ClusterId> {
+    const KEY: &[u8] = b"cluster_id";
+    let tree = db.open_tree("node").context("open node metadata")?;
+    let known = tree
+        .get(KEY)
+        .context("read cluster id")?
+        .map(|v| String::from_utf8_lossy(&v).into_owned());
+    let persist: Persist = Arc::new(move |id: &str| {
+        tree.insert(KEY, id.as_bytes())
+            .and_then(|_| tree.flush())
+            .map(|_| ())
+            .map_err(|e| format!("store cluster id: {e}"))
+    });
+    Ok(ClusterId::new(known, persist))
 }
 
 /// Resolves `HOST:PORT`, for gossip, which speaks to socket addresses.
@@ -238,10 +264,18 @@ async fn start_gossip(config: &NodeConfig, faults: NetworkFaults) -> anyhow::Res
 }
 
 /// Initializes a new cluster on this node if its data dir holds none yet.
-async fn bootstrap(raft: &Raft, config: &NodeConfig) -> anyhow::Result<()> {
+async fn bootstrap(raft: &Raft, config: &NodeConfig, cluster_id: &ClusterId) -> anyhow::Result<()> {
     if raft.is_initialized().await? {
         return Ok(());
     }
+    let random = std::hash::BuildHasher::hash_one(
+        &std::collections::hash_map::RandomState::new(),
+        (config.node_id, std::process::id()),
+    );
+    let id = cluster_id
+        .create(random)
+        .map_err(|e| anyhow::anyhow!("store the new cluster id: {e}"))?;
+    tracing::info!(cluster_id = %id, "new cluster id");
     let mut members: BTreeMap<u64, NodeInfo> = config
         .initial_members
         .iter()

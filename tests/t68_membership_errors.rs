@@ -121,3 +121,80 @@ async fn bad_membership_changes_are_refused_and_change_nothing() {
     )
     .await;
 }
+
+/// Raft traffic from another cluster is refused, not applied: a node at a reused address
+/// cannot rewrite the log of a cluster it does not belong to.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_clusters_node_is_refused_and_its_traffic_rejected() {
+    let ours = Cluster::start(1).await;
+    let theirs = Cluster::start(2).await;
+    let leader = ours.client(1).await;
+    let other = theirs.node(2);
+    let ours_id =
+        leader.action("status", &Value::Null).await.expect("status")["cluster_id"].clone();
+    let theirs_id = theirs
+        .client(2)
+        .await
+        .action("status", &Value::Null)
+        .await
+        .expect("status")["cluster_id"]
+        .clone();
+    assert!(
+        ours_id.is_string() && theirs_id.is_string() && ours_id != theirs_id,
+        "{ours_id} {theirs_id}"
+    );
+
+    let at = |id: u64| json!({"node_id": id, "raft_addr": other.raft, "flight_addr": other.flight, "voter": false});
+    let before = membership(&leader).await;
+    expect_error(
+        &leader,
+        "add_node",
+        at(2),
+        InvalidArgument,
+        "belongs to cluster",
+    )
+    .await;
+    expect_error(
+        &leader,
+        "add_node",
+        at(3),
+        InvalidArgument,
+        "is node 2, not node 3",
+    )
+    .await;
+    assert_eq!(membership(&leader).await, before);
+
+    // A Raft message stamped with our cluster id, sent straight to their node, is refused
+    // before it is even decoded.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", other.raft))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let request = arka_proto::raft::RaftPayload {
+        version: arka_cluster::codec::WIRE_VERSION,
+        data: vec![0; 16],
+        cluster_id: ours_id.as_str().expect("id").to_string(),
+    };
+    let refused = arka_proto::raft::raft_service_client::RaftServiceClient::new(channel)
+        .append_entries(request)
+        .await
+        .expect_err("foreign append");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("belongs to cluster"),
+        "{refused:?}"
+    );
+    let status = theirs
+        .client(1)
+        .await
+        .action("status", &Value::Null)
+        .await
+        .expect("their node still serves");
+    assert_eq!(status["role"], "leader");
+    assert_eq!(status["cluster_id"], theirs_id);
+}

@@ -5,6 +5,7 @@
 //! the network fault point. It is generic over storage: it knows nothing of Arrow, Flight or
 //! Iceberg. The `arka` crate supplies the log store and the state machine.
 
+pub mod cluster_id;
 pub mod codec;
 pub mod command;
 pub mod fault;
@@ -14,5 +15,6 @@ pub mod network;
 pub mod raft_config;
 pub mod types;
 
+pub use cluster_id::ClusterId;
 pub use command::{Command, CommandResponse, ProducerSeq, WriteCommand};
 pub use types::{Lsn, NodeId, NodeInfo, RequestId, TypeConfig};

@@ -10,11 +10,19 @@ use openraft::storage::RaftStateMachine;
 use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::{ChangeMembers, Raft, RaftMetrics, ServerState};
 
+use arka_proto::raft::raft_service_client::RaftServiceClient;
+use arka_proto::raft::RaftPayload;
+
+use crate::cluster_id::ClusterId;
+use crate::codec::{self, WIRE_VERSION};
 use crate::gossip::{ClusterView, Liveness};
+use crate::network::Identity;
 use crate::types::{NodeId, NodeInfo, TypeConfig};
 
 /// A learner whose log is at most this many entries behind the leader's counts as caught up.
 pub const CAUGHT_UP_LAG_MAX: u64 = 1_000;
+/// How long `add` waits for a new node to say who it is.
+const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a leadership transfer may take before the call gives up.
 pub const TRANSFER_WAIT_MAX: Duration = Duration::from_secs(10);
 
@@ -34,6 +42,18 @@ pub enum MembershipError {
     NoSuccessor(NodeId),
     #[error("cannot reach node {node_id} at raft address {addr}; start it first")]
     Unreachable { node_id: NodeId, addr: String },
+    #[error("the node at raft address {addr} is node {found}, not node {expected}")]
+    WrongNode {
+        addr: String,
+        expected: NodeId,
+        found: NodeId,
+    },
+    #[error("the node at raft address {addr} belongs to cluster {theirs}, not to this cluster ({ours}); give it an empty data dir to join here")]
+    ForeignCluster {
+        addr: String,
+        theirs: String,
+        ours: String,
+    },
     #[error("node {0} joined as a learner but did not catch up within {1:?}; it was not promoted")]
     CatchUpTimeout(NodeId, Duration),
     /// Leadership moved to `0` (to let the leader remove itself); the caller goes on there.
@@ -78,11 +98,66 @@ pub fn lag_entries(metrics: &RaftMetrics<TypeConfig>, node: NodeId) -> Option<u6
 pub struct MembershipOps<SM: RaftStateMachine<TypeConfig>> {
     raft: Raft<TypeConfig, SM>,
     node_id: NodeId,
+    cluster_id: ClusterId,
 }
 
 impl<SM: RaftStateMachine<TypeConfig>> MembershipOps<SM> {
-    pub fn new(raft: Raft<TypeConfig, SM>, node_id: NodeId) -> Self {
-        Self { raft, node_id }
+    pub fn new(raft: Raft<TypeConfig, SM>, node_id: NodeId, cluster_id: ClusterId) -> Self {
+        Self {
+            raft,
+            node_id,
+            cluster_id,
+        }
+    }
+
+    /// Asks the node at `node.raft_addr` who it is, and refuses to add it when it is another
+    /// node or belongs to another cluster.
+    async fn check_identity(
+        &self,
+        node_id: NodeId,
+        node: &NodeInfo,
+    ) -> Result<(), MembershipError> {
+        let addr = node.raft_addr.clone();
+        let unreachable = || MembershipError::Unreachable {
+            node_id,
+            addr: addr.clone(),
+        };
+        let ask = async {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .ok()?
+                .connect()
+                .await
+                .ok()?;
+            let request = RaftPayload {
+                version: WIRE_VERSION,
+                data: Vec::new(),
+                cluster_id: String::new(),
+            };
+            let response = RaftServiceClient::new(channel)
+                .identify(request)
+                .await
+                .ok()?
+                .into_inner();
+            codec::decode::<Identity>("identify", &response.data).ok()
+        };
+        let (found, theirs) = tokio::time::timeout(IDENTIFY_TIMEOUT, ask)
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(unreachable)?;
+        if found != node_id {
+            return Err(MembershipError::WrongNode {
+                addr,
+                expected: node_id,
+                found,
+            });
+        }
+        match (self.cluster_id.get(), theirs) {
+            (Some(ours), Some(theirs)) if ours != theirs => {
+                Err(MembershipError::ForeignCluster { addr, theirs, ours })
+            }
+            _ => Ok(()),
+        }
     }
 
     fn metrics(&self) -> RaftMetrics<TypeConfig> {
@@ -115,17 +190,7 @@ impl<SM: RaftStateMachine<TypeConfig>> MembershipOps<SM> {
             }
             return Err(MembershipError::AlreadyMember(node_id));
         }
-        let probe = tokio::time::timeout(
-            Duration::from_secs(2),
-            tokio::net::TcpStream::connect(&node.raft_addr),
-        )
-        .await;
-        if !matches!(probe, Ok(Ok(_))) {
-            return Err(MembershipError::Unreachable {
-                node_id,
-                addr: node.raft_addr,
-            });
-        }
+        self.check_identity(node_id, &node).await?;
         // Blocking: returns once the learner has caught up, so that promoting it cannot stall
         // commits; bounded so that a node that dies while catching up does not hang the call.
         let added = tokio::time::timeout(catch_up_max, self.raft.add_learner(node_id, node, true))

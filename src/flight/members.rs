@@ -18,7 +18,7 @@ const ADD_NODE_CATCH_UP_MAX: Duration = Duration::from_secs(60);
 const FORWARD_WAIT_MAX: Duration = Duration::from_secs(30);
 
 fn ops(ctx: &NodeContext) -> MembershipOps<crate::state::StateMachineStore> {
-    MembershipOps::new(ctx.raft.clone(), ctx.node_id)
+    MembershipOps::new(ctx.raft.clone(), ctx.node_id, ctx.cluster_id.clone())
 }
 
 fn membership_error(ctx: &NodeContext, e: MembershipError) -> Error {
@@ -28,7 +28,9 @@ fn membership_error(ctx: &NodeContext, e: MembershipError) -> Error {
         },
         MembershipError::AlreadyMember(_)
         | MembershipError::LastVoter(_)
-        | MembershipError::NotVoter(_) => Error::InvalidArgument(e.to_string()),
+        | MembershipError::NotVoter(_)
+        | MembershipError::WrongNode { .. }
+        | MembershipError::ForeignCluster { .. } => Error::InvalidArgument(e.to_string()),
         MembershipError::NotMember(_) => Error::NotFound(e.to_string()),
         MembershipError::NoSuccessor(_)
         | MembershipError::Unreachable { .. }

@@ -52,6 +52,7 @@ pub fn status_json(ctx: &NodeContext) -> Value {
         .map(|n| n.flight_location());
     json!({
         "node_id": ctx.node_id,
+        "cluster_id": ctx.cluster_id.get(),
         "role": role_name(metrics.state),
         "term": metrics.current_term,
         "leader_id": metrics.current_leader,

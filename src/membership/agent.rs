@@ -40,7 +40,7 @@ fn local_state(ctx: &NodeContext, joining: bool, auto_promote: bool) -> NodeStat
 
 /// Runs until the node stops. `joining`: the node was started with `--join`.
 pub async fn run(ctx: Arc<NodeContext>, joining: bool, auto_promote: bool) {
-    let ops = MembershipOps::new(ctx.raft.clone(), ctx.node_id);
+    let ops = MembershipOps::new(ctx.raft.clone(), ctx.node_id, ctx.cluster_id.clone());
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

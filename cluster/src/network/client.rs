@@ -19,6 +19,7 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
 use super::GRPC_MESSAGE_BYTES_MAX;
+use crate::cluster_id::ClusterId;
 use crate::codec::{self, WIRE_VERSION};
 use crate::fault::NetworkFaults;
 use crate::types::{NodeId, NodeInfo, TypeConfig, Vote};
@@ -56,11 +57,20 @@ impl ChannelConnector for TcpConnector {
 pub struct NetworkFactory {
     connector: Arc<dyn ChannelConnector>,
     faults: NetworkFaults,
+    cluster_id: ClusterId,
 }
 
 impl NetworkFactory {
-    pub fn new(connector: Arc<dyn ChannelConnector>, faults: NetworkFaults) -> Self {
-        Self { connector, faults }
+    pub fn new(
+        connector: Arc<dyn ChannelConnector>,
+        faults: NetworkFaults,
+        cluster_id: ClusterId,
+    ) -> Self {
+        Self {
+            connector,
+            faults,
+            cluster_id,
+        }
     }
 }
 
@@ -77,6 +87,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             client,
             faults: self.faults.clone(),
+            cluster_id: self.cluster_id.clone(),
         }
     }
 }
@@ -86,6 +97,7 @@ pub struct PeerConnection {
     target: NodeId,
     client: Result<RaftServiceClient<Channel>, String>,
     faults: NetworkFaults,
+    cluster_id: ClusterId,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +148,7 @@ impl PeerConnection {
         let payload = RaftPayload {
             version: WIRE_VERSION,
             data,
+            cluster_id: self.cluster_id.get().unwrap_or_default(),
         };
         let response = match tokio::time::timeout(ttl, rpc(client, payload)).await {
             Err(_) => {

@@ -5,7 +5,7 @@ mod client;
 mod server;
 
 pub use client::{ChannelConnector, NetworkFactory, PeerConnection, TcpConnector};
-pub use server::RaftRpcService;
+pub use server::{Identity, RaftRpcService};
 
 /// Largest gRPC message a Raft RPC may carry, either way.
 pub const GRPC_MESSAGE_BYTES_MAX: usize = crate::codec::MESSAGE_BYTES_MAX + 1024;

@@ -4,11 +4,13 @@
 use arka_proto::raft::raft_service_server::RaftService;
 use arka_proto::raft::RaftPayload;
 use openraft::storage::RaftStateMachine;
+use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::Raft;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use crate::cluster_id::ClusterId;
 use crate::codec::{self, WIRE_VERSION};
 use crate::fault::NetworkFaults;
 use crate::types::{SnapshotMeta, TypeConfig, Vote};
@@ -17,21 +19,32 @@ use crate::types::{SnapshotMeta, TypeConfig, Vote};
 pub struct RaftRpcService<SM: RaftStateMachine<TypeConfig>> {
     raft: Raft<TypeConfig, SM>,
     faults: NetworkFaults,
+    cluster_id: ClusterId,
 }
 
 impl<SM: RaftStateMachine<TypeConfig>> RaftRpcService<SM> {
-    pub fn new(raft: Raft<TypeConfig, SM>, faults: NetworkFaults) -> Self {
-        Self { raft, faults }
+    pub fn new(raft: Raft<TypeConfig, SM>, faults: NetworkFaults, cluster_id: ClusterId) -> Self {
+        Self {
+            raft,
+            faults,
+            cluster_id,
+        }
     }
 
-    /// Refuses every request while the node is isolated by an injected fault.
-    fn admit(&self) -> Result<(), Status> {
+    /// Refuses every request while the node is isolated by an injected fault, and requests
+    /// from another cluster.
+    fn admit(&self, req: &RaftPayload) -> Result<(), Status> {
         if self.faults.is_isolated() {
             return Err(Status::unavailable("node is isolated by an injected fault"));
         }
-        Ok(())
+        self.cluster_id
+            .admit(&req.cluster_id)
+            .map_err(Status::failed_precondition)
     }
 }
+
+/// The answer to `Identify`.
+pub type Identity = (crate::types::NodeId, Option<String>);
 
 fn decode_request<T: DeserializeOwned>(what: &'static str, req: RaftPayload) -> Result<T, Status> {
     if req.version != WIRE_VERSION {
@@ -50,6 +63,7 @@ fn encode_response<T: Serialize>(
     Ok(Response::new(RaftPayload {
         version: WIRE_VERSION,
         data,
+        cluster_id: String::new(),
     }))
 }
 
@@ -63,8 +77,9 @@ where
     SM: RaftStateMachine<TypeConfig, SnapshotData = Vec<u8>>,
 {
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        self.admit()?;
-        let rpc = decode_request("vote", req.into_inner())?;
+        let req = req.into_inner();
+        self.admit(&req)?;
+        let rpc = decode_request("vote", req)?;
         let resp = self
             .raft
             .vote(rpc)
@@ -74,8 +89,9 @@ where
     }
 
     async fn pre_vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        self.admit()?;
-        let rpc = decode_request("pre_vote", req.into_inner())?;
+        let req = req.into_inner();
+        self.admit(&req)?;
+        let rpc = decode_request("pre_vote", req)?;
         let resp = self
             .raft
             .pre_vote(rpc)
@@ -88,8 +104,9 @@ where
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        self.admit()?;
-        let rpc = decode_request("append_entries", req.into_inner())?;
+        let req = req.into_inner();
+        self.admit(&req)?;
+        let rpc = decode_request("append_entries", req)?;
         let resp = self
             .raft
             .append_entries(rpc)
@@ -102,9 +119,10 @@ where
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        self.admit()?;
+        let req = req.into_inner();
+        self.admit(&req)?;
         let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) =
-            decode_request("install_snapshot", req.into_inner())?;
+            decode_request("install_snapshot", req)?;
         let snapshot = openraft::Snapshot {
             meta,
             snapshot: data,
@@ -121,13 +139,21 @@ where
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        self.admit()?;
-        let rpc = decode_request("transfer_leader", req.into_inner())?;
+        let req = req.into_inner();
+        self.admit(&req)?;
+        let rpc = decode_request("transfer_leader", req)?;
         let resp = self
             .raft
             .handle_transfer_leader(rpc)
             .await
             .map_err(|e| raft_failed("transfer_leader", e))?;
         encode_response("transfer_leader", &resp)
+    }
+
+    async fn identify(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let _ = req;
+        let node_id = self.raft.metrics().borrow_watched().id;
+        let identity: Identity = (node_id, self.cluster_id.get());
+        encode_response("identify", &identity)
     }
 }
