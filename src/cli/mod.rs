@@ -30,10 +30,15 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// openraft warns on every failed heartbeat and replication attempt to a down peer (many
+/// lines a second); the Raft network logs a peer going down and coming back once instead.
+const DEFAULT_LOG_FILTER: &str = "info,sled=warn,openraft=warn,openraft::core::heartbeat=error,\
+openraft::replication=error,openraft::engine::handler::replication_handler=error";
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `DEFAULT_LOG_FILTER`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -58,6 +58,7 @@ pub struct NetworkFactory {
     connector: Arc<dyn ChannelConnector>,
     faults: NetworkFaults,
     cluster_id: ClusterId,
+    reachability: Reachability,
 }
 
 impl NetworkFactory {
@@ -70,6 +71,34 @@ impl NetworkFactory {
             connector,
             faults,
             cluster_id,
+            reachability: Reachability::default(),
+        }
+    }
+}
+
+/// Whether each peer answered its last RPC, shared by all connections to it (openraft opens
+/// one for replication and one for heartbeats). A peer going down or coming back is logged
+/// once, instead of every failed heartbeat.
+#[derive(Clone, Default)]
+struct Reachability {
+    down: Arc<std::sync::Mutex<std::collections::HashSet<NodeId>>>,
+}
+
+impl Reachability {
+    fn record(&self, target: NodeId, failure: Option<&str>) {
+        let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+        match failure {
+            Some(reason) if down.insert(target) => {
+                tracing::warn!(
+                    peer = target,
+                    reason,
+                    "peer unreachable; retrying with backoff"
+                );
+            }
+            None if down.remove(&target) => {
+                tracing::info!(peer = target, "peer reachable again");
+            }
+            _ => {}
         }
     }
 }
@@ -88,6 +117,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             client,
             faults: self.faults.clone(),
             cluster_id: self.cluster_id.clone(),
+            reachability: self.reachability.clone(),
         }
     }
 }
@@ -98,6 +128,7 @@ pub struct PeerConnection {
     client: Result<RaftServiceClient<Channel>, String>,
     faults: NetworkFaults,
     cluster_id: ClusterId,
+    reachability: Reachability,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +156,27 @@ impl PeerConnection {
     /// Sends one request and decodes the answer; transport failures become `Unreachable` (so
     /// openraft backs off), everything else `Network`.
     async fn call<Req, Resp>(
+        &self,
+        what: &'static str,
+        rpc: RpcFn,
+        request: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+    {
+        let result = self.send(what, rpc, request, ttl).await;
+        match &result {
+            Err(RPCError::Unreachable(u)) => {
+                self.reachability.record(self.target, Some(&u.to_string()))
+            }
+            _ => self.reachability.record(self.target, None),
+        }
+        result
+    }
+
+    async fn send<Req, Resp>(
         &self,
         what: &'static str,
         rpc: RpcFn,
