@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use arka_cluster::gossip::{ClusterView, Liveness, NodeState};
-use arka_cluster::membership::CAUGHT_UP_LAG_MAX;
+use arka_cluster::membership::{self, CAUGHT_UP_LAG_MAX};
 use arka_cluster::NodeId;
 use serde::Serialize;
 
@@ -107,7 +107,15 @@ pub fn cluster_report(ctx: &NodeContext) -> ClusterReport {
                 ..Default::default()
             });
         }
-        view.state(id).cloned()
+        let mut state = view.state(id).cloned()?;
+        // On the leader, replication progress is exact and current, where gossip is up to a
+        // publish interval old: a member holds at least what it has acknowledged, up to what
+        // this node has applied.
+        if let Some(lag) = membership::lag_entries(&metrics, id) {
+            let matched = metrics.last_log_index.unwrap_or(0).saturating_sub(lag);
+            state.applied_lsn = state.applied_lsn.max(matched.min(my_applied));
+        }
+        Some(state)
     };
     let newest = ids
         .iter()
