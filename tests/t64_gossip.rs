@@ -102,3 +102,53 @@ async fn a_partitioned_node_is_reported_dead_and_rejoins_when_the_partition_heal
         .expect("read");
     assert_eq!(batches.len(), 10);
 }
+
+/// The node ids, liveness and Flight locations in node `id`'s cluster report.
+async fn members_seen_by(cluster: &Cluster, id: u64) -> Option<Vec<(u64, String, String)>> {
+    let client = Client::connect(&cluster.addr(id)).await.ok()?;
+    let report = client.action("cluster_status", &Value::Null).await.ok()?;
+    report["members"]
+        .as_array()?
+        .iter()
+        .map(|m| {
+            let id = m["node_id"].as_u64()?;
+            let liveness = m["liveness"].as_str()?.to_string();
+            let flight = m["flight_location"].as_str()?.to_string();
+            Some((id, liveness, flight))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_of_another_cluster_gossiping_in_stays_out_of_the_view() {
+    let ours = Cluster::start(2).await;
+    // Its single node has node id 1 like ours, and is pointed at our gossip by mistake.
+    let stray = format!(
+        "join = [{:?}, {:?}]\n",
+        ours.node(1).gossip,
+        ours.node(2).gossip
+    );
+    let theirs = Cluster::start_with_config(1, &stray).await;
+    let expected: Vec<(u64, String, String)> = (1..=2)
+        .map(|id| (id, "alive".to_string(), ours.addr(id)))
+        .collect();
+    // Long enough for gossip to have exchanged states many times over (it publishes every
+    // 250 ms), checked on every poll.
+    let end = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < end {
+        for id in [1, 2] {
+            if let Some(seen) = members_seen_by(&ours, id).await {
+                assert_eq!(
+                    seen, expected,
+                    "node {id} of our cluster sees only our nodes"
+                );
+            }
+        }
+        if let Some(seen) = members_seen_by(&theirs, 1).await {
+            assert_eq!(seen, vec![(1, "alive".to_string(), theirs.addr(1))]);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(admin_status_exit_code(&ours, 1), Some(0));
+    assert_eq!(admin_status_exit_code(&theirs, 1), Some(0));
+}

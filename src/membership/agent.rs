@@ -25,6 +25,8 @@ fn local_state(ctx: &NodeContext, joining: bool, auto_promote: bool) -> NodeStat
         .is_some();
     NodeState {
         node_id: ctx.node_id,
+        // Both filled in by gossip when it publishes.
+        gossip_addr: None,
         version: 0,
         role: role_name(metrics.state).to_string(),
         term: metrics.current_term,
@@ -35,6 +37,7 @@ fn local_state(ctx: &NodeContext, joining: bool, auto_promote: bool) -> NodeStat
         committed_lsn: w.committed_lsn,
         join_requested: joining && !in_membership,
         auto_promote,
+        cluster_id: ctx.cluster_id.get(),
     }
 }
 

@@ -164,7 +164,7 @@ impl Cluster {
             node.gossip
         );
         text.push_str("fault-injection = true\n");
-        if node.joins {
+        if node.joins && self.nodes.len() > 1 {
             let seeds: Vec<String> = self
                 .nodes
                 .iter()

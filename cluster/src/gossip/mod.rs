@@ -278,7 +278,7 @@ impl<D: Datagrams> Driver<D> {
                     Ok(())
                 }
                 _ = refresh.tick() => {
-                    self.refresh_view();
+                    self.refresh_view(&local);
                     Ok(())
                 }
             };
@@ -308,6 +308,7 @@ impl<D: Datagrams> Driver<D> {
         self.version = now_ms.max(self.version + 1);
         let mut state = local.borrow().clone();
         state.version = self.version;
+        state.gossip_addr = Some(self.foca.identity().gossip_addr);
         self.foca.add_broadcast(&StateBook::encode(&state))?;
         self.view_dirty = true;
         Ok(())
@@ -331,10 +332,11 @@ impl<D: Datagrams> Driver<D> {
         }
     }
 
-    fn refresh_view(&mut self) {
+    fn refresh_view(&mut self, local: &watch::Receiver<NodeState>) {
         if !std::mem::take(&mut self.view_dirty) {
             return;
         }
+        let ours = local.borrow().cluster_id.clone();
         let book = self.book.lock();
         let mut peers = BTreeMap::new();
         let me = self.foca.identity().clone();
@@ -344,7 +346,16 @@ impl<D: Datagrams> Driver<D> {
             .filter(|m| !m.id().seed)
             .map(|m| (m.id().clone(), liveness(m.state())));
         for (peer, liveness) in members.chain([(me, Liveness::Alive)]) {
-            let state = book.get(&peer.node_id).cloned();
+            // A member is shown once its state has arrived (within a publish interval), so
+            // that a node of another cluster is never shown before its cluster id is known.
+            let Some(state) = book.get(&peer.gossip_addr).cloned() else {
+                continue;
+            };
+            let theirs = state.0.cluster_id.as_ref();
+            if matches!((&ours, theirs), (Some(ours), Some(theirs)) if ours != theirs) {
+                continue;
+            }
+            let state = Some(state);
             let view = PeerView {
                 peer,
                 liveness,

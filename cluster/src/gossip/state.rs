@@ -2,6 +2,7 @@
 //! broadcast, and the book of the latest state heard from every node.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -13,6 +14,9 @@ use crate::types::NodeId;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeState {
     pub node_id: NodeId,
+    /// The publisher's gossip address, set by gossip when it publishes: states are kept per
+    /// address, so two nodes that share an id (of different clusters) do not mix.
+    pub gossip_addr: Option<SocketAddr>,
     pub version: u64,
     /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
     pub role: String,
@@ -30,18 +34,22 @@ pub struct NodeState {
     pub join_requested: bool,
     /// The leader should promote this node to voter once it has caught up.
     pub auto_promote: bool,
+    /// The cluster this node belongs to, once it knows. Nodes of other clusters that reach
+    /// this one's gossip (a stale seed list, a reused address) are left out of its view.
+    pub cluster_id: Option<String>,
 }
 
-/// The custom-broadcast key: one live state per node, newer versions invalidate older ones.
+/// The custom-broadcast key: one live state per gossip address, newer versions invalidate
+/// older ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateKey {
-    node_id: NodeId,
+    addr: SocketAddr,
     version: u64,
 }
 
 impl foca::Invalidates for StateKey {
     fn invalidates(&self, other: &Self) -> bool {
-        self.node_id == other.node_id && self.version >= other.version
+        self.addr == other.addr && self.version >= other.version
     }
 }
 
@@ -49,7 +57,7 @@ impl foca::Invalidates for StateKey {
 #[error("bad gossip state broadcast: {0}")]
 pub struct BadState(String);
 
-type States = HashMap<NodeId, (NodeState, Instant)>;
+type States = HashMap<SocketAddr, (NodeState, Instant)>;
 
 /// The latest state of each node, and when it was heard. foca owns one handle; the gossip
 /// driver reads through another.
@@ -80,17 +88,20 @@ impl<T> foca::BroadcastHandler<T> for StateBook {
         _sender: Option<&T>,
     ) -> Result<Option<StateKey>, BadState> {
         let state: NodeState = postcard::from_bytes(data).map_err(|e| BadState(e.to_string()))?;
+        let addr = state
+            .gossip_addr
+            .ok_or_else(|| BadState("state without a gossip address".into()))?;
         let key = StateKey {
-            node_id: state.node_id,
+            addr,
             version: state.version,
         };
         let mut states = self.lock();
-        if let Some((known, _)) = states.get(&state.node_id) {
+        if let Some((known, _)) = states.get(&addr) {
             if known.version >= state.version {
                 return Ok(None);
             }
         }
-        states.insert(state.node_id, (state, Instant::now()));
+        states.insert(addr, (state, Instant::now()));
         Ok(Some(key))
     }
 }
@@ -101,9 +112,14 @@ mod tests {
 
     use super::*;
 
-    fn state(node_id: NodeId, version: u64, applied_lsn: u64) -> Vec<u8> {
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn state(node_id: NodeId, port: u16, version: u64, applied_lsn: u64) -> Vec<u8> {
         StateBook::encode(&NodeState {
             node_id,
+            gossip_addr: Some(addr(port)),
             version,
             applied_lsn,
             ..Default::default()
@@ -114,39 +130,34 @@ mod tests {
     fn only_newer_states_are_kept_and_passed_on() {
         let mut book = StateBook::default();
         let handler: &mut dyn BroadcastHandler<(), Key = StateKey, Error = BadState> = &mut book;
-        assert!(handler
-            .receive_item(&state(1, 5, 50), None)
-            .expect("decode")
-            .is_some());
+        let mut receive = |data: Vec<u8>| handler.receive_item(&data, None).expect("decode");
+        assert!(receive(state(1, 7001, 5, 50)).is_some());
         assert!(
-            handler
-                .receive_item(&state(1, 5, 50), None)
-                .expect("decode")
-                .is_none(),
+            receive(state(1, 7001, 5, 50)).is_none(),
             "a repeat is not passed on"
         );
         assert!(
-            handler
-                .receive_item(&state(1, 4, 40), None)
-                .expect("decode")
-                .is_none(),
+            receive(state(1, 7001, 4, 40)).is_none(),
             "an older state is dropped"
         );
-        let newer = handler
-            .receive_item(&state(1, 6, 60), None)
-            .expect("decode")
-            .expect("newer");
+        let newer = receive(state(1, 7001, 6, 60)).expect("newer");
+        assert!(
+            receive(state(1, 7002, 1, 10)).is_some(),
+            "same id, another node"
+        );
         assert!(
             handler.receive_item(&[0xff, 0xff], None).is_err(),
             "garbage is an error, not a panic"
         );
-        assert_eq!(book.lock().get(&1).map(|(s, _)| s.applied_lsn), Some(60));
+        let applied = |port| book.lock().get(&addr(port)).map(|(s, _)| s.applied_lsn);
+        assert_eq!(applied(7001), Some(60));
+        assert_eq!(applied(7002), Some(10));
         let older = StateKey {
-            node_id: 1,
+            addr: addr(7001),
             version: 5,
         };
         let other = StateKey {
-            node_id: 2,
+            addr: addr(7002),
             version: 1,
         };
         assert!(newer.invalidates(&older));
