@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use arka_cluster::fault::NetworkFaults;
 use arka_cluster::gossip::Gossip;
+use arka_cluster::membership::MembershipOps;
 use arka_cluster::ClusterId;
 use arka_cluster::NodeId;
 
@@ -12,7 +13,7 @@ use crate::acks::AckRouter;
 use crate::durability::Watermarks;
 use crate::membership::ApplyClock;
 use crate::raft::Raft;
-use crate::state::StateMachine;
+use crate::state::{StateMachine, StateMachineStore};
 use crate::wal::LogReader;
 use crate::write::WritePath;
 
@@ -37,6 +38,11 @@ pub struct NodeContext {
 impl NodeContext {
     pub fn acks(&self) -> &AckRouter {
         self.writes.acks()
+    }
+
+    /// Membership changes, as this node (the leader) makes them.
+    pub fn membership(&self) -> MembershipOps<StateMachineStore> {
+        MembershipOps::new(self.raft.clone(), self.node_id, self.cluster_id.clone())
     }
 
     pub fn watermarks(&self) -> Watermarks {

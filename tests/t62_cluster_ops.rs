@@ -13,14 +13,6 @@ use arka::flight::ReadTicket;
 use common::{data, eventually, Cluster, DEADLINE};
 use serde_json::{json, Value};
 
-/// The cluster report as node `id` sees it.
-async fn report(cluster: &Cluster, id: u64) -> Option<Value> {
-    let client = arka::client::Client::connect(&cluster.addr(id))
-        .await
-        .ok()?;
-    client.action("cluster_status", &Value::Null).await.ok()
-}
-
 fn member(report: &Value, id: u64) -> Option<&Value> {
     report["members"]
         .as_array()?
@@ -69,7 +61,7 @@ async fn nodes_join_leave_and_leadership_moves_while_every_acked_write_stays_exa
 
     let joined = [cluster.join_process(), cluster.join_process()];
     eventually("the joined nodes become voters", DEADLINE, || async {
-        let r = report(&cluster, 1).await?;
+        let r = cluster.cluster_status(1).await?;
         joined
             .iter()
             .all(|id| member(&r, *id).is_some_and(|m| m["voter"] == true))
@@ -85,7 +77,7 @@ async fn nodes_join_leave_and_leadership_moves_while_every_acked_write_stays_exa
     assert_eq!(removed["removed"], true, "{removed}");
     let remaining = [2, 3, joined[0], joined[1]];
     eventually("node 1 leaves the membership", DEADLINE, || async {
-        let r = report(&cluster, 2).await?;
+        let r = cluster.cluster_status(2).await?;
         (member(&r, 1).is_none_or(|m| m["member"] == false) && r["voters"] == 4).then_some(())
     })
     .await;

@@ -7,16 +7,15 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use arka::client::{Client, WriteItem};
+use arka::client::WriteItem;
 use arka::durability::Level;
 use arka::flight::ReadTicket;
 use arka_cluster::gossip::GossipTiming;
 use common::{data, eventually, Cluster, DEADLINE};
-use serde_json::{json, Value};
+use serde_json::json;
 
 async fn liveness_seen_by(cluster: &Cluster, observer: u64, node: u64) -> Option<String> {
-    let client = Client::connect(&cluster.addr(observer)).await.ok()?;
-    let report = client.action("cluster_status", &Value::Null).await.ok()?;
+    let report = cluster.cluster_status(observer).await?;
     let member = report["members"]
         .as_array()?
         .iter()
@@ -105,8 +104,7 @@ async fn a_partitioned_node_is_reported_dead_and_rejoins_when_the_partition_heal
 
 /// The node ids, liveness and Flight locations in node `id`'s cluster report.
 async fn members_seen_by(cluster: &Cluster, id: u64) -> Option<Vec<(u64, String, String)>> {
-    let client = Client::connect(&cluster.addr(id)).await.ok()?;
-    let report = client.action("cluster_status", &Value::Null).await.ok()?;
+    let report = cluster.cluster_status(id).await?;
     report["members"]
         .as_array()?
         .iter()

@@ -5,9 +5,10 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use arka::client::{ClusterClient, ProducerConfig};
+use arka::client::{ClientError, ClusterClient, Producer, ProducerConfig};
+use arrow::record_batch::RecordBatch;
 use common::{data, Cluster, DEADLINE};
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use tokio::time::timeout;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -66,6 +67,32 @@ async fn reads_spread_over_replicas_and_read_your_writes_holds_on_followers() {
     );
 }
 
+/// Writes `(8, seq)` for every seq of `seqs`, then takes batches from `tail` up to the one of
+/// the last seq, each as its LSN and seq.
+async fn write_then_tail<S>(
+    producer: &Producer,
+    tail: &mut S,
+    seqs: std::ops::RangeInclusive<i64>,
+) -> Vec<(u64, i64)>
+where
+    S: Stream<Item = Result<(u64, RecordBatch), ClientError>> + Unpin,
+{
+    let last = *seqs.end();
+    for seq in seqs {
+        producer.send(data::batch(8, seq, 1)).await.expect("send");
+    }
+    let mut got = Vec::new();
+    while got.last().is_none_or(|(_, seq)| *seq != last) {
+        let (lsn, batch) = timeout(DEADLINE, tail.next())
+            .await
+            .expect("in time")
+            .expect("open")
+            .expect("batch");
+        got.push((lsn, data::keys([&batch])[0].1));
+    }
+    got
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tail_delivers_every_write_in_order_and_survives_losing_a_replica() {
     let mut cluster = Cluster::start(3).await;
@@ -89,33 +116,13 @@ async fn a_tail_delivers_every_write_in_order_and_survives_losing_a_replica() {
             "each write once: {seen:?}"
         );
     };
-    for seq in 1..=20 {
-        producer.send(data::batch(8, seq, 1)).await.expect("send");
-    }
-    for _ in 0..=20 {
-        let (lsn, batch) = timeout(DEADLINE, tail.next())
-            .await
-            .expect("in time")
-            .expect("open")
-            .expect("batch");
-        seen.push((lsn, data::keys([&batch])[0].1));
-    }
+    seen.extend(write_then_tail(&producer, &mut tail, 1..=20).await);
     expect_up_to(&mut seen, 20);
 
     let leader = cluster.wait_for_leader().await;
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
     cluster.kill9(follower);
-    for seq in 21..=40 {
-        producer.send(data::batch(8, seq, 1)).await.expect("send");
-    }
-    for _ in 21..=40 {
-        let (lsn, batch) = timeout(DEADLINE, tail.next())
-            .await
-            .expect("in time")
-            .expect("open")
-            .expect("batch");
-        seen.push((lsn, data::keys([&batch])[0].1));
-    }
+    seen.extend(write_then_tail(&producer, &mut tail, 21..=40).await);
     expect_up_to(&mut seen, 40);
     producer.close().await.expect("close");
 }

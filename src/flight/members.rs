@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use arka_cluster::membership::{MembershipError, MembershipOps};
+use arka_cluster::membership::MembershipError;
 use arka_cluster::{NodeId, NodeInfo};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -16,10 +16,6 @@ use crate::error::{Error, Result};
 const ADD_NODE_CATCH_UP_MAX: Duration = Duration::from_secs(60);
 /// How long the old leader waits for the new one to finish a removal it handed over.
 const FORWARD_WAIT_MAX: Duration = Duration::from_secs(30);
-
-fn ops(ctx: &NodeContext) -> MembershipOps<crate::state::StateMachineStore> {
-    MembershipOps::new(ctx.raft.clone(), ctx.node_id, ctx.cluster_id.clone())
-}
 
 fn membership_error(ctx: &NodeContext, e: MembershipError) -> Error {
     match e {
@@ -91,7 +87,7 @@ pub async fn add_node(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     let req: AddNode = parse_body("add_node", body)?;
     ctx.writes.ensure_leader()?;
     let node = addresses(ctx, &req)?;
-    ops(ctx)
+    ctx.membership()
         .add(req.node_id, node, req.voter, ADD_NODE_CATCH_UP_MAX)
         .await
         .map_err(|e| membership_error(ctx, e))?;
@@ -100,7 +96,7 @@ pub async fn add_node(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
 
 pub async fn remove_node(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     let req: NodeRef = parse_body("remove_node", body)?;
-    match ops(ctx).remove(req.node_id).await {
+    match ctx.membership().remove(req.node_id).await {
         Ok(()) => Ok(json!({"node_id": req.node_id, "removed": true})),
         Err(MembershipError::LeadershipMoved(new_leader)) => {
             forward_removal(ctx, new_leader, req.node_id).await
@@ -136,7 +132,7 @@ async fn forward_removal(ctx: &NodeContext, new_leader: NodeId, node_id: NodeId)
 
 pub async fn transfer_leader(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     let req: NodeRef = parse_body("transfer_leader", body)?;
-    ops(ctx)
+    ctx.membership()
         .transfer(req.node_id)
         .await
         .map_err(|e| membership_error(ctx, e))?;

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arka_cluster::gossip::NodeState;
-use arka_cluster::membership::MembershipOps;
 use openraft::type_config::async_runtime::WatchReceiver;
 
 use crate::context::NodeContext;
@@ -43,7 +42,7 @@ fn local_state(ctx: &NodeContext, joining: bool, auto_promote: bool) -> NodeStat
 
 /// Runs until the node stops. `joining`: the node was started with `--join`.
 pub async fn run(ctx: Arc<NodeContext>, joining: bool, auto_promote: bool) {
-    let ops = MembershipOps::new(ctx.raft.clone(), ctx.node_id, ctx.cluster_id.clone());
+    let ops = ctx.membership();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -253,9 +253,18 @@ impl Cluster {
 
     /// Node `id`'s status, or `None` when it does not answer within a second (down or paused).
     pub async fn status(&self, id: u64) -> Option<Value> {
+        self.ask(id, "status").await
+    }
+
+    /// Node `id`'s `cluster_status` report, or `None` when it does not answer within a second.
+    pub async fn cluster_status(&self, id: u64) -> Option<Value> {
+        self.ask(id, "cluster_status").await
+    }
+
+    async fn ask(&self, id: u64, action: &str) -> Option<Value> {
         let ask = async {
             let client = Client::connect(&self.addr(id)).await.ok()?;
-            client.action("status", &Value::Null).await.ok()
+            client.action(action, &Value::Null).await.ok()
         };
         tokio::time::timeout(Duration::from_secs(1), ask)
             .await

@@ -85,20 +85,14 @@ struct Reachability {
 }
 
 impl Reachability {
-    fn record(&self, target: NodeId, failure: Option<&str>) {
+    fn record<T>(&self, target: NodeId, result: &Result<T, RPCError<TypeConfig>>) {
         let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
-        match failure {
-            Some(reason) if down.insert(target) => {
-                tracing::warn!(
-                    peer = target,
-                    reason,
-                    "peer unreachable; retrying with backoff"
-                );
+        if let Err(RPCError::Unreachable(reason)) = result {
+            if down.insert(target) {
+                tracing::warn!(peer = target, %reason, "peer unreachable; retrying with backoff");
             }
-            None if down.remove(&target) => {
-                tracing::info!(peer = target, "peer reachable again");
-            }
-            _ => {}
+        } else if down.remove(&target) {
+            tracing::info!(peer = target, "peer reachable again");
         }
     }
 }
@@ -166,58 +160,44 @@ impl PeerConnection {
         Req: Serialize,
         Resp: DeserializeOwned,
     {
-        let result = self.send(what, rpc, request, ttl).await;
-        match &result {
-            Err(RPCError::Unreachable(u)) => {
-                self.reachability.record(self.target, Some(&u.to_string()))
-            }
-            _ => self.reachability.record(self.target, None),
-        }
-        result
-    }
-
-    async fn send<Req, Resp>(
-        &self,
-        what: &'static str,
-        rpc: RpcFn,
-        request: &Req,
-        ttl: Duration,
-    ) -> Result<Resp, RPCError<TypeConfig>>
-    where
-        Req: Serialize,
-        Resp: DeserializeOwned,
-    {
-        if self.faults.is_isolated() {
-            let e = self.error("dropped: this node is isolated by an injected fault");
-            return Err(RPCError::Unreachable(Unreachable::new(&e)));
-        }
-        let client = match &self.client {
-            Ok(client) => client.clone(),
-            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&self.error(e)))),
-        };
-        let data = codec::encode(what, request)
-            .map_err(|e| RPCError::Network(NetworkError::new(&self.error(e.to_string()))))?;
-        let payload = RaftPayload {
-            version: WIRE_VERSION,
-            data,
-            cluster_id: self.cluster_id.get().unwrap_or_default(),
-        };
-        let response = match tokio::time::timeout(ttl, rpc(client, payload)).await {
-            Err(_) => {
-                let e = self.error(format!("{what} timed out after {ttl:?}"));
+        let result = async {
+            if self.faults.is_isolated() {
+                let e = self.error("dropped: this node is isolated by an injected fault");
                 return Err(RPCError::Unreachable(Unreachable::new(&e)));
             }
-            Ok(Err(status)) => return Err(status_error(self.error(status.to_string()), &status)),
-            Ok(Ok(response)) => response.into_inner(),
-        };
-        if response.version != WIRE_VERSION {
-            let e = codec::CodecError::Version(response.version);
-            return Err(RPCError::Network(NetworkError::new(
-                &self.error(e.to_string()),
-            )));
+            let client = match &self.client {
+                Ok(client) => client.clone(),
+                Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&self.error(e)))),
+            };
+            let data = codec::encode(what, request)
+                .map_err(|e| RPCError::Network(NetworkError::new(&self.error(e.to_string()))))?;
+            let payload = RaftPayload {
+                version: WIRE_VERSION,
+                data,
+                cluster_id: self.cluster_id.get().unwrap_or_default(),
+            };
+            let response = match tokio::time::timeout(ttl, rpc(client, payload)).await {
+                Err(_) => {
+                    let e = self.error(format!("{what} timed out after {ttl:?}"));
+                    return Err(RPCError::Unreachable(Unreachable::new(&e)));
+                }
+                Ok(Err(status)) => {
+                    return Err(status_error(self.error(status.to_string()), &status))
+                }
+                Ok(Ok(response)) => response.into_inner(),
+            };
+            if response.version != WIRE_VERSION {
+                let e = codec::CodecError::Version(response.version);
+                return Err(RPCError::Network(NetworkError::new(
+                    &self.error(e.to_string()),
+                )));
+            }
+            codec::decode(what, &response.data)
+                .map_err(|e| RPCError::Network(NetworkError::new(&self.error(e.to_string()))))
         }
-        codec::decode(what, &response.data)
-            .map_err(|e| RPCError::Network(NetworkError::new(&self.error(e.to_string()))))
+        .await;
+        self.reachability.record(self.target, &result);
+        result
     }
 }
 
