@@ -164,6 +164,12 @@ impl Cluster {
             node.gossip
         );
         text.push_str("fault-injection = true\n");
+        // The suite runs many clusters at once on a small machine. The default Raft timing
+        // (tuned for sub-second failover) lets a starved follower start an election now and
+        // then; tests that address a fixed leader want elections only when they cause them.
+        text.push_str(
+            "heartbeat-interval-ms = 100\nelection-timeout-min-ms = 400\nelection-timeout-max-ms = 800\n",
+        );
         if node.joins && self.nodes.len() > 1 {
             let seeds: Vec<String> = self
                 .nodes
