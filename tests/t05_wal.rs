@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arka::state::{StateMachine, StateMachineStore};
 use arka::wal::{LogStore, NoopObserver, WalConfig};
@@ -29,8 +30,26 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for WalBuild
     }
 }
 
+/// Opens the metadata store. A log store dropped just before still holds it until its
+/// flusher task has seen the drop, so a reopen waits (bounded) for sled's file lock.
+async fn open_db(dir: &Path) -> Result<sled::Db, String> {
+    let end = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match sled::open(dir.join("meta")) {
+            Ok(db) => return Ok(db),
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                if tokio::time::Instant::now() > end {
+                    return Err(e.to_string());
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
 async fn open(dir: &Path, segment_bytes_max: u64) -> (LogStore, StateMachineStore) {
-    let db = sled::open(dir.join("meta")).expect("sled");
+    let db = open_db(dir).await.expect("sled");
     let config = WalConfig {
         dir: dir.join("wal"),
         segment_bytes_max,
@@ -43,7 +62,7 @@ async fn open(dir: &Path, segment_bytes_max: u64) -> (LogStore, StateMachineStor
 }
 
 async fn open_log(dir: &Path, segment_bytes_max: u64) -> Result<LogStore, String> {
-    let db = sled::open(dir.join("meta")).map_err(|e| e.to_string())?;
+    let db = open_db(dir).await?;
     let config = WalConfig {
         dir: dir.join("wal"),
         segment_bytes_max,
