@@ -94,7 +94,13 @@ impl Node {
             .with_context(|| format!("bind flight address {}", config.flight_addr))?;
         let raft_addr = raft_listener.local_addr()?;
         let flight_addr = flight_listener.local_addr()?;
-        let gossip = start_gossip(&config, faults.clone()).await?;
+        // A new cluster's id is made before gossip starts, so that this node never shows
+        // another cluster's nodes that its seeds lead it to.
+        let bootstrapping = config.bootstrap && !raft.is_initialized().await?;
+        if bootstrapping {
+            create_cluster_id(&config, &cluster_id)?;
+        }
+        let gossip = start_gossip(&config, faults.clone(), cluster_id.get()).await?;
 
         let limits = WriteLimits {
             batch_bytes_max: config.batch_bytes_max,
@@ -167,8 +173,8 @@ impl Node {
             }),
         ];
 
-        if config.bootstrap {
-            bootstrap(&raft, &config, &cluster_id).await?;
+        if bootstrapping {
+            bootstrap(&raft, &config).await?;
         }
         Ok(Node {
             ctx,
@@ -230,7 +236,11 @@ async fn resolve(what: &str, addr: &str) -> anyhow::Result<SocketAddr> {
 }
 
 /// Binds the gossip socket and announces this node to its `--join` seeds.
-async fn start_gossip(config: &NodeConfig, faults: NetworkFaults) -> anyhow::Result<Gossip> {
+async fn start_gossip(
+    config: &NodeConfig,
+    faults: NetworkFaults,
+    cluster_id: Option<String>,
+) -> anyhow::Result<Gossip> {
     let bind = resolve("gossip address", &config.gossip_addr).await?;
     let datagrams = UdpDatagrams::bind(bind, faults)
         .await
@@ -258,16 +268,14 @@ async fn start_gossip(config: &NodeConfig, faults: NetworkFaults) -> anyhow::Res
     };
     let initial = NodeState {
         node_id: config.node_id,
+        cluster_id,
         ..Default::default()
     };
     Ok(Gossip::start(gossip_config, datagrams, initial))
 }
 
-/// Initializes a new cluster on this node if its data dir holds none yet.
-async fn bootstrap(raft: &Raft, config: &NodeConfig, cluster_id: &ClusterId) -> anyhow::Result<()> {
-    if raft.is_initialized().await? {
-        return Ok(());
-    }
+/// Gives the cluster this node is about to bootstrap its random id.
+fn create_cluster_id(config: &NodeConfig, cluster_id: &ClusterId) -> anyhow::Result<()> {
     let random = std::hash::BuildHasher::hash_one(
         &std::collections::hash_map::RandomState::new(),
         (config.node_id, std::process::id()),
@@ -276,6 +284,11 @@ async fn bootstrap(raft: &Raft, config: &NodeConfig, cluster_id: &ClusterId) -> 
         .create(random)
         .map_err(|e| anyhow::anyhow!("store the new cluster id: {e}"))?;
     tracing::info!(cluster_id = %id, "new cluster id");
+    Ok(())
+}
+
+/// Initializes a new cluster on this node (its data dir holds none yet).
+async fn bootstrap(raft: &Raft, config: &NodeConfig) -> anyhow::Result<()> {
     let mut members: BTreeMap<u64, NodeInfo> = config
         .initial_members
         .iter()
