@@ -1,6 +1,7 @@
 //! Node configuration: defaults, then a TOML file (kebab-case keys), then `ARKA_*` environment
 //! variables and command-line flags (applied by the CLI), then `validate()`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use arka_cluster::NodeId;
@@ -75,6 +76,28 @@ pub struct NodeConfig {
     pub session_inflight_bytes_max: usize,
     /// How long a read waits for its `min_lsn` at most.
     pub read_wait_max_ms: u64,
+    /// Where tiered Parquet files and Iceberg metadata go: `file:///DIR`,
+    /// `s3://BUCKET/PREFIX`, or any other URL `object_store` opens. Unset: no tiering (the
+    /// highest durability level is REPLICATED and the WAL is never purged).
+    pub object_store_url: Option<String>,
+    /// `object_store` options, e.g. `aws_endpoint`, `aws_region`, `aws_access_key_id`,
+    /// `aws_secret_access_key`, `aws_allow_http`, `aws_virtual_hosted_style_request`.
+    pub object_store_options: BTreeMap<String, String>,
+    /// The Iceberg SQL catalog, `sqlite:PATH?mode=rwc`. Default: a file in the data dir.
+    pub catalog_url: Option<String>,
+    /// The tier worker commits uploaded files to Iceberg this often (and on `flush`).
+    pub commit_interval_ms: u64,
+    /// The tier worker seals and uploads a range this often.
+    pub tier_interval_ms: u64,
+    /// A range holds at most about this many bytes of encoded batches.
+    pub tier_range_bytes_max: u64,
+    /// Once in object storage, log entries beyond the newest this many bytes are purged...
+    pub wal_retention_bytes: u64,
+    /// ...and so are entries older than this.
+    pub wal_retention_ms: u64,
+    /// Writes are refused (RESOURCE_EXHAUSTED) while the WAL holds more than this, which
+    /// happens only when object storage falls behind.
+    pub wal_bytes_max: u64,
 }
 
 impl Default for NodeConfig {
@@ -98,6 +121,15 @@ impl Default for NodeConfig {
             node_inflight_bytes_max: 512 * 1024 * 1024,
             session_inflight_bytes_max: 64 * 1024 * 1024,
             read_wait_max_ms: 10_000,
+            object_store_url: None,
+            object_store_options: BTreeMap::new(),
+            catalog_url: None,
+            commit_interval_ms: 60_000,
+            tier_interval_ms: 200,
+            tier_range_bytes_max: 64 * 1024 * 1024,
+            wal_retention_bytes: 1024 * 1024 * 1024,
+            wal_retention_ms: 60 * 60 * 1000,
+            wal_bytes_max: 16 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -151,6 +183,15 @@ impl NodeConfig {
                 "need batch-bytes-max <= session-inflight-bytes-max <= node-inflight-bytes-max"
                     .into(),
             );
+        }
+        if self.object_store_url.is_some() && self.wal_bytes_max <= self.wal_retention_bytes {
+            return invalid(format!(
+                "wal-bytes-max ({}) must be above wal-retention-bytes ({})",
+                self.wal_bytes_max, self.wal_retention_bytes
+            ));
+        }
+        if self.commit_interval_ms == 0 || self.tier_interval_ms == 0 {
+            return invalid("commit-interval-ms and tier-interval-ms must be above 0".into());
         }
         let mut ids: Vec<NodeId> = self.initial_members.iter().map(|m| m.node_id).collect();
         ids.sort_unstable();

@@ -14,6 +14,7 @@ use crate::durability::Watermarks;
 use crate::membership::ApplyClock;
 use crate::raft::Raft;
 use crate::state::{StateMachine, StateMachineStore};
+use crate::tier::Tiering;
 use crate::wal::LogReader;
 use crate::write::WritePath;
 
@@ -33,6 +34,8 @@ pub struct NodeContext {
     /// Whether the `inject_fault` action may change `faults` (config `fault-injection`).
     pub fault_injection: bool,
     pub cluster_id: ClusterId,
+    /// Present when tiering is configured (`object-store-url`).
+    pub tiering: Option<Arc<Tiering>>,
 }
 
 impl NodeContext {
@@ -47,13 +50,14 @@ impl NodeContext {
 
     pub fn watermarks(&self) -> Watermarks {
         let replicated_lsn = self.state.applied_lsn();
+        let tier = self.state.tier();
         let acks = self.acks();
         Watermarks {
             memory_lsn: acks.memory_lsn().max(replicated_lsn),
             disk_lsn: acks.disk_lsn().max(replicated_lsn),
             replicated_lsn,
-            s3_lsn: 0,
-            committed_lsn: 0,
+            s3_lsn: tier.s3_lsn,
+            committed_lsn: tier.committed_lsn,
         }
     }
 }

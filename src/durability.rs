@@ -37,13 +37,14 @@ impl Level {
         }
     }
 
-    /// Levels this build can deliver. Tiering (OBJECT_STORAGE, COMMITTED) is not enabled yet.
-    pub fn is_enabled(self) -> bool {
-        self <= Level::Replicated
+    /// The highest level a cluster delivers: COMMITTED with tiering, else REPLICATED.
+    pub fn highest(tiering: bool) -> Level {
+        if tiering {
+            Level::Committed
+        } else {
+            Level::Replicated
+        }
     }
-
-    /// The highest level a session may wait for, and the default of `x-arka-ack-until`.
-    pub const HIGHEST_ENABLED: Level = Level::Replicated;
 }
 
 impl fmt::Display for Level {
@@ -64,16 +65,20 @@ impl FromStr for Level {
     }
 }
 
-/// Parses `x-arka-ack-until`, refusing levels that are not enabled.
-pub fn parse_ack_until(value: Option<&str>, default: Level) -> Result<Level, String> {
+/// Parses `x-arka-ack-until`, refusing levels above `highest` (what the cluster delivers);
+/// without the header, `default` (or `highest` if that is lower).
+pub fn parse_ack_until(
+    value: Option<&str>,
+    default: Level,
+    highest: Level,
+) -> Result<Level, String> {
     let Some(value) = value else {
-        return Ok(default);
+        return Ok(default.min(highest));
     };
     let level: Level = value.parse()?;
-    if !level.is_enabled() {
+    if level > highest {
         return Err(format!(
-            "{ACK_UNTIL_HEADER}: {level} is not enabled on this cluster (tiering to object storage is not configured); the highest level is {}",
-            Level::HIGHEST_ENABLED
+            "{ACK_UNTIL_HEADER}: {level} is not enabled on this cluster (tiering to object storage is not configured: set object-store-url); the highest level is {highest}"
         ));
     }
     Ok(level)
@@ -114,12 +119,19 @@ mod tests {
         assert_eq!("replicated".parse::<Level>(), Ok(Level::Replicated));
         assert!(Level::Memory < Level::Committed);
         assert!("DISK".parse::<Level>().is_err());
-        assert!(parse_ack_until(Some("COMMITTED"), Level::Replicated)
-            .unwrap_err()
-            .contains("not enabled"));
+        let replicated = Level::highest(false);
+        assert!(
+            parse_ack_until(Some("COMMITTED"), Level::Committed, replicated)
+                .unwrap_err()
+                .contains("not enabled")
+        );
         assert_eq!(
-            parse_ack_until(None, Level::Replicated),
+            parse_ack_until(None, Level::Committed, replicated),
             Ok(Level::Replicated)
+        );
+        assert_eq!(
+            parse_ack_until(None, Level::Committed, Level::highest(true)),
+            Ok(Level::Committed)
         );
     }
 

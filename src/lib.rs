@@ -19,5 +19,6 @@ pub mod raft;
 pub mod read;
 pub mod state;
 pub mod table;
+pub mod tier;
 pub mod wal;
 pub mod write;

@@ -25,9 +25,10 @@ use crate::context::NodeContext;
 use crate::flight::ArkaFlight;
 use crate::membership::{self, ApplyClock};
 use crate::raft::Raft;
-use crate::state::{StateMachine, StateMachineStore};
+use crate::state::{Retention, StateMachine, StateMachineStore};
+use crate::tier::{self, TierSettings, Tiering};
 use crate::wal::{LogStore, WalConfig};
-use crate::write::{WriteLimits, WritePath};
+use crate::write::{WalGuard, WriteLimits, WritePath};
 
 /// Largest Flight message accepted; batches above `batch-bytes-max` are refused with a clear
 /// error by the write path, so this only has to be larger than that.
@@ -107,7 +108,18 @@ impl Node {
             node_inflight_bytes_max: config.node_inflight_bytes_max,
             session_inflight_bytes_max: config.session_inflight_bytes_max,
         };
-        let writes = Arc::new(WritePath::new(raft.clone(), state.clone(), acks, limits));
+        let tiering = open_tiering(&config)?;
+        let wal_guard = tiering.clone().map(|tiering| WalGuard {
+            tiering,
+            wal_bytes_max: config.wal_bytes_max,
+        });
+        let writes = Arc::new(WritePath::new(
+            raft.clone(),
+            state.clone(),
+            acks,
+            limits,
+            wal_guard,
+        ));
         let ctx = Arc::new(NodeContext {
             node_id: config.node_id,
             raft: raft.clone(),
@@ -121,6 +133,7 @@ impl Node {
             faults: faults.clone(),
             fault_injection: config.fault_injection,
             cluster_id: cluster_id.clone(),
+            tiering: tiering.clone(),
         });
 
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -152,7 +165,7 @@ impl Node {
         let clock_ctx = ctx.clone();
         let agent_ctx = ctx.clone();
         let joining = !config.join.is_empty();
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(async move { clock_ctx.apply_clock.follow(applied).await }),
             tokio::spawn(membership::agent::run(
                 agent_ctx,
@@ -160,6 +173,18 @@ impl Node {
                 config.auto_promote,
             )),
         ];
+        if let Some(tiering) = tiering {
+            let retention = Retention {
+                bytes: config.wal_retention_bytes,
+                ms: config.wal_retention_ms,
+            };
+            background.push(tokio::spawn(tier::run_worker(ctx.clone(), tiering.clone())));
+            background.push(tokio::spawn(tier::run_purge(
+                ctx.clone(),
+                tiering,
+                retention,
+            )));
+        }
         let servers = vec![
             tokio::spawn(async move {
                 if let Err(e) = raft_server.await {
@@ -206,6 +231,16 @@ impl Node {
         self.db.flush_async().await.context("flush metadata")?;
         Ok(())
     }
+}
+
+/// The node's tiering, when `object-store-url` is set.
+fn open_tiering(config: &NodeConfig) -> anyhow::Result<Option<Arc<Tiering>>> {
+    let Some(settings) = TierSettings::from_config(config) else {
+        tracing::warn!("object-store-url is not set: tiering is off, the highest durability level is REPLICATED and the WAL is never purged");
+        return Ok(None);
+    };
+    let tiering = Tiering::open(settings).context("open the object store")?;
+    Ok(Some(Arc::new(tiering)))
 }
 
 /// The cluster id stored by an earlier run (none before this node joined or bootstrapped a

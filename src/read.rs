@@ -28,7 +28,7 @@ pub fn output_schema(table: &Schema, with_lsn: bool) -> SchemaRef {
 }
 
 /// Brings a batch written under an older schema to `schema`: columns added since are null.
-fn conform(batch: RecordBatch, schema: &SchemaRef, lsn: Option<u64>) -> Result<RecordBatch> {
+pub fn conform(batch: RecordBatch, schema: &SchemaRef, lsn: Option<u64>) -> Result<RecordBatch> {
     let rows = batch.num_rows();
     let data_columns = schema.fields().len() - usize::from(lsn.is_some());
     if batch.num_columns() > data_columns {
@@ -56,15 +56,23 @@ pub struct ReadStep {
     pub exhausted: bool,
 }
 
+/// The last tiered file a read fetched, decoded: reads go through a file in order, so one
+/// is enough.
+#[derive(Default)]
+pub struct TieredCache {
+    file: Option<(String, Vec<(u64, RecordBatch)>)>,
+}
+
 /// Reads the next step of `table` from `from_lsn` to `to_lsn` (inclusive): at most
-/// [`READ_STEP_BATCHES`] log entries, each batch with its LSN.
-pub fn read_step(
+/// [`READ_STEP_BATCHES`] log entries, each batch with its LSN. Entries no longer in this
+/// node's WAL are read from their tiered file.
+pub async fn read_step(
     ctx: &NodeContext,
     table: &TableName,
     schema: &SchemaRef,
-    from_lsn: u64,
-    to_lsn: u64,
+    (from_lsn, to_lsn): (u64, u64),
     with_lsn: bool,
+    cache: &mut TieredCache,
 ) -> Result<ReadStep> {
     let index = ctx
         .state
@@ -72,19 +80,10 @@ pub fn read_step(
     let exhausted = index.len() < READ_STEP_BATCHES;
     let mut out = Vec::with_capacity(index.len());
     for (lsn, _) in index {
-        let entry = ctx.log.entries(lsn, lsn + 1)?.pop().ok_or_else(|| {
-            Error::Internal(format!(
-                "entry {lsn} of table {table} is no longer in the WAL (first kept: {})",
-                ctx.log.first_index()
-            ))
-        })?;
-        let EntryPayload::Normal(Command::Write(write)) = entry.payload else {
-            return Err(Error::Internal(format!(
-                "index of table {table} points at entry {lsn}, which is not a write"
-            )));
+        let batches = match ctx.log.entries(lsn, lsn + 1)?.pop() {
+            Some(entry) => batches_of_entry(table, lsn, entry)?,
+            None => vec![tiered_batch(ctx, table, lsn, cache).await?],
         };
-        let (_, batches) = ipc::decode_batches(&write.ipc)
-            .map_err(|e| Error::internal(&format!("decode entry {lsn}"), e))?;
         for batch in batches {
             out.push((lsn, conform(batch, schema, with_lsn.then_some(lsn))?));
         }
@@ -93,4 +92,54 @@ pub fn read_step(
         batches: out,
         exhausted,
     })
+}
+
+fn batches_of_entry(
+    table: &TableName,
+    lsn: u64,
+    entry: arka_cluster::types::Entry,
+) -> Result<Vec<RecordBatch>> {
+    let EntryPayload::Normal(Command::Write(write)) = entry.payload else {
+        return Err(Error::Internal(format!(
+            "index of table {table} points at entry {lsn}, which is not a write"
+        )));
+    };
+    let (_, batches) = ipc::decode_batches(&write.ipc)
+        .map_err(|e| Error::internal(&format!("decode entry {lsn}"), e))?;
+    Ok(batches)
+}
+
+/// The write at `lsn` of `table`, from the tiered file that holds it.
+async fn tiered_batch(
+    ctx: &NodeContext,
+    table: &TableName,
+    lsn: u64,
+    cache: &mut TieredCache,
+) -> Result<RecordBatch> {
+    if let Some(batch) = cached(cache, lsn) {
+        return Ok(batch);
+    }
+    let gone = || {
+        Error::Internal(format!(
+            "write {lsn} of table {table} is no longer in this node's WAL (first kept: {}) and no tiered file holds it",
+            ctx.log.first_index()
+        ))
+    };
+    let file = ctx.state.tiered_file_at(table, lsn)?.ok_or_else(gone)?;
+    let tiering = ctx.tiering.as_ref().ok_or_else(gone)?;
+    let bytes = tiering.storage.get(&file.path).await.map_err(|e| {
+        Error::Unavailable(format!(
+            "write {lsn} of table {table} is in object storage, which did not answer: {e}"
+        ))
+    })?;
+    let writes = crate::tier::parquet_file::decode(bytes)
+        .map_err(|e| Error::Internal(format!("tiered file {}: {e}", file.path)))?;
+    cache.file = Some((file.path, writes));
+    cached(cache, lsn).ok_or_else(gone)
+}
+
+fn cached(cache: &TieredCache, lsn: u64) -> Option<RecordBatch> {
+    let (_, writes) = cache.file.as_ref()?;
+    let at = writes.binary_search_by_key(&lsn, |(l, _)| *l).ok()?;
+    Some(writes[at].1.clone())
 }

@@ -3,7 +3,7 @@
 # 127.0.0.1) and the pyarrow interop tests they start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -c 'import pyarrow, pytest' 2>/dev/null \
+python3 -c 'import pyarrow, pytest, pyiceberg, moto' 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 if cargo nextest --version >/dev/null 2>&1; then
   # Doc tests first (nextest does not run them), so the run ends with nextest's summary.

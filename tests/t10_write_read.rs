@@ -209,7 +209,6 @@ async fn schema_evolves_by_nullable_columns_and_old_batches_read_with_nulls() {
     use std::sync::Arc;
 
     use arrow::array::{Array, Int64Array, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
     use arrow::record_batch::RecordBatch;
 
     let cluster = Cluster::start(3).await;
@@ -222,16 +221,10 @@ async fn schema_evolves_by_nullable_columns_and_old_batches_read_with_nulls() {
         )
         .await
         .expect("first schema");
-    let mut fields: Vec<Field> = data::schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(Field::new("note", DataType::Utf8, true));
     let old = data::batch(1, 1, 2);
     let mut columns = old.columns().to_vec();
     columns.push(Arc::new(StringArray::from(vec![Some("a"), None])));
-    let grown = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("batch");
+    let grown = RecordBatch::try_new(data::evolved_schema(), columns).expect("batch");
     let acks = leader
         .write_all(
             "evolve",

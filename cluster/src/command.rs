@@ -5,7 +5,7 @@ use std::fmt;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Lsn, RequestId};
+use crate::types::{Lsn, NodeId, RequestId};
 
 /// `(producer_id, seq)` of an idempotent write: a repeat writes nothing and returns the
 /// original LSN.
@@ -40,6 +40,20 @@ impl fmt::Debug for WriteCommand {
     }
 }
 
+/// A data file the tier worker put in object storage: the rows of one table in one log range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TieredFile {
+    pub table: String,
+    /// The object's full URL (`s3://bucket/…`, `file:///…`).
+    pub path: String,
+    /// LSNs of the first and last write in the file.
+    pub min_lsn: u64,
+    pub max_lsn: u64,
+    pub rows: u64,
+    /// Size of the object.
+    pub bytes: u64,
+}
+
 /// The application data of a Raft log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -53,6 +67,30 @@ pub enum Command {
     },
     /// Drop a table and its index.
     DropTable { name: String, request: RequestId },
+    /// Make `node_id` the tier worker (chosen by the leader).
+    AssignTierWorker { node_id: NodeId, request: RequestId },
+    /// The tier worker put the range `(from_lsn, to_lsn]` in object storage as `files`.
+    /// Applied only if `worker` is still the tier worker and `from_lsn` is the current
+    /// OBJECT_STORAGE watermark, so a deposed worker's late report changes nothing.
+    TierUploaded {
+        worker: NodeId,
+        from_lsn: u64,
+        to_lsn: u64,
+        files: Vec<TieredFile>,
+        request: RequestId,
+    },
+    /// The tier worker committed everything up to `committed_lsn` to Iceberg.
+    TierCommitted {
+        worker: NodeId,
+        committed_lsn: u64,
+        request: RequestId,
+    },
+    /// How much of the log each node keeps after it is in object storage.
+    SetRetention {
+        bytes: u64,
+        ms: u64,
+        request: RequestId,
+    },
 }
 
 impl Command {
@@ -60,7 +98,12 @@ impl Command {
     pub fn request(&self) -> RequestId {
         match self {
             Command::Write(w) => w.request,
-            Command::CreateTable { request, .. } | Command::DropTable { request, .. } => *request,
+            Command::CreateTable { request, .. }
+            | Command::DropTable { request, .. }
+            | Command::AssignTierWorker { request, .. }
+            | Command::TierUploaded { request, .. }
+            | Command::TierCommitted { request, .. }
+            | Command::SetRetention { request, .. } => *request,
         }
     }
 }
@@ -71,6 +114,16 @@ impl fmt::Display for Command {
             Command::Write(w) => write!(f, "write {} rows to {}", w.rows, w.table),
             Command::CreateTable { name, .. } => write!(f, "create table {name}"),
             Command::DropTable { name, .. } => write!(f, "drop table {name}"),
+            Command::AssignTierWorker { node_id, .. } => write!(f, "tier worker {node_id}"),
+            Command::TierUploaded {
+                from_lsn, to_lsn, ..
+            } => write!(f, "tiered ({from_lsn}, {to_lsn}]"),
+            Command::TierCommitted { committed_lsn, .. } => {
+                write!(f, "committed to iceberg up to {committed_lsn}")
+            }
+            Command::SetRetention { bytes, ms, .. } => {
+                write!(f, "wal retention {bytes} bytes, {ms} ms")
+            }
         }
     }
 }
@@ -89,4 +142,6 @@ pub enum CommandResponse {
     /// The state machine refused the command (for example a schema that changed under a
     /// concurrent writer); nothing was changed.
     Rejected { reason: String },
+    /// A tiering or retention command took effect.
+    Done,
 }

@@ -24,6 +24,38 @@ pub struct DevArgs {
     /// Flight port of node 1.
     #[arg(long, default_value_t = 8815)]
     base_port: u16,
+    /// Object store shared by the nodes (default: DIR/objects on the local filesystem).
+    #[arg(long)]
+    object_store_url: Option<String>,
+    /// How often the tier worker commits to Iceberg, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    commit_interval_ms: u64,
+}
+
+/// What the nodes of a dev cluster share: one object store and one Iceberg catalog.
+pub struct DevTiering {
+    pub object_store_url: String,
+    pub catalog_url: String,
+    pub commit_interval_ms: u64,
+}
+
+impl DevTiering {
+    /// Under the dev data dir, which is created (its path must be absolute in URLs).
+    pub fn under(
+        data_dir: &Path,
+        object_store_url: Option<String>,
+        commit_interval_ms: u64,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir)?;
+        let root = data_dir.canonicalize()?;
+        let object_store_url = object_store_url
+            .unwrap_or_else(|| format!("file://{}", root.join("objects").display()));
+        Ok(Self {
+            object_store_url,
+            catalog_url: crate::tier::default_catalog_url(&root),
+            commit_interval_ms,
+        })
+    }
 }
 
 /// The addresses of node `id` (1-based) of a dev cluster.
@@ -49,7 +81,12 @@ pub fn dev_nodes(nodes: u64, base_port: u16) -> Vec<DevNode> {
         .collect()
 }
 
-pub fn server_args(node: &DevNode, all: &[DevNode], data_dir: &Path) -> Vec<String> {
+pub fn server_args(
+    node: &DevNode,
+    all: &[DevNode],
+    data_dir: &Path,
+    tiering: &DevTiering,
+) -> Vec<String> {
     let mut args = vec![
         "server".to_string(),
         "--node-id".into(),
@@ -65,6 +102,12 @@ pub fn server_args(node: &DevNode, all: &[DevNode], data_dir: &Path) -> Vec<Stri
         node.raft.clone(),
         "--gossip-addr".into(),
         node.gossip.clone(),
+        "--object-store-url".into(),
+        tiering.object_store_url.clone(),
+        "--catalog-url".into(),
+        tiering.catalog_url.clone(),
+        "--commit-interval-ms".into(),
+        tiering.commit_interval_ms.to_string(),
     ];
     let seeds: Vec<&str> = all
         .iter()
@@ -97,10 +140,19 @@ fn signal(pid: u32, sig: i32) {
 pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let exe = std::env::current_exe()?;
     let nodes = dev_nodes(args.nodes, args.base_port);
+    let tiering = DevTiering::under(
+        &args.data_dir,
+        args.object_store_url,
+        args.commit_interval_ms,
+    )?;
+    println!(
+        "arka dev: object store {}, iceberg catalog {}",
+        tiering.object_store_url, tiering.catalog_url
+    );
     let (exit_tx, mut exit_rx) = mpsc::channel::<(u64, String)>(nodes.len());
     let mut pids = Vec::new();
     for node in &nodes {
-        let argv = server_args(node, &nodes, &args.data_dir);
+        let argv = server_args(node, &nodes, &args.data_dir, &tiering);
         println!("node {}: {} {}", node.id, exe.display(), argv.join(" "));
         println!("node {}: flight grpc://{}", node.id, node.flight);
         let mut child = Command::new(&exe)

@@ -45,6 +45,16 @@ pub struct ServerArgs {
     /// Stay a learner after joining until `add_node` promotes this node.
     #[arg(long)]
     no_auto_promote: bool,
+    /// Object store for tiered data and Iceberg metadata: file:///DIR, s3://BUCKET/PREFIX, …
+    /// (options such as aws_endpoint go in the config file's object-store-options).
+    #[arg(long, env = "ARKA_OBJECT_STORE_URL")]
+    object_store_url: Option<String>,
+    /// Iceberg SQL catalog, sqlite:PATH?mode=rwc (default: a file in the data dir).
+    #[arg(long, env = "ARKA_CATALOG_URL")]
+    catalog_url: Option<String>,
+    /// How often the tier worker commits to Iceberg, in milliseconds.
+    #[arg(long, env = "ARKA_COMMIT_INTERVAL_MS")]
+    commit_interval_ms: Option<u64>,
     /// Allow the `inject_fault` action (tests and chaos runs only).
     #[arg(long, env = "ARKA_FAULT_INJECTION")]
     fault_injection: bool,
@@ -82,6 +92,15 @@ impl ServerArgs {
             config.auto_promote = false;
         }
         config.fault_injection |= self.fault_injection;
+        if self.object_store_url.is_some() {
+            config.object_store_url = self.object_store_url;
+        }
+        if self.catalog_url.is_some() {
+            config.catalog_url = self.catalog_url;
+        }
+        if let Some(v) = self.commit_interval_ms {
+            config.commit_interval_ms = v;
+        }
         config.validate()?;
         Ok(config)
     }

@@ -6,14 +6,13 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::members;
 use super::status::status_json;
+use super::{members, tiering};
 use crate::context::NodeContext;
 use crate::error::{Error, Result};
 use crate::ipc;
 use crate::membership::report::cluster_report;
 use crate::table::TableName;
-use crate::write::propose;
 
 /// Every action with its description, as ListActions reports them.
 pub const ACTIONS: &[(&str, &str)] = &[
@@ -28,7 +27,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("add_node", "Add a member as a learner and, with voter (default true), promote it once caught up. Body: {\"node_id\": N, \"raft_addr\"?: HOST:PORT, \"flight_addr\"?: HOST:PORT, \"voter\"?: bool}; addresses default to what gossip knows of the node."),
     ("remove_node", "Demote and remove a member; removing the leader moves leadership first. Body: {\"node_id\": N}."),
     ("transfer_leader", "Move leadership to a voter and wait until it took over. Body: {\"node_id\": N}."),
-    ("inject_fault", "Cut this node off from its peers (Raft and gossip) or heal it; only with fault-injection on. Body: {\"isolate\": bool}."),
+    ("flush", "Seal, upload and commit to Iceberg everything applied now, and return the watermarks. Body: none."),
+    ("set_retention", "How much of the WAL every node keeps once it is in object storage. Body: {\"bytes\": N, \"ms\": N}."),
+    ("tier_report", "Internal: the tier worker reports an uploaded range or an Iceberg commit to the leader."),
+    ("inject_fault", "Cut this node off from its peers (Raft and gossip) or heal it, or stop its tier worker at a stage; only with fault-injection on. Body: {\"isolate\"?: bool, \"tier_pause\"?: \"before_commit\" | \"before_watermark\" | null}."),
 ];
 
 pub fn action_types() -> Vec<ActionType> {
@@ -59,6 +61,9 @@ pub async fn do_action(ctx: &NodeContext, action: &str, body: &[u8]) -> Result<V
         "remove_node" => members::remove_node(ctx, body).await,
         "transfer_leader" => members::transfer_leader(ctx, body).await,
         "inject_fault" => members::inject_fault(ctx, body),
+        "flush" => tiering::flush(ctx, body).await,
+        "set_retention" => tiering::set_retention(ctx, body).await,
+        "tier_report" => tiering::tier_report(ctx, body).await,
         other => {
             let known: Vec<&str> = ACTIONS.iter().map(|(n, _)| *n).collect();
             Err(Error::NotFound(format!(
@@ -98,18 +103,6 @@ fn list_tables(ctx: &NodeContext) -> Value {
     json!({ "tables": tables })
 }
 
-async fn submit_command(
-    ctx: &NodeContext,
-    make: impl FnOnce(arka_cluster::RequestId) -> Command,
-) -> Result<CommandResponse> {
-    ctx.writes.ensure_leader()?;
-    let (request, _lsn) = ctx.acks().register();
-    let command = make(request);
-    propose(&ctx.raft, ctx.writes.acks().clone(), command)
-        .await?
-        .await
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateTable {
@@ -131,12 +124,14 @@ async fn create_table(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     let schema_ipc =
         ipc::encode_schema(&schema).map_err(|e| Error::internal("encode schema", e))?;
     let table = name.to_string();
-    match submit_command(ctx, move |request| Command::CreateTable {
-        name: table,
-        schema_ipc,
-        request,
-    })
-    .await?
+    match ctx
+        .writes
+        .propose_command(move |request| Command::CreateTable {
+            name: table,
+            schema_ipc,
+            request,
+        })
+        .await?
     {
         CommandResponse::TableCreated { created } => {
             Ok(json!({"name": name.as_str(), "created": created}))
@@ -166,11 +161,13 @@ fn table_from_body(action: &str, body: &[u8]) -> Result<TableName> {
 async fn drop_table(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     let name = table_from_body("drop_table", body)?;
     let table = name.to_string();
-    match submit_command(ctx, move |request| Command::DropTable {
-        name: table,
-        request,
-    })
-    .await?
+    match ctx
+        .writes
+        .propose_command(move |request| Command::DropTable {
+            name: table,
+            request,
+        })
+        .await?
     {
         CommandResponse::TableDropped { existed: true } => {
             Ok(json!({"name": name.as_str(), "dropped": true}))
@@ -202,6 +199,8 @@ fn durability_status(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     };
     let w = ctx.watermarks();
     let mut out = serde_json::to_value(w).map_err(|e| Error::internal("watermarks", e))?;
+    out["lag_seconds"] = super::status::tier_lag_seconds(ctx, w.s3_lsn);
+    out["tier_worker"] = json!(ctx.state.tier().worker);
     if let Some(lsn) = req.last_known_lsn {
         out["last_known_lsn"] = json!(lsn);
         out["level"] = json!(w.level_of(lsn));

@@ -15,7 +15,7 @@ use super::status::{status_batch, status_json};
 use super::ticket::{self, ReadTicket, Ticket};
 use crate::context::NodeContext;
 use crate::error::{Error, Result};
-use crate::read::{output_schema, read_step};
+use crate::read::{output_schema, read_step, TieredCache};
 use crate::table::TableName;
 
 /// Flight messages a read may have queued for a slow client.
@@ -104,9 +104,10 @@ async fn stream_range(
     let to_lsn = ticket.to_lsn.unwrap_or(u64::MAX);
     let mut from = ticket.from_lsn.unwrap_or(0);
     let mut applied = ctx.state.subscribe_applied();
+    let mut tiered = TieredCache::default();
     while from <= to_lsn {
         let upto = to_lsn.min(*applied.borrow_and_update());
-        let step = read_step(ctx, table, &schema, from, upto, with_lsn)?;
+        let step = read_step(ctx, table, &schema, (from, upto), with_lsn, &mut tiered).await?;
         for (lsn, batch) in &step.batches {
             let meta = format!("{{\"lsn\": {lsn}}}");
             let messages = encoder

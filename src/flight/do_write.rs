@@ -21,7 +21,13 @@ use crate::write::{decode_writes, run_session, AckEvent, SessionLimits};
 /// Ack batches a session may have queued for a slow client before it stops reading input.
 const ACK_QUEUE_MAX: usize = 16;
 
-pub fn final_level(metadata: &tonic::metadata::MetadataMap) -> Result<Level> {
+/// The level a session waits for: `x-arka-ack-until`, else `default`, never above what the
+/// cluster delivers.
+pub fn final_level(
+    ctx: &NodeContext,
+    metadata: &tonic::metadata::MetadataMap,
+    default: Level,
+) -> Result<Level> {
     let value = match metadata.get(ACK_UNTIL_HEADER) {
         Some(v) => Some(
             v.to_str()
@@ -29,7 +35,8 @@ pub fn final_level(metadata: &tonic::metadata::MetadataMap) -> Result<Level> {
         ),
         None => None,
     };
-    parse_ack_until(value, Level::HIGHEST_ENABLED).map_err(Error::InvalidArgument)
+    let highest = Level::highest(ctx.tiering.is_some());
+    parse_ack_until(value, default, highest).map_err(Error::InvalidArgument)
 }
 
 /// Starts a session in its own task; its ack batches arrive on the returned receiver.
@@ -61,7 +68,7 @@ pub fn do_exchange(
     metadata: &tonic::metadata::MetadataMap,
     input: Streaming<FlightData>,
 ) -> Result<BoxStream<'static, Result<FlightData, Status>>> {
-    let level = final_level(metadata)?;
+    let level = final_level(&ctx, metadata, Level::Committed)?;
     ctx.writes.ensure_leader()?;
     let acks = ReceiverStream::new(start_session(ctx, input, level));
     let mut encoder = BatchEncoder::default();
@@ -111,7 +118,7 @@ pub fn do_put(
     metadata: &tonic::metadata::MetadataMap,
     input: Streaming<FlightData>,
 ) -> Result<BoxStream<'static, Result<PutResult, Status>>> {
-    let level = final_level(metadata)?;
+    let level = final_level(&ctx, metadata, Level::Replicated)?;
     ctx.writes.ensure_leader()?;
     let acks = ReceiverStream::new(start_session(ctx, input, level));
     let mut in_order = InOrder::default();

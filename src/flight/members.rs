@@ -11,6 +11,7 @@ use super::actions::parse_body;
 use crate::client::Client;
 use crate::context::NodeContext;
 use crate::error::{Error, Result};
+use crate::tier::TierStage;
 
 /// How long `add_node` waits for a new node to catch up before giving up on promoting it.
 const ADD_NODE_CATCH_UP_MAX: Duration = Duration::from_secs(60);
@@ -142,7 +143,17 @@ pub async fn transfer_leader(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Fault {
-    isolate: bool,
+    isolate: Option<bool>,
+    /// Stop the tier worker at this stage (`null`: let it go on).
+    #[serde(default, deserialize_with = "present")]
+    tier_pause: Option<Option<TierStage>>,
+}
+
+/// Tells a `null` field apart from a missing one.
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<TierStage>>, D::Error> {
+    Option::<TierStage>::deserialize(d).map(Some)
 }
 
 pub fn inject_fault(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
@@ -153,7 +164,15 @@ pub fn inject_fault(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
         ));
     }
     let req: Fault = parse_body("inject_fault", body)?;
-    ctx.faults.set_isolated(req.isolate);
-    tracing::warn!(isolated = req.isolate, "network fault injected");
-    Ok(json!({"node_id": ctx.node_id, "isolated": req.isolate}))
+    if let Some(isolate) = req.isolate {
+        ctx.faults.set_isolated(isolate);
+        tracing::warn!(isolated = isolate, "network fault injected");
+    }
+    if let Some(stage) = req.tier_pause {
+        let tiering = ctx.tiering.as_ref().ok_or_else(|| {
+            Error::InvalidArgument("inject_fault: tiering is not configured on this node".into())
+        })?;
+        tiering.pause.set(stage);
+    }
+    Ok(json!({"node_id": ctx.node_id, "isolated": ctx.faults.is_isolated()}))
 }

@@ -9,6 +9,7 @@ mod info;
 mod members;
 mod status;
 mod ticket;
+mod tiering;
 
 use std::sync::Arc;
 

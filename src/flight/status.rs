@@ -63,13 +63,43 @@ pub fn status_json(ctx: &NodeContext) -> Value {
         "replicated_lsn": w.replicated_lsn,
         "s3_lsn": w.s3_lsn,
         "committed_lsn": w.committed_lsn,
-        // Tiering is not enabled yet: nothing is behind object storage but the whole log.
-        "lag_seconds": Value::Null,
-        "tier_worker": Value::Null,
+        "lag_seconds": tier_lag_seconds(ctx, w.s3_lsn),
+        "tier_worker": ctx.state.tier().worker,
+        "tier": tier_json(ctx),
         "last_log_index": metrics.last_log_index,
         "snapshot_lsn": metrics.snapshot.map(|l| l.index),
         "uptime_seconds": ctx.started.elapsed().as_secs(),
         "pid": std::process::id(),
+    })
+}
+
+/// How long the oldest applied entry not yet in object storage has waited (null without
+/// tiering).
+pub(super) fn tier_lag_seconds(ctx: &NodeContext, s3_lsn: u64) -> Value {
+    if ctx.tiering.is_none() {
+        return Value::Null;
+    }
+    json!(ctx
+        .apply_clock
+        .lag_seconds(s3_lsn, std::time::Instant::now()))
+}
+
+/// This node's view of tiering: configuration, its tier worker's state, its WAL.
+fn tier_json(ctx: &NodeContext) -> Value {
+    let Some(tiering) = &ctx.tiering else {
+        return json!({"enabled": false});
+    };
+    let tier = ctx.state.tier();
+    let worker = tiering.status();
+    json!({
+        "enabled": true,
+        "object_store": tiering.storage.base_url(),
+        "worker_last_error": worker.last_error,
+        "worker_failures": worker.failures,
+        "paused_at": tiering.pause.paused(),
+        "wal_bytes": tiering.wal_bytes(),
+        "wal_first_index": ctx.log.first_index(),
+        "retention": tier.retention,
     })
 }
 

@@ -32,6 +32,7 @@ fn local_state(ctx: &NodeContext, joining: bool, auto_promote: bool) -> NodeStat
         leader_id: metrics.current_leader,
         applied_lsn: w.replicated_lsn,
         last_log_index: metrics.last_log_index.unwrap_or(0),
+        wal_first_index: ctx.log.first_index(),
         s3_lsn: w.s3_lsn,
         committed_lsn: w.committed_lsn,
         join_requested: joining && !in_membership,
@@ -50,5 +51,6 @@ pub async fn run(ctx: Arc<NodeContext>, joining: bool, auto_promote: bool) {
         let state = local_state(&ctx, joining, auto_promote);
         ctx.gossip.update_local(|s| *s = state);
         ops.reconcile_joins(&ctx.gossip.view()).await;
+        crate::tier::designate_worker(&ctx).await;
     }
 }

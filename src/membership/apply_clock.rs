@@ -7,14 +7,27 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-/// Samples kept; with one sample per `SAMPLE_EVERY` this covers the last ~40 s of writes
-/// exactly and anything older as "at least that old".
+/// Samples kept; with one sample per `SAMPLE_EVERY` the last ~20 s of writes are exact and
+/// older history is kept ever more coarsely.
 const SAMPLES_MAX: usize = 4096;
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Default)]
 pub struct ApplyClock {
     samples: Mutex<VecDeque<(u64, Instant)>>,
+}
+
+/// Drops every other sample of the older half: recent history stays exact and old history
+/// gets coarser, so the clock always reaches back to its first sample (a tiering lag of
+/// minutes is told as minutes, not as the span of the newest samples).
+fn thin_older_half(samples: &mut VecDeque<(u64, Instant)>) {
+    let half = samples.len() / 2;
+    let mut position = 0;
+    samples.retain(|_| {
+        let keep = position >= half || position % 2 == 0;
+        position += 1;
+        keep
+    });
 }
 
 impl ApplyClock {
@@ -26,7 +39,7 @@ impl ApplyClock {
             }
         }
         if samples.len() == SAMPLES_MAX {
-            samples.pop_front();
+            thin_older_half(&mut samples);
         }
         samples.push_back((lsn, at));
     }
@@ -70,5 +83,26 @@ mod tests {
         assert_eq!(clock.lag_seconds(25, now), 3.0);
         assert_eq!(clock.lag_seconds(10, now), 4.0);
         assert_eq!(clock.lag_seconds(0, now), 5.0);
+    }
+
+    #[test]
+    fn a_full_clock_still_reaches_back_to_its_first_sample() {
+        let clock = ApplyClock::default();
+        let t0 = Instant::now();
+        for i in 0..(3 * SAMPLES_MAX as u64) {
+            clock.record(i + 1, t0 + SAMPLE_EVERY * i as u32);
+        }
+        let newest = t0 + SAMPLE_EVERY * (3 * SAMPLES_MAX as u32 - 1);
+        let len = clock.samples.lock().expect("lock").len();
+        assert!(len <= SAMPLES_MAX, "bounded: {len}");
+        let lag = clock.lag_seconds(0, newest);
+        assert!(
+            (lag - newest.duration_since(t0).as_secs_f64()).abs() < 1e-6,
+            "lag {lag}"
+        );
+        // Recent history stays exact.
+        let recent = 3 * SAMPLES_MAX as u64 - 10;
+        let exact = (SAMPLE_EVERY * 9).as_secs_f64();
+        assert!((clock.lag_seconds(recent, newest) - exact).abs() < 1e-9);
     }
 }

@@ -12,9 +12,18 @@ use openraft::EntryPayload;
 use super::catalog::{IndexEntry, TableInfo, TableMeta};
 use super::error::{encode, StateResult};
 use super::machine::{table_info, StateMachine};
+use super::tier::{Retention, TierState};
 use super::{dedup, keys};
 use crate::ipc;
 use crate::table::{fit_schema, SchemaFit, TableName};
+
+/// What applying one command changes: the sled batch, and the in-memory views updated once
+/// the batch is written.
+struct Changes<'a> {
+    batch: &'a mut sled::Batch,
+    cache: &'a mut Option<CacheChange>,
+    tier: &'a mut Option<TierState>,
+}
 
 /// A change to the in-memory table cache, made once the sled batch is written.
 enum CacheChange {
@@ -27,6 +36,7 @@ impl StateMachine {
         let lsn = entry.log_id.index;
         let mut batch = sled::Batch::default();
         let mut cache = None;
+        let mut tier = None;
         let response = match &entry.payload {
             EntryPayload::Blank => CommandResponse::TableCreated { created: false },
             EntryPayload::Membership(m) => {
@@ -34,7 +44,14 @@ impl StateMachine {
                 batch.insert(keys::MEMBERSHIP, encode(&stored)?);
                 CommandResponse::TableCreated { created: false }
             }
-            EntryPayload::Normal(cmd) => self.apply_command(lsn, cmd, &mut batch, &mut cache)?,
+            EntryPayload::Normal(cmd) => {
+                let mut changes = Changes {
+                    batch: &mut batch,
+                    cache: &mut cache,
+                    tier: &mut tier,
+                };
+                self.apply_command(lsn, cmd, &mut changes)?
+            }
         };
         batch.insert(keys::APPLIED, encode(&Some(entry.log_id))?);
         self.inner.tree.apply_batch(batch)?;
@@ -49,6 +66,14 @@ impl StateMachine {
                 }
             }
         }
+        if let Some(tier) = tier {
+            self.inner.tier_tx.send_replace(tier);
+        }
+        if !crate::tier::is_tier_report(entry) {
+            self.inner
+                .last_data_lsn
+                .store(lsn, std::sync::atomic::Ordering::Relaxed);
+        }
         self.inner.applied_tx.send_replace(lsn);
         Ok(response)
     }
@@ -57,15 +82,38 @@ impl StateMachine {
         &self,
         lsn: u64,
         cmd: &Command,
-        batch: &mut sled::Batch,
-        cache: &mut Option<CacheChange>,
+        changes: &mut Changes<'_>,
     ) -> StateResult<CommandResponse> {
+        let Changes { batch, cache, tier } = changes;
         match cmd {
             Command::Write(write) => self.apply_write(lsn, write, batch, cache),
             Command::CreateTable {
                 name, schema_ipc, ..
             } => self.apply_create(lsn, name, schema_ipc, batch, cache),
             Command::DropTable { name, .. } => self.apply_drop(name, batch, cache),
+            Command::AssignTierWorker { node_id, .. } => {
+                let node_id = *node_id;
+                self.apply_tier_change(|t| t.worker = Some(node_id), batch, tier)
+            }
+            Command::TierUploaded {
+                worker,
+                from_lsn,
+                to_lsn,
+                files,
+                ..
+            } => self.apply_tier_uploaded(lsn, *worker, (*from_lsn, *to_lsn), files, batch, tier),
+            Command::TierCommitted {
+                worker,
+                committed_lsn,
+                ..
+            } => self.apply_tier_committed(*worker, *committed_lsn, batch, tier),
+            Command::SetRetention { bytes, ms, .. } => {
+                let retention = Retention {
+                    bytes: *bytes,
+                    ms: *ms,
+                };
+                self.apply_tier_change(|t| t.retention = Some(retention), batch, tier)
+            }
         }
     }
 
@@ -196,6 +244,7 @@ impl StateMachine {
             let (key, _) = item?;
             batch.remove(key);
         }
+        self.forget_tiered_files(&name, batch)?;
         *cache = Some(CacheChange::Remove(name));
         Ok(CommandResponse::TableDropped { existed })
     }

@@ -7,6 +7,8 @@ use crate::table::TableName;
 pub const APPLIED: &[u8] = b"m/applied";
 /// Last applied membership.
 pub const MEMBERSHIP: &[u8] = b"m/membership";
+/// The tier worker, the OBJECT_STORAGE and COMMITTED watermarks and the WAL retention.
+pub const TIER: &[u8] = b"m/tier";
 /// Prefix of table catalog entries: `t/<name>`.
 pub const TABLE_PREFIX: &[u8] = b"t/";
 
@@ -36,6 +38,16 @@ pub fn index(name: &TableName, lsn: u64) -> Vec<u8> {
 pub fn lsn_of_index_key(key: &[u8]) -> Option<u64> {
     let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
     Some(u64::from_be_bytes(tail))
+}
+
+/// Prefix of one table's tiered files: `f/<name>/`.
+pub fn tiered_prefix(name: &TableName) -> Vec<u8> {
+    [b"f/", name.as_str().as_bytes(), b"/"].concat()
+}
+
+/// `f/<name>/<max lsn, 8 bytes BE>`: a range scan from an LSN finds the file holding it.
+pub fn tiered(name: &TableName, max_lsn: u64) -> Vec<u8> {
+    [tiered_prefix(name).as_slice(), &max_lsn.to_be_bytes()].concat()
 }
 
 /// Prefix of one producer's idempotency entries: `d/<len, 2 bytes BE><producer id>`.

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use arka_cluster::types::{LogId, SnapshotMeta, StoredMembership};
@@ -14,6 +15,7 @@ use tokio::sync::watch;
 
 use super::catalog::{IndexEntry, TableCounts, TableInfo, TableMeta};
 use super::error::{decode, StateResult};
+use super::tier::TierState;
 use super::{dedup, keys};
 use crate::ipc;
 use crate::table::TableName;
@@ -24,6 +26,10 @@ pub(super) struct Inner {
     pub snapshots: sled::Tree,
     pub tables: RwLock<BTreeMap<TableName, TableInfo>>,
     pub applied_tx: watch::Sender<u64>,
+    pub tier_tx: watch::Sender<TierState>,
+    /// The last applied entry that is not a tier report (in memory; after a restart, the
+    /// applied position).
+    pub last_data_lsn: AtomicU64,
 }
 
 /// Read access to the state machine, cheap to clone.
@@ -37,6 +43,7 @@ impl StateMachine {
         let tree = db.open_tree("state_machine")?;
         let snapshots = db.open_tree("snapshots")?;
         let (applied_tx, _) = watch::channel(0);
+        let (tier_tx, _) = watch::channel(TierState::default());
         let sm = Self {
             inner: Arc::new(Inner {
                 db,
@@ -44,6 +51,8 @@ impl StateMachine {
                 snapshots,
                 tables: RwLock::new(BTreeMap::new()),
                 applied_tx,
+                tier_tx,
+                last_data_lsn: AtomicU64::new(0),
             }),
         };
         sm.reload()?;
@@ -70,6 +79,8 @@ impl StateMachine {
         *self.inner.tables.write().unwrap_or_else(|p| p.into_inner()) = tables;
         let applied = self.last_applied()?.map(|l| l.index).unwrap_or(0);
         self.inner.applied_tx.send_replace(applied);
+        self.inner.last_data_lsn.store(applied, Ordering::Relaxed);
+        self.inner.tier_tx.send_replace(self.load_tier()?);
         Ok(())
     }
 
@@ -135,6 +146,13 @@ impl StateMachine {
     /// The highest LSN applied (`REPLICATED` on this node).
     pub fn applied_lsn(&self) -> u64 {
         *self.inner.applied_tx.borrow()
+    }
+
+    /// The last applied entry that holds data to tier: when the OBJECT_STORAGE watermark is
+    /// at or above it, nothing is waiting for object storage (tier reports above the
+    /// watermark hold nothing to tier).
+    pub fn last_data_lsn(&self) -> u64 {
+        self.inner.last_data_lsn.load(Ordering::Relaxed)
     }
 
     /// Watches the applied LSN: reads waiting for `min_lsn` and tailing reads use it.

@@ -9,8 +9,10 @@ mod error;
 mod keys;
 mod machine;
 mod snapshot;
+mod tier;
 
 pub use catalog::{IndexEntry, TableInfo};
 pub use dedup::DEDUP_WINDOW;
 pub use error::{StateError, StateResult};
 pub use machine::{StateMachine, StateMachineStore};
+pub use tier::{Retention, TierState};

@@ -317,7 +317,9 @@ impl LogStore {
         Ok(())
     }
 
-    fn purge_index(&mut self, upto: LogId) -> WalResult<()> {
+    /// Drops the purged entries from the index and returns the segments that hold none of
+    /// the kept ones; their files are deleted by the caller, off the index lock.
+    fn purge_index(&mut self, upto: LogId) -> Vec<Arc<Segment>> {
         let mut index = self.shared.write_index();
         while index.first_index <= upto.index && index.locs.pop_front().is_some() {
             index.first_index += 1;
@@ -340,13 +342,27 @@ impl LogStore {
             .range(..keep_from)
             .map(|(id, _)| *id)
             .collect();
-        for id in doomed {
-            if let Some(segment) = index.segments.remove(&id) {
-                std::fs::remove_file(&segment.path).map_err(|e| WalError::io(&segment.path, e))?;
-            }
+        doomed
+            .into_iter()
+            .filter_map(|id| index.segments.remove(&id))
+            .collect()
+    }
+}
+
+/// Deletes purged segment files. Runs on a blocking thread: deleting a gigabyte of
+/// segments can take longer than an election timeout, and the Raft storage task must not
+/// wait for it. A file left behind by a crash is deleted by the next purge.
+async fn delete_segments(segments: Vec<Arc<Segment>>) -> WalResult<()> {
+    if segments.is_empty() {
+        return Ok(());
+    }
+    let deleted = tokio::task::spawn_blocking(move || {
+        for segment in segments {
+            std::fs::remove_file(&segment.path).map_err(|e| WalError::io(&segment.path, e))?;
         }
         Ok(())
-    }
+    });
+    deleted.await.map_err(|_| WalError::Shutdown)?
 }
 
 impl RaftLogReader<TypeConfig> for LogReader {
@@ -372,6 +388,28 @@ impl LogReader {
     /// The first index still in the WAL (everything below was purged).
     pub fn first_index(&self) -> u64 {
         self.shared.read_index().first_index
+    }
+
+    /// Bytes of the WAL's segment files.
+    pub fn disk_bytes(&self) -> WalResult<u64> {
+        let index = self.shared.read_index();
+        index.segments.values().map(|s| s.len()).sum()
+    }
+
+    /// The highest index whose segment lies (at least partly) outside the newest
+    /// `keep_bytes` of the WAL: purging up to it deletes the older segments and leaves at most
+    /// `keep_bytes` on disk. 0 when the WAL is within `keep_bytes`.
+    pub fn last_index_beyond_newest(&self, keep_bytes: u64) -> WalResult<u64> {
+        let index = self.shared.read_index();
+        let mut newest = 0u64;
+        for (id, segment) in index.segments.iter().rev() {
+            newest += segment.len()?;
+            if newest > keep_bytes {
+                let kept = index.locs.partition_point(|l| l.segment <= *id) as u64;
+                return Ok((index.first_index + kept).saturating_sub(1));
+            }
+        }
+        Ok(0)
     }
 }
 
@@ -450,7 +488,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, upto: LogId) -> Result<(), io::Error> {
         self.shared.meta.save_purged(&upto).await?;
-        self.purge_index(upto)?;
+        let doomed = self.purge_index(upto);
+        tokio::spawn(async move {
+            if let Err(e) = delete_segments(doomed).await {
+                tracing::warn!(error = %e, "deleting purged wal segments failed");
+            }
+        });
         Ok(())
     }
 }

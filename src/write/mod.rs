@@ -24,6 +24,7 @@ use crate::ipc;
 use crate::raft::{leader_location, Raft};
 use crate::state::StateMachine;
 use crate::table::{fit_schema, TableName};
+use crate::tier::Tiering;
 
 /// One batch a client asked to write.
 #[derive(Debug)]
@@ -73,7 +74,14 @@ pub enum Submitted {
     },
 }
 
+/// Refuses writes while the WAL is over its bound (tiering fell behind).
+pub struct WalGuard {
+    pub tiering: Arc<Tiering>,
+    pub wal_bytes_max: u64,
+}
+
 pub struct WritePath {
+    wal_guard: Option<WalGuard>,
     raft: Raft,
     sm: StateMachine,
     acks: Arc<AckRouter>,
@@ -82,9 +90,16 @@ pub struct WritePath {
 }
 
 impl WritePath {
-    pub fn new(raft: Raft, sm: StateMachine, acks: Arc<AckRouter>, limits: WriteLimits) -> Self {
+    pub fn new(
+        raft: Raft,
+        sm: StateMachine,
+        acks: Arc<AckRouter>,
+        limits: WriteLimits,
+        wal_guard: Option<WalGuard>,
+    ) -> Self {
         let permits = limits.node_inflight_bytes_max / PERMIT_BYTES;
         Self {
+            wal_guard,
             raft,
             sm,
             acks,
@@ -95,6 +110,10 @@ impl WritePath {
 
     pub fn acks(&self) -> &Arc<AckRouter> {
         &self.acks
+    }
+
+    pub fn state(&self) -> &StateMachine {
+        &self.sm
     }
 
     pub fn limits(&self) -> &WriteLimits {
@@ -111,10 +130,42 @@ impl WritePath {
         })
     }
 
+    /// Proposes a non-write command (catalog, tiering, retention) on this node, which must
+    /// be the leader, and waits until it is applied.
+    pub async fn propose_command(
+        &self,
+        make: impl FnOnce(arka_cluster::RequestId) -> Command,
+    ) -> Result<CommandResponse> {
+        self.ensure_leader()?;
+        let (request, _lsn) = self.acks.register();
+        propose(&self.raft, self.acks.clone(), make(request))
+            .await?
+            .await
+    }
+
+    fn ensure_wal_room(&self) -> Result<()> {
+        let Some(guard) = &self.wal_guard else {
+            return Ok(());
+        };
+        let bytes = guard.tiering.wal_bytes();
+        if bytes <= guard.wal_bytes_max {
+            return Ok(());
+        }
+        let tier = self.sm.tier();
+        Err(Error::ResourceExhausted(format!(
+            "the WAL holds {bytes} bytes, over wal-bytes-max {}: object storage is behind (OBJECT_STORAGE watermark {}, replicated {}; tier worker error: {}); writes resume once tiering catches up",
+            guard.wal_bytes_max,
+            tier.s3_lsn,
+            self.sm.applied_lsn(),
+            guard.tiering.status().last_error.as_deref().unwrap_or("none"),
+        )))
+    }
+
     /// Checks, encodes and proposes one write. Waits (backpressure) while the node's
     /// in-flight bytes are at their bound.
     pub async fn submit(&self, write: IncomingWrite) -> Result<Submitted> {
         self.ensure_leader()?;
+        self.ensure_wal_room()?;
         let rows = write.batch.num_rows() as u64;
         if let Some(p) = &write.producer {
             if let Some(original) = self.sm.dedup_lookup(&p.producer_id, p.seq)? {

@@ -2,7 +2,7 @@
 //! unreplicated bytes are under their bound, proposes them, and reports each write's
 //! durability level as it rises, until every write reached the session's final level.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arka_cluster::CommandResponse;
@@ -25,6 +25,10 @@ pub struct AckEvent {
     pub rows: u64,
     pub seq: Option<i64>,
 }
+
+/// Writes one session follows at most (waiting for OBJECT_STORAGE / COMMITTED, which can
+/// take a commit interval); past it the session stops reading its input.
+const TRACKED_WRITES_MAX: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy)]
 pub struct SessionLimits {
@@ -49,6 +53,11 @@ struct Session {
     next_write_no: u64,
     inflight_bytes: usize,
     pending: Vec<AckEvent>,
+    /// Replicated writes waiting for the OBJECT_STORAGE / COMMITTED watermark, as
+    /// `(lsn, write_no)` (two writes of a session share an LSN when one repeats the other's
+    /// producer seq).
+    awaiting_s3: BTreeSet<(u64, u64)>,
+    awaiting_commit: BTreeSet<(u64, u64)>,
 }
 
 impl Session {
@@ -79,6 +88,25 @@ impl Session {
         // until then its bytes count against the session's bound on unreplicated data.
         if level >= self.limits.final_level.max(Level::Replicated) {
             self.writes.remove(&no);
+        } else if level >= Level::Replicated {
+            let next = if level < Level::ObjectStorage {
+                &mut self.awaiting_s3
+            } else {
+                &mut self.awaiting_commit
+            };
+            next.insert((lsn, no));
+        }
+    }
+
+    /// Raises the writes the tier watermarks passed, in LSN order.
+    fn raise_to_tier(&mut self, s3_lsn: u64, committed_lsn: u64) {
+        let above_s3 = self.awaiting_s3.split_off(&(s3_lsn + 1, 0));
+        for (lsn, no) in std::mem::replace(&mut self.awaiting_s3, above_s3) {
+            self.raise(no, lsn, Level::ObjectStorage);
+        }
+        let above_committed = self.awaiting_commit.split_off(&(committed_lsn + 1, 0));
+        for (lsn, no) in std::mem::replace(&mut self.awaiting_commit, above_committed) {
+            self.raise(no, lsn, Level::Committed);
         }
     }
 
@@ -152,6 +180,7 @@ where
     S: Stream<Item = Result<IncomingWrite>> + Send + Unpin,
 {
     let mut disk = path.acks().subscribe_disk();
+    let mut tier = path.state().subscribe_tier();
     let mut session = Session {
         path,
         limits,
@@ -159,6 +188,8 @@ where
         next_write_no: 0,
         inflight_bytes: 0,
         pending: Vec::new(),
+        awaiting_s3: BTreeSet::new(),
+        awaiting_commit: BTreeSet::new(),
     };
     let mut lsns: FuturesUnordered<LsnFuture> = FuturesUnordered::new();
     let mut outcomes: FuturesUnordered<OutcomeFuture> = FuturesUnordered::new();
@@ -167,7 +198,9 @@ where
         if input_done && session.all_final() {
             return Ok(());
         }
-        let can_read = !input_done && session.inflight_bytes < limits.inflight_bytes_max;
+        let can_read = !input_done
+            && session.inflight_bytes < limits.inflight_bytes_max
+            && session.writes.len() < TRACKED_WRITES_MAX;
         tokio::select! {
             item = input.next(), if can_read => match item {
                 None => input_done = true,
@@ -180,10 +213,15 @@ where
                 }
             }
             Some((no, outcome)) = outcomes.next() => on_outcome(&mut session, no, outcome)?,
+            Ok(()) = tier.changed() => {}
             Ok(()) = disk.changed() => {
                 let disk_lsn = *disk.borrow_and_update();
                 session.raise_to_disk(disk_lsn);
             }
+        }
+        if !session.awaiting_s3.is_empty() || !session.awaiting_commit.is_empty() {
+            let t = *tier.borrow_and_update();
+            session.raise_to_tier(t.s3_lsn, t.committed_lsn);
         }
         if !session.pending.is_empty() {
             let mut rows = std::mem::take(&mut session.pending);

@@ -14,6 +14,17 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
+/// [`schema`] grown by a nullable `note` column, as a later writer sends it.
+pub fn evolved_schema() -> SchemaRef {
+    let mut fields: Vec<Field> = schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("note", DataType::Utf8, true));
+    Arc::new(Schema::new(fields))
+}
+
 /// A batch of `rows` rows for `(writer, seq)`.
 pub fn batch(writer: i64, seq: i64, rows: usize) -> RecordBatch {
     let payload: Vec<String> = (0..rows)

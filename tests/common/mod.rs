@@ -15,6 +15,17 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::time::{sleep, Instant};
 
+/// The LSNs of the acks at `level`, in order.
+pub fn lsns_at(acks: &[arka::client::Ack], level: arka::durability::Level) -> Vec<u64> {
+    let mut lsns: Vec<u64> = acks
+        .iter()
+        .filter(|a| a.level == level)
+        .map(|a| a.lsn)
+        .collect();
+    lsns.sort_unstable();
+    lsns
+}
+
 /// How long a cluster condition may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -90,7 +101,24 @@ impl Cluster {
         Self::start_with_config(n, "").await
     }
 
-    /// Like [`Cluster::start`], with extra TOML lines in every node's config file.
+    /// Starts `n` nodes that tier to `object_store_url` (`None`: a local directory of the
+    /// cluster) with an SQLite Iceberg catalog in the cluster's directory (`catalog.db`),
+    /// committing every `commit_interval_ms`. `extra_config` is appended.
+    pub async fn start_tiered(
+        n: u64,
+        object_store_url: Option<&str>,
+        commit_interval_ms: u64,
+        extra_config: &str,
+    ) -> Cluster {
+        let url = object_store_url.unwrap_or("file://{dir}/objects");
+        let config = format!(
+            "object-store-url = {url:?}\ncatalog-url = \"sqlite:{{dir}}/catalog.db?mode=rwc\"\ncommit-interval-ms = {commit_interval_ms}\ntier-interval-ms = 100\n{extra_config}"
+        );
+        Self::start_with_config(n, &config).await
+    }
+
+    /// Like [`Cluster::start`], with extra TOML lines in every node's config file; `{dir}`
+    /// stands for the cluster's directory.
     pub async fn start_with_config(n: u64, extra_config: &str) -> Cluster {
         let dir = TempDir::new().expect("tempdir");
         let nodes = (1..=n)
@@ -189,7 +217,11 @@ impl Cluster {
             }
             text.push_str("]\n");
         }
-        text.push_str(&self.extra_config);
+        text.push_str(
+            &self
+                .extra_config
+                .replace("{dir}", &self.dir.path().display().to_string()),
+        );
         let path = self.dir.path().join(format!("node-{id}.toml"));
         std::fs::write(&path, text).expect("write config");
         path
@@ -257,9 +289,53 @@ impl Cluster {
         .await
     }
 
+    /// The table as PyIceberg reads it from the cluster's catalog: `(arka.lsn of the current
+    /// snapshot, rows in _lsn order)`. `warehouse` is the object store URL + `/warehouse`;
+    /// `props` are PyIceberg catalog properties.
+    pub fn iceberg_rows(
+        &self,
+        warehouse: &str,
+        table: &str,
+        props: &[String],
+    ) -> (u64, Vec<Value>) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/iceberg_read.py");
+        let db = self.dir.path().join("catalog.db");
+        let out = Command::new("python3")
+            .arg(script)
+            .arg(&db)
+            .arg(warehouse)
+            .arg(table)
+            .args(props)
+            .output()
+            .expect("run python3");
+        assert!(
+            out.status.success(),
+            "pyiceberg read failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("pyiceberg json");
+        let rows = v["rows"].as_array().cloned().unwrap_or_default();
+        (v["snapshot_lsn"].as_u64().unwrap_or(0), rows)
+    }
+
+    /// The local object store of a cluster started with `start_tiered(_, None, …)`.
+    pub fn local_store_url(&self) -> String {
+        format!("file://{}/objects", self.dir.path().display())
+    }
+
     /// Node `id`'s status, or `None` when it does not answer within a second (down or paused).
     pub async fn status(&self, id: u64) -> Option<Value> {
         self.ask(id, "status").await
+    }
+
+    /// Waits for the leader `leader` to move the tier worker onto a follower, which it does
+    /// once one is caught up, and returns that follower.
+    pub async fn follower_tier_worker(&self, leader: u64) -> u64 {
+        eventually("a follower as tier worker", DEADLINE, || async {
+            let worker = self.status(leader).await?["tier_worker"].as_u64()?;
+            (worker != leader).then_some(worker)
+        })
+        .await
     }
 
     /// Node `id`'s `cluster_status` report, or `None` when it does not answer within a second.

@@ -26,6 +26,8 @@ pub struct NodeState {
     pub applied_lsn: u64,
     /// Highest LSN in this node's log.
     pub last_log_index: u64,
+    /// First index still in this node's WAL (the tier worker must hold the range to tier).
+    pub wal_first_index: u64,
     /// Highest LSN at object storage / committed to the table format (0 until tiering runs).
     pub s3_lsn: u64,
     pub committed_lsn: u64,

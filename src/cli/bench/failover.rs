@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-use crate::cli::dev::{dev_nodes, server_args, DevNode};
+use crate::cli::dev::{dev_nodes, server_args, DevNode, DevTiering};
 use crate::client::{Client, ClusterClient, ProducerConfig, WriteHandle};
 
 #[derive(Debug, Args)]
@@ -48,12 +48,18 @@ struct Nodes {
     exe: PathBuf,
     nodes: Vec<DevNode>,
     data_dir: PathBuf,
+    tiering: DevTiering,
     children: Vec<Option<Child>>,
 }
 
 impl Nodes {
     fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
-        let argv = server_args(&self.nodes[index], &self.nodes, &self.data_dir);
+        let argv = server_args(
+            &self.nodes[index],
+            &self.nodes,
+            &self.data_dir,
+            &self.tiering,
+        );
         let log = std::fs::File::create(self.data_dir.join(format!("node-{}.log", index + 1)))?;
         let child = Command::new(&self.exe)
             .args(&argv)
@@ -191,6 +197,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         children: (0..count).map(|_| None).collect(),
         nodes,
         data_dir: args.data_dir.clone(),
+        tiering: DevTiering::under(&args.data_dir, None, 2000)?,
     };
     for i in 0..count {
         cluster.spawn(i)?;

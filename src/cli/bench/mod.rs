@@ -4,6 +4,7 @@
 mod failover;
 mod report;
 mod streams;
+mod tier_lag;
 mod write_load;
 
 use clap::{Args, Subcommand};
@@ -23,6 +24,9 @@ enum Mode {
     /// Start a cluster, kill -9 its leader repeatedly under load, and report the time to the
     /// next REPLICATED ack and gossip's detection time.
     Failover(failover::FailoverArgs),
+    /// A steady write load followed to COMMITTED: time from REPLICATED to OBJECT_STORAGE and
+    /// to COMMITTED per write, and the tiering lag over the run.
+    Tier(tier_lag::TierArgs),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -30,5 +34,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Mode::Write(a) => write_load::run(a).await,
         Mode::Streams(a) => streams::run(a).await,
         Mode::Failover(a) => failover::run(a).await,
+        Mode::Tier(a) => tier_lag::run(a).await,
     }
 }

@@ -47,7 +47,7 @@ pub struct WriteArgs {
     table: String,
 }
 
-fn make_batch(bytes: usize) -> anyhow::Result<RecordBatch> {
+pub(super) fn make_batch(bytes: usize) -> anyhow::Result<RecordBatch> {
     let row_bytes = 64usize;
     let rows = (bytes / row_bytes).max(1);
     let payload = vec![0xabu8; row_bytes.saturating_sub(8).min(bytes)];

@@ -1,0 +1,116 @@
+//! Tiering actions: `flush`, `set_retention`, and the internal `tier_report`.
+
+use std::time::Duration;
+
+use arka_cluster::{Command, CommandResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::actions::parse_body;
+use crate::client::Client;
+use crate::context::NodeContext;
+use crate::error::{Error, Result};
+use crate::tier::report::{self, TierReport};
+use crate::tier::Tiering;
+
+/// How long `flush` waits for the tier worker (a store that is down fails it after this).
+const FLUSH_WAIT_MAX: Duration = Duration::from_secs(120);
+/// How long `flush` waits for this node to apply the new watermarks.
+const APPLY_WAIT_MAX: Duration = Duration::from_secs(10);
+
+fn tiering(ctx: &NodeContext) -> Result<&Tiering> {
+    ctx.tiering.as_deref().ok_or_else(|| {
+        Error::InvalidArgument(
+            "tiering is not configured on this cluster (set object-store-url)".into(),
+        )
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Flush {
+    /// Flush at least up to here (a forwarded flush carries what the asking node applied).
+    upto: Option<u64>,
+}
+
+/// Seals, uploads and commits everything this node has applied, at the tier worker, and
+/// returns the watermarks once this node has applied them.
+pub async fn flush(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
+    let tiering = tiering(ctx)?;
+    let req: Flush = if body.is_empty() {
+        Flush::default()
+    } else {
+        parse_body("flush", body)?
+    };
+    let upto = req.upto.unwrap_or(0).max(ctx.state.applied_lsn());
+    let worker = ctx
+        .state
+        .tier()
+        .worker
+        .ok_or_else(|| Error::Unavailable("no tier worker is assigned yet; retry".into()))?;
+    let run = async {
+        if worker == ctx.node_id {
+            tiering.flush_here(upto).await.map_err(Error::Unavailable)
+        } else {
+            forward_flush(ctx, worker, upto).await
+        }
+    };
+    tokio::time::timeout(FLUSH_WAIT_MAX, run).await.map_err(|_| {
+        let last = tiering.status().last_error.unwrap_or_default();
+        Error::Unavailable(format!(
+            "flush did not finish within {FLUSH_WAIT_MAX:?} at tier worker {worker} (this node's last tier error: {last})"
+        ))
+    })??;
+    // Tier reports above the last data entry are never tiered themselves.
+    let target = upto.min(ctx.state.last_data_lsn());
+    let mut tier = ctx.state.subscribe_tier();
+    let reached = tier.wait_for(|t| t.committed_lsn >= target);
+    let _ = tokio::time::timeout(APPLY_WAIT_MAX, reached).await;
+    let mut out =
+        serde_json::to_value(ctx.watermarks()).map_err(|e| Error::internal("watermarks", e))?;
+    out["flushed_lsn"] = json!(upto);
+    out["tier_worker"] = json!(worker);
+    Ok(out)
+}
+
+async fn forward_flush(ctx: &NodeContext, worker: u64, upto: u64) -> Result<()> {
+    let location = crate::raft::member(&ctx.raft, worker)
+        .map(|n| n.flight_location())
+        .ok_or_else(|| Error::Unavailable(format!("tier worker {worker} has no address")))?;
+    let client = Client::connect(&location)
+        .await
+        .map_err(|e| Error::Unavailable(format!("connect to tier worker {worker}: {e}")))?;
+    client
+        .action("flush", &json!({ "upto": upto }))
+        .await
+        .map_err(|e| Error::Unavailable(format!("flush at tier worker {worker}: {e}")))?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetRetention {
+    bytes: u64,
+    ms: u64,
+}
+
+/// Sets the WAL retention of every node (replicated; overrides the configured values).
+pub async fn set_retention(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
+    tiering(ctx)?;
+    let req: SetRetention = parse_body("set_retention", body)?;
+    let (bytes, ms) = (req.bytes, req.ms);
+    let command = |request| Command::SetRetention { bytes, ms, request };
+    match ctx.writes.propose_command(command).await? {
+        CommandResponse::Done => Ok(json!({"wal_retention_bytes": bytes, "wal_retention_ms": ms})),
+        other => Err(Error::Internal(format!(
+            "unexpected answer to set_retention: {other:?}"
+        ))),
+    }
+}
+
+/// The leader's side of the tier worker's reports.
+pub async fn tier_report(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
+    let report: TierReport = parse_body("tier_report", body)?;
+    report::accept(ctx, report).await?;
+    Ok(json!({"accepted": true}))
+}

@@ -1,0 +1,153 @@
+//! Tiering (DESIGN §5): the designated tier worker turns committed log ranges into Parquet
+//! files on object storage and commits them as Iceberg snapshots; every node purges its WAL
+//! below what is in object storage and reads purged ranges back from the Parquet files.
+
+mod designate;
+mod error;
+mod iceberg;
+mod iceberg_io;
+pub mod parquet_file;
+mod pause;
+mod purge;
+pub mod report;
+mod store;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+pub use designate::designate_worker;
+pub use error::TierError;
+pub use pause::{TierPause, TierStage};
+pub use purge::run as run_purge;
+pub use store::ObjectStorage;
+pub use worker::{is_tier_report, run as run_worker};
+
+use crate::config::NodeConfig;
+
+/// Flush requests queued at the tier worker at most; more wait for a slot.
+const FLUSH_QUEUE_MAX: usize = 64;
+
+/// Tiering settings, from the node configuration.
+#[derive(Debug, Clone)]
+pub struct TierSettings {
+    pub store_url: String,
+    pub store_options: BTreeMap<String, String>,
+    pub catalog_url: String,
+    pub commit_interval: Duration,
+    pub tier_interval: Duration,
+    pub range_bytes_max: u64,
+}
+
+impl TierSettings {
+    /// The settings, when `object-store-url` is set (tiering is off otherwise).
+    pub fn from_config(config: &NodeConfig) -> Option<Self> {
+        let store_url = config.object_store_url.clone()?;
+        let catalog_url = config
+            .catalog_url
+            .clone()
+            .unwrap_or_else(|| default_catalog_url(&config.data_dir));
+        Some(Self {
+            store_url,
+            store_options: config.object_store_options.clone(),
+            catalog_url,
+            commit_interval: Duration::from_millis(config.commit_interval_ms),
+            tier_interval: Duration::from_millis(config.tier_interval_ms),
+            range_bytes_max: config.tier_range_bytes_max,
+        })
+    }
+}
+
+/// An SQLite catalog file in `dir` (created on first use).
+pub fn default_catalog_url(dir: &Path) -> String {
+    format!(
+        "sqlite:{}?mode=rwc",
+        dir.join("iceberg-catalog.db").display()
+    )
+}
+
+/// A request to seal, upload and commit everything applied up to `upto`.
+pub struct FlushRequest {
+    pub upto: u64,
+    pub done: oneshot::Sender<Result<(), String>>,
+}
+
+/// What the tier worker of this node is doing, for `status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WorkerStatus {
+    /// The last error of the worker (cleared when a range or commit succeeds).
+    pub last_error: Option<String>,
+    /// Failed attempts since the last success.
+    pub failures: u64,
+}
+
+/// A node's tiering machinery (present when tiering is configured).
+pub struct Tiering {
+    pub settings: TierSettings,
+    pub storage: ObjectStorage,
+    pub pause: TierPause,
+    flush_tx: mpsc::Sender<FlushRequest>,
+    flush_rx: Mutex<Option<mpsc::Receiver<FlushRequest>>>,
+    status: Mutex<WorkerStatus>,
+    /// Bytes of this node's WAL on disk, as last measured by the purge task.
+    wal_bytes: AtomicU64,
+}
+
+impl Tiering {
+    pub fn open(settings: TierSettings) -> Result<Self, TierError> {
+        let storage = ObjectStorage::open(&settings.store_url, &settings.store_options)?;
+        let (flush_tx, flush_rx) = mpsc::channel(FLUSH_QUEUE_MAX);
+        Ok(Self {
+            settings,
+            storage,
+            pause: TierPause::default(),
+            flush_tx,
+            flush_rx: Mutex::new(Some(flush_rx)),
+            status: Mutex::new(WorkerStatus::default()),
+            wal_bytes: AtomicU64::new(0),
+        })
+    }
+
+    /// Queues a flush at this node's tier worker and waits for it.
+    pub async fn flush_here(&self, upto: u64) -> Result<(), String> {
+        let (done, rx) = oneshot::channel();
+        self.flush_tx
+            .send(FlushRequest { upto, done })
+            .await
+            .map_err(|_| "the tier worker has stopped".to_string())?;
+        rx.await
+            .unwrap_or_else(|_| Err("the tier worker stopped before the flush finished".into()))
+    }
+
+    pub fn status(&self) -> WorkerStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn record(&self, outcome: Result<(), &TierError>) {
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            Ok(()) => *status = WorkerStatus::default(),
+            Err(e) => {
+                status.last_error = Some(e.to_string());
+                status.failures += 1;
+            }
+        }
+    }
+
+    pub fn wal_bytes(&self) -> u64 {
+        self.wal_bytes.load(Ordering::Relaxed)
+    }
+
+    fn set_wal_bytes(&self, bytes: u64) {
+        self.wal_bytes.store(bytes, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,371 @@
+//! The tier worker loop. Every node runs it; it works only while the replicated state names
+//! this node the tier worker. It never blocks writes: it only reads what is already applied,
+//! and a failing object store or catalog shows up as a growing lag and `last_error` in
+//! `status`, retried with backoff.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arka_cluster::{Command, TieredFile};
+use arrow::compute::concat_batches;
+use arrow::record_batch::RecordBatch;
+use openraft::EntryPayload;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::iceberg::IcebergTables;
+use super::report::{Reporter, TierReport};
+use super::{parquet_file, FlushRequest, TierError, TierStage, Tiering};
+use crate::context::NodeContext;
+use crate::ipc;
+use crate::state::TierState;
+use crate::table::TableName;
+
+/// Log entries read from the WAL per step while a range is collected.
+const READ_STEP_ENTRIES: u64 = 256;
+/// Backoff between failed attempts.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long the worker waits for its own report to be applied locally.
+const APPLY_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// Runs until the node stops.
+pub async fn run(ctx: Arc<NodeContext>, tiering: Arc<Tiering>) {
+    let Some(mut flush_rx) = tiering
+        .flush_rx
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    else {
+        return;
+    };
+    let mut worker = Worker {
+        ctx,
+        tiering,
+        tables: None,
+        reporter: Reporter::default(),
+        flushes: Vec::new(),
+    };
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        if !worker.is_worker() {
+            worker.fail_flushes("this node is no longer the tier worker");
+            worker.wait_for_designation(&mut flush_rx).await;
+            continue;
+        }
+        match worker.work(&mut flush_rx).await {
+            Ok(()) => backoff = BACKOFF_MIN,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "tiering failed");
+                worker.tiering.record(Err(&e));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+struct Worker {
+    ctx: Arc<NodeContext>,
+    tiering: Arc<Tiering>,
+    /// Opened when this node first becomes the tier worker.
+    tables: Option<IcebergTables>,
+    reporter: Reporter,
+    /// Flushes waiting for the next commit.
+    flushes: Vec<FlushRequest>,
+}
+
+/// Entries the tier worker itself causes; they hold no data to tier.
+pub fn is_tier_report(entry: &arka_cluster::types::Entry) -> bool {
+    matches!(
+        &entry.payload,
+        EntryPayload::Normal(Command::TierUploaded { .. } | Command::TierCommitted { .. })
+    )
+}
+
+/// The writes of one range, per table, in LSN order.
+type RangeWrites = BTreeMap<TableName, Vec<(u64, RecordBatch)>>;
+
+impl Worker {
+    fn is_worker(&self) -> bool {
+        self.ctx.state.tier().worker == Some(self.ctx.node_id)
+    }
+
+    fn fail_flushes(&mut self, reason: &str) {
+        for flush in self.flushes.drain(..) {
+            let _ = flush.done.send(Err(reason.to_string()));
+        }
+    }
+
+    async fn wait_for_designation(&mut self, flush_rx: &mut mpsc::Receiver<FlushRequest>) {
+        let mut tier = self.ctx.state.subscribe_tier();
+        tokio::select! {
+            changed = tier.changed() => {
+                if changed.is_err() {
+                    // The state machine is gone: the node is stopping.
+                    std::future::pending::<()>().await;
+                }
+            }
+            Some(flush) = flush_rx.recv() => {
+                let _ = flush.done.send(Err(format!(
+                    "node {} is not the tier worker (the tier worker is {:?})",
+                    self.ctx.node_id,
+                    self.ctx.state.tier().worker
+                )));
+            }
+        }
+    }
+
+    /// Works as the tier worker until it is no longer designated (Ok) or a step fails.
+    async fn work(&mut self, flush_rx: &mut mpsc::Receiver<FlushRequest>) -> Result<(), TierError> {
+        if self.tables.is_none() {
+            let s = &self.tiering.settings;
+            let tables = IcebergTables::open(
+                &s.catalog_url,
+                &s.store_url,
+                &s.store_options,
+                &self.tiering.storage,
+            )
+            .await?;
+            self.tables = Some(tables);
+            tracing::info!(catalog = %s.catalog_url, store = %s.store_url, "tier worker started");
+        }
+        let mut tick = tokio::time::interval(self.tiering.settings.tier_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A worker that takes over commits what its predecessor uploaded at once.
+        let mut last_commit: Option<Instant> = None;
+        loop {
+            if !self.is_worker() {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = tick.tick() => {}
+                Some(flush) = flush_rx.recv() => {
+                    // Callers that gave up (their wait is bounded) are forgotten.
+                    self.flushes.retain(|f| !f.done.is_closed());
+                    self.flushes.push(flush);
+                }
+            }
+            let upto = self.flushes.iter().map(|f| f.upto).max().unwrap_or(0);
+            self.wait_applied(upto).await;
+            while self.upload_next_range().await? {}
+            let commit_due =
+                last_commit.is_none_or(|at| at.elapsed() >= self.tiering.settings.commit_interval);
+            if commit_due || !self.flushes.is_empty() {
+                let outcome = match self.commit().await? {
+                    Some(stage) => Err(format!(
+                        "the tier worker is stopped at {stage:?} by inject_fault"
+                    )),
+                    None => Ok(()),
+                };
+                last_commit = Some(Instant::now());
+                for flush in self.flushes.drain(..) {
+                    let _ = flush.done.send(outcome.clone());
+                }
+            }
+        }
+    }
+
+    /// Waits (bounded) until this node has applied `lsn`, so a flush covers what the node
+    /// that asked for it had applied.
+    async fn wait_applied(&self, lsn: u64) {
+        let mut applied = self.ctx.state.subscribe_applied();
+        let _ = tokio::time::timeout(APPLY_WAIT_MAX, applied.wait_for(|a| *a >= lsn)).await;
+    }
+
+    /// Uploads the next range above the OBJECT_STORAGE watermark, if anything is applied
+    /// there, and reports it. True when a range was tiered.
+    async fn upload_next_range(&mut self) -> Result<bool, TierError> {
+        let from = self.ctx.state.tier().s3_lsn;
+        let applied = self.ctx.state.applied_lsn();
+        if applied <= from {
+            return Ok(false);
+        }
+        let (to, writes, has_data) = self.read_range(from, applied)?;
+        if !has_data {
+            // Only the tier worker's own reports are above the watermark: there is nothing
+            // to tier (reporting them would only add another report).
+            return Ok(false);
+        }
+        let mut files = Vec::new();
+        for (table, rows) in writes {
+            files.push(self.upload_file(&table, from, to, &rows).await?);
+        }
+        let report = TierReport::Uploaded {
+            worker: self.ctx.node_id,
+            from_lsn: from,
+            to_lsn: to,
+            files,
+        };
+        self.report(report).await?;
+        self.wait_tier(|t| t.s3_lsn >= to).await?;
+        self.tiering.record(Ok(()));
+        Ok(true)
+    }
+
+    /// Reads the writes of `(from, to]` from the WAL, where `to <= applied` is where the
+    /// range reached `range-bytes-max` of encoded batches. Also tells whether the range holds
+    /// anything but tier reports.
+    fn read_range(&self, from: u64, applied: u64) -> Result<(u64, RangeWrites, bool), TierError> {
+        let mut writes = RangeWrites::new();
+        let mut has_data = false;
+        let mut bytes = 0u64;
+        let mut to = from;
+        while to < applied && bytes < self.tiering.settings.range_bytes_max {
+            let end = applied.min(to + READ_STEP_ENTRIES) + 1;
+            let entries = self
+                .ctx
+                .log
+                .entries(to + 1, end)
+                .map_err(|e| TierError::Log(e.to_string()))?;
+            if entries.first().is_none_or(|e| e.log_id.index != to + 1) {
+                return Err(TierError::Log(format!(
+                    "this node's WAL starts at {}, but tiering must go on from {}",
+                    self.ctx.log.first_index(),
+                    to + 1
+                )));
+            }
+            for entry in entries {
+                to = entry.log_id.index;
+                has_data |= !is_tier_report(&entry);
+                if let EntryPayload::Normal(Command::Write(write)) = &entry.payload {
+                    bytes += write.ipc.len() as u64;
+                    if let Some(batch) = self.decode_write(to, &write.table, &write.ipc)? {
+                        writes.entry(batch.0).or_default().push((to, batch.1));
+                    }
+                }
+                if bytes >= self.tiering.settings.range_bytes_max {
+                    break;
+                }
+            }
+        }
+        Ok((to, writes, has_data))
+    }
+
+    /// The batch of a write, if its table still exists in the incarnation it was written to.
+    fn decode_write(
+        &self,
+        lsn: u64,
+        table: &str,
+        ipc_bytes: &[u8],
+    ) -> Result<Option<(TableName, RecordBatch)>, TierError> {
+        let Ok(name) = TableName::parse(table) else {
+            return Ok(None);
+        };
+        let Some(info) = self.ctx.state.table(&name) else {
+            return Ok(None);
+        };
+        if lsn < info.meta.created_lsn {
+            return Ok(None);
+        }
+        // Writes the state machine refused (a schema that did not fit) are not in the table.
+        if self.ctx.state.index_range(&name, lsn, lsn, 1)?.is_empty() {
+            return Ok(None);
+        }
+        let (schema, batches) = ipc::decode_batches(ipc_bytes)
+            .map_err(|e| TierError::Log(format!("decode entry {lsn}: {e}")))?;
+        let batch = concat_batches(&schema, &batches)
+            .map_err(|e| TierError::Log(format!("decode entry {lsn}: {e}")))?;
+        Ok(Some((name, batch)))
+    }
+
+    async fn upload_file(
+        &self,
+        table: &TableName,
+        from: u64,
+        to: u64,
+        rows: &[(u64, RecordBatch)],
+    ) -> Result<TieredFile, TierError> {
+        let path = self
+            .tiering
+            .storage
+            .url_of(&format!("data/{table}/{:020}-{to:020}.parquet", from + 1));
+        let info =
+            self.ctx.state.table(table).ok_or_else(|| {
+                TierError::Log(format!("table {table} was dropped while tiering"))
+            })?;
+        let bytes =
+            parquet_file::encode(&info.schema, rows).map_err(|reason| TierError::Parquet {
+                path: path.clone(),
+                reason,
+            })?;
+        let size = bytes.len() as u64;
+        self.tiering.storage.put(&path, bytes).await?;
+        Ok(TieredFile {
+            table: table.to_string(),
+            path,
+            min_lsn: rows.first().map(|(l, _)| *l).unwrap_or(from + 1),
+            max_lsn: rows.last().map(|(l, _)| *l).unwrap_or(to),
+            rows: rows.iter().map(|(_, b)| b.num_rows() as u64).sum(),
+            bytes: size,
+        })
+    }
+
+    /// Commits every uploaded file above the COMMITTED watermark to its Iceberg table, then
+    /// reports the new watermark. Returns the stage where a fault point stopped it, if one did.
+    async fn commit(&mut self) -> Result<Option<TierStage>, TierError> {
+        let tier = self.ctx.state.tier();
+        let upto = tier.s3_lsn;
+        if upto <= tier.committed_lsn {
+            return Ok(None);
+        }
+        if self.tiering.pause.stops_at(TierStage::BeforeCommit) {
+            return Ok(Some(TierStage::BeforeCommit));
+        }
+        let Some(tables) = &self.tables else {
+            return Err(TierError::Config("the Iceberg catalog is not open".into()));
+        };
+        for (name, info) in self.ctx.state.tables() {
+            let files = self
+                .ctx
+                .state
+                .tiered_files(&name, tier.committed_lsn, upto)?;
+            if files.is_empty() {
+                continue;
+            }
+            tables
+                .append(
+                    name.as_str(),
+                    &info.schema,
+                    info.meta.created_lsn,
+                    &files,
+                    upto,
+                )
+                .await?;
+        }
+        if self.tiering.pause.stops_at(TierStage::BeforeWatermark) {
+            return Ok(Some(TierStage::BeforeWatermark));
+        }
+        let report = TierReport::Committed {
+            worker: self.ctx.node_id,
+            committed_lsn: upto,
+        };
+        self.report(report).await?;
+        self.wait_tier(|t| t.committed_lsn >= upto).await?;
+        self.tiering.record(Ok(()));
+        Ok(None)
+    }
+
+    async fn report(&mut self, report: TierReport) -> Result<(), TierError> {
+        self.reporter
+            .send(&self.ctx, report)
+            .await
+            .map_err(|e| TierError::Report(e.to_string()))
+    }
+
+    /// Waits until this node applied the effect of its report.
+    async fn wait_tier(&self, reached: impl Fn(&TierState) -> bool) -> Result<(), TierError> {
+        let mut tier = self.ctx.state.subscribe_tier();
+        let outcome = tokio::time::timeout(APPLY_WAIT_MAX, tier.wait_for(|t| reached(t)))
+            .await
+            .map(|r| r.is_ok());
+        match outcome {
+            Ok(true) => Ok(()),
+            _ => Err(TierError::Report(format!(
+                "the report was accepted but not applied on node {} within {APPLY_WAIT_MAX:?}",
+                self.ctx.node_id
+            ))),
+        }
+    }
+}

@@ -1,0 +1,27 @@
+"""Reads an arka table back from its Iceberg table with PyIceberg and prints it as JSON.
+
+Usage: iceberg_read.py CATALOG_DB WAREHOUSE_URL TABLE [KEY=VALUE ...]
+(KEY=VALUE are catalog properties, e.g. s3.endpoint=http://127.0.0.1:9000.)
+
+Prints {"snapshot_lsn": N, "rows": [{column: value, ...}, ...]} with rows in `_lsn` order.
+"""
+
+import json
+import sys
+
+from pyiceberg.catalog.sql import SqlCatalog
+
+
+def main() -> None:
+    db, warehouse, table, *props = sys.argv[1:]
+    properties = dict(p.split("=", 1) for p in props)
+    catalog = SqlCatalog("arka", uri=f"sqlite:///{db}", warehouse=warehouse, **properties)
+    tbl = catalog.load_table(("arka", table))
+    snapshot = tbl.current_snapshot()
+    summary = snapshot.summary.additional_properties if snapshot else {}
+    rows = tbl.scan().to_arrow().sort_by("_lsn").to_pylist()
+    print(json.dumps({"snapshot_lsn": int(summary.get("arka.lsn", 0)), "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+//! Tiering on the embedded defaults (local filesystem, SQLite catalog): writes reach
+//! OBJECT_STORAGE and COMMITTED, PyIceberg reads the same rows back, `flush` commits at
+//! once, and after the WAL is purged every node (also one that joins later) reads the whole
+//! table back from the Parquet files.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arka::client::WriteItem;
+use arka::durability::Level;
+use arka::flight::ReadTicket;
+use arrow::array::{Array, Int64Array, StringArray};
+use arrow::record_batch::RecordBatch;
+use common::{data, eventually, lsns_at, Cluster, DEADLINE};
+use serde_json::{json, Value};
+
+/// A batch under `data::evolved_schema()`, as a later writer sends it.
+fn evolved_batch(seq: i64) -> RecordBatch {
+    RecordBatch::try_new(
+        data::evolved_schema(),
+        vec![
+            Arc::new(Int64Array::from(vec![2, 2])),
+            Arc::new(Int64Array::from(vec![seq, seq])),
+            Arc::new(StringArray::from(vec![Some("a"), None])),
+            Arc::new(StringArray::from(vec![Some(format!("note{seq}")), None])),
+        ],
+    )
+    .expect("batch")
+}
+
+/// The rows of `batches` as JSON objects (what PyIceberg prints), with `_lsn`.
+fn rows_of(batches: &[(u64, RecordBatch)]) -> Vec<Value> {
+    let mut rows = Vec::new();
+    for (lsn, batch) in batches {
+        let writer = data::keys([batch]);
+        let payload = batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("payload");
+        let note = batch
+            .column_by_name("note")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
+        for (i, (w, s)) in writer.iter().enumerate() {
+            let note = note
+                .as_ref()
+                .filter(|n| !n.is_null(i))
+                .map(|n| n.value(i).to_string());
+            let payload = (!payload.is_null(i)).then(|| payload.value(i).to_string());
+            rows.push(
+                json!({"writer": w, "seq": s, "payload": payload, "note": note, "_lsn": lsn}),
+            );
+        }
+    }
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn committed_writes_read_back_with_pyiceberg() {
+    let cluster = Cluster::start_tiered(3, None, 500, "").await;
+    let leader = cluster.client(1).await;
+    let first: Vec<WriteItem> = (0..10)
+        .map(|s| WriteItem::plain(data::batch(1, s, 1 + s as usize % 4)))
+        .collect();
+    let mut written: Vec<RecordBatch> = first.iter().map(|w| w.batch.clone()).collect();
+    let acks = leader
+        .write_all("events", first, Level::Committed)
+        .await
+        .expect("write");
+    let replicated = lsns_at(&acks, Level::Replicated);
+    assert_eq!(replicated.len(), 10, "{acks:?}");
+    assert_eq!(lsns_at(&acks, Level::ObjectStorage), replicated);
+    assert_eq!(lsns_at(&acks, Level::Committed), replicated);
+
+    // Schema evolution: a nullable column added at the end is carried over to Iceberg.
+    let second: Vec<WriteItem> = (10..13)
+        .map(|s| WriteItem::plain(evolved_batch(s)))
+        .collect();
+    written.extend(second.iter().map(|w| w.batch.clone()));
+    let acks2 = leader
+        .write_all("events", second, Level::Committed)
+        .await
+        .expect("write evolved");
+    let mut lsns = replicated.clone();
+    lsns.extend(lsns_at(&acks2, Level::Committed));
+    assert_eq!(lsns.len(), 13);
+    let last = *lsns.last().expect("lsn");
+
+    let status = cluster.status(1).await.expect("status");
+    assert!(status["committed_lsn"].as_u64() >= Some(last), "{status}");
+    assert!(status["s3_lsn"].as_u64() >= Some(last), "{status}");
+    cluster.follower_tier_worker(1).await;
+
+    let expected = rows_of(&lsns.iter().copied().zip(written).collect::<Vec<_>>());
+    let warehouse = format!("{}/warehouse", cluster.local_store_url());
+    let (snapshot_lsn, rows) = cluster.iceberg_rows(&warehouse, "events", &[]);
+    assert!(snapshot_lsn >= last, "arka.lsn {snapshot_lsn} < {last}");
+    assert_eq!(rows, expected, "PyIceberg reads what was written");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flush_commits_at_once_and_reports_watermarks() {
+    // A commit interval far beyond the test: only `flush` can commit.
+    let cluster = Cluster::start_tiered(3, None, 3_600_000, "").await;
+    let leader = cluster.client(1).await;
+    let writes: Vec<WriteItem> = (0..5)
+        .map(|s| WriteItem::plain(data::batch(1, s, 2)))
+        .collect();
+    let acks = leader
+        .write_all("events", writes, Level::ObjectStorage)
+        .await
+        .expect("write");
+    let last = *lsns_at(&acks, Level::ObjectStorage).last().expect("lsn");
+    // Flush through a follower: it is sent on to the tier worker.
+    let flushed = cluster
+        .client(3)
+        .await
+        .action("flush", &Value::Null)
+        .await
+        .expect("flush");
+    assert!(flushed["committed_lsn"].as_u64() >= Some(last), "{flushed}");
+    assert!(flushed["s3_lsn"].as_u64() >= Some(last), "{flushed}");
+    let warehouse = format!("{}/warehouse", cluster.local_store_url());
+    let (_, rows) = cluster.iceberg_rows(&warehouse, "events", &[]);
+    assert_eq!(rows.len(), 10, "every row is in Iceberg right after flush");
+}
+
+/// The whole table, read once the node has applied `min_lsn`.
+fn whole_table(min_lsn: u64) -> ReadTicket {
+    ReadTicket {
+        table: "events".into(),
+        min_lsn: Some(min_lsn),
+        ..Default::default()
+    }
+}
+
+/// Small segments, so that whole segments can go; the retention is set with `set_retention`.
+const TRIM_CONFIG: &str = "segment-bytes-max = 16384\n";
+const RETENTION_BYTES: u64 = 65536;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purged_ranges_are_read_from_object_storage() {
+    let mut cluster = Cluster::start_tiered(3, None, 500, TRIM_CONFIG).await;
+    let leader = cluster.client(1).await;
+    let retention = json!({"bytes": RETENTION_BYTES, "ms": 3_600_000});
+    leader
+        .action("set_retention", &retention)
+        .await
+        .expect("set_retention");
+    let mut written = Vec::new();
+    for round in 0..4 {
+        let writes: Vec<WriteItem> = (0..50)
+            .map(|s| WriteItem::plain(data::batch(round, s, 20)))
+            .collect();
+        written.extend(writes.iter().map(|w| w.batch.clone()));
+        leader
+            .write_all("events", writes, Level::Replicated)
+            .await
+            .expect("write");
+    }
+    let flushed = leader.action("flush", &Value::Null).await.expect("flush");
+    let committed = flushed["committed_lsn"].as_u64().expect("committed");
+
+    // Every node purges down to its retention bound.
+    for id in 1..=3 {
+        eventually("the WAL to be trimmed", DEADLINE, || async {
+            let status = cluster.status(id).await?;
+            let tier = &status["tier"];
+            let bytes = tier["wal_bytes"].as_u64()?;
+            let first = tier["wal_first_index"].as_u64()?;
+            assert_eq!(
+                tier["retention"]["bytes"], RETENTION_BYTES,
+                "replicated setting"
+            );
+            (first > 1 && bytes <= RETENTION_BYTES).then_some(())
+        })
+        .await;
+    }
+
+    let (_, follower) = cluster
+        .client(2)
+        .await
+        .read(&whole_table(committed))
+        .await
+        .expect("read");
+    let lsns: Vec<u64> = follower.iter().map(|(l, _)| *l).collect();
+    assert!(lsns.windows(2).all(|w| w[0] < w[1]), "LSN order");
+    let got: Vec<RecordBatch> = follower.into_iter().map(|(_, b)| b).collect();
+    assert_eq!(
+        got, written,
+        "a follower reads the whole table back as written"
+    );
+
+    // A node that joins after the purge installs a snapshot and reads old ranges from
+    // object storage.
+    let joined = cluster.join_process();
+    let from_new: BTreeMap<u64, RecordBatch> =
+        eventually("the new node to serve", DEADLINE, || {
+            let cluster = &cluster;
+            async move {
+                let ticket = whole_table(committed);
+                let client = arka::client::Client::connect(&cluster.addr(joined))
+                    .await
+                    .ok()?;
+                client
+                    .read(&ticket)
+                    .await
+                    .ok()
+                    .map(|(_, b)| b.into_iter().collect())
+            }
+        })
+        .await;
+    let got: Vec<RecordBatch> = from_new.into_values().collect();
+    assert_eq!(got, written, "the joined node reads the whole table");
+}
