@@ -83,8 +83,12 @@ pub struct NodeConfig {
     /// `object_store` options, e.g. `aws_endpoint`, `aws_region`, `aws_access_key_id`,
     /// `aws_secret_access_key`, `aws_allow_http`, `aws_virtual_hosted_style_request`.
     pub object_store_options: BTreeMap<String, String>,
-    /// The Iceberg SQL catalog, `sqlite:PATH?mode=rwc`. Default: a file in the data dir.
+    /// The Iceberg catalog: an SQLite catalog, `sqlite:PATH?mode=rwc` (default: a file in
+    /// the data dir), or the base URI of an Iceberg REST catalog, `http(s)://…`.
     pub catalog_url: Option<String>,
+    /// REST catalog properties, e.g. `credential`, `token`, `oauth2-server-uri`, `scope`,
+    /// `prefix`, `warehouse` (default: the object store's `warehouse` directory), `header.NAME`.
+    pub catalog_options: BTreeMap<String, String>,
     /// The tier worker commits uploaded files to Iceberg this often (and on `flush`).
     pub commit_interval_ms: u64,
     /// The tier worker seals and uploads a range this often.
@@ -124,6 +128,7 @@ impl Default for NodeConfig {
             object_store_url: None,
             object_store_options: BTreeMap::new(),
             catalog_url: None,
+            catalog_options: BTreeMap::new(),
             commit_interval_ms: 60_000,
             tier_interval_ms: 200,
             tier_range_bytes_max: 64 * 1024 * 1024,
@@ -190,6 +195,12 @@ impl NodeConfig {
                 self.wal_bytes_max, self.wal_retention_bytes
             ));
         }
+        if let Some(url) = &self.catalog_url {
+            let kind = crate::tier::CatalogKind::of(url).map_err(ConfigError::Invalid)?;
+            if kind != crate::tier::CatalogKind::Rest && !self.catalog_options.is_empty() {
+                return invalid("catalog-options apply to a REST catalog-url only".into());
+            }
+        }
         if self.commit_interval_ms == 0 || self.tier_interval_ms == 0 {
             return invalid("commit-interval-ms and tier-interval-ms must be above 0".into());
         }
@@ -230,6 +241,21 @@ mod tests {
             toml::from_str::<NodeConfig>("nodeid = 1").is_err(),
             "unknown keys are errors"
         );
+    }
+
+    #[test]
+    fn catalog_settings_are_checked() {
+        let config = |text: &str| toml::from_str::<NodeConfig>(text).expect("parse");
+        let rest = config("catalog-url = \"http://cat:8181\"\ncatalog-options = { token = \"t\" }");
+        rest.validate().expect("REST catalog with options");
+        let err = config("catalog-url = \"sqlite:c.db\"\ncatalog-options = { token = \"t\" }")
+            .validate()
+            .expect_err("options for SQLite");
+        assert!(err.to_string().contains("catalog-options"), "{err}");
+        let err = config("catalog-url = \"thrift://hive:9083\"")
+            .validate()
+            .expect_err("unknown catalog");
+        assert!(err.to_string().contains("catalog-url"), "{err}");
     }
 
     #[test]

@@ -6,56 +6,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use arka::client::WriteItem;
 use arka::durability::Level;
 use arka::flight::ReadTicket;
-use arrow::array::{Array, Int64Array, StringArray};
 use arrow::record_batch::RecordBatch;
 use common::{data, eventually, lsns_at, Cluster, DEADLINE};
 use serde_json::{json, Value};
-
-/// A batch under `data::evolved_schema()`, as a later writer sends it.
-fn evolved_batch(seq: i64) -> RecordBatch {
-    RecordBatch::try_new(
-        data::evolved_schema(),
-        vec![
-            Arc::new(Int64Array::from(vec![2, 2])),
-            Arc::new(Int64Array::from(vec![seq, seq])),
-            Arc::new(StringArray::from(vec![Some("a"), None])),
-            Arc::new(StringArray::from(vec![Some(format!("note{seq}")), None])),
-        ],
-    )
-    .expect("batch")
-}
-
-/// The rows of `batches` as JSON objects (what PyIceberg prints), with `_lsn`.
-fn rows_of(batches: &[(u64, RecordBatch)]) -> Vec<Value> {
-    let mut rows = Vec::new();
-    for (lsn, batch) in batches {
-        let writer = data::keys([batch]);
-        let payload = batch
-            .column(2)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .expect("payload");
-        let note = batch
-            .column_by_name("note")
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
-        for (i, (w, s)) in writer.iter().enumerate() {
-            let note = note
-                .as_ref()
-                .filter(|n| !n.is_null(i))
-                .map(|n| n.value(i).to_string());
-            let payload = (!payload.is_null(i)).then(|| payload.value(i).to_string());
-            rows.push(
-                json!({"writer": w, "seq": s, "payload": payload, "note": note, "_lsn": lsn}),
-            );
-        }
-    }
-    rows
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn committed_writes_read_back_with_pyiceberg() {
@@ -76,7 +33,7 @@ async fn committed_writes_read_back_with_pyiceberg() {
 
     // Schema evolution: a nullable column added at the end is carried over to Iceberg.
     let second: Vec<WriteItem> = (10..13)
-        .map(|s| WriteItem::plain(evolved_batch(s)))
+        .map(|s| WriteItem::plain(data::evolved_batch(s)))
         .collect();
     written.extend(second.iter().map(|w| w.batch.clone()));
     let acks2 = leader
@@ -93,7 +50,7 @@ async fn committed_writes_read_back_with_pyiceberg() {
     assert!(status["s3_lsn"].as_u64() >= Some(last), "{status}");
     cluster.follower_tier_worker(1).await;
 
-    let expected = rows_of(&lsns.iter().copied().zip(written).collect::<Vec<_>>());
+    let expected = data::rows_of(&lsns.iter().copied().zip(written).collect::<Vec<_>>());
     let warehouse = format!("{}/warehouse", cluster.local_store_url());
     let (snapshot_lsn, rows) = cluster.iceberg_rows(&warehouse, "events", &[]);
     assert!(snapshot_lsn >= last, "arka.lsn {snapshot_lsn} < {last}");

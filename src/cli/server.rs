@@ -49,7 +49,8 @@ pub struct ServerArgs {
     /// (options such as aws_endpoint go in the config file's object-store-options).
     #[arg(long, env = "ARKA_OBJECT_STORE_URL")]
     object_store_url: Option<String>,
-    /// Iceberg SQL catalog, sqlite:PATH?mode=rwc (default: a file in the data dir).
+    /// Iceberg catalog: sqlite:PATH?mode=rwc (default: a file in the data dir), or an
+    /// Iceberg REST catalog's http(s):// URI (its options go in catalog-options).
     #[arg(long, env = "ARKA_CATALOG_URL")]
     catalog_url: Option<String>,
     /// How often the tier worker commits to Iceberg, in milliseconds.

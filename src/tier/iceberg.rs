@@ -4,7 +4,7 @@
 //! crash, or newly designated) reads `arka.lsn` back and appends only files above it, so a
 //! range is never lost or committed twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arka_cluster::TieredFile;
@@ -16,16 +16,15 @@ use iceberg::spec::{
 };
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
-use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
-use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
+use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
 
+use super::catalog;
 use super::iceberg_io::ObjectStoreIoFactory;
 use super::store::ObjectStorage;
-use super::TierError;
+use super::{TierError, TierSettings};
 use crate::read::{output_schema, LSN_COLUMN};
 
-/// Catalog name and namespace of every arka table.
-pub const CATALOG_NAME: &str = "arka";
+/// Namespace of every arka table.
 pub const NAMESPACE: &str = "arka";
 /// Snapshot summary key holding the highest LSN the snapshot's table holds.
 pub const SUMMARY_LSN: &str = "arka.lsn";
@@ -38,25 +37,15 @@ pub struct IcebergTables {
 }
 
 impl IcebergTables {
-    /// Opens the SQL catalog at `catalog_url` (`sqlite:…`), with its warehouse under the
-    /// object store.
-    pub async fn open(
-        catalog_url: &str,
-        store_url: &str,
-        store_options: &BTreeMap<String, String>,
-        storage: &ObjectStorage,
-    ) -> Result<Self, TierError> {
+    /// Connects to the catalog of `settings`, with the warehouse under the object store.
+    pub async fn open(settings: &TierSettings, storage: &ObjectStorage) -> Result<Self, TierError> {
         let warehouse = storage.url_of("warehouse");
-        let factory = ObjectStoreIoFactory::new(store_url, store_options, storage.clone());
-        let catalog = SqlCatalogBuilder::default()
-            .uri(catalog_url)
-            .warehouse_location(&warehouse)
-            .sql_bind_style(SqlBindStyle::QMark)
-            .with_storage_factory(factory)
-            .load(CATALOG_NAME, HashMap::new())
-            .await
-            .map_err(TierError::catalog)?;
-        let catalog: Arc<dyn Catalog> = Arc::new(catalog);
+        let io = ObjectStoreIoFactory::new(
+            &settings.store_url,
+            &settings.store_options,
+            storage.clone(),
+        );
+        let catalog = catalog::connect(settings, io, &warehouse).await?;
         let namespace = namespace();
         if !catalog
             .namespace_exists(&namespace)
@@ -151,10 +140,12 @@ impl IcebergTables {
                 (CREATED_LSN_PROPERTY.to_string(), created_lsn.to_string()),
             ])
             .build();
-        self.catalog
+        let created = self
+            .catalog
             .create_table(&namespace(), creation)
             .await
-            .map_err(wrap)
+            .map_err(wrap)?;
+        self.map_names(table, created).await
     }
 
     /// Adds to the Iceberg table the columns the arka table gained.
@@ -173,7 +164,7 @@ impl IcebergTables {
             .filter(|f| have.field_by_name(&f.name).is_none())
             .collect();
         if added.is_empty() {
-            return Ok(current);
+            return self.map_names(table, current).await;
         }
         let tx = Transaction::new(&current);
         let mut update = tx.update_schema();
@@ -185,10 +176,24 @@ impl IcebergTables {
         }
         let tx = update.apply(tx).map_err(wrap)?;
         let evolved = tx.commit(self.catalog.as_ref()).await.map_err(wrap)?;
-        // Files carry no Iceberg field ids: readers map columns by name, so the mapping
-        // follows the schema.
-        let mapping = name_mapping(evolved.metadata().current_schema())?;
-        let tx = Transaction::new(&evolved);
+        self.map_names(table, evolved).await
+    }
+
+    /// Files carry no Iceberg field ids, so readers map columns by name: the table's name
+    /// mapping must follow its schema, whose ids the catalog assigns (a REST service may
+    /// number them afresh on create) and which grows with the arka table.
+    async fn map_names(&self, table: &str, current: Table) -> Result<Table, TierError> {
+        let wrap = |e| TierError::iceberg(table, e);
+        let mapping = name_mapping(current.metadata().current_schema())?;
+        if current
+            .metadata()
+            .properties()
+            .get(DEFAULT_SCHEMA_NAME_MAPPING)
+            == Some(&mapping)
+        {
+            return Ok(current);
+        }
+        let tx = Transaction::new(&current);
         let tx = tx
             .update_table_properties()
             .set(DEFAULT_SCHEMA_NAME_MAPPING.to_string(), mapping)

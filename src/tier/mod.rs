@@ -2,6 +2,7 @@
 //! files on object storage and commits them as Iceberg snapshots; every node purges its WAL
 //! below what is in object storage and reads purged ranges back from the Parquet files.
 
+mod catalog;
 mod designate;
 mod error;
 mod iceberg;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+pub use catalog::CatalogKind;
 pub use designate::designate_worker;
 pub use error::TierError;
 pub use pause::{TierPause, TierStage};
@@ -40,6 +42,7 @@ pub struct TierSettings {
     pub store_url: String,
     pub store_options: BTreeMap<String, String>,
     pub catalog_url: String,
+    pub catalog_options: BTreeMap<String, String>,
     pub commit_interval: Duration,
     pub tier_interval: Duration,
     pub range_bytes_max: u64,
@@ -57,6 +60,7 @@ impl TierSettings {
             store_url,
             store_options: config.object_store_options.clone(),
             catalog_url,
+            catalog_options: config.catalog_options.clone(),
             commit_interval: Duration::from_millis(config.commit_interval_ms),
             tier_interval: Duration::from_millis(config.tier_interval_ms),
             range_bytes_max: config.tier_range_bytes_max,

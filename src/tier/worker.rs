@@ -121,13 +121,7 @@ impl Worker {
     async fn work(&mut self, flush_rx: &mut mpsc::Receiver<FlushRequest>) -> Result<(), TierError> {
         if self.tables.is_none() {
             let s = &self.tiering.settings;
-            let tables = IcebergTables::open(
-                &s.catalog_url,
-                &s.store_url,
-                &s.store_options,
-                &self.tiering.storage,
-            )
-            .await?;
+            let tables = IcebergTables::open(s, &self.tiering.storage).await?;
             self.tables = Some(tables);
             tracing::info!(catalog = %s.catalog_url, store = %s.store_url, "tier worker started");
         }

@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Int64Array, StringArray};
+use arrow::array::{Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use serde_json::{json, Value};
 
 pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -58,4 +59,51 @@ pub fn keys<'a>(batches: impl IntoIterator<Item = &'a RecordBatch>) -> Vec<(i64,
         out.extend((0..b.num_rows()).map(|i| (w.value(i), s.value(i))));
     }
     out
+}
+
+/// A batch of two rows under [`evolved_schema`] for `(2, seq)`, one of them all nulls.
+pub fn evolved_batch(seq: i64) -> RecordBatch {
+    RecordBatch::try_new(
+        evolved_schema(),
+        vec![
+            Arc::new(Int64Array::from(vec![2, 2])),
+            Arc::new(Int64Array::from(vec![seq, seq])),
+            Arc::new(StringArray::from(vec![Some("a"), None])),
+            Arc::new(StringArray::from(vec![Some(format!("note{seq}")), None])),
+        ],
+    )
+    .expect("batch")
+}
+
+/// The rows of `batches` as JSON objects (what PyIceberg prints), with `_lsn`; `note` is a
+/// column of every row once a batch of [`evolved_schema`] is among them.
+pub fn rows_of(batches: &[(u64, RecordBatch)]) -> Vec<Value> {
+    let evolved = batches
+        .iter()
+        .any(|(_, b)| b.column_by_name("note").is_some());
+    let mut rows = Vec::new();
+    for (lsn, batch) in batches {
+        let writer = keys([batch]);
+        let payload = batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("payload");
+        let note = batch
+            .column_by_name("note")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
+        for (i, (w, s)) in writer.iter().enumerate() {
+            let note = note
+                .as_ref()
+                .filter(|n| !n.is_null(i))
+                .map(|n| n.value(i).to_string());
+            let payload = (!payload.is_null(i)).then(|| payload.value(i).to_string());
+            let mut row = json!({"writer": w, "seq": s, "payload": payload, "_lsn": lsn});
+            if evolved {
+                row["note"] = json!(note);
+            }
+            rows.push(row);
+        }
+    }
+    rows
 }

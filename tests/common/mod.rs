@@ -65,6 +65,34 @@ fn free_port() -> u16 {
     }
 }
 
+/// A table as PyIceberg reads it: `(arka.lsn of the current snapshot, rows in _lsn order)`.
+/// `catalog` is an SQLite catalog file or a REST catalog's `http://` URI; `warehouse` is
+/// the object store URL + `/warehouse`; `props` are PyIceberg catalog properties.
+pub fn iceberg_rows_in(
+    catalog: &str,
+    warehouse: &str,
+    table: &str,
+    props: &[String],
+) -> (u64, Vec<Value>) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/iceberg_read.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(catalog)
+        .arg(warehouse)
+        .arg(table)
+        .args(props)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "pyiceberg read failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("pyiceberg json");
+    let rows = v["rows"].as_array().cloned().unwrap_or_default();
+    (v["snapshot_lsn"].as_u64().unwrap_or(0), rows)
+}
+
 pub struct NodeProc {
     pub id: u64,
     pub flight: String,
@@ -102,8 +130,9 @@ impl Cluster {
     }
 
     /// Starts `n` nodes that tier to `object_store_url` (`None`: a local directory of the
-    /// cluster) with an SQLite Iceberg catalog in the cluster's directory (`catalog.db`),
-    /// committing every `commit_interval_ms`. `extra_config` is appended.
+    /// cluster) with an SQLite Iceberg catalog in the cluster's directory (`catalog.db`)
+    /// unless `extra_config` names a `catalog-url`, committing every `commit_interval_ms`.
+    /// `extra_config` is appended.
     pub async fn start_tiered(
         n: u64,
         object_store_url: Option<&str>,
@@ -111,8 +140,13 @@ impl Cluster {
         extra_config: &str,
     ) -> Cluster {
         let url = object_store_url.unwrap_or("file://{dir}/objects");
+        let catalog = if extra_config.contains("catalog-url") {
+            ""
+        } else {
+            "catalog-url = \"sqlite:{dir}/catalog.db?mode=rwc\"\n"
+        };
         let config = format!(
-            "object-store-url = {url:?}\ncatalog-url = \"sqlite:{{dir}}/catalog.db?mode=rwc\"\ncommit-interval-ms = {commit_interval_ms}\ntier-interval-ms = 100\n{extra_config}"
+            "object-store-url = {url:?}\n{catalog}commit-interval-ms = {commit_interval_ms}\ntier-interval-ms = 100\n{extra_config}"
         );
         Self::start_with_config(n, &config).await
     }
@@ -298,24 +332,8 @@ impl Cluster {
         table: &str,
         props: &[String],
     ) -> (u64, Vec<Value>) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/iceberg_read.py");
         let db = self.dir.path().join("catalog.db");
-        let out = Command::new("python3")
-            .arg(script)
-            .arg(&db)
-            .arg(warehouse)
-            .arg(table)
-            .args(props)
-            .output()
-            .expect("run python3");
-        assert!(
-            out.status.success(),
-            "pyiceberg read failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: Value = serde_json::from_slice(&out.stdout).expect("pyiceberg json");
-        let rows = v["rows"].as_array().cloned().unwrap_or_default();
-        (v["snapshot_lsn"].as_u64().unwrap_or(0), rows)
+        iceberg_rows_in(&db.display().to_string(), warehouse, table, props)
     }
 
     /// The local object store of a cluster started with `start_tiered(_, None, …)`.

@@ -1,7 +1,8 @@
 """Reads an arka table back from its Iceberg table with PyIceberg and prints it as JSON.
 
-Usage: iceberg_read.py CATALOG_DB WAREHOUSE_URL TABLE [KEY=VALUE ...]
-(KEY=VALUE are catalog properties, e.g. s3.endpoint=http://127.0.0.1:9000.)
+Usage: iceberg_read.py CATALOG WAREHOUSE_URL TABLE [KEY=VALUE ...]
+CATALOG is an SQLite catalog file, or the URI (http://…) of a REST catalog; KEY=VALUE are
+catalog properties, e.g. s3.endpoint=http://127.0.0.1:9000.
 
 Prints {"snapshot_lsn": N, "rows": [{column: value, ...}, ...]} with rows in `_lsn` order.
 """
@@ -9,13 +10,21 @@ Prints {"snapshot_lsn": N, "rows": [{column: value, ...}, ...]} with rows in `_l
 import json
 import sys
 
+from pyiceberg.catalog import Catalog
+from pyiceberg.catalog.rest import RestCatalog
 from pyiceberg.catalog.sql import SqlCatalog
 
 
+def open_catalog(catalog: str, warehouse: str, properties: dict[str, str]) -> Catalog:
+    if catalog.startswith(("http://", "https://")):
+        return RestCatalog("arka", uri=catalog, warehouse=warehouse, **properties)
+    return SqlCatalog("arka", uri=f"sqlite:///{catalog}", warehouse=warehouse, **properties)
+
+
 def main() -> None:
-    db, warehouse, table, *props = sys.argv[1:]
+    catalog, warehouse, table, *props = sys.argv[1:]
     properties = dict(p.split("=", 1) for p in props)
-    catalog = SqlCatalog("arka", uri=f"sqlite:///{db}", warehouse=warehouse, **properties)
+    catalog = open_catalog(catalog, warehouse, properties)
     tbl = catalog.load_table(("arka", table))
     snapshot = tbl.current_snapshot()
     summary = snapshot.summary.additional_properties if snapshot else {}

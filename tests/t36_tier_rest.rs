@@ -1,0 +1,165 @@
+//! Tiering through an Iceberg REST catalog (`catalog-url = "http://…"`): a REST catalog
+//! service started by the test (PyIceberg's catalog behind the REST protocol) receives the
+//! tables, snapshots and schema changes, and PyIceberg's REST client reads the rows back.
+//! While the catalog is down, writes still reach OBJECT_STORAGE and COMMITTED waits; once
+//! it is back, every row is committed exactly once.
+
+mod common;
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::process::{Child, Command};
+
+use arka::client::WriteItem;
+use arka::durability::Level;
+use arrow::record_batch::RecordBatch;
+use common::{data, eventually, iceberg_rows_in, lsns_at, Cluster, DEADLINE};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+
+/// The REST catalog service on a fixed port, with its state in its own directory, so it can
+/// be stopped and started again with its tables kept. Killed when dropped.
+struct RestCatalog {
+    dir: TempDir,
+    addr: SocketAddr,
+    child: Option<Child>,
+}
+
+impl RestCatalog {
+    async fn start() -> RestCatalog {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut catalog = RestCatalog {
+            dir: TempDir::new().expect("tempdir"),
+            addr: format!("127.0.0.1:{port}").parse().expect("addr"),
+            child: None,
+        };
+        catalog.up().await;
+        catalog
+    }
+
+    fn uri(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    async fn up(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/rest_catalog.py");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("rest.log"))
+            .expect("log file");
+        let child = Command::new("python3")
+            .arg(script)
+            .arg(self.addr.port().to_string())
+            .arg(self.dir.path().join("catalog.db"))
+            .arg(format!("file://{}/warehouse", self.dir.path().display()))
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("start the REST catalog (pip install pyiceberg)");
+        self.child = Some(child);
+        let addr = self.addr;
+        eventually("the REST catalog to listen", DEADLINE, || async move {
+            TcpStream::connect(addr).await.ok().map(|_| ())
+        })
+        .await;
+    }
+
+    fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RestCatalog {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+async fn start_cluster(catalog: &RestCatalog) -> Cluster {
+    let config = format!("catalog-url = {:?}\n", catalog.uri());
+    Cluster::start_tiered(3, None, 500, &config).await
+}
+
+/// Writes `batches` to `events`, acked at `level`; returns their LSNs.
+async fn write(cluster: &Cluster, batches: &[RecordBatch], level: Level) -> Vec<u64> {
+    let writes = batches.iter().cloned().map(WriteItem::plain).collect();
+    let client = cluster.client(1).await;
+    let acks = tokio::time::timeout(DEADLINE, client.write_all("events", writes, level))
+        .await
+        .unwrap_or_else(|_| panic!("no {level:?} acks within {DEADLINE:?}"))
+        .expect("write");
+    let lsns = lsns_at(&acks, level);
+    assert_eq!(lsns.len(), batches.len(), "{acks:?}");
+    lsns
+}
+
+fn read_back(cluster: &Cluster, catalog: &RestCatalog) -> (u64, Vec<Value>) {
+    let warehouse = format!("{}/warehouse", cluster.local_store_url());
+    iceberg_rows_in(&catalog.uri(), &warehouse, "events", &[])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn committed_writes_read_back_through_the_rest_catalog() {
+    let catalog = RestCatalog::start().await;
+    let cluster = start_cluster(&catalog).await;
+    let mut batches: Vec<RecordBatch> = (0..8).map(|s| data::batch(1, s, 2)).collect();
+    let mut lsns = write(&cluster, &batches, Level::Committed).await;
+    // A nullable column added to the arka table is added through the catalog too.
+    let evolved: Vec<RecordBatch> = (8..11).map(data::evolved_batch).collect();
+    lsns.extend(write(&cluster, &evolved, Level::Committed).await);
+    batches.extend(evolved);
+
+    let (snapshot_lsn, rows) = read_back(&cluster, &catalog);
+    let last = *lsns.last().expect("lsn");
+    assert!(snapshot_lsn >= last, "arka.lsn {snapshot_lsn} < {last}");
+    let expected = data::rows_of(&lsns.into_iter().zip(batches).collect::<Vec<_>>());
+    assert_eq!(rows, expected, "PyIceberg reads what was written");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commits_wait_for_a_catalog_that_is_down_and_resume_exactly_once() {
+    let mut catalog = RestCatalog::start().await;
+    let cluster = start_cluster(&catalog).await;
+    let mut batches: Vec<RecordBatch> = (0..5).map(|s| data::batch(1, s, 2)).collect();
+    let mut lsns = write(&cluster, &batches, Level::Committed).await;
+
+    catalog.down();
+    let uploaded: Vec<RecordBatch> = (5..10).map(|s| data::batch(1, s, 2)).collect();
+    lsns.extend(write(&cluster, &uploaded, Level::ObjectStorage).await);
+    batches.extend(uploaded);
+    let last = *lsns.last().expect("lsn");
+    let worker = cluster.follower_tier_worker(1).await;
+    let stuck = eventually(
+        "the tier worker to report the catalog",
+        DEADLINE,
+        || async {
+            let status = cluster.status(worker).await?;
+            let error = status["tier"]["worker_last_error"].as_str()?;
+            error.contains("iceberg").then_some(status)
+        },
+    )
+    .await;
+    let committed = cluster.status(1).await.expect("status")["committed_lsn"].as_u64();
+    assert!(
+        committed < Some(last),
+        "COMMITTED waits for the catalog: {stuck}"
+    );
+
+    catalog.up().await;
+    eventually("COMMITTED to reach the last write", DEADLINE, || async {
+        let status = cluster.status(1).await?;
+        (status["committed_lsn"].as_u64()? >= last).then_some(())
+    })
+    .await;
+    let (_, rows) = read_back(&cluster, &catalog);
+    let expected = data::rows_of(&lsns.into_iter().zip(batches).collect::<Vec<_>>());
+    assert_eq!(rows, expected, "every row is in Iceberg exactly once");
+}
