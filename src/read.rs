@@ -132,7 +132,11 @@ async fn tiered_batch(
             "write {lsn} of table {table} is in object storage, which did not answer: {e}"
         ))
     })?;
-    let writes = crate::tier::parquet_file::decode(bytes)
+    // A file holds up to a whole range: decoding it is kept off the runtime threads.
+    let writes = tokio::task::spawn_blocking(move || crate::tier::parquet_file::decode(bytes))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|decoded| decoded)
         .map_err(|e| Error::Internal(format!("tiered file {}: {e}", file.path)))?;
     cache.file = Some((file.path, writes));
     cached(cache, lsn).ok_or_else(gone)

@@ -10,6 +10,7 @@ mod iceberg_io;
 pub mod parquet_file;
 mod pause;
 mod purge;
+mod range;
 pub mod report;
 mod store;
 mod worker;

@@ -3,27 +3,21 @@
 //! and a failing object store or catalog shows up as a growing lag and `last_error` in
 //! `status`, retried with backoff.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arka_cluster::{Command, TieredFile};
-use arrow::compute::concat_batches;
-use arrow::record_batch::RecordBatch;
 use openraft::EntryPayload;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::iceberg::IcebergTables;
+use super::range::{self, EncodedFile};
 use super::report::{Reporter, TierReport};
-use super::{parquet_file, FlushRequest, TierError, TierStage, Tiering};
+use super::{FlushRequest, TierError, TierStage, Tiering};
 use crate::context::NodeContext;
-use crate::ipc;
 use crate::state::TierState;
-use crate::table::TableName;
 
-/// Log entries read from the WAL per step while a range is collected.
-const READ_STEP_ENTRIES: u64 = 256;
 /// Backoff between failed attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -83,9 +77,6 @@ pub fn is_tier_report(entry: &arka_cluster::types::Entry) -> bool {
         EntryPayload::Normal(Command::TierUploaded { .. } | Command::TierCommitted { .. })
     )
 }
-
-/// The writes of one range, per table, in LSN order.
-type RangeWrites = BTreeMap<TableName, Vec<(u64, RecordBatch)>>;
 
 impl Worker {
     fn is_worker(&self) -> bool {
@@ -176,15 +167,21 @@ impl Worker {
         if applied <= from {
             return Ok(false);
         }
-        let (to, writes, has_data) = self.read_range(from, applied)?;
-        if !has_data {
+        let ctx = self.ctx.clone();
+        let bytes_max = self.tiering.settings.range_bytes_max;
+        let sealed =
+            tokio::task::spawn_blocking(move || range::seal(&ctx, from, applied, bytes_max))
+                .await
+                .map_err(|e| TierError::Log(format!("sealing the range above {from}: {e}")))??;
+        if !sealed.has_data {
             // Only the tier worker's own reports are above the watermark: there is nothing
             // to tier (reporting them would only add another report).
             return Ok(false);
         }
+        let to = sealed.to;
         let mut files = Vec::new();
-        for (table, rows) in writes {
-            files.push(self.upload_file(&table, from, to, &rows).await?);
+        for file in sealed.files {
+            files.push(self.upload(file, from, to).await?);
         }
         let report = TierReport::Uploaded {
             worker: self.ctx.node_id,
@@ -198,101 +195,22 @@ impl Worker {
         Ok(true)
     }
 
-    /// Reads the writes of `(from, to]` from the WAL, where `to <= applied` is where the
-    /// range reached `range-bytes-max` of encoded batches. Also tells whether the range holds
-    /// anything but tier reports.
-    fn read_range(&self, from: u64, applied: u64) -> Result<(u64, RangeWrites, bool), TierError> {
-        let mut writes = RangeWrites::new();
-        let mut has_data = false;
-        let mut bytes = 0u64;
-        let mut to = from;
-        while to < applied && bytes < self.tiering.settings.range_bytes_max {
-            let end = applied.min(to + READ_STEP_ENTRIES) + 1;
-            let entries = self
-                .ctx
-                .log
-                .entries(to + 1, end)
-                .map_err(|e| TierError::Log(e.to_string()))?;
-            if entries.first().is_none_or(|e| e.log_id.index != to + 1) {
-                return Err(TierError::Log(format!(
-                    "this node's WAL starts at {}, but tiering must go on from {}",
-                    self.ctx.log.first_index(),
-                    to + 1
-                )));
-            }
-            for entry in entries {
-                to = entry.log_id.index;
-                has_data |= !is_tier_report(&entry);
-                if let EntryPayload::Normal(Command::Write(write)) = &entry.payload {
-                    bytes += write.ipc.len() as u64;
-                    if let Some(batch) = self.decode_write(to, &write.table, &write.ipc)? {
-                        writes.entry(batch.0).or_default().push((to, batch.1));
-                    }
-                }
-                if bytes >= self.tiering.settings.range_bytes_max {
-                    break;
-                }
-            }
-        }
-        Ok((to, writes, has_data))
-    }
-
-    /// The batch of a write, if its table still exists in the incarnation it was written to.
-    fn decode_write(
-        &self,
-        lsn: u64,
-        table: &str,
-        ipc_bytes: &[u8],
-    ) -> Result<Option<(TableName, RecordBatch)>, TierError> {
-        let Ok(name) = TableName::parse(table) else {
-            return Ok(None);
-        };
-        let Some(info) = self.ctx.state.table(&name) else {
-            return Ok(None);
-        };
-        if lsn < info.meta.created_lsn {
-            return Ok(None);
-        }
-        // Writes the state machine refused (a schema that did not fit) are not in the table.
-        if self.ctx.state.index_range(&name, lsn, lsn, 1)?.is_empty() {
-            return Ok(None);
-        }
-        let (schema, batches) = ipc::decode_batches(ipc_bytes)
-            .map_err(|e| TierError::Log(format!("decode entry {lsn}: {e}")))?;
-        let batch = concat_batches(&schema, &batches)
-            .map_err(|e| TierError::Log(format!("decode entry {lsn}: {e}")))?;
-        Ok(Some((name, batch)))
-    }
-
-    async fn upload_file(
-        &self,
-        table: &TableName,
-        from: u64,
-        to: u64,
-        rows: &[(u64, RecordBatch)],
-    ) -> Result<TieredFile, TierError> {
-        let path = self
-            .tiering
-            .storage
-            .url_of(&format!("data/{table}/{:020}-{to:020}.parquet", from + 1));
-        let info =
-            self.ctx.state.table(table).ok_or_else(|| {
-                TierError::Log(format!("table {table} was dropped while tiering"))
-            })?;
-        let bytes =
-            parquet_file::encode(&info.schema, rows).map_err(|reason| TierError::Parquet {
-                path: path.clone(),
-                reason,
-            })?;
-        let size = bytes.len() as u64;
-        self.tiering.storage.put(&path, bytes).await?;
+    /// Puts a table's file of the range `(from, to]` into the object store.
+    async fn upload(&self, file: EncodedFile, from: u64, to: u64) -> Result<TieredFile, TierError> {
+        let path = self.tiering.storage.url_of(&format!(
+            "data/{}/{:020}-{to:020}.parquet",
+            file.table,
+            from + 1
+        ));
+        let bytes = file.bytes.len() as u64;
+        self.tiering.storage.put(&path, file.bytes).await?;
         Ok(TieredFile {
-            table: table.to_string(),
+            table: file.table.to_string(),
             path,
-            min_lsn: rows.first().map(|(l, _)| *l).unwrap_or(from + 1),
-            max_lsn: rows.last().map(|(l, _)| *l).unwrap_or(to),
-            rows: rows.iter().map(|(_, b)| b.num_rows() as u64).sum(),
-            bytes: size,
+            min_lsn: file.min_lsn,
+            max_lsn: file.max_lsn,
+            rows: file.rows,
+            bytes,
         })
     }
 

@@ -1,0 +1,150 @@
+//! Sealing a range: the applied writes above the OBJECT_STORAGE watermark, read from the
+//! WAL and encoded as one Parquet file per table. This is CPU and disk work (WAL reads, IPC
+//! decoding, zstd), so the worker runs it on a blocking thread, away from the runtime
+//! threads that carry Raft heartbeats and client streams.
+
+use std::collections::BTreeMap;
+
+use arka_cluster::Command;
+use arrow::compute::concat_batches;
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use openraft::EntryPayload;
+
+use super::{is_tier_report, parquet_file, TierError};
+use crate::context::NodeContext;
+use crate::ipc;
+use crate::table::TableName;
+
+/// Log entries read from the WAL per step while a range is collected.
+const READ_STEP_ENTRIES: u64 = 256;
+
+/// A range `(from, to]`, ready to upload.
+pub struct SealedRange {
+    pub to: u64,
+    /// False when the range holds only the tier worker's own reports.
+    pub has_data: bool,
+    pub files: Vec<EncodedFile>,
+}
+
+/// One table's writes of a range, as a Parquet file.
+pub struct EncodedFile {
+    pub table: TableName,
+    pub bytes: Bytes,
+    pub min_lsn: u64,
+    pub max_lsn: u64,
+    pub rows: u64,
+}
+
+/// The writes of one range, per table, in LSN order.
+type RangeWrites = BTreeMap<TableName, Vec<(u64, RecordBatch)>>;
+
+/// Seals the range above `from`: up to `applied`, or less where it reaches `bytes_max` of
+/// encoded batches.
+pub fn seal(
+    ctx: &NodeContext,
+    from: u64,
+    applied: u64,
+    bytes_max: u64,
+) -> Result<SealedRange, TierError> {
+    let (to, writes, has_data) = read(ctx, from, applied, bytes_max)?;
+    let files = writes
+        .into_iter()
+        .map(|(table, rows)| encode(ctx, table, &rows))
+        .collect::<Result<_, _>>()?;
+    Ok(SealedRange {
+        to,
+        has_data,
+        files,
+    })
+}
+
+fn read(
+    ctx: &NodeContext,
+    from: u64,
+    applied: u64,
+    bytes_max: u64,
+) -> Result<(u64, RangeWrites, bool), TierError> {
+    let mut writes = RangeWrites::new();
+    let mut has_data = false;
+    let mut bytes = 0u64;
+    let mut to = from;
+    while to < applied && bytes < bytes_max {
+        let end = applied.min(to + READ_STEP_ENTRIES) + 1;
+        let entries = ctx
+            .log
+            .entries(to + 1, end)
+            .map_err(|e| TierError::Log(e.to_string()))?;
+        if entries.first().is_none_or(|e| e.log_id.index != to + 1) {
+            return Err(TierError::Log(format!(
+                "this node's WAL starts at {}, but tiering must go on from {}",
+                ctx.log.first_index(),
+                to + 1
+            )));
+        }
+        for entry in entries {
+            to = entry.log_id.index;
+            has_data |= !is_tier_report(&entry);
+            if let EntryPayload::Normal(Command::Write(write)) = &entry.payload {
+                bytes += write.ipc.len() as u64;
+                if let Some((table, batch)) = decode_write(ctx, to, &write.table, &write.ipc)? {
+                    writes.entry(table).or_default().push((to, batch));
+                }
+            }
+            if bytes >= bytes_max {
+                break;
+            }
+        }
+    }
+    Ok((to, writes, has_data))
+}
+
+/// The batch of a write, if its table still exists in the incarnation it was written to.
+fn decode_write(
+    ctx: &NodeContext,
+    lsn: u64,
+    table: &str,
+    ipc_bytes: &[u8],
+) -> Result<Option<(TableName, RecordBatch)>, TierError> {
+    let Ok(name) = TableName::parse(table) else {
+        return Ok(None);
+    };
+    let Some(info) = ctx.state.table(&name) else {
+        return Ok(None);
+    };
+    if lsn < info.meta.created_lsn {
+        return Ok(None);
+    }
+    // Writes the state machine refused (a schema that did not fit) are not in the table.
+    if ctx.state.index_range(&name, lsn, lsn, 1)?.is_empty() {
+        return Ok(None);
+    }
+    let (schema, batches) = ipc::decode_batches(ipc_bytes)
+        .map_err(|e| TierError::Log(format!("decode entry {lsn}: {e}")))?;
+    let batch = concat_batches(&schema, &batches)
+        .map_err(|e| TierError::Log(format!("decode entry {lsn}: {e}")))?;
+    Ok(Some((name, batch)))
+}
+
+/// Encodes a table's writes under the table's current schema.
+fn encode(
+    ctx: &NodeContext,
+    table: TableName,
+    rows: &[(u64, RecordBatch)],
+) -> Result<EncodedFile, TierError> {
+    let info = ctx
+        .state
+        .table(&table)
+        .ok_or_else(|| TierError::Log(format!("table {table} was dropped while tiering")))?;
+    let bytes = parquet_file::encode(&info.schema, rows).map_err(|reason| TierError::Parquet {
+        path: format!("(a file of table {table})"),
+        reason,
+    })?;
+    Ok(EncodedFile {
+        table,
+        bytes,
+        min_lsn: rows.first().map(|(l, _)| *l).unwrap_or_default(),
+        max_lsn: rows.last().map(|(l, _)| *l).unwrap_or_default(),
+        rows: rows.iter().map(|(_, b)| b.num_rows() as u64).sum(),
+    })
+}
