@@ -86,8 +86,8 @@ pub struct NodeConfig {
     /// The Iceberg catalog: an SQLite catalog, `sqlite:PATH?mode=rwc` (default: a file in
     /// the data dir), or the base URI of an Iceberg REST catalog, `http(s)://…`.
     pub catalog_url: Option<String>,
-    /// REST catalog properties, e.g. `credential`, `token`, `oauth2-server-uri`, `scope`,
-    /// `prefix`, `warehouse` (default: the object store's `warehouse` directory), `header.NAME`.
+    /// REST catalog properties, e.g. `warehouse`, `credential`, `token`, `oauth2-server-uri`,
+    /// `scope`, `prefix`, `header.NAME`.
     pub catalog_options: BTreeMap<String, String>,
     /// The tier worker commits uploaded files to Iceberg this often (and on `flush`).
     pub commit_interval_ms: u64,
@@ -195,12 +195,8 @@ impl NodeConfig {
                 self.wal_bytes_max, self.wal_retention_bytes
             ));
         }
-        if let Some(url) = &self.catalog_url {
-            let kind = crate::tier::CatalogKind::of(url).map_err(ConfigError::Invalid)?;
-            if kind != crate::tier::CatalogKind::Rest && !self.catalog_options.is_empty() {
-                return invalid("catalog-options apply to a REST catalog-url only".into());
-            }
-        }
+        crate::tier::check_catalog_options(self.catalog_url.as_deref(), &self.catalog_options)
+            .map_err(ConfigError::Invalid)?;
         if self.commit_interval_ms == 0 || self.tier_interval_ms == 0 {
             return invalid("commit-interval-ms and tier-interval-ms must be above 0".into());
         }
@@ -252,6 +248,14 @@ mod tests {
             .validate()
             .expect_err("options for SQLite");
         assert!(err.to_string().contains("catalog-options"), "{err}");
+        let err = config("catalog-options = { token = \"t\" }")
+            .validate()
+            .expect_err("options for the default SQLite catalog");
+        assert!(err.to_string().contains("catalog-options"), "{err}");
+        let err = config("catalog-url = \"http://a\"\ncatalog-options = { uri = \"http://b\" }")
+            .validate()
+            .expect_err("a second URI");
+        assert!(err.to_string().contains("uri"), "{err}");
         let err = config("catalog-url = \"thrift://hive:9083\"")
             .validate()
             .expect_err("unknown catalog");

@@ -133,11 +133,11 @@ async fn tiered_batch(
         ))
     })?;
     // A file holds up to a whole range: decoding it is kept off the runtime threads.
+    let corrupt = |e: String| Error::Internal(format!("tiered file {}: {e}", file.path));
     let writes = tokio::task::spawn_blocking(move || crate::tier::parquet_file::decode(bytes))
         .await
-        .map_err(|e| e.to_string())
-        .and_then(|decoded| decoded)
-        .map_err(|e| Error::Internal(format!("tiered file {}: {e}", file.path)))?;
+        .map_err(|e| corrupt(e.to_string()))?
+        .map_err(corrupt)?;
     cache.file = Some((file.path, writes));
     cached(cache, lsn).ok_or_else(gone)
 }

@@ -1,22 +1,25 @@
 //! Tiering through an Iceberg REST catalog (`catalog-url = "http://…"`): a REST catalog
 //! service started by the test (PyIceberg's catalog behind the REST protocol) receives the
 //! tables, snapshots and schema changes, and PyIceberg's REST client reads the rows back.
-//! While the catalog is down, writes still reach OBJECT_STORAGE and COMMITTED waits; once
-//! it is back, every row is committed exactly once.
+//! While the catalog is down, writes still reach OBJECT_STORAGE (also through a tier worker
+//! chosen meanwhile) and COMMITTED waits; once it is back, every row is committed exactly
+//! once.
 
 mod common;
 
 use std::fs::File;
 use std::net::SocketAddr;
 use std::process::{Child, Command};
+use std::time::Duration;
 
 use arka::client::WriteItem;
 use arka::durability::Level;
 use arrow::record_batch::RecordBatch;
-use common::{data, eventually, iceberg_rows_in, lsns_at, Cluster, DEADLINE};
+use common::{data, eventually, free_port, iceberg_rows_in, lsns_at, Cluster, DEADLINE};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// The REST catalog service on a fixed port, with its state in its own directory, so it can
 /// be stopped and started again with its tables kept. Killed when dropped.
@@ -28,13 +31,9 @@ struct RestCatalog {
 
 impl RestCatalog {
     async fn start() -> RestCatalog {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
         let mut catalog = RestCatalog {
             dir: TempDir::new().expect("tempdir"),
-            addr: format!("127.0.0.1:{port}").parse().expect("addr"),
+            addr: format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
             child: None,
         };
         catalog.up().await;
@@ -62,11 +61,26 @@ impl RestCatalog {
             .spawn()
             .expect("start the REST catalog (pip install pyiceberg)");
         self.child = Some(child);
-        let addr = self.addr;
-        eventually("the REST catalog to listen", DEADLINE, || async move {
-            TcpStream::connect(addr).await.ok().map(|_| ())
-        })
-        .await;
+        let deadline = Instant::now() + DEADLINE;
+        while TcpStream::connect(self.addr).await.is_err() {
+            self.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "the REST catalog did not listen within {DEADLINE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn assert_running(&mut self) {
+        let exited = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
+        if let Some(status) = exited {
+            let log = std::fs::read_to_string(self.dir.path().join("rest.log")).unwrap_or_default();
+            panic!("the REST catalog exited ({status}):\n{log}");
+        }
     }
 
     fn down(&mut self) {
@@ -84,8 +98,7 @@ impl Drop for RestCatalog {
 }
 
 async fn start_cluster(catalog: &RestCatalog) -> Cluster {
-    let config = format!("catalog-url = {:?}\n", catalog.uri());
-    Cluster::start_tiered(3, None, 500, &config).await
+    Cluster::start_tiered_with_catalog(3, None, &catalog.uri(), 500, "").await
 }
 
 /// Writes `batches` to `events`, acked at `level`; returns their LSNs.
@@ -127,16 +140,15 @@ async fn committed_writes_read_back_through_the_rest_catalog() {
 #[tokio::test(flavor = "multi_thread")]
 async fn commits_wait_for_a_catalog_that_is_down_and_resume_exactly_once() {
     let mut catalog = RestCatalog::start().await;
-    let cluster = start_cluster(&catalog).await;
+    let mut cluster = start_cluster(&catalog).await;
     let mut batches: Vec<RecordBatch> = (0..5).map(|s| data::batch(1, s, 2)).collect();
     let mut lsns = write(&cluster, &batches, Level::Committed).await;
+    let worker = cluster.follower_tier_worker(1).await;
 
     catalog.down();
     let uploaded: Vec<RecordBatch> = (5..10).map(|s| data::batch(1, s, 2)).collect();
     lsns.extend(write(&cluster, &uploaded, Level::ObjectStorage).await);
     batches.extend(uploaded);
-    let last = *lsns.last().expect("lsn");
-    let worker = cluster.follower_tier_worker(1).await;
     let stuck = eventually(
         "the tier worker to report the catalog",
         DEADLINE,
@@ -149,11 +161,23 @@ async fn commits_wait_for_a_catalog_that_is_down_and_resume_exactly_once() {
     .await;
     let committed = cluster.status(1).await.expect("status")["committed_lsn"].as_u64();
     assert!(
-        committed < Some(last),
+        committed < lsns.last().copied(),
         "COMMITTED waits for the catalog: {stuck}"
     );
 
+    // A tier worker chosen while the catalog is down uploads all the same.
+    cluster.kill9(worker);
+    eventually("a new tier worker", DEADLINE, || async {
+        let now = cluster.status(1).await?["tier_worker"].as_u64()?;
+        (now != worker).then_some(())
+    })
+    .await;
+    let more: Vec<RecordBatch> = (10..15).map(|s| data::batch(1, s, 2)).collect();
+    lsns.extend(write(&cluster, &more, Level::ObjectStorage).await);
+    batches.extend(more);
+
     catalog.up().await;
+    let last = *lsns.last().expect("lsn");
     eventually("COMMITTED to reach the last write", DEADLINE, || async {
         let status = cluster.status(1).await?;
         (status["committed_lsn"].as_u64()? >= last).then_some(())

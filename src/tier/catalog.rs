@@ -6,9 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use iceberg::{Catalog, CatalogBuilder};
-use iceberg_catalog_rest::{
-    RestCatalogBuilder, REST_CATALOG_PROP_URI, REST_CATALOG_PROP_WAREHOUSE,
-};
+use iceberg_catalog_rest::{RestCatalogBuilder, REST_CATALOG_PROP_URI};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 
 use super::iceberg_io::ObjectStoreIoFactory;
@@ -42,8 +40,9 @@ impl CatalogKind {
 }
 
 /// Connects to the catalog of `settings`. `warehouse` is where arka puts table metadata
-/// (under its object store); a REST catalog is told it unless `catalog-options` names a
-/// `warehouse` of its own (some services name warehouses rather than locate them).
+/// (under its object store): the SQL catalog's warehouse. A REST catalog places tables
+/// where arka asks, so it is told a warehouse only when `catalog-options` names one (many
+/// services name their warehouses rather than locate them).
 pub async fn connect(
     settings: &TierSettings,
     io: Arc<ObjectStoreIoFactory>,
@@ -67,7 +66,7 @@ pub async fn connect(
                 .with_storage_factory(io)
                 .load(
                     CATALOG_NAME,
-                    rest_properties(url, warehouse, &settings.catalog_options),
+                    rest_properties(url, &settings.catalog_options),
                 )
                 .await
                 .map_err(TierError::catalog)?,
@@ -76,22 +75,32 @@ pub async fn connect(
     Ok(catalog)
 }
 
-/// The REST catalog's properties: its URI, the warehouse, then `catalog-options`
-/// (`credential`, `token`, `oauth2-server-uri`, `scope`, `prefix`, `header.NAME`, …).
-fn rest_properties(
-    url: &str,
-    warehouse: &str,
-    options: &BTreeMap<String, String>,
-) -> HashMap<String, String> {
-    let mut props = HashMap::from([
-        (REST_CATALOG_PROP_URI.to_string(), url.to_string()),
-        (
-            REST_CATALOG_PROP_WAREHOUSE.to_string(),
-            warehouse.to_string(),
-        ),
-    ]);
-    props.extend(options.iter().map(|(k, v)| (k.clone(), v.clone())));
+/// The REST catalog's properties: its URI, then `catalog-options` (`warehouse`,
+/// `credential`, `token`, `oauth2-server-uri`, `scope`, `prefix`, `header.NAME`, …).
+fn rest_properties(url: &str, options: &BTreeMap<String, String>) -> HashMap<String, String> {
+    let mut props: HashMap<String, String> = options.clone().into_iter().collect();
+    props.insert(REST_CATALOG_PROP_URI.to_string(), url.to_string());
     props
+}
+
+/// Checks `catalog-options` against the catalog they are for.
+pub fn check_options(
+    catalog_url: Option<&str>,
+    options: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    let kind = catalog_url.map(CatalogKind::of).transpose()?;
+    if options.is_empty() {
+        return Ok(());
+    }
+    if kind != Some(CatalogKind::Rest) {
+        return Err(
+            "catalog-options apply to a REST catalog-url (http:// or https://) only".into(),
+        );
+    }
+    if options.contains_key(REST_CATALOG_PROP_URI) {
+        return Err("catalog-options must not set uri: catalog-url is the catalog's URI".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -117,14 +126,15 @@ mod tests {
     }
 
     #[test]
-    fn catalog_options_override_the_rest_defaults() {
+    fn rest_properties_carry_the_options_and_the_uri() {
         let options = BTreeMap::from([
             ("warehouse".to_string(), "prod".to_string()),
             ("credential".to_string(), "id:secret".to_string()),
         ]);
-        let props = rest_properties("http://cat", "file:///w", &options);
+        let props = rest_properties("http://cat", &options);
         assert_eq!(props["uri"], "http://cat");
         assert_eq!(props["warehouse"], "prod");
         assert_eq!(props["credential"], "id:secret");
+        assert_eq!(props.len(), 3);
     }
 }

@@ -21,6 +21,11 @@ pub enum TierError {
     Catalog(Box<iceberg::Error>),
     #[error("reading the log: {0}")]
     Log(String),
+    #[error("{what} did not finish within {after:?}")]
+    Timeout {
+        what: &'static str,
+        after: std::time::Duration,
+    },
     #[error("reporting to the leader: {0}")]
     Report(String),
     #[error(transparent)]

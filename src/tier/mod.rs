@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-pub use catalog::CatalogKind;
+pub use catalog::check_options as check_catalog_options;
 pub use designate::designate_worker;
 pub use error::TierError;
 pub use pause::{TierPause, TierStage};
@@ -86,10 +86,20 @@ pub struct FlushRequest {
 /// What the tier worker of this node is doing, for `status`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct WorkerStatus {
-    /// The last error of the worker (cleared when a range or commit succeeds).
+    /// The last error of the worker (cleared when the step that failed succeeds).
     pub last_error: Option<String>,
     /// Failed attempts since the last success.
     pub failures: u64,
+    #[serde(skip)]
+    failed_step: Option<Step>,
+}
+
+/// The worker's two steps, which fail independently: a catalog that is down does not stop
+/// uploads, so an upload must not clear the catalog's error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Upload,
+    Commit,
 }
 
 /// A node's tiering machinery (present when tiering is configured).
@@ -137,13 +147,17 @@ impl Tiering {
             .clone()
     }
 
-    fn record(&self, outcome: Result<(), &TierError>) {
+    fn record(&self, step: Step, outcome: Result<(), &TierError>) {
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         match outcome {
-            Ok(()) => *status = WorkerStatus::default(),
+            Ok(()) if status.failed_step.is_none_or(|s| s == step) => {
+                *status = WorkerStatus::default()
+            }
+            Ok(()) => {}
             Err(e) => {
                 status.last_error = Some(e.to_string());
                 status.failures += 1;
+                status.failed_step = Some(step);
             }
         }
     }

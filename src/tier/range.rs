@@ -136,15 +136,17 @@ fn encode(
         .state
         .table(&table)
         .ok_or_else(|| TierError::Log(format!("table {table} was dropped while tiering")))?;
+    let min_lsn = rows.first().map(|(l, _)| *l).unwrap_or_default();
+    let max_lsn = rows.last().map(|(l, _)| *l).unwrap_or_default();
     let bytes = parquet_file::encode(&info.schema, rows).map_err(|reason| TierError::Parquet {
-        path: format!("(a file of table {table})"),
+        path: format!("of table {table} for LSNs {min_lsn}..={max_lsn}"),
         reason,
     })?;
     Ok(EncodedFile {
         table,
         bytes,
-        min_lsn: rows.first().map(|(l, _)| *l).unwrap_or_default(),
-        max_lsn: rows.last().map(|(l, _)| *l).unwrap_or_default(),
+        min_lsn,
+        max_lsn,
         rows: rows.iter().map(|(_, b)| b.num_rows() as u64).sum(),
     })
 }

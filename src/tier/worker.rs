@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::iceberg::IcebergTables;
 use super::range::{self, EncodedFile};
 use super::report::{Reporter, TierReport};
-use super::{FlushRequest, TierError, TierStage, Tiering};
+use super::{FlushRequest, Step, TierError, TierStage, Tiering};
 use crate::context::NodeContext;
 use crate::state::TierState;
 
@@ -23,6 +23,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long the worker waits for its own report to be applied locally.
 const APPLY_WAIT_MAX: Duration = Duration::from_secs(10);
+/// A commit (catalog calls, manifests, the watermark report) that takes longer is given up.
+const COMMIT_STEP_MAX: Duration = Duration::from_secs(60);
 
 /// Runs until the node stops.
 pub async fn run(ctx: Arc<NodeContext>, tiering: Arc<Tiering>) {
@@ -52,7 +54,7 @@ pub async fn run(ctx: Arc<NodeContext>, tiering: Arc<Tiering>) {
             Ok(()) => backoff = BACKOFF_MIN,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "tiering failed");
-                worker.tiering.record(Err(&e));
+                worker.tiering.record(Step::Upload, Err(&e));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
@@ -108,18 +110,14 @@ impl Worker {
         }
     }
 
-    /// Works as the tier worker until it is no longer designated (Ok) or a step fails.
+    /// Works as the tier worker until it is no longer designated (Ok) or an upload fails.
+    /// A failing catalog holds back COMMITTED only: uploads go on while commits are retried.
     async fn work(&mut self, flush_rx: &mut mpsc::Receiver<FlushRequest>) -> Result<(), TierError> {
-        if self.tables.is_none() {
-            let s = &self.tiering.settings;
-            let tables = IcebergTables::open(s, &self.tiering.storage).await?;
-            self.tables = Some(tables);
-            tracing::info!(catalog = %s.catalog_url, store = %s.store_url, "tier worker started");
-        }
         let mut tick = tokio::time::interval(self.tiering.settings.tier_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // A worker that takes over commits what its predecessor uploaded at once.
-        let mut last_commit: Option<Instant> = None;
+        let mut next_commit = Instant::now();
+        let mut commit_backoff = BACKOFF_MIN;
         loop {
             if !self.is_worker() {
                 return Ok(());
@@ -130,26 +128,55 @@ impl Worker {
                     // Callers that gave up (their wait is bounded) are forgotten.
                     self.flushes.retain(|f| !f.done.is_closed());
                     self.flushes.push(flush);
+                    // Commit now, unless commits are failing and wait for their retry.
+                    if commit_backoff == BACKOFF_MIN {
+                        next_commit = Instant::now();
+                    }
                 }
             }
             let upto = self.flushes.iter().map(|f| f.upto).max().unwrap_or(0);
             self.wait_applied(upto).await;
             while self.upload_next_range().await? {}
-            let commit_due =
-                last_commit.is_none_or(|at| at.elapsed() >= self.tiering.settings.commit_interval);
-            if commit_due || !self.flushes.is_empty() {
-                let outcome = match self.commit().await? {
-                    Some(stage) => Err(format!(
-                        "the tier worker is stopped at {stage:?} by inject_fault"
-                    )),
-                    None => Ok(()),
-                };
-                last_commit = Some(Instant::now());
-                for flush in self.flushes.drain(..) {
-                    let _ = flush.done.send(outcome.clone());
+            if Instant::now() < next_commit {
+                continue;
+            }
+            match self.commit_bounded().await {
+                Ok(stage) => {
+                    next_commit = Instant::now() + self.tiering.settings.commit_interval;
+                    commit_backoff = BACKOFF_MIN;
+                    let outcome = match stage {
+                        Some(stage) => Err(format!(
+                            "the tier worker is stopped at {stage:?} by inject_fault"
+                        )),
+                        None => Ok(()),
+                    };
+                    for flush in self.flushes.drain(..) {
+                        let _ = flush.done.send(outcome.clone());
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?commit_backoff, "committing to iceberg failed");
+                    self.tiering.record(Step::Commit, Err(&e));
+                    // The next attempt connects afresh (a REST catalog's token may have
+                    // expired). Waiting flushes are answered by a later attempt or time out.
+                    self.tables = None;
+                    next_commit = Instant::now() + commit_backoff;
+                    commit_backoff = (commit_backoff * 2).min(BACKOFF_MAX);
                 }
             }
         }
+    }
+
+    /// [`Worker::commit`], given up after [`COMMIT_STEP_MAX`] so a catalog that never answers
+    /// cannot hold up uploads. A commit cut short is completed by the next attempt, which
+    /// reads `arka.lsn` back first.
+    async fn commit_bounded(&mut self) -> Result<Option<TierStage>, TierError> {
+        tokio::time::timeout(COMMIT_STEP_MAX, self.commit())
+            .await
+            .unwrap_or(Err(TierError::Timeout {
+                what: "committing to the Iceberg catalog",
+                after: COMMIT_STEP_MAX,
+            }))
     }
 
     /// Waits (bounded) until this node has applied `lsn`, so a flush covers what the node
@@ -191,7 +218,7 @@ impl Worker {
         };
         self.report(report).await?;
         self.wait_tier(|t| t.s3_lsn >= to).await?;
-        self.tiering.record(Ok(()));
+        self.tiering.record(Step::Upload, Ok(()));
         Ok(true)
     }
 
@@ -225,9 +252,16 @@ impl Worker {
         if self.tiering.pause.stops_at(TierStage::BeforeCommit) {
             return Ok(Some(TierStage::BeforeCommit));
         }
-        let Some(tables) = &self.tables else {
-            return Err(TierError::Config("the Iceberg catalog is not open".into()));
+        let tables = match self.tables.take() {
+            Some(tables) => tables,
+            None => {
+                let s = &self.tiering.settings;
+                let tables = IcebergTables::open(s, &self.tiering.storage).await?;
+                tracing::info!(catalog = %s.catalog_url, "connected to the iceberg catalog");
+                tables
+            }
         };
+        let tables = self.tables.insert(tables);
         for (name, info) in self.ctx.state.tables() {
             let files = self
                 .ctx
@@ -255,7 +289,7 @@ impl Worker {
         };
         self.report(report).await?;
         self.wait_tier(|t| t.committed_lsn >= upto).await?;
-        self.tiering.record(Ok(()));
+        self.tiering.record(Step::Commit, Ok(()));
         Ok(None)
     }
 

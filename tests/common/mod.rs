@@ -51,7 +51,7 @@ where
 /// A port that is free now, below the kernel's ephemeral range (32768 and up) so that no
 /// outgoing connection can take it before the node binds it. Concurrent test processes start
 /// at different points of the range.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let seed = std::process::id().wrapping_mul(7919);
@@ -130,23 +130,36 @@ impl Cluster {
     }
 
     /// Starts `n` nodes that tier to `object_store_url` (`None`: a local directory of the
-    /// cluster) with an SQLite Iceberg catalog in the cluster's directory (`catalog.db`)
-    /// unless `extra_config` names a `catalog-url`, committing every `commit_interval_ms`.
-    /// `extra_config` is appended.
+    /// cluster) with an SQLite Iceberg catalog in the cluster's directory (`catalog.db`),
+    /// committing every `commit_interval_ms`. `extra_config` is appended.
     pub async fn start_tiered(
         n: u64,
         object_store_url: Option<&str>,
         commit_interval_ms: u64,
         extra_config: &str,
     ) -> Cluster {
+        let catalog = "sqlite:{dir}/catalog.db?mode=rwc";
+        Self::start_tiered_with_catalog(
+            n,
+            object_store_url,
+            catalog,
+            commit_interval_ms,
+            extra_config,
+        )
+        .await
+    }
+
+    /// [`Cluster::start_tiered`] with the Iceberg catalog at `catalog_url`.
+    pub async fn start_tiered_with_catalog(
+        n: u64,
+        object_store_url: Option<&str>,
+        catalog_url: &str,
+        commit_interval_ms: u64,
+        extra_config: &str,
+    ) -> Cluster {
         let url = object_store_url.unwrap_or("file://{dir}/objects");
-        let catalog = if extra_config.contains("catalog-url") {
-            ""
-        } else {
-            "catalog-url = \"sqlite:{dir}/catalog.db?mode=rwc\"\n"
-        };
         let config = format!(
-            "object-store-url = {url:?}\n{catalog}commit-interval-ms = {commit_interval_ms}\ntier-interval-ms = 100\n{extra_config}"
+            "object-store-url = {url:?}\ncatalog-url = {catalog_url:?}\ncommit-interval-ms = {commit_interval_ms}\ntier-interval-ms = 100\n{extra_config}"
         );
         Self::start_with_config(n, &config).await
     }

@@ -71,7 +71,7 @@ class Handler(BaseHTTPRequestHandler):
             with self.lock:
                 status, reply = self.route(method, path, body)
         except Exception as e:  # noqa: BLE001 - every failure is answered, as a server must
-            status = STATUS.get(type(e), 500)
+            status = next((STATUS[t] for t in type(e).__mro__ if t in STATUS), 500)
             reply = {"error": {"message": str(e), "type": type(e).__name__, "code": status}}
         self.answer(status, reply)
 
