@@ -16,7 +16,7 @@ use iceberg::spec::{
 };
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
-use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
+use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
 
 use super::catalog;
 use super::iceberg_io::ObjectStoreIoFactory;
@@ -110,8 +110,13 @@ impl IcebergTables {
         let wrap = |e| TierError::iceberg(table, e);
         let ident = ident(table);
         let wanted = iceberg_schema(table, schema)?;
-        if self.catalog.table_exists(&ident).await.map_err(wrap)? {
-            let current = self.catalog.load_table(&ident).await.map_err(wrap)?;
+        // One round trip: a missing table is the load's TableNotFound, not a separate check.
+        let existing = match self.catalog.load_table(&ident).await {
+            Ok(current) => Some(current),
+            Err(e) if e.kind() == ErrorKind::TableNotFound => None,
+            Err(e) => return Err(wrap(e)),
+        };
+        if let Some(current) = existing {
             let incarnation = current.metadata().properties().get(CREATED_LSN_PROPERTY);
             if incarnation == Some(&created_lsn.to_string()) {
                 return self.evolve(table, current, &wanted).await;
