@@ -80,6 +80,16 @@ fn raise(watermark: &watch::Sender<u64>, to: u64) {
     });
 }
 
+fn lower(watermark: &watch::Sender<u64>, to: u64) {
+    watermark.send_if_modified(|current| {
+        let lowered = to < *current;
+        if lowered {
+            *current = to;
+        }
+        lowered
+    });
+}
+
 impl WalObserver for AckRouter {
     fn appended(&self, entry: &Entry) {
         let lsn = entry.log_id.index;
@@ -101,8 +111,12 @@ impl WalObserver for AckRouter {
         raise(&self.disk_lsn, last_index);
     }
 
-    fn truncated(&self, _last_index: u64) {
-        // Watermarks only rise. Sessions whose entries were cut learn it from their proposal
-        // failing (`LogEntryDiscarded` → ABORTED), not from the watermark.
+    fn truncated(&self, last_index: u64) {
+        // The entries above `last_index` are gone, and their LSNs will name new entries that
+        // are not yet durable: the watermarks come down with the log (never below
+        // REPLICATED, which cannot be truncated). Sessions whose entries were cut learn it
+        // from their proposal failing (`LogEntryDiscarded` → ABORTED).
+        lower(&self.memory_lsn, last_index);
+        lower(&self.disk_lsn, last_index);
     }
 }

@@ -161,20 +161,29 @@ async fn garbage_after_the_tail_is_truncated() {
     assert_eq!(indexes(&mut log).await, vec![1, 2, 3]);
 }
 
-#[tokio::test]
-async fn flipped_byte_mid_segment_is_reported_not_skipped() {
-    let dir = TempDir::new().expect("tempdir");
-    {
-        let mut log = open_log(dir.path(), 1 << 20).await.expect("open");
-        append_durably(&mut log, (1..=10).map(|i| blank(1, i)).collect()).await;
-    }
-    let file = segments(dir.path()).pop().expect("segment");
-    let mut bytes = std::fs::read(&file).expect("read");
-    let record = bytes.len() / 10;
-    let offset = 3 * record + 12; // inside the payload of the fourth record
-    bytes[offset] ^= 0x01;
-    std::fs::write(&file, bytes).expect("write");
+/// Two groups of five records, each made durable before the next is written: the second
+/// group's records vouch that the first was fsynced.
+async fn two_durable_groups(dir: &Path) -> (std::path::PathBuf, usize) {
+    let mut log = open_log(dir, 1 << 20).await.expect("open");
+    append_durably(&mut log, (1..=5).map(|i| blank(1, i)).collect()).await;
+    append_durably(&mut log, (6..=10).map(|i| blank(1, i)).collect()).await;
+    drop(log);
+    let file = segments(dir).pop().expect("segment");
+    let len = std::fs::metadata(&file).expect("meta").len() as usize;
+    (file, len / 10)
+}
 
+fn flip(file: &Path, offset: usize) {
+    let mut bytes = std::fs::read(file).expect("read");
+    bytes[offset] ^= 0x01;
+    std::fs::write(file, bytes).expect("write");
+}
+
+#[tokio::test]
+async fn flipped_byte_in_an_fsynced_record_is_reported_not_skipped() {
+    let dir = TempDir::new().expect("tempdir");
+    let (file, record) = two_durable_groups(dir.path()).await;
+    flip(&file, 3 * record + 25); // inside the payload of the fourth record
     let err = open_log(dir.path(), 1 << 20)
         .await
         .err()
@@ -188,6 +197,30 @@ async fn flipped_byte_mid_segment_is_reported_not_skipped() {
         err.contains(&format!("offset {}", 3 * record)),
         "names the offset: {err}"
     );
+}
+
+#[tokio::test]
+async fn damaged_length_of_an_fsynced_record_is_reported_not_taken_for_a_torn_tail() {
+    let dir = TempDir::new().expect("tempdir");
+    let (file, record) = two_durable_groups(dir.path()).await;
+    flip(&file, 2 * record + 1); // the length field of the third record
+    let err = open_log(dir.path(), 1 << 20)
+        .await
+        .err()
+        .expect("a damaged length is corruption, not a torn tail");
+    assert!(err.contains(&format!("offset {}", 2 * record)), "{err}");
+    assert!(err.contains("fsynced"), "{err}");
+}
+
+/// Damage in the last group, which no later record vouches for, is what a torn write leaves
+/// (the disk may have kept later pages of the write and not earlier ones): it is cut.
+#[tokio::test]
+async fn damage_in_the_last_group_is_cut_as_a_torn_tail() {
+    let dir = TempDir::new().expect("tempdir");
+    let (file, record) = two_durable_groups(dir.path()).await;
+    flip(&file, 6 * record + 25); // the seventh record, in the second group
+    let mut log = open_log(dir.path(), 1 << 20).await.expect("reopen");
+    assert_eq!(indexes(&mut log).await, (1..=6).collect::<Vec<_>>());
 }
 
 #[tokio::test]
@@ -240,6 +273,42 @@ async fn reopens_after_a_crash_at_every_byte_of_the_last_append() {
     }
 }
 
+/// A damaged byte anywhere, headers included: in the fsynced first group it is refused with
+/// the record's offset; in the last group it is cut there, keeping every record before it.
+#[tokio::test]
+async fn reopens_or_refuses_with_a_damaged_byte_anywhere() {
+    let dir = TempDir::new().expect("tempdir");
+    let (file, record) = two_durable_groups(dir.path()).await;
+    let full = std::fs::read(&file).expect("read");
+    for at in 0..full.len() {
+        let mut damaged = full.clone();
+        damaged[at] ^= 0x80;
+        std::fs::write(&file, &damaged).expect("write damaged");
+        let damaged_record = at / record;
+        match open_log(dir.path(), 1 << 20).await {
+            Ok(mut log) => {
+                assert!(
+                    damaged_record >= 5,
+                    "byte {at} of an fsynced record was cut"
+                );
+                assert_eq!(
+                    indexes(&mut log).await,
+                    (1..=damaged_record as u64).collect::<Vec<_>>(),
+                    "byte {at}"
+                );
+            }
+            Err(e) => {
+                assert!(
+                    damaged_record < 5,
+                    "byte {at} of the last group refused: {e}"
+                );
+                let offset = damaged_record * record;
+                assert!(e.contains(&format!("offset {offset}")), "byte {at}: {e}");
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn purge_removes_whole_segments_and_survives_reopen() {
     let dir = TempDir::new().expect("tempdir");
@@ -271,4 +340,93 @@ async fn purge_removes_whole_segments_and_survives_reopen() {
     let state = log.get_log_state().await.expect("state");
     assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(20));
     assert_eq!(state.last_log_id.map(|l| l.index), Some(30));
+}
+
+fn log_id(term: u64, index: u64) -> LogId {
+    LogId::new(LeaderId { term, node_id: 1 }, index)
+}
+
+/// openraft purges up to a snapshot's log id when it installs it, even past the end of the
+/// log; the log then continues right after it, and must reopen cleanly every time.
+#[tokio::test]
+async fn reopens_after_a_snapshot_install_purged_past_the_end() {
+    let dir = TempDir::new().expect("tempdir");
+    let mut next = 1;
+    for round in 1..=3u64 {
+        let mut log = open_log(dir.path(), 1 << 20).await.expect("open");
+        append_durably(
+            &mut log,
+            (next..next + 7).map(|i| blank(round, i)).collect(),
+        )
+        .await;
+        let snapshot = next + 130;
+        log.purge(log_id(round, snapshot)).await.expect("purge");
+        next = snapshot + 1;
+        append_durably(
+            &mut log,
+            (next..next + 5).map(|i| blank(round, i)).collect(),
+        )
+        .await;
+        drop(log);
+        let mut log = open_log(dir.path(), 1 << 20)
+            .await
+            .unwrap_or_else(|e| panic!("reopen after install {round}: {e}"));
+        assert_eq!(
+            indexes(&mut log).await,
+            (next..next + 5).collect::<Vec<_>>()
+        );
+        let state = log.get_log_state().await.expect("state");
+        assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(snapshot));
+        next += 5;
+    }
+}
+
+/// A log written before the fix: the stale records of the tail segment are followed by the
+/// entries after a purge past the end. It reopens, keeping the entries after the purge.
+#[tokio::test]
+async fn reopens_a_tail_that_holds_stale_records_before_the_purged_id() {
+    // The stale records 1..=7, as the tail segment held them.
+    let stale = TempDir::new().expect("tempdir");
+    {
+        let mut log = open_log(stale.path(), 1 << 20).await.expect("open");
+        append_durably(&mut log, (1..=7).map(|i| blank(1, i)).collect()).await;
+    }
+    let stale_records = std::fs::read(&segments(stale.path())[0]).expect("read");
+    // The log after the purge past its end: 132..=135.
+    let dir = TempDir::new().expect("tempdir");
+    {
+        let mut log = open_log(dir.path(), 1 << 20).await.expect("open");
+        log.purge(log_id(1, 131)).await.expect("purge");
+        append_durably(&mut log, (132..=135).map(|i| blank(1, i)).collect()).await;
+    }
+    let file = segments(dir.path()).pop().expect("segment");
+    let new_records = std::fs::read(&file).expect("read");
+    std::fs::write(&file, [stale_records, new_records].concat()).expect("write");
+    let mut log = open_log(dir.path(), 1 << 20).await.expect("reopen");
+    assert_eq!(indexes(&mut log).await, (132..=135).collect::<Vec<_>>());
+}
+
+/// LOCAL_DISK comes from the disk watermark: after a truncation it must not still cover the
+/// cut indexes, which the next entries take before they are fsynced.
+#[tokio::test]
+async fn truncation_lowers_the_disk_watermark() {
+    let dir = TempDir::new().expect("tempdir");
+    let db = open_db(dir.path()).await.expect("sled");
+    let acks = Arc::new(arka::acks::AckRouter::new(1));
+    let config = WalConfig {
+        dir: dir.path().join("wal"),
+        segment_bytes_max: 1 << 20,
+    };
+    let mut log = LogStore::open(config, db, acks.clone())
+        .await
+        .expect("open wal");
+    append_durably(&mut log, (1..=10).map(|i| blank(1, i)).collect()).await;
+    assert_eq!(acks.disk_lsn(), 10);
+    log.truncate_after(Some(log_id(1, 5)))
+        .await
+        .expect("truncate");
+    assert_eq!(acks.disk_lsn(), 5, "the cut entries are no longer on disk");
+    assert_eq!(acks.memory_lsn(), 5);
+    append_durably(&mut log, vec![blank(2, 6)]).await;
+    assert_eq!(acks.disk_lsn(), 6);
 }

@@ -139,8 +139,8 @@ impl LogStore {
     ) -> WalResult<Self> {
         std::fs::create_dir_all(&config.dir).map_err(|e| WalError::io(&config.dir, e))?;
         let meta = Meta::open(db)?;
-        let recovered = recovery::recover(&config.dir)?;
         let last_purged = meta.purged()?;
+        let recovered = recovery::recover(&config.dir, last_purged.map(|p| p.index))?;
 
         let mut segments: BTreeMap<SegmentId, Arc<Segment>> = recovered
             .segments
@@ -157,22 +157,17 @@ impl LogStore {
         };
         let next_segment_id = tail.id.0 + 1;
 
-        let mut index = WalIndex {
-            first_index: recovered.first_index,
+        let first_index = match (recovered.locs.is_empty(), last_purged) {
+            (true, Some(purged)) => purged.index + 1,
+            _ => recovered.first_index,
+        };
+        let index = WalIndex {
+            first_index,
             locs: recovered.locs.into(),
             segments,
             last_log_id: None,
             last_purged,
         };
-        // Entries at or below the purged id may still sit in a partly purged segment.
-        if let Some(purged) = last_purged {
-            while index.first_index <= purged.index && index.locs.pop_front().is_some() {
-                index.first_index += 1;
-            }
-            if index.locs.is_empty() {
-                index.first_index = purged.index + 1;
-            }
-        }
         let shared = Arc::new(Shared {
             index: RwLock::new(index),
             meta,
@@ -255,7 +250,7 @@ impl LogStore {
                 self.roll_segment()?;
             }
             let start = self.buf.len();
-            record::encode_into(entry, &mut self.buf)
+            record::encode_into(entry, self.tail.synced_len(), &mut self.buf)
                 .map_err(|reason| WalError::Encode { index: got, reason })?;
             locs.push(RecordLoc {
                 segment: self.tail.id,
@@ -317,6 +312,22 @@ impl LogStore {
         Ok(())
     }
 
+    /// Waits until every append sent to the flusher so far is durable and reported.
+    async fn wait_for_flushes(&self) -> WalResult<()> {
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        self.flush_tx
+            .send(FlushRequest::Barrier(done))
+            .await
+            .map_err(|_| WalError::Shutdown)?;
+        flushed.await.map_err(|_| WalError::Shutdown)
+    }
+
+    /// True when purging up to `upto` leaves no entry, and the tail segment holds some.
+    fn purges_every_entry(&self, upto: LogId) -> bool {
+        let index = self.shared.read_index();
+        self.tail_offset > 0 && index.next_index() <= upto.index + 1
+    }
+
     /// Drops the purged entries from the index and returns the segments that hold none of
     /// the kept ones; their files are deleted by the caller, off the index lock.
     fn purge_index(&mut self, upto: LogId) -> Vec<Arc<Segment>> {
@@ -352,7 +363,7 @@ impl LogStore {
 /// Deletes purged segment files. Runs on a blocking thread: deleting a gigabyte of
 /// segments can take longer than an election timeout, and the Raft storage task must not
 /// wait for it. A file left behind by a crash is deleted by the next purge.
-async fn delete_segments(segments: Vec<Arc<Segment>>) -> WalResult<()> {
+async fn delete_segments(dir: PathBuf, segments: Vec<Arc<Segment>>) -> WalResult<()> {
     if segments.is_empty() {
         return Ok(());
     }
@@ -360,7 +371,8 @@ async fn delete_segments(segments: Vec<Arc<Segment>>) -> WalResult<()> {
         for segment in segments {
             std::fs::remove_file(&segment.path).map_err(|e| WalError::io(&segment.path, e))?;
         }
-        Ok(())
+        // The removals are durable only once the directory is.
+        sync_dir(&dir)
     });
     deleted.await.map_err(|_| WalError::Shutdown)?
 }
@@ -468,8 +480,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             self.observer.appended(entry);
         }
         let last_index = entries.last().map(|e| e.log_id.index).unwrap_or(0);
-        let request = FlushRequest {
+        let request = FlushRequest::Append {
             segment: self.tail.clone(),
+            written: self.tail_offset,
             last_index,
             callback,
         };
@@ -481,6 +494,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), io::Error> {
+        self.wait_for_flushes().await?;
         self.truncate_index_after(last)?;
         self.observer.truncated(last.map(|l| l.index).unwrap_or(0));
         Ok(())
@@ -488,9 +502,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, upto: LogId) -> Result<(), io::Error> {
         self.shared.meta.save_purged(&upto).await?;
+        if self.purges_every_entry(upto) {
+            // A snapshot install purges up to its log id, which may lie past the end of this
+            // log; the tail segment then holds only purged records, and the log goes on at
+            // `upto + 1` in a fresh segment, so that it reopens without a gap.
+            self.roll_segment()?;
+        }
         let doomed = self.purge_index(upto);
+        let dir = self.config.dir.clone();
         tokio::spawn(async move {
-            if let Err(e) = delete_segments(doomed).await {
+            if let Err(e) = delete_segments(dir, doomed).await {
                 tracing::warn!(error = %e, "deleting purged wal segments failed");
             }
         });

@@ -4,6 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::error::{WalError, WalResult};
 use super::record::{self, Header, HEADER_BYTES};
@@ -32,6 +33,9 @@ pub struct Segment {
     pub id: SegmentId,
     pub path: PathBuf,
     file: File,
+    /// Length up to which an `fdatasync` has completed; records written now carry it, so
+    /// recovery can tell durable bytes from a torn tail.
+    synced_len: AtomicU64,
 }
 
 pub fn segment_path(dir: &Path, id: SegmentId) -> PathBuf {
@@ -78,7 +82,12 @@ impl Segment {
             .open(&path)
             .map_err(|e| WalError::io(&path, e))?;
         sync_dir(dir)?;
-        Ok(Self { id, path, file })
+        Ok(Self {
+            id,
+            path,
+            file,
+            synced_len: AtomicU64::new(0),
+        })
     }
 
     pub fn open(id: SegmentId, path: PathBuf) -> WalResult<Self> {
@@ -87,7 +96,12 @@ impl Segment {
             .write(true)
             .open(&path)
             .map_err(|e| WalError::io(&path, e))?;
-        Ok(Self { id, path, file })
+        Ok(Self {
+            id,
+            path,
+            file,
+            synced_len: AtomicU64::new(0),
+        })
     }
 
     pub fn len(&self) -> WalResult<u64> {
@@ -110,11 +124,27 @@ impl Segment {
             .map_err(|e| WalError::io(&self.path, e))
     }
 
+    /// `fdatasync`, then records that the first `written` bytes (everything written before
+    /// the call) are durable.
+    pub fn sync_up_to(&self, written: u64) -> WalResult<()> {
+        self.sync()?;
+        self.synced_len.fetch_max(written, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// How much of the file is known to be durable.
+    pub fn synced_len(&self) -> u64 {
+        self.synced_len.load(Ordering::Acquire)
+    }
+
+    /// Cuts the file to `len` bytes, durably.
     pub fn truncate(&self, len: u64) -> WalResult<()> {
         self.file
             .set_len(len)
             .and_then(|_| self.file.sync_all())
-            .map_err(|e| WalError::io(&self.path, e))
+            .map_err(|e| WalError::io(&self.path, e))?;
+        self.synced_len.store(len, Ordering::Release);
+        Ok(())
     }
 
     pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
