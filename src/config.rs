@@ -65,6 +65,9 @@ pub struct NodeConfig {
     pub bootstrap: bool,
     /// A WAL segment is sealed and a new one started at this size.
     pub segment_bytes_max: u64,
+    /// Bytes of entries in one AppendEntries message at most (a single larger entry still
+    /// goes alone).
+    pub replication_bytes_max: u64,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
@@ -118,6 +121,7 @@ impl Default for NodeConfig {
             initial_members: Vec::new(),
             bootstrap: false,
             segment_bytes_max: 64 * 1024 * 1024,
+            replication_bytes_max: arka_cluster::network::APPEND_BYTES_MAX as u64,
             heartbeat_interval_ms: 50,
             election_timeout_min_ms: 150,
             election_timeout_max_ms: 300,
@@ -177,6 +181,9 @@ impl NodeConfig {
         }
         if self.election_timeout_max_ms <= self.election_timeout_min_ms {
             return invalid("election-timeout-max-ms must be above election-timeout-min-ms".into());
+        }
+        if self.replication_bytes_max < 4096 {
+            return invalid("replication-bytes-max must be at least 4096".into());
         }
         if self.segment_bytes_max < 4096 {
             return invalid("segment-bytes-max must be at least 4096".into());

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use arka_cluster::fault::NetworkFaults;
 use arka_cluster::gossip::Gossip;
 use arka_cluster::membership::MembershipOps;
+use arka_cluster::network::InternalClient;
 use arka_cluster::ClusterId;
 use arka_cluster::NodeId;
 
@@ -34,6 +35,8 @@ pub struct NodeContext {
     /// Whether the `inject_fault` action may change `faults` (config `fault-injection`).
     pub fault_injection: bool,
     pub cluster_id: ClusterId,
+    /// Sends node-to-node requests that are not Raft messages.
+    pub internal: InternalClient,
     /// Present when tiering is configured (`object-store-url`).
     pub tiering: Option<Arc<Tiering>>,
 }

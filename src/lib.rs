@@ -12,6 +12,7 @@ pub mod context;
 pub mod durability;
 pub mod error;
 pub mod flight;
+pub mod internal;
 pub mod ipc;
 pub mod membership;
 pub mod node;

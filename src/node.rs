@@ -10,7 +10,9 @@ use anyhow::Context;
 use arka_cluster::cluster_id::{ClusterId, Persist};
 use arka_cluster::fault::NetworkFaults;
 use arka_cluster::gossip::{Gossip, GossipConfig, GossipTiming, NodeState, Peer, UdpDatagrams};
-use arka_cluster::network::{NetworkFactory, RaftRpcService, TcpConnector, GRPC_MESSAGE_BYTES_MAX};
+use arka_cluster::network::{
+    InternalClient, NetworkFactory, RaftRpcService, TcpConnector, GRPC_MESSAGE_BYTES_MAX,
+};
 use arka_cluster::raft_config::{self, RaftTiming};
 use arka_cluster::NodeInfo;
 use arka_proto::raft::raft_service_server::RaftServiceServer;
@@ -23,6 +25,7 @@ use crate::acks::AckRouter;
 use crate::config::NodeConfig;
 use crate::context::NodeContext;
 use crate::flight::ArkaFlight;
+use crate::internal::InternalService;
 use crate::membership::{self, ApplyClock};
 use crate::raft::Raft;
 use crate::state::{Retention, StateMachine, StateMachineStore};
@@ -66,7 +69,8 @@ impl Node {
             .await
             .context("open wal")?;
         let log = log_store.reader();
-        let state = StateMachine::open(db.clone()).context("open state machine")?;
+        let state =
+            StateMachine::open(config.data_dir.join("snapshots")).context("open state machine")?;
 
         let timing = RaftTiming {
             heartbeat_interval_ms: config.heartbeat_interval_ms,
@@ -76,13 +80,16 @@ impl Node {
         let faults = NetworkFaults::default();
         let cluster_id = open_cluster_id(&db)?;
         let network =
-            NetworkFactory::new(Arc::new(TcpConnector), faults.clone(), cluster_id.clone());
+            NetworkFactory::new(Arc::new(TcpConnector), faults.clone(), cluster_id.clone())
+                .with_append_bytes_max(config.replication_bytes_max as usize);
+        let internal =
+            InternalClient::new(Arc::new(TcpConnector), faults.clone(), cluster_id.clone());
         let raft = Raft::new(
             config.node_id,
             raft_config::build(&timing)?,
             network,
             log_store,
-            StateMachineStore::new(state.clone()),
+            StateMachineStore::new(state.clone(), Some(log.clone())),
         )
         .await
         .context("start raft")?;
@@ -133,6 +140,7 @@ impl Node {
             faults: faults.clone(),
             fault_injection: config.fault_injection,
             cluster_id: cluster_id.clone(),
+            internal,
             tiering: tiering.clone(),
         });
 
@@ -141,6 +149,7 @@ impl Node {
             raft.clone(),
             faults,
             cluster_id.clone(),
+            Arc::new(InternalService::new(&ctx)),
         ))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
@@ -223,11 +232,6 @@ impl Node {
             let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
         }
         self.ctx.raft.shutdown().await.context("stop raft")?;
-        self.ctx
-            .state
-            .flush()
-            .await
-            .context("flush state machine")?;
         self.db.flush_async().await.context("flush metadata")?;
         Ok(())
     }

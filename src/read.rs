@@ -1,6 +1,6 @@
 //! Reading a table's batches back from the log, in LSN order.
 
-use arka_cluster::Command;
+use arka_cluster::{Command, TieredFile};
 use arrow::array::{new_null_array, ArrayRef, Int64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -64,8 +64,9 @@ pub struct TieredCache {
 }
 
 /// Reads the next step of `table` from `from_lsn` to `to_lsn` (inclusive): at most
-/// [`READ_STEP_BATCHES`] log entries, each batch with its LSN. Entries no longer in this
-/// node's WAL are read from their tiered file.
+/// [`READ_STEP_BATCHES`] writes, each batch with its LSN. Writes below the index floor are
+/// read from their tiered files in order; indexed writes from the WAL, or from their tiered
+/// file when this node's WAL no longer holds them.
 pub async fn read_step(
     ctx: &NodeContext,
     table: &TableName,
@@ -74,22 +75,41 @@ pub async fn read_step(
     with_lsn: bool,
     cache: &mut TieredCache,
 ) -> Result<ReadStep> {
+    let conformed = |writes: Vec<(u64, RecordBatch)>| -> Result<Vec<(u64, RecordBatch)>> {
+        writes
+            .into_iter()
+            .map(|(lsn, batch)| Ok((lsn, conform(batch, schema, with_lsn.then_some(lsn))?)))
+            .collect()
+    };
+    let floor = ctx.state.index_floor();
+    let mut from_lsn = from_lsn;
+    if from_lsn < floor {
+        let below = tiered_writes(ctx, table, (from_lsn, to_lsn.min(floor - 1)), cache).await?;
+        if !below.is_empty() {
+            return Ok(ReadStep {
+                batches: conformed(below)?,
+                exhausted: false,
+            });
+        }
+        // Every write below the floor is in a tiered file: none is left in range there.
+        from_lsn = floor;
+    }
     let index = ctx
         .state
-        .index_range(table, from_lsn, to_lsn, READ_STEP_BATCHES)?;
+        .index_range(table, from_lsn, to_lsn, READ_STEP_BATCHES);
     let exhausted = index.len() < READ_STEP_BATCHES;
     let mut out = Vec::with_capacity(index.len());
     for (lsn, _) in index {
-        let batches = match ctx.log.entries(lsn, lsn + 1)?.pop() {
-            Some(entry) => batches_of_entry(table, lsn, entry)?,
-            None => vec![tiered_batch(ctx, table, lsn, cache).await?],
-        };
-        for batch in batches {
-            out.push((lsn, conform(batch, schema, with_lsn.then_some(lsn))?));
+        match ctx.log.entries(lsn, lsn + 1)?.pop() {
+            Some(entry) => {
+                let batches = batches_of_entry(table, lsn, entry)?;
+                out.extend(batches.into_iter().map(|b| (lsn, b)));
+            }
+            None => out.push((lsn, tiered_batch(ctx, table, lsn, cache).await?)),
         }
     }
     Ok(ReadStep {
-        batches: out,
+        batches: conformed(out)?,
         exhausted,
     })
 }
@@ -109,6 +129,30 @@ fn batches_of_entry(
     Ok(batches)
 }
 
+/// The writes of `table` with `from <= lsn <= to` in the first tiered file that holds any
+/// at or after `from`, at most [`READ_STEP_BATCHES`].
+async fn tiered_writes(
+    ctx: &NodeContext,
+    table: &TableName,
+    (from, to): (u64, u64),
+    cache: &mut TieredCache,
+) -> Result<Vec<(u64, RecordBatch)>> {
+    let Some(file) = ctx.state.first_tiered_file_from(table, from) else {
+        return Ok(Vec::new());
+    };
+    if file.min_lsn > to {
+        return Ok(Vec::new());
+    }
+    let writes = load(ctx, table, file, cache).await?;
+    let start = writes.partition_point(|(lsn, _)| *lsn < from);
+    Ok(writes[start..]
+        .iter()
+        .take_while(|(lsn, _)| *lsn <= to)
+        .take(READ_STEP_BATCHES)
+        .cloned()
+        .collect())
+}
+
 /// The write at `lsn` of `table`, from the tiered file that holds it.
 async fn tiered_batch(
     ctx: &NodeContext,
@@ -116,34 +160,54 @@ async fn tiered_batch(
     lsn: u64,
     cache: &mut TieredCache,
 ) -> Result<RecordBatch> {
-    if let Some(batch) = cached(cache, lsn) {
-        return Ok(batch);
-    }
     let gone = || {
-        Error::Internal(format!(
-            "write {lsn} of table {table} is no longer in this node's WAL (first kept: {}) and no tiered file holds it",
+        Error::Unavailable(format!(
+            "write {lsn} of table {table} is no longer in this node's WAL (first kept: {}) and not yet in object storage; read it from another replica or retry once it is tiered",
             ctx.log.first_index()
         ))
     };
-    let file = ctx.state.tiered_file_at(table, lsn)?.ok_or_else(gone)?;
-    let tiering = ctx.tiering.as_ref().ok_or_else(gone)?;
-    let bytes = tiering.storage.get(&file.path).await.map_err(|e| {
-        Error::Unavailable(format!(
-            "write {lsn} of table {table} is in object storage, which did not answer: {e}"
-        ))
-    })?;
-    // A file holds up to a whole range: decoding it is kept off the runtime threads.
-    let corrupt = |e: String| Error::Internal(format!("tiered file {}: {e}", file.path));
-    let writes = tokio::task::spawn_blocking(move || crate::tier::parquet_file::decode(bytes))
-        .await
-        .map_err(|e| corrupt(e.to_string()))?
-        .map_err(corrupt)?;
-    cache.file = Some((file.path, writes));
-    cached(cache, lsn).ok_or_else(gone)
+    let file = ctx.state.tiered_file_at(table, lsn).ok_or_else(gone)?;
+    let writes = load(ctx, table, file, cache).await?;
+    let at = writes
+        .binary_search_by_key(&lsn, |(l, _)| *l)
+        .map_err(|_| gone())?;
+    Ok(writes[at].1.clone())
 }
 
-fn cached(cache: &TieredCache, lsn: u64) -> Option<RecordBatch> {
-    let (_, writes) = cache.file.as_ref()?;
-    let at = writes.binary_search_by_key(&lsn, |(l, _)| *l).ok()?;
-    Some(writes[at].1.clone())
+/// The writes of a tiered file, decoded (from the cache when it holds that file).
+async fn load<'c>(
+    ctx: &NodeContext,
+    table: &TableName,
+    file: TieredFile,
+    cache: &'c mut TieredCache,
+) -> Result<&'c [(u64, RecordBatch)]> {
+    if cache
+        .file
+        .as_ref()
+        .is_none_or(|(path, _)| *path != file.path)
+    {
+        let tiering = ctx.tiering.as_ref().ok_or_else(|| {
+            Error::Internal(format!(
+                "table {table} has tiered files but tiering is not configured on this node"
+            ))
+        })?;
+        let bytes = tiering.storage.get(&file.path).await.map_err(|e| {
+            Error::Unavailable(format!(
+                "writes {}..={} of table {table} are in object storage, which did not answer: {e}",
+                file.min_lsn, file.max_lsn
+            ))
+        })?;
+        // A file holds up to a whole range: decoding it is kept off the runtime threads.
+        let corrupt = |e: String| Error::Internal(format!("tiered file {}: {e}", file.path));
+        let writes = tokio::task::spawn_blocking(move || crate::tier::parquet_file::decode(bytes))
+            .await
+            .map_err(|e| corrupt(e.to_string()))?
+            .map_err(corrupt)?;
+        cache.file = Some((file.path, writes));
+    }
+    Ok(cache
+        .file
+        .as_ref()
+        .map(|(_, w)| w.as_slice())
+        .unwrap_or_default())
 }

@@ -57,7 +57,8 @@ async fn open(dir: &Path, segment_bytes_max: u64) -> (LogStore, StateMachineStor
     let log = LogStore::open(config, db.clone(), Arc::new(NoopObserver))
         .await
         .expect("open wal");
-    let sm = StateMachineStore::new(StateMachine::open(db).expect("state machine"));
+    let sm = StateMachine::open(dir.join("snapshots")).expect("state machine");
+    let sm = StateMachineStore::new(sm, None);
     (log, sm)
 }
 

@@ -29,7 +29,6 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("transfer_leader", "Move leadership to a voter and wait until it took over. Body: {\"node_id\": N}."),
     ("flush", "Seal, upload and commit to Iceberg everything applied now, and return the watermarks. Body: none."),
     ("set_retention", "How much of the WAL every node keeps once it is in object storage. Body: {\"bytes\": N, \"ms\": N}."),
-    ("tier_report", "Internal: the tier worker reports an uploaded range or an Iceberg commit to the leader."),
     ("inject_fault", "Cut this node off from its peers (Raft and gossip) or heal it, or stop its tier worker at a stage; only with fault-injection on. Body: {\"isolate\"?: bool, \"tier_pause\"?: \"before_commit\" | \"before_watermark\" | null}."),
 ];
 
@@ -63,7 +62,6 @@ pub async fn do_action(ctx: &NodeContext, action: &str, body: &[u8]) -> Result<V
         "inject_fault" => members::inject_fault(ctx, body),
         "flush" => tiering::flush(ctx, body).await,
         "set_retention" => tiering::set_retention(ctx, body).await,
-        "tier_report" => tiering::tier_report(ctx, body).await,
         other => {
             let known: Vec<&str> = ACTIONS.iter().map(|(n, _)| *n).collect();
             Err(Error::NotFound(format!(
@@ -207,7 +205,7 @@ fn durability_status(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     }
     match (req.producer_id, req.seq) {
         (Some(producer), Some(seq)) => {
-            if let Some(original) = ctx.state.dedup_lookup(&producer, seq)? {
+            if let Some(original) = ctx.state.dedup_lookup(&producer, seq) {
                 out["lsn"] = json!(original);
                 out["level"] = json!(w.level_of(original));
             } else if let Some(lsn) = req.last_known_lsn.filter(|l| *l <= w.replicated_lsn) {

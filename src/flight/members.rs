@@ -8,9 +8,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::actions::parse_body;
-use crate::client::Client;
 use crate::context::NodeContext;
 use crate::error::{Error, Result};
+use crate::internal::{self, InternalRequest};
 use crate::tier::TierStage;
 
 /// How long `add_node` waits for a new node to catch up before giving up on promoting it.
@@ -108,27 +108,23 @@ pub async fn remove_node(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
 
 /// The leader removing itself handed leadership to `new_leader`; asks it to finish.
 async fn forward_removal(ctx: &NodeContext, new_leader: NodeId, node_id: NodeId) -> Result<Value> {
-    let location = crate::raft::member(&ctx.raft, new_leader)
-        .map(|n| n.flight_location())
-        .ok_or_else(|| Error::Unavailable(format!("new leader {new_leader} has no address")))?;
-    let forward = async {
-        let client = Client::connect(&location).await?;
-        client
-            .action("remove_node", &json!({ "node_id": node_id }))
-            .await
-    };
-    let result = tokio::time::timeout(FORWARD_WAIT_MAX, forward)
+    let request = InternalRequest::RemoveNode { node_id };
+    internal::send(ctx, new_leader, &request, FORWARD_WAIT_MAX)
         .await
-        .map_err(|_| {
+        .map_err(|e| {
             Error::Unavailable(format!(
-                "leadership moved to node {new_leader}, which did not finish removing node {node_id} within {FORWARD_WAIT_MAX:?}; retry there"
+                "leadership moved to node {new_leader}; removing node {node_id} there failed: {e}; retry"
             ))
         })?;
-    result.map_err(|e| {
-        Error::Unavailable(format!(
-            "leadership moved to node {new_leader}; removing node {node_id} there failed: {e}"
-        ))
-    })
+    Ok(json!({"node_id": node_id, "removed": true}))
+}
+
+/// The new leader's side of a forwarded removal.
+pub(crate) async fn remove_here(ctx: &NodeContext, node_id: NodeId) -> Result<()> {
+    ctx.membership()
+        .remove(node_id)
+        .await
+        .map_err(|e| membership_error(ctx, e))
 }
 
 pub async fn transfer_leader(ctx: &NodeContext, body: &[u8]) -> Result<Value> {

@@ -6,10 +6,10 @@ mod do_get;
 mod do_write;
 pub mod encode;
 mod info;
-mod members;
+pub(crate) mod members;
 mod status;
 mod ticket;
-mod tiering;
+pub(crate) mod tiering;
 
 use std::sync::Arc;
 

@@ -66,6 +66,7 @@ pub fn status_json(ctx: &NodeContext) -> Value {
         "lag_seconds": tier_lag_seconds(ctx, w.s3_lsn),
         "tier_worker": ctx.state.tier().worker,
         "tier": tier_json(ctx),
+        "state": ctx.state.sizes(),
         "last_log_index": metrics.last_log_index,
         "snapshot_lsn": metrics.snapshot.map(|l| l.index),
         "uptime_seconds": ctx.started.elapsed().as_secs(),

@@ -1,4 +1,4 @@
-//! Tiering actions: `flush`, `set_retention`, and the internal `tier_report`.
+//! Tiering actions: `flush` and `set_retention`.
 
 use std::time::Duration;
 
@@ -7,10 +7,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::actions::parse_body;
-use crate::client::Client;
 use crate::context::NodeContext;
 use crate::error::{Error, Result};
-use crate::tier::report::{self, TierReport};
+use crate::internal::{self, InternalRequest};
 use crate::tier::Tiering;
 
 /// How long `flush` waits for the tier worker (a store that is down fails it after this).
@@ -26,23 +25,19 @@ fn tiering(ctx: &NodeContext) -> Result<&Tiering> {
     })
 }
 
+/// `flush` takes no arguments; `{}` is accepted as well as an empty body.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct Flush {
-    /// Flush at least up to here (a forwarded flush carries what the asking node applied).
-    upto: Option<u64>,
-}
+struct Flush {}
 
 /// Seals, uploads and commits everything this node has applied, at the tier worker, and
 /// returns the watermarks once this node has applied them.
 pub async fn flush(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     let tiering = tiering(ctx)?;
-    let req: Flush = if body.is_empty() {
-        Flush::default()
-    } else {
-        parse_body("flush", body)?
-    };
-    let upto = req.upto.unwrap_or(0).max(ctx.state.applied_lsn());
+    if !body.is_empty() {
+        parse_body::<Flush>("flush", body)?;
+    }
+    let upto = ctx.state.applied_lsn();
     let worker = ctx
         .state
         .tier()
@@ -50,9 +45,10 @@ pub async fn flush(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
         .ok_or_else(|| Error::Unavailable("no tier worker is assigned yet; retry".into()))?;
     let run = async {
         if worker == ctx.node_id {
-            tiering.flush_here(upto).await.map_err(Error::Unavailable)
+            flush_at_worker(ctx, upto).await
         } else {
-            forward_flush(ctx, worker, upto).await
+            let request = InternalRequest::Flush { upto };
+            internal::send(ctx, worker, &request, FLUSH_WAIT_MAX).await
         }
     };
     tokio::time::timeout(FLUSH_WAIT_MAX, run).await.map_err(|_| {
@@ -73,18 +69,17 @@ pub async fn flush(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     Ok(out)
 }
 
-async fn forward_flush(ctx: &NodeContext, worker: u64, upto: u64) -> Result<()> {
-    let location = crate::raft::member(&ctx.raft, worker)
-        .map(|n| n.flight_location())
-        .ok_or_else(|| Error::Unavailable(format!("tier worker {worker} has no address")))?;
-    let client = Client::connect(&location)
-        .await
-        .map_err(|e| Error::Unavailable(format!("connect to tier worker {worker}: {e}")))?;
-    client
-        .action("flush", &json!({ "upto": upto }))
-        .await
-        .map_err(|e| Error::Unavailable(format!("flush at tier worker {worker}: {e}")))?;
-    Ok(())
+/// The tier worker's side of a flush: everything up to `upto` is sealed, uploaded and
+/// committed when this returns.
+pub(crate) async fn flush_at_worker(ctx: &NodeContext, upto: u64) -> Result<()> {
+    let tiering = tiering(ctx)?;
+    if ctx.state.tier().worker != Some(ctx.node_id) {
+        return Err(Error::Unavailable(format!(
+            "node {} is no longer the tier worker; retry the flush",
+            ctx.node_id
+        )));
+    }
+    tiering.flush_here(upto).await.map_err(Error::Unavailable)
 }
 
 #[derive(Deserialize)]
@@ -106,11 +101,4 @@ pub async fn set_retention(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
             "unexpected answer to set_retention: {other:?}"
         ))),
     }
-}
-
-/// The leader's side of the tier worker's reports.
-pub async fn tier_report(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
-    let report: TierReport = parse_body("tier_report", body)?;
-    report::accept(ctx, report).await?;
-    Ok(json!({"accepted": true}))
 }

@@ -1,4 +1,4 @@
-//! The table catalog: each table's schema and running totals, persisted under `t/<name>`.
+//! The table catalog: each table's schema and running totals.
 
 use std::sync::Arc;
 
@@ -6,17 +6,16 @@ use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-/// What is persisted of a table's definition (`t/<name>`): written when the table is created
-/// or its schema evolves.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A table's definition, as snapshots hold it: set when the table is created or its schema
+/// evolves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableMeta {
     /// The table's current schema as an Arrow IPC stream.
     pub schema_ipc: Bytes,
     pub created_lsn: u64,
 }
 
-/// A table's running totals (`c/<name>`): written with every batch, so kept apart from the
-/// schema to keep each write small.
+/// A table's running totals.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableCounts {
     pub rows: u64,

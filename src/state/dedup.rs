@@ -1,35 +1,131 @@
-//! The idempotency table: `(producer_id, seq) -> lsn`, bounded per producer.
+//! The idempotency table: `(producer_id, seq) -> lsn`, bounded per producer, in total, and
+//! by age. Age is counted in log positions, not wall-clock time, so that every replica
+//! forgets the same entries at the same entry.
 
-use super::error::{decode, encode, StateResult};
-use super::keys;
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
 
 /// How many of a producer's most recent sequence numbers are remembered. A retry of a seq
 /// older than the window is no longer recognised; producers retry far more recent writes.
 pub const DEDUP_WINDOW: i64 = 100_000;
+/// Sequence numbers remembered over all producers; past it the least recently writing
+/// producers are forgotten first.
+pub const DEDUP_ENTRIES_MAX: usize = 1_000_000;
+/// A producer that has not written for this many log entries is forgotten.
+pub const DEDUP_AGE_MAX_LSNS: u64 = 100_000_000;
 
-pub fn lookup(tree: &sled::Tree, producer_id: &str, seq: i64) -> StateResult<Option<u64>> {
-    let key = keys::dedup(producer_id, seq);
-    match tree.get(&key)? {
-        Some(v) => Ok(Some(decode(&key, &v)?)),
-        None => Ok(None),
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Producer {
+    seqs: BTreeMap<i64, u64>,
+    last_lsn: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dedup {
+    producers: BTreeMap<String, Producer>,
+    /// `(last_lsn, producer)`: who wrote least recently.
+    by_age: BTreeSet<(u64, String)>,
+    entries: usize,
+}
+
+impl Dedup {
+    pub fn lookup(&self, producer_id: &str, seq: i64) -> Option<u64> {
+        self.producers.get(producer_id)?.seqs.get(&seq).copied()
+    }
+
+    /// Records `(producer, seq) -> lsn` and forgets what falls outside the bounds.
+    pub fn record(&mut self, producer_id: &str, seq: i64, lsn: u64) {
+        let producer = self.producers.entry(producer_id.to_string()).or_default();
+        self.by_age
+            .remove(&(producer.last_lsn, producer_id.to_string()));
+        producer.last_lsn = lsn;
+        if producer.seqs.insert(seq, lsn).is_none() {
+            self.entries += 1;
+        }
+        let oldest_kept = seq.saturating_sub(DEDUP_WINDOW);
+        while let Some((&first, _)) = producer.seqs.first_key_value() {
+            if first >= oldest_kept {
+                break;
+            }
+            producer.seqs.pop_first();
+            self.entries -= 1;
+        }
+        self.by_age.insert((lsn, producer_id.to_string()));
+        self.evict(lsn);
+    }
+
+    fn evict(&mut self, now: u64) {
+        while let Some((last_lsn, _)) = self.by_age.first() {
+            let too_old = now.saturating_sub(*last_lsn) > DEDUP_AGE_MAX_LSNS;
+            if !too_old && self.entries <= DEDUP_ENTRIES_MAX {
+                break;
+            }
+            let Some((_, id)) = self.by_age.pop_first() else {
+                break;
+            };
+            if let Some(gone) = self.producers.remove(&id) {
+                self.entries -= gone.seqs.len();
+            }
+        }
+    }
+
+    pub fn producers(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn entries(&self) -> usize {
+        self.entries
     }
 }
 
-/// Records `(producer, seq) -> lsn` and forgets seqs that fell out of the window.
-pub fn record(
-    tree: &sled::Tree,
-    batch: &mut sled::Batch,
-    producer_id: &str,
-    seq: i64,
-    lsn: u64,
-) -> StateResult<()> {
-    batch.insert(keys::dedup(producer_id, seq), encode(&lsn)?);
-    let oldest_kept = seq.saturating_sub(DEDUP_WINDOW);
-    let start = keys::dedup_prefix(producer_id);
-    let end = keys::dedup(producer_id, oldest_kept);
-    for item in tree.range(start..end) {
-        let (key, _) = item?;
-        batch.remove(key);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_recent_seqs_and_forgets_outside_the_window() {
+        let mut dedup = Dedup::default();
+        dedup.record("p", 1, 10);
+        dedup.record("p", 2, 11);
+        assert_eq!(dedup.lookup("p", 1), Some(10));
+        assert_eq!(dedup.lookup("q", 1), None);
+        dedup.record("p", 2 + DEDUP_WINDOW, 12);
+        assert_eq!(dedup.lookup("p", 1), None);
+        assert_eq!(dedup.lookup("p", 2), Some(11));
+        assert_eq!(dedup.entries(), 2);
     }
-    Ok(())
+
+    #[test]
+    fn forgets_idle_producers_by_log_age() {
+        let mut dedup = Dedup::default();
+        dedup.record("idle", 1, 1);
+        dedup.record("busy", 1, 2);
+        dedup.record("busy", 2, 3 + DEDUP_AGE_MAX_LSNS);
+        assert_eq!(dedup.lookup("idle", 1), None);
+        assert_eq!(dedup.lookup("busy", 1), Some(2));
+        assert_eq!(dedup.producers(), 1);
+    }
+
+    #[test]
+    fn the_total_is_bounded_least_recent_producer_first() {
+        let mut dedup = Dedup::default();
+        let per = 1000;
+        let producers = DEDUP_ENTRIES_MAX / per + 2;
+        let mut lsn = 0;
+        for p in 0..producers {
+            for seq in 0..per as i64 {
+                lsn += 1;
+                dedup.record(&format!("p{p}"), seq, lsn);
+            }
+        }
+        assert!(dedup.entries() <= DEDUP_ENTRIES_MAX);
+        assert_eq!(
+            dedup.lookup("p0", 0),
+            None,
+            "the oldest producer went first"
+        );
+        let newest = format!("p{}", producers - 1);
+        assert!(dedup.lookup(&newest, 0).is_some());
+    }
 }

@@ -1,14 +1,17 @@
 //! Errors of the state machine.
 
 use std::io;
+use std::path::PathBuf;
 
 pub type StateResult<T, E = StateError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("state machine storage (sled): {0}")]
-    Sled(#[from] sled::Error),
-    #[error("state machine key {key}: cannot decode: {reason}")]
+    #[error("state machine i/o on {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{what} is corrupt: {reason}")]
+    Corrupt { what: String, reason: String },
+    #[error("state machine value {key}: cannot decode: {reason}")]
     Decode { key: String, reason: String },
     #[error("cannot encode state machine value: {0}")]
     Encode(String),

@@ -1,146 +1,139 @@
 //! The state machine handle shared by the Raft core (which applies entries) and the Flight
-//! service (which reads the catalog and the LSN index).
+//! service (which reads the catalog and the index). The state lives in memory; only the
+//! apply task changes it, and readers take a short read lock.
 
-use std::collections::BTreeMap;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use arka_cluster::types::{LogId, SnapshotMeta, StoredMembership};
-use arka_cluster::TypeConfig;
+use arka_cluster::{TieredFile, TypeConfig};
 use futures::{Stream, StreamExt};
-use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::type_config::alias::SnapshotOf;
 use openraft::OptionalSend;
+use serde::Serialize;
 use tokio::sync::watch;
 
-use super::catalog::{IndexEntry, TableCounts, TableInfo, TableMeta};
-use super::error::{decode, StateResult};
+use super::catalog::{IndexEntry, TableInfo};
+use super::data::StateData;
+use super::dedup::{DEDUP_ENTRIES_MAX, DEDUP_WINDOW};
+use super::error::StateResult;
+use super::snapshot::{decode_image, encode_image, Image, SnapshotFiles};
 use super::tier::TierState;
-use super::{dedup, keys};
-use crate::ipc;
 use crate::table::TableName;
+use crate::wal::LogReader;
 
-pub(super) struct Inner {
-    pub db: sled::Db,
-    pub tree: sled::Tree,
-    pub snapshots: sled::Tree,
-    pub tables: RwLock<BTreeMap<TableName, TableInfo>>,
-    pub applied_tx: watch::Sender<u64>,
-    pub tier_tx: watch::Sender<TierState>,
-    /// The last applied entry that is not a tier report (in memory; after a restart, the
-    /// applied position).
-    pub last_data_lsn: AtomicU64,
+struct Inner {
+    data: RwLock<StateData>,
+    snapshots: SnapshotFiles,
+    applied_tx: watch::Sender<u64>,
+    tier_tx: watch::Sender<TierState>,
 }
 
 /// Read access to the state machine, cheap to clone.
 #[derive(Clone)]
 pub struct StateMachine {
-    pub(super) inner: Arc<Inner>,
+    inner: Arc<Inner>,
+}
+
+/// How big each in-memory structure is, against its bound (for `status`).
+#[derive(Debug, Clone, Serialize)]
+pub struct StateSizes {
+    pub tables: usize,
+    /// Writes still in this node's WAL (or above the OBJECT_STORAGE watermark): bounded by
+    /// the WAL, which `wal-bytes-max` bounds.
+    pub index_entries: usize,
+    pub index_floor: u64,
+    pub dedup_producers: usize,
+    pub dedup_entries: usize,
+    pub dedup_entries_max: usize,
+    pub dedup_window_per_producer: i64,
+    pub tiered_files: usize,
 }
 
 impl StateMachine {
-    pub fn open(db: sled::Db) -> StateResult<Self> {
-        let tree = db.open_tree("state_machine")?;
-        let snapshots = db.open_tree("snapshots")?;
-        let (applied_tx, _) = watch::channel(0);
-        let (tier_tx, _) = watch::channel(TierState::default());
-        let sm = Self {
+    /// An empty state machine whose snapshots live in `snapshot_dir`. openraft restores it
+    /// at start from the newest snapshot and the committed log above it.
+    pub fn open(snapshot_dir: std::path::PathBuf) -> StateResult<Self> {
+        Ok(Self {
             inner: Arc::new(Inner {
-                db,
-                tree,
-                snapshots,
-                tables: RwLock::new(BTreeMap::new()),
-                applied_tx,
-                tier_tx,
-                last_data_lsn: AtomicU64::new(0),
+                data: RwLock::new(StateData::default()),
+                snapshots: SnapshotFiles::open(snapshot_dir)?,
+                applied_tx: watch::channel(0).0,
+                tier_tx: watch::channel(TierState::default()).0,
             }),
-        };
-        sm.reload()?;
-        Ok(sm)
+        })
     }
 
-    /// Rebuilds the in-memory views (table cache, applied watermark) from sled.
-    pub(super) fn reload(&self) -> StateResult<()> {
-        let mut tables = BTreeMap::new();
-        for item in self.inner.tree.scan_prefix(keys::TABLE_PREFIX) {
-            let (key, value) = item?;
-            let meta: TableMeta = decode(&key, &value)?;
-            let Some(name) = keys::table_name_of(&key).and_then(|n| TableName::parse(n).ok())
-            else {
-                continue;
-            };
-            let counts_key = keys::table_counts(&name);
-            let counts = match self.inner.tree.get(&counts_key)? {
-                Some(v) => decode(&counts_key, &v)?,
-                None => TableCounts::default(),
-            };
-            tables.insert(name, table_info(&key, meta, counts)?);
-        }
-        *self.inner.tables.write().unwrap_or_else(|p| p.into_inner()) = tables;
-        let applied = self.last_applied()?.map(|l| l.index).unwrap_or(0);
-        self.inner.applied_tx.send_replace(applied);
-        self.inner.last_data_lsn.store(applied, Ordering::Relaxed);
-        self.inner.tier_tx.send_replace(self.load_tier()?);
-        Ok(())
+    fn read(&self) -> RwLockReadGuard<'_, StateData> {
+        // Applies change the state only after every fallible step, so a panic elsewhere
+        // leaves it consistent.
+        self.inner.data.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, StateData> {
+        self.inner.data.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the watchers what the state is now.
+    fn publish(&self, data: &StateData) {
+        let applied = data.applied.map_or(0, |l| l.index);
+        self.inner.applied_tx.send_if_modified(|a| {
+            let changed = *a != applied;
+            *a = applied;
+            changed
+        });
+        let tier = data.tier;
+        self.inner.tier_tx.send_if_modified(|t| {
+            let changed = *t != tier;
+            *t = tier;
+            changed
+        });
     }
 
     pub fn table(&self, name: &TableName) -> Option<TableInfo> {
-        self.read_tables().get(name).cloned()
+        self.read().tables.get(name).cloned()
     }
 
     pub fn tables(&self) -> Vec<(TableName, TableInfo)> {
-        self.read_tables()
+        let data = self.read();
+        data.tables
             .iter()
             .map(|(n, t)| (n.clone(), t.clone()))
             .collect()
     }
 
-    pub(super) fn read_tables(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<TableName, TableInfo>> {
-        self.inner.tables.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The batches of `name` with `from <= lsn <= to`, in LSN order, at most `limit`.
+    /// The indexed writes of `name` with `from <= lsn <= to`, in LSN order, at most `limit`.
+    /// Writes below [`StateMachine::index_floor`] are not indexed: read them from their
+    /// tiered files.
     pub fn index_range(
         &self,
         name: &TableName,
         from: u64,
         to: u64,
         limit: usize,
-    ) -> StateResult<Vec<(u64, IndexEntry)>> {
+    ) -> Vec<(u64, IndexEntry)> {
         if from > to {
-            return Ok(Vec::new());
+            return Vec::new();
         }
-        let start = keys::index(name, from);
-        let end = keys::index(name, to);
-        let mut out = Vec::new();
-        for item in self.inner.tree.range(start..=end).take(limit) {
-            let (key, value) = item?;
-            let Some(lsn) = keys::lsn_of_index_key(&key) else {
-                continue;
-            };
-            out.push((lsn, decode(&key, &value)?));
-        }
-        Ok(out)
+        let data = self.read();
+        let Some(writes) = data.index.get(name) else {
+            return Vec::new();
+        };
+        writes
+            .range(from..=to)
+            .take(limit)
+            .map(|(l, e)| (*l, *e))
+            .collect()
     }
 
-    pub fn dedup_lookup(&self, producer_id: &str, seq: i64) -> StateResult<Option<u64>> {
-        dedup::lookup(&self.inner.tree, producer_id, seq)
+    /// Writes below this LSN are found through the tiered-file list, not the index.
+    pub fn index_floor(&self) -> u64 {
+        self.read().index_floor
     }
 
-    pub fn last_applied(&self) -> StateResult<Option<LogId>> {
-        match self.inner.tree.get(keys::APPLIED)? {
-            Some(v) => decode(keys::APPLIED, &v),
-            None => Ok(None),
-        }
-    }
-
-    pub fn membership(&self) -> StateResult<StoredMembership> {
-        match self.inner.tree.get(keys::MEMBERSHIP)? {
-            Some(v) => decode(keys::MEMBERSHIP, &v),
-            None => Ok(StoredMembership::default()),
-        }
+    pub fn dedup_lookup(&self, producer_id: &str, seq: i64) -> Option<u64> {
+        self.read().dedup.lookup(producer_id, seq)
     }
 
     /// The highest LSN applied (`REPLICATED` on this node).
@@ -152,7 +145,7 @@ impl StateMachine {
     /// at or above it, nothing is waiting for object storage (tier reports above the
     /// watermark hold nothing to tier).
     pub fn last_data_lsn(&self) -> u64 {
-        self.inner.last_data_lsn.load(Ordering::Relaxed)
+        self.read().last_data_lsn
     }
 
     /// Watches the applied LSN: reads waiting for `min_lsn` and tailing reads use it.
@@ -160,46 +153,114 @@ impl StateMachine {
         self.inner.applied_tx.subscribe()
     }
 
-    /// Flushes sled (on shutdown).
-    pub async fn flush(&self) -> StateResult<()> {
-        self.inner.db.flush_async().await?;
-        Ok(())
+    pub fn tier(&self) -> TierState {
+        *self.inner.tier_tx.borrow()
+    }
+
+    /// Watches the tiering state: sessions waiting for OBJECT_STORAGE / COMMITTED and the
+    /// tier worker use it.
+    pub fn subscribe_tier(&self) -> watch::Receiver<TierState> {
+        self.inner.tier_tx.subscribe()
+    }
+
+    /// The tiered file of `table` that holds `lsn`, if that range is tiered.
+    pub fn tiered_file_at(&self, table: &TableName, lsn: u64) -> Option<TieredFile> {
+        let data = self.read();
+        let (_, file) = data.tiered.get(table)?.range(lsn..).next()?;
+        (file.min_lsn <= lsn).then(|| file.clone())
+    }
+
+    /// The first tiered file of `table` that ends at or after `lsn`.
+    pub fn first_tiered_file_from(&self, table: &TableName, lsn: u64) -> Option<TieredFile> {
+        let data = self.read();
+        let (_, file) = data.tiered.get(table)?.range(lsn..).next()?;
+        Some(file.clone())
+    }
+
+    /// The tiered files of `table` whose last LSN is in `(after, upto]`, in LSN order.
+    pub fn tiered_files(&self, table: &TableName, after: u64, upto: u64) -> Vec<TieredFile> {
+        if after >= upto {
+            return Vec::new();
+        }
+        let data = self.read();
+        let Some(files) = data.tiered.get(table) else {
+            return Vec::new();
+        };
+        files
+            .range(after + 1..=upto)
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
+
+    pub fn sizes(&self) -> StateSizes {
+        let data = self.read();
+        StateSizes {
+            tables: data.tables.len(),
+            index_entries: data.index_entries(),
+            index_floor: data.index_floor,
+            dedup_producers: data.dedup.producers(),
+            dedup_entries: data.dedup.entries(),
+            dedup_entries_max: DEDUP_ENTRIES_MAX,
+            dedup_window_per_producer: DEDUP_WINDOW,
+            tiered_files: data.tiered_files(),
+        }
+    }
+
+    /// The whole state as a snapshot holds it (for tests and checks).
+    pub fn image(&self) -> Image {
+        self.read().image()
     }
 }
 
-pub(super) fn table_info(
-    key: &[u8],
-    meta: TableMeta,
-    counts: TableCounts,
-) -> StateResult<TableInfo> {
-    let schema = ipc::decode_schema(&meta.schema_ipc).map_err(|e| super::StateError::Decode {
-        key: String::from_utf8_lossy(key).into_owned(),
-        reason: e.to_string(),
-    })?;
-    Ok(TableInfo {
-        schema,
-        meta: Arc::new(meta),
-        counts,
-    })
-}
-
-/// The state machine as openraft drives it.
+/// The state machine as openraft drives it: the apply task.
 pub struct StateMachineStore {
     sm: StateMachine,
+    /// This node's WAL: index entries of writes it purged are dropped after each apply.
+    log: Option<LogReader>,
 }
 
 impl StateMachineStore {
-    pub fn new(sm: StateMachine) -> Self {
-        Self { sm }
+    pub fn new(sm: StateMachine, log: Option<LogReader>) -> Self {
+        Self { sm, log }
+    }
+}
+
+/// Builds a snapshot from the copy of the state taken between two applies.
+pub struct SnapshotBuilder {
+    meta: SnapshotMeta,
+    image: Image,
+    snapshots: SnapshotFiles,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = Vec<u8>;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, Vec<u8>>, io::Error> {
+        let meta = self.meta.clone();
+        let image = self.image.clone();
+        let snapshots = self.snapshots.clone();
+        // Encoding and fsyncing a large state is kept off the runtime threads.
+        let data = tokio::task::spawn_blocking(move || -> StateResult<Vec<u8>> {
+            let data = encode_image(&image)?;
+            snapshots.save(&meta, data.clone())?;
+            Ok(data)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(openraft::Snapshot {
+            meta: self.meta.clone(),
+            snapshot: data,
+        })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotData = Vec<u8>;
-    type SnapshotBuilder = StateMachine;
+    type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
-        Ok((self.sm.last_applied()?, self.sm.membership()?))
+        let data = self.sm.read();
+        Ok((data.applied, data.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -208,30 +269,72 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
-            let response = self.sm.apply_entry(&entry)?;
+            let response = {
+                let mut data = self.sm.write();
+                let response = data.apply(&entry)?;
+                self.sm.publish(&data);
+                response
+            };
             if let Some(responder) = responder {
                 responder.send(response);
             }
         }
+        if let Some(log) = &self.log {
+            let first_in_wal = log.first_index();
+            self.sm.write().forget_index_below(first_in_wal);
+        }
         Ok(())
     }
 
-    async fn get_snapshot_builder(&mut self) -> StateMachine {
-        self.sm.clone()
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        // Called between applies: the copy is the state at exactly `applied`.
+        let data = self.sm.read();
+        SnapshotBuilder {
+            meta: data.meta(),
+            image: data.image(),
+            snapshots: self.sm.inner.snapshots.clone(),
+        }
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        data: Vec<u8>,
+        snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
-        Ok(self.sm.install_snapshot(meta, data)?)
+        let image = decode_image(&snapshot)?;
+        let mut installed = StateData::from_image(image)?;
+        if installed.applied != meta.last_log_id {
+            return Err(io::Error::other(format!(
+                "snapshot meta names {:?}, its state was applied up to {:?}",
+                meta.last_log_id, installed.applied
+            )));
+        }
+        // The file first: a crash from here on restarts from this snapshot. At start,
+        // openraft installs the newest file itself, which is already in place.
+        let snapshots = self.sm.inner.snapshots.clone();
+        let current = snapshots.newest()?.map(|(m, _)| m.last_log_id);
+        if current != Some(meta.last_log_id) {
+            let meta = meta.clone();
+            tokio::task::spawn_blocking(move || snapshots.save(&meta, snapshot))
+                .await
+                .map_err(io::Error::other)??;
+        }
+        if let Some(log) = &self.log {
+            installed.forget_index_below(log.first_index());
+        }
+        let mut data = self.sm.write();
+        *data = installed;
+        self.sm.publish(&data);
+        Ok(())
     }
 
     async fn get_current_snapshot(
         &mut self,
-    ) -> Result<Option<openraft::type_config::alias::SnapshotOf<TypeConfig, Vec<u8>>>, io::Error>
-    {
-        Ok(self.sm.current_snapshot()?)
+    ) -> Result<Option<SnapshotOf<TypeConfig, Vec<u8>>>, io::Error> {
+        let snapshots = self.sm.inner.snapshots.clone();
+        let newest = tokio::task::spawn_blocking(move || snapshots.newest())
+            .await
+            .map_err(io::Error::other)??;
+        Ok(newest.map(|(meta, snapshot)| openraft::Snapshot { meta, snapshot }))
     }
 }

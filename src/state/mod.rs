@@ -1,18 +1,24 @@
-//! The replicated state machine, kept in sled: table catalog, the LSN index of every table,
-//! the idempotency table and the applied position. Data itself stays in the WAL; the state
-//! machine records where each table's batches are.
+//! The replicated state machine, in memory: table catalog and schemas, the index of the
+//! writes still in the WAL, producer dedup state, tier watermarks and the tiered-file list,
+//! membership and the applied position. Data itself stays in the WAL or object storage; the
+//! state records where each table's batches are.
+//!
+//! Only the apply task changes the state. At start it is rebuilt from the newest snapshot
+//! file plus the committed WAL entries above it; nothing on the per-write path writes to any
+//! store but the WAL.
 
-mod apply;
 mod catalog;
+mod data;
 mod dedup;
 mod error;
-mod keys;
 mod machine;
 mod snapshot;
 mod tier;
 
 pub use catalog::{IndexEntry, TableInfo};
-pub use dedup::DEDUP_WINDOW;
+pub use data::StateData;
+pub use dedup::{DEDUP_AGE_MAX_LSNS, DEDUP_ENTRIES_MAX, DEDUP_WINDOW};
 pub use error::{StateError, StateResult};
-pub use machine::{StateMachine, StateMachineStore};
+pub use machine::{SnapshotBuilder, StateMachine, StateMachineStore, StateSizes};
+pub use snapshot::Image;
 pub use tier::{Retention, TierState};

@@ -1,99 +1,224 @@
-//! Snapshots hold metadata only: every key of the state machine tree (catalog, LSN index,
-//! idempotency table, applied position). The data they point at is in the WAL or, once
-//! tiered, in object storage.
+//! Snapshots: a copy of the state taken between two applies (so it holds exactly the effect
+//! of the entries up to its log id), kept as one file under `<data-dir>/snapshots/`.
+//!
+//! A file is written under a temporary name, fsynced, renamed into place and the directory
+//! fsynced, so a crash leaves the old snapshot or the new one, never a mix. Its payload
+//! carries a CRC32C: a damaged snapshot is refused, not half read. Snapshots hold metadata
+//! only (tables, schemas, the index of writes in the WAL, dedup state, watermarks, the
+//! tiered-file list); the data is in the WAL or in object storage.
 
-use std::io;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
-use arka_cluster::types::SnapshotMeta;
-use arka_cluster::TypeConfig;
-use openraft::storage::RaftSnapshotBuilder;
-use openraft::type_config::alias::SnapshotOf;
+use arka_cluster::types::{LogId, SnapshotMeta, StoredMembership};
+use arka_cluster::TieredFile;
 use serde::{Deserialize, Serialize};
 
-use super::error::{decode, encode, StateResult};
-use super::machine::StateMachine;
+use super::catalog::{IndexEntry, TableCounts, TableMeta};
+use super::data::{table_info, StateData};
+use super::dedup::Dedup;
+use super::error::{decode, encode, StateError, StateResult};
+use super::tier::TierState;
+use crate::table::TableName;
 
-const CURRENT: &[u8] = b"current";
+const MAGIC: &[u8; 8] = b"ARKASNP1";
+const SUFFIX: &str = "snap";
 
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    data: Vec<u8>,
+/// The state as a snapshot holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    tables: Vec<(String, TableMeta, TableCounts)>,
+    index: Vec<(String, Vec<(u64, IndexEntry)>)>,
+    index_floor: u64,
+    dedup: Dedup,
+    tier: TierState,
+    tiered: Vec<(String, Vec<TieredFile>)>,
+    last_data_lsn: u64,
 }
 
-type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
-
-impl StateMachine {
-    fn dump(&self) -> StateResult<Pairs> {
-        self.inner
-            .tree
-            .iter()
-            .map(|item| {
-                let (k, v) = item?;
-                Ok((k.to_vec(), v.to_vec()))
-            })
-            .collect()
-    }
-
-    fn store_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> StateResult<()> {
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data: data.to_vec(),
-        };
-        self.inner.snapshots.insert(CURRENT, encode(&stored)?)?;
-        Ok(())
-    }
-
-    pub(super) fn install_snapshot(&self, meta: &SnapshotMeta, data: Vec<u8>) -> StateResult<()> {
-        let pairs: Pairs = decode(b"snapshot", &data)?;
-        let tree = &self.inner.tree;
-        tree.clear()?;
-        let mut batch = sled::Batch::default();
-        for (k, v) in pairs {
-            batch.insert(k, v);
+impl StateData {
+    pub fn image(&self) -> Image {
+        Image {
+            applied: self.applied,
+            membership: self.membership.clone(),
+            tables: (self.tables.iter())
+                .map(|(n, t)| (n.to_string(), (*t.meta).clone(), t.counts))
+                .collect(),
+            index: (self.index.iter())
+                .map(|(n, w)| (n.to_string(), w.iter().map(|(l, e)| (*l, *e)).collect()))
+                .collect(),
+            index_floor: self.index_floor,
+            dedup: self.dedup.clone(),
+            tier: self.tier,
+            tiered: (self.tiered.iter())
+                .map(|(n, f)| (n.to_string(), f.values().cloned().collect()))
+                .collect(),
+            last_data_lsn: self.last_data_lsn,
         }
-        tree.apply_batch(batch)?;
-        self.store_snapshot(meta, &data)?;
-        self.reload()
     }
 
-    pub(super) fn current_snapshot(&self) -> StateResult<Option<SnapshotOf<TypeConfig, Vec<u8>>>> {
-        let Some(bytes) = self.inner.snapshots.get(CURRENT)? else {
+    /// The state an image holds; a table name or schema that does not parse is corruption.
+    pub fn from_image(image: Image) -> StateResult<Self> {
+        let name = |n: &str| {
+            TableName::parse(n).map_err(|reason| StateError::Corrupt {
+                what: format!("snapshot table name {n:?}"),
+                reason,
+            })
+        };
+        let mut data = StateData {
+            applied: image.applied,
+            membership: image.membership,
+            index_floor: image.index_floor,
+            dedup: image.dedup,
+            tier: image.tier,
+            last_data_lsn: image.last_data_lsn,
+            ..Default::default()
+        };
+        for (n, meta, counts) in image.tables {
+            data.tables.insert(name(&n)?, table_info(meta, counts)?);
+        }
+        for (n, writes) in image.index {
+            data.index.insert(name(&n)?, writes.into_iter().collect());
+        }
+        for (n, files) in image.tiered {
+            let files = files.into_iter().map(|f| (f.max_lsn, f)).collect();
+            data.tiered.insert(name(&n)?, files);
+        }
+        Ok(data)
+    }
+
+    pub fn meta(&self) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: self.applied,
+            last_membership: self.membership.clone(),
+        }
+    }
+}
+
+/// Encodes an image as openraft carries it between nodes.
+pub fn encode_image(image: &Image) -> StateResult<Vec<u8>> {
+    encode(image)
+}
+
+pub fn decode_image(bytes: &[u8]) -> StateResult<Image> {
+    decode(b"snapshot image", bytes)
+}
+
+/// What one snapshot file holds.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    meta: SnapshotMeta,
+    image: Vec<u8>,
+}
+
+/// The snapshot directory of a node.
+#[derive(Debug, Clone)]
+pub struct SnapshotFiles {
+    dir: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+    move |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl SnapshotFiles {
+    pub fn open(dir: PathBuf) -> StateResult<Self> {
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        // A crash during `save` leaves its temporary file; the snapshot it was to become
+        // was never current.
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let path = entry.map_err(io(&dir))?.path();
+            if path.extension().and_then(|e| e.to_str()) == Some("tmp") {
+                std::fs::remove_file(&path).map_err(io(&path))?;
+            }
+        }
+        Ok(Self { dir })
+    }
+
+    fn path_of(&self, meta: &SnapshotMeta) -> PathBuf {
+        let index = meta.last_log_id.map_or(0, |l| l.index);
+        self.dir.join(format!("{index:020}.{SUFFIX}"))
+    }
+
+    fn listed(&self) -> StateResult<Vec<PathBuf>> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(io(&self.dir))? {
+            let path = entry.map_err(io(&self.dir))?.path();
+            if path.extension().and_then(|e| e.to_str()) == Some(SUFFIX) {
+                found.push(path);
+            }
+        }
+        // Names are zero-padded indexes: their order is the log order.
+        found.sort();
+        Ok(found)
+    }
+
+    /// Makes `meta` + `image` the current snapshot, durably, and removes older ones.
+    pub fn save(&self, meta: &SnapshotMeta, image: Vec<u8>) -> StateResult<()> {
+        let path = self.path_of(meta);
+        let payload = encode(&Stored {
+            meta: meta.clone(),
+            image,
+        })?;
+        let tmp = path.with_extension("tmp");
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        file.write_all(MAGIC)
+            .and_then(|_| file.write_all(&(payload.len() as u64).to_le_bytes()))
+            .and_then(|_| file.write_all(&crc32c::crc32c(&payload).to_le_bytes()))
+            .and_then(|_| file.write_all(&payload))
+            .and_then(|_| file.sync_all())
+            .map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        self.sync_dir()?;
+        for older in self.listed()?.into_iter().filter(|p| *p < path) {
+            std::fs::remove_file(&older).map_err(io(&older))?;
+        }
+        self.sync_dir()
+    }
+
+    fn sync_dir(&self) -> StateResult<()> {
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))
+    }
+
+    /// The newest snapshot: its meta and encoded image.
+    pub fn newest(&self) -> StateResult<Option<(SnapshotMeta, Vec<u8>)>> {
+        let Some(path) = self.listed()?.pop() else {
             return Ok(None);
         };
-        let stored: StoredSnapshot = decode(CURRENT, &bytes)?;
-        Ok(Some(openraft::Snapshot {
-            meta: stored.meta,
-            snapshot: stored.data,
-        }))
-    }
-}
-
-impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
-    type SnapshotData = Vec<u8>;
-
-    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, Vec<u8>>, io::Error> {
-        // The sled tree is read as one pass; the applied id and membership are taken from the
-        // same dump so that meta and data agree.
-        let pairs = self.dump()?;
-        let find = |key: &[u8]| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-        let last_log_id = match find(super::keys::APPLIED) {
-            Some(v) => decode(super::keys::APPLIED, &v)?,
-            None => None,
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let corrupt = |reason: &str| StateError::Corrupt {
+            what: format!("snapshot file {}", path.display()),
+            reason: reason.to_string(),
         };
-        let last_membership = match find(super::keys::MEMBERSHIP) {
-            Some(v) => decode(super::keys::MEMBERSHIP, &v)?,
-            None => Default::default(),
-        };
-        let meta = SnapshotMeta {
-            last_log_id,
-            last_membership,
-        };
-        let data = encode(&pairs)?;
-        self.store_snapshot(&meta, &data)?;
-        Ok(openraft::Snapshot {
-            meta,
-            snapshot: data,
-        })
+        let head = 8 + 8 + 4;
+        if bytes.len() < head || &bytes[..8] != MAGIC {
+            return Err(corrupt("not an arka snapshot file"));
+        }
+        let mut len = [0u8; 8];
+        len.copy_from_slice(&bytes[8..16]);
+        let mut crc = [0u8; 4];
+        crc.copy_from_slice(&bytes[16..20]);
+        let payload = &bytes[head..];
+        if payload.len() as u64 != u64::from_le_bytes(len) {
+            return Err(corrupt("length does not match the file"));
+        }
+        if crc32c::crc32c(payload) != u32::from_le_bytes(crc) {
+            return Err(corrupt("checksum mismatch"));
+        }
+        let stored: Stored = decode(b"snapshot file", payload)?;
+        Ok(Some((stored.meta, stored.image)))
     }
 }

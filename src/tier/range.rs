@@ -116,7 +116,7 @@ fn decode_write(
         return Ok(None);
     }
     // Writes the state machine refused (a schema that did not fit) are not in the table.
-    if ctx.state.index_range(&name, lsn, lsn, 1)?.is_empty() {
+    if ctx.state.index_range(&name, lsn, lsn, 1).is_empty() {
         return Ok(None);
     }
     let (schema, batches) = ipc::decode_batches(ipc_bytes)

@@ -1,17 +1,19 @@
 //! How the tier worker's results reach the Raft log: proposed directly when the worker is
-//! the leader, otherwise sent to the leader (Flight action `tier_report`), which proposes
-//! them. The state machine refuses reports of a node that is no longer the tier worker.
+//! the leader, otherwise sent to the leader over the internal RPC, which proposes them. The
+//! leader refuses files outside the configured object store; the state machine refuses
+//! reports of a node that is no longer the tier worker, and ranges whose writes have no file.
+
+use std::time::Duration;
 
 use arka_cluster::{Command, CommandResponse, NodeId, RequestId, TieredFile};
 use serde::{Deserialize, Serialize};
 
-use crate::client::Client;
 use crate::context::NodeContext;
 use crate::error::{Error, Result};
+use crate::internal::{self, InternalRequest};
 
 /// What the tier worker tells the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TierReport {
     /// The range `(from_lsn, to_lsn]` is in object storage as `files`.
     Uploaded {
@@ -51,8 +53,14 @@ impl TierReport {
     }
 }
 
-/// The leader's side of `tier_report`.
+/// How long a report to the leader may take (a proposal and its commit).
+const REPORT_WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// The leader's side of a tier report.
 pub async fn accept(ctx: &NodeContext, report: TierReport) -> Result<()> {
+    if let TierReport::Uploaded { files, .. } = &report {
+        check_files(ctx, files)?;
+    }
     match ctx
         .writes
         .propose_command(|request| report.into_command(request))
@@ -66,37 +74,38 @@ pub async fn accept(ctx: &NodeContext, report: TierReport) -> Result<()> {
     }
 }
 
-/// Sends reports to the leader, keeping one connection while the leader stays the same.
-#[derive(Default)]
-pub struct Reporter {
-    leader: Option<Client>,
-}
-
-impl Reporter {
-    pub async fn send(&mut self, ctx: &NodeContext, report: TierReport) -> Result<()> {
-        if ctx.raft.is_leader() {
-            return accept(ctx, report).await;
-        }
-        let location = crate::raft::leader_location(&ctx.raft)
-            .ok_or_else(|| Error::Unavailable("no leader known to report to".into()))?;
-        if self.leader.as_ref().is_none_or(|c| c.addr() != location) {
-            let client = Client::connect(&location)
-                .await
-                .map_err(|e| Error::Unavailable(format!("connect to leader {location}: {e}")))?;
-            self.leader = Some(client);
-        }
-        let Some(client) = &self.leader else {
-            return Err(Error::Unavailable("no leader connection".into()));
-        };
-        let body = serde_json::to_value(&report).map_err(|e| Error::internal("tier report", e))?;
-        match client.action("tier_report", &body).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                self.leader = None;
-                Err(Error::Unavailable(format!(
-                    "tier report to {location}: {e}"
-                )))
-            }
+/// Every file must be one the tier worker writes: `data/<table>/<name>.parquet` under the
+/// configured object store, so that no report can point readers anywhere else.
+fn check_files(ctx: &NodeContext, files: &[TieredFile]) -> Result<()> {
+    let tiering = ctx
+        .tiering
+        .as_ref()
+        .ok_or_else(|| Error::InvalidArgument("tiering is not configured on the leader".into()))?;
+    for file in files {
+        let prefix = tiering.storage.url_of(&format!("data/{}/", file.table));
+        let name = file.path.strip_prefix(&prefix).unwrap_or_default();
+        let plain_name = !name.is_empty()
+            && !name.contains(['/', '\\', '?', '#', '%'])
+            && !name.starts_with('.')
+            && name.ends_with(".parquet");
+        if !plain_name || file.min_lsn > file.max_lsn {
+            return Err(Error::InvalidArgument(format!(
+                "tiered file {:?} of table {:?} (lsn {}..={}) is not a file under {prefix}",
+                file.path, file.table, file.min_lsn, file.max_lsn
+            )));
         }
     }
+    Ok(())
+}
+
+/// Sends a report to the leader: proposed here when this node leads, else over the internal
+/// RPC.
+pub async fn send(ctx: &NodeContext, report: TierReport) -> Result<()> {
+    if ctx.raft.is_leader() {
+        return accept(ctx, report).await;
+    }
+    let leader = crate::raft::leader_id(&ctx.raft)
+        .ok_or_else(|| Error::Unavailable("no leader known to report to".into()))?;
+    let request = InternalRequest::TierReport(report);
+    internal::send(ctx, leader, &request, REPORT_WAIT_MAX).await
 }

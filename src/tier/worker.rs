@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::iceberg::IcebergTables;
 use super::range::{self, EncodedFile};
-use super::report::{Reporter, TierReport};
+use super::report::{self, TierReport};
 use super::{FlushRequest, Step, TierError, TierStage, Tiering};
 use crate::context::NodeContext;
 use crate::state::TierState;
@@ -40,7 +40,6 @@ pub async fn run(ctx: Arc<NodeContext>, tiering: Arc<Tiering>) {
         ctx,
         tiering,
         tables: None,
-        reporter: Reporter::default(),
         flushes: Vec::new(),
     };
     let mut backoff = BACKOFF_MIN;
@@ -67,7 +66,6 @@ struct Worker {
     tiering: Arc<Tiering>,
     /// Opened when this node first becomes the tier worker.
     tables: Option<IcebergTables>,
-    reporter: Reporter,
     /// Flushes waiting for the next commit.
     flushes: Vec<FlushRequest>,
 }
@@ -263,10 +261,7 @@ impl Worker {
         };
         let tables = self.tables.insert(tables);
         for (name, info) in self.ctx.state.tables() {
-            let files = self
-                .ctx
-                .state
-                .tiered_files(&name, tier.committed_lsn, upto)?;
+            let files = self.ctx.state.tiered_files(&name, tier.committed_lsn, upto);
             if files.is_empty() {
                 continue;
             }
@@ -294,8 +289,7 @@ impl Worker {
     }
 
     async fn report(&mut self, report: TierReport) -> Result<(), TierError> {
-        self.reporter
-            .send(&self.ctx, report)
+        report::send(&self.ctx, report)
             .await
             .map_err(|e| TierError::Report(e.to_string()))
     }

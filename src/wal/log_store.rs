@@ -27,6 +27,11 @@ use super::recovery;
 use super::segment::{sync_dir, RecordLoc, Segment, SegmentId};
 use super::WalObserver;
 
+/// The committed id is written at most this often (the state machine is rebuilt from the log
+/// at start, up to it; entries committed after it are applied once the leader says so), so
+/// that no client write costs a metadata write.
+const COMMITTED_SAVE_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Configuration of the WAL.
 #[derive(Debug, Clone)]
 pub struct WalConfig {
@@ -108,6 +113,8 @@ pub struct LogStore {
     flush_tx: mpsc::Sender<FlushRequest>,
     observer: Arc<dyn WalObserver>,
     buf: Vec<u8>,
+    /// When the committed id was last written to the metadata store.
+    committed_saved_at: Option<std::time::Instant>,
 }
 
 /// A cheap, cloneable reader of the WAL.
@@ -195,6 +202,7 @@ impl LogStore {
             flush_tx,
             observer,
             buf: Vec::new(),
+            committed_saved_at: None,
         })
     }
 
@@ -458,6 +466,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        if self
+            .committed_saved_at
+            .is_some_and(|at| at.elapsed() < COMMITTED_SAVE_EVERY)
+        {
+            return Ok(());
+        }
+        self.committed_saved_at = Some(std::time::Instant::now());
         Ok(self.shared.meta.save_committed(&committed)?)
     }
 

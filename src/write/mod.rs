@@ -168,7 +168,7 @@ impl WritePath {
         self.ensure_wal_room()?;
         let rows = write.batch.num_rows() as u64;
         if let Some(p) = &write.producer {
-            if let Some(original) = self.sm.dedup_lookup(&p.producer_id, p.seq)? {
+            if let Some(original) = self.sm.dedup_lookup(&p.producer_id, p.seq) {
                 return Ok(Submitted::Duplicate { original });
             }
         }

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
+use super::budget::{cut_to_budget, APPEND_BYTES_MAX};
 use super::GRPC_MESSAGE_BYTES_MAX;
 use crate::cluster_id::ClusterId;
 use crate::codec::{self, WIRE_VERSION};
@@ -59,6 +60,7 @@ pub struct NetworkFactory {
     faults: NetworkFaults,
     cluster_id: ClusterId,
     reachability: Reachability,
+    append_bytes_max: usize,
 }
 
 impl NetworkFactory {
@@ -72,7 +74,15 @@ impl NetworkFactory {
             faults,
             cluster_id,
             reachability: Reachability::default(),
+            append_bytes_max: APPEND_BYTES_MAX,
         }
+    }
+
+    /// Bounds the bytes of entries in one AppendEntries message (default
+    /// [`APPEND_BYTES_MAX`]).
+    pub fn with_append_bytes_max(mut self, bytes: usize) -> Self {
+        self.append_bytes_max = bytes;
+        self
     }
 }
 
@@ -112,6 +122,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             faults: self.faults.clone(),
             cluster_id: self.cluster_id.clone(),
             reachability: self.reachability.clone(),
+            append_bytes_max: self.append_bytes_max,
         }
     }
 }
@@ -123,6 +134,7 @@ pub struct PeerConnection {
     faults: NetworkFaults,
     cluster_id: ClusterId,
     reachability: Reachability,
+    append_bytes_max: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -215,12 +227,19 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
 
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let f: RpcFn = |mut c, p| Box::pin(async move { c.append_entries(p).await });
         let ttl = option.hard_ttl().max(APPEND_TIMEOUT_MIN);
-        self.call("append_entries", f, &rpc, ttl).await
+        let cut = cut_to_budget(&mut rpc, self.append_bytes_max);
+        let response = self.call("append_entries", f, &rpc, ttl).await?;
+        Ok(match (cut, response) {
+            (Some(last), AppendEntriesResponse::Success) => {
+                AppendEntriesResponse::PartialSuccess(Some(last))
+            }
+            (_, response) => response,
+        })
     }
 
     async fn vote(

@@ -1,6 +1,8 @@
 //! The Raft RPC service: decodes each request, hands it to the local Raft instance and encodes
 //! the answer.
 
+use std::sync::Arc;
+
 use arka_proto::raft::raft_service_server::RaftService;
 use arka_proto::raft::RaftPayload;
 use openraft::storage::RaftStateMachine;
@@ -10,24 +12,33 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use super::InternalHandler;
 use crate::cluster_id::ClusterId;
 use crate::codec::{self, WIRE_VERSION};
 use crate::fault::NetworkFaults;
 use crate::types::{SnapshotMeta, TypeConfig, Vote};
 
-/// Serves node-to-node Raft RPC for one Raft instance.
+/// Serves node-to-node RPC for one Raft instance: Raft messages, and the internal requests
+/// that `internal` answers.
 pub struct RaftRpcService<SM: RaftStateMachine<TypeConfig>> {
     raft: Raft<TypeConfig, SM>,
     faults: NetworkFaults,
     cluster_id: ClusterId,
+    internal: Arc<dyn InternalHandler>,
 }
 
 impl<SM: RaftStateMachine<TypeConfig>> RaftRpcService<SM> {
-    pub fn new(raft: Raft<TypeConfig, SM>, faults: NetworkFaults, cluster_id: ClusterId) -> Self {
+    pub fn new(
+        raft: Raft<TypeConfig, SM>,
+        faults: NetworkFaults,
+        cluster_id: ClusterId,
+        internal: Arc<dyn InternalHandler>,
+    ) -> Self {
         Self {
             raft,
             faults,
             cluster_id,
+            internal,
         }
     }
 
@@ -155,5 +166,34 @@ where
         let node_id = self.raft.metrics().borrow_watched().id;
         let identity: Identity = (node_id, self.cluster_id.get());
         encode_response("identify", &identity)
+    }
+
+    async fn internal(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let req = req.into_inner();
+        if self.faults.is_isolated() {
+            return Err(Status::unavailable("node is isolated by an injected fault"));
+        }
+        if req.version != WIRE_VERSION {
+            return Err(Status::invalid_argument(
+                codec::CodecError::Version(req.version).to_string(),
+            ));
+        }
+        // Served only between members of one cluster: unlike a Raft message, an internal
+        // request never makes a node adopt the sender's cluster id.
+        match self.cluster_id.get() {
+            Some(ours) if ours == req.cluster_id => {}
+            ours => {
+                return Err(Status::permission_denied(format!(
+                    "internal requests are served only within this node's cluster ({ours:?}); the request names {:?}",
+                    req.cluster_id
+                )))
+            }
+        }
+        let data = self.internal.handle(req.data).await?;
+        Ok(Response::new(RaftPayload {
+            version: WIRE_VERSION,
+            data,
+            cluster_id: String::new(),
+        }))
     }
 }

@@ -1,0 +1,107 @@
+//! Node-to-node requests that are not Raft messages: tier reports, forwarded flushes and
+//! forwarded membership changes. They travel on the Raft port as Raft traffic does: the
+//! receiver refuses another cluster's requests, and both ends go through the network fault
+//! point. This crate carries their bytes; the node that owns the storage decodes and answers
+//! them (`InternalHandler`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arka_proto::raft::raft_service_client::RaftServiceClient;
+use arka_proto::raft::RaftPayload;
+use futures::future::BoxFuture;
+use tonic::transport::Channel;
+use tonic::Status;
+
+use super::client::ChannelConnector;
+use super::GRPC_MESSAGE_BYTES_MAX;
+use crate::cluster_id::ClusterId;
+use crate::codec::{CodecError, WIRE_VERSION};
+use crate::fault::NetworkFaults;
+
+/// Answers the internal requests a node receives.
+pub trait InternalHandler: Send + Sync + 'static {
+    /// Handles one encoded request; the answer is encoded too.
+    fn handle(&self, request: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, Status>>;
+}
+
+/// Peers whose channel is kept; more addresses than this (a cluster far larger than any
+/// arka runs, or churn of addresses) start the cache afresh.
+const CHANNELS_MAX: usize = 64;
+
+/// Sends internal requests to peers by their Raft address, one cached channel per peer.
+#[derive(Clone)]
+pub struct InternalClient {
+    connector: Arc<dyn ChannelConnector>,
+    faults: NetworkFaults,
+    cluster_id: ClusterId,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl InternalClient {
+    pub fn new(
+        connector: Arc<dyn ChannelConnector>,
+        faults: NetworkFaults,
+        cluster_id: ClusterId,
+    ) -> Self {
+        Self {
+            connector,
+            faults,
+            cluster_id,
+            channels: Arc::default(),
+        }
+    }
+
+    fn channel(&self, raft_addr: &str) -> Result<Channel, Status> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(channel) = channels.get(raft_addr) {
+            return Ok(channel.clone());
+        }
+        let channel = self
+            .connector
+            .channel(raft_addr)
+            .map_err(Status::invalid_argument)?;
+        if channels.len() >= CHANNELS_MAX {
+            channels.clear();
+        }
+        channels.insert(raft_addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Sends `request` to the node at `raft_addr` and returns its answer, within `timeout`.
+    pub async fn call(
+        &self,
+        raft_addr: &str,
+        request: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, Status> {
+        if self.faults.is_isolated() {
+            return Err(Status::unavailable(
+                "dropped: this node is isolated by an injected fault",
+            ));
+        }
+        let mut client = RaftServiceClient::new(self.channel(raft_addr)?)
+            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+        let payload = RaftPayload {
+            version: WIRE_VERSION,
+            data: request,
+            cluster_id: self.cluster_id.get().unwrap_or_default(),
+        };
+        let response = tokio::time::timeout(timeout, client.internal(payload))
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "internal request to {raft_addr} got no answer within {timeout:?}"
+                ))
+            })??
+            .into_inner();
+        if response.version != WIRE_VERSION {
+            return Err(Status::internal(
+                CodecError::Version(response.version).to_string(),
+            ));
+        }
+        Ok(response.data)
+    }
+}

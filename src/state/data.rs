@@ -1,0 +1,324 @@
+//! The whole replicated state, in memory: what applying the log up to `applied` produced.
+//! Applying is deterministic and touches nothing but this value, so every replica that
+//! applied the same entries holds an equal one, and a snapshot is a copy of it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arka_cluster::types::{Entry, LogId, StoredMembership};
+use arka_cluster::{Command, CommandResponse, Lsn, TieredFile, WriteCommand};
+use bytes::Bytes;
+use openraft::EntryPayload;
+
+use super::catalog::{IndexEntry, TableCounts, TableInfo, TableMeta};
+use super::dedup::Dedup;
+use super::error::{StateError, StateResult};
+use super::tier::{Retention, TierState};
+use crate::ipc;
+use crate::table::{fit_schema, SchemaFit, TableName};
+
+#[derive(Debug, Clone, Default)]
+pub struct StateData {
+    pub applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub tables: BTreeMap<TableName, TableInfo>,
+    /// Each table's writes still in the WAL: `lsn -> rows, bytes`. Writes below
+    /// `index_floor` are found through the tiered-file list instead.
+    pub index: BTreeMap<TableName, BTreeMap<u64, IndexEntry>>,
+    /// Writes below this LSN were dropped from the index (the WAL no longer holds them).
+    pub index_floor: u64,
+    pub dedup: Dedup,
+    pub tier: TierState,
+    /// Each table's tiered files by their last LSN.
+    pub tiered: BTreeMap<TableName, BTreeMap<u64, TieredFile>>,
+    /// The last applied entry that is not a tier report.
+    pub last_data_lsn: u64,
+}
+
+impl StateData {
+    /// Applies one committed entry.
+    pub fn apply(&mut self, entry: &Entry) -> StateResult<CommandResponse> {
+        let lsn = entry.log_id.index;
+        let response = match &entry.payload {
+            EntryPayload::Blank => CommandResponse::TableCreated { created: false },
+            EntryPayload::Membership(m) => {
+                self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                CommandResponse::TableCreated { created: false }
+            }
+            EntryPayload::Normal(cmd) => self.apply_command(lsn, cmd)?,
+        };
+        if !crate::tier::is_tier_report(entry) {
+            self.last_data_lsn = lsn;
+        }
+        self.applied = Some(entry.log_id);
+        Ok(response)
+    }
+
+    fn apply_command(&mut self, lsn: u64, cmd: &Command) -> StateResult<CommandResponse> {
+        Ok(match cmd {
+            Command::Write(write) => self.apply_write(lsn, write)?,
+            Command::CreateTable {
+                name, schema_ipc, ..
+            } => self.apply_create(lsn, name, schema_ipc)?,
+            Command::DropTable { name, .. } => self.apply_drop(name),
+            Command::AssignTierWorker { node_id, .. } => {
+                self.tier.worker = Some(*node_id);
+                CommandResponse::Done
+            }
+            Command::TierUploaded {
+                worker,
+                from_lsn,
+                to_lsn,
+                files,
+                ..
+            } => self.apply_tier_uploaded(lsn, *worker, (*from_lsn, *to_lsn), files),
+            Command::TierCommitted {
+                worker,
+                committed_lsn,
+                ..
+            } => self.apply_tier_committed(*worker, *committed_lsn),
+            Command::SetRetention { bytes, ms, .. } => {
+                self.tier.retention = Some(Retention {
+                    bytes: *bytes,
+                    ms: *ms,
+                });
+                CommandResponse::Done
+            }
+        })
+    }
+
+    fn apply_write(&mut self, lsn: u64, write: &WriteCommand) -> StateResult<CommandResponse> {
+        let name = match TableName::parse(&write.table) {
+            Ok(n) => n,
+            Err(reason) => return Ok(CommandResponse::Rejected { reason }),
+        };
+        if let Some(p) = &write.producer {
+            if let Some(original) = self.dedup.lookup(&p.producer_id, p.seq) {
+                return Ok(CommandResponse::Duplicate {
+                    original: Lsn(original),
+                });
+            }
+        }
+        let schema = match ipc::decode_schema(&write.ipc) {
+            Ok(s) => s,
+            Err(e) => {
+                return Ok(CommandResponse::Rejected {
+                    reason: format!("undecodable batch: {e}"),
+                })
+            }
+        };
+        let info = match self.tables.get(&name) {
+            None => TableInfo {
+                meta: Arc::new(TableMeta {
+                    schema_ipc: schema_bytes(&schema)?,
+                    created_lsn: lsn,
+                }),
+                schema,
+                counts: TableCounts::default(),
+            },
+            Some(info) => match fit_schema(&name, &info.schema, &schema) {
+                Ok(SchemaFit::Same) => info.clone(),
+                Ok(SchemaFit::Extends) => TableInfo {
+                    meta: Arc::new(TableMeta {
+                        schema_ipc: schema_bytes(&schema)?,
+                        created_lsn: info.meta.created_lsn,
+                    }),
+                    schema,
+                    counts: info.counts,
+                },
+                Err(reason) => return Ok(CommandResponse::Rejected { reason }),
+            },
+        };
+        let bytes = write.ipc.len() as u64;
+        let mut info = info;
+        info.counts.rows += write.rows;
+        info.counts.bytes += bytes;
+        info.counts.batches += 1;
+        let entry = IndexEntry {
+            rows: write.rows,
+            bytes,
+        };
+        self.index
+            .entry(name.clone())
+            .or_default()
+            .insert(lsn, entry);
+        self.tables.insert(name, info);
+        if let Some(p) = &write.producer {
+            self.dedup.record(&p.producer_id, p.seq, lsn);
+        }
+        Ok(CommandResponse::Written { lsn: Lsn(lsn) })
+    }
+
+    fn apply_create(
+        &mut self,
+        lsn: u64,
+        name: &str,
+        schema_ipc: &Bytes,
+    ) -> StateResult<CommandResponse> {
+        let name = match TableName::parse(name) {
+            Ok(n) => n,
+            Err(reason) => return Ok(CommandResponse::Rejected { reason }),
+        };
+        let schema = match ipc::decode_schema(schema_ipc) {
+            Ok(s) => s,
+            Err(e) => {
+                return Ok(CommandResponse::Rejected {
+                    reason: format!("undecodable schema: {e}"),
+                })
+            }
+        };
+        if let Some(info) = self.tables.get(&name) {
+            return Ok(match fit_schema(&name, &info.schema, &schema) {
+                Ok(SchemaFit::Same) => CommandResponse::TableCreated { created: false },
+                _ => CommandResponse::Rejected {
+                    reason: format!("table {name} exists with another schema"),
+                },
+            });
+        }
+        let meta = TableMeta {
+            schema_ipc: schema_ipc.clone(),
+            created_lsn: lsn,
+        };
+        self.tables
+            .insert(name, table_info(meta, TableCounts::default())?);
+        Ok(CommandResponse::TableCreated { created: true })
+    }
+
+    fn apply_drop(&mut self, name: &str) -> CommandResponse {
+        let Ok(name) = TableName::parse(name) else {
+            return CommandResponse::TableDropped { existed: false };
+        };
+        let existed = self.tables.remove(&name).is_some();
+        self.index.remove(&name);
+        // Its objects stay in object storage and Iceberg; this node no longer reads them.
+        self.tiered.remove(&name);
+        CommandResponse::TableDropped { existed }
+    }
+
+    fn apply_tier_uploaded(
+        &mut self,
+        lsn: u64,
+        worker: arka_cluster::NodeId,
+        (from_lsn, to_lsn): (u64, u64),
+        files: &[TieredFile],
+    ) -> CommandResponse {
+        if let Some(refused) = refuse_report(&self.tier, worker) {
+            return refused;
+        }
+        if from_lsn != self.tier.s3_lsn || to_lsn <= from_lsn || to_lsn >= lsn {
+            return CommandResponse::Rejected {
+                reason: format!(
+                    "tiered range ({from_lsn}, {to_lsn}] does not follow the OBJECT_STORAGE watermark {}",
+                    self.tier.s3_lsn
+                ),
+            };
+        }
+        if let Some(reason) = self.uncovered_writes((from_lsn, to_lsn), files) {
+            return CommandResponse::Rejected { reason };
+        }
+        for file in files {
+            // A table dropped (and maybe made again) since the range was read: the file
+            // belongs to no table now.
+            let Ok(name) = TableName::parse(&file.table) else {
+                continue;
+            };
+            let current = self.tables.get(&name);
+            if current.is_some_and(|t| file.min_lsn >= t.meta.created_lsn) {
+                self.tiered
+                    .entry(name)
+                    .or_default()
+                    .insert(file.max_lsn, file.clone());
+            }
+        }
+        self.tier.s3_lsn = to_lsn;
+        CommandResponse::Done
+    }
+
+    /// Why the report cannot stand, when a table has writes in `(from, to]` that its files
+    /// do not span: moving the watermark past them would let every node purge writes that
+    /// exist nowhere else.
+    fn uncovered_writes(&self, (from, to): (u64, u64), files: &[TieredFile]) -> Option<String> {
+        for (name, writes) in &self.index {
+            let mut range = writes.range(from + 1..=to);
+            let Some((&first, _)) = range.next() else {
+                continue;
+            };
+            let last = range.next_back().map_or(first, |(l, _)| *l);
+            let of_table = files.iter().filter(|f| f.table == name.as_str());
+            let spanned = of_table.fold(None, |span: Option<(u64, u64)>, f| {
+                Some(span.map_or((f.min_lsn, f.max_lsn), |(lo, hi)| {
+                    (lo.min(f.min_lsn), hi.max(f.max_lsn))
+                }))
+            });
+            if !spanned.is_some_and(|(lo, hi)| lo <= first && last <= hi) {
+                return Some(format!(
+                    "tiered range ({from}, {to}] names no file for the writes {first}..={last} of table {name}"
+                ));
+            }
+        }
+        None
+    }
+
+    fn apply_tier_committed(
+        &mut self,
+        worker: arka_cluster::NodeId,
+        committed_lsn: u64,
+    ) -> CommandResponse {
+        if let Some(refused) = refuse_report(&self.tier, worker) {
+            return refused;
+        }
+        let tier = &mut self.tier;
+        tier.committed_lsn = committed_lsn.min(tier.s3_lsn).max(tier.committed_lsn);
+        CommandResponse::Done
+    }
+
+    /// Drops the index entries of writes below `first_in_wal` that are in object storage:
+    /// the WAL no longer holds them, and reads find them through the tiered-file list. Each
+    /// node does it when its own WAL is purged; what is above the OBJECT_STORAGE watermark
+    /// stays on every node, so applying a tier report gives the same answer everywhere.
+    pub fn forget_index_below(&mut self, first_in_wal: u64) {
+        let floor = first_in_wal.min(self.tier.s3_lsn + 1);
+        if floor <= self.index_floor {
+            return;
+        }
+        for writes in self.index.values_mut() {
+            *writes = writes.split_off(&floor);
+        }
+        self.index.retain(|_, writes| !writes.is_empty());
+        self.index_floor = floor;
+    }
+
+    pub fn index_entries(&self) -> usize {
+        self.index.values().map(BTreeMap::len).sum()
+    }
+
+    pub fn tiered_files(&self) -> usize {
+        self.tiered.values().map(BTreeMap::len).sum()
+    }
+}
+
+/// Refuses a report from a node that is no longer the tier worker.
+fn refuse_report(tier: &TierState, worker: arka_cluster::NodeId) -> Option<CommandResponse> {
+    (tier.worker != Some(worker)).then(|| CommandResponse::Rejected {
+        reason: format!(
+            "node {worker} is not the tier worker (the tier worker is {:?})",
+            tier.worker
+        ),
+    })
+}
+
+pub(super) fn table_info(meta: TableMeta, counts: TableCounts) -> StateResult<TableInfo> {
+    let schema = ipc::decode_schema(&meta.schema_ipc).map_err(|e| StateError::Decode {
+        key: "table schema".into(),
+        reason: e.to_string(),
+    })?;
+    Ok(TableInfo {
+        schema,
+        meta: Arc::new(meta),
+        counts,
+    })
+}
+
+fn schema_bytes(schema: &arrow::datatypes::Schema) -> StateResult<Bytes> {
+    ipc::encode_schema(schema).map_err(|e| StateError::Encode(e.to_string()))
+}
