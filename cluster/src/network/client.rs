@@ -19,6 +19,7 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
 use super::budget::{cut_to_budget, APPEND_BYTES_MAX};
+use super::snapshot::{messages, SNAPSHOT_CHUNK_BYTES};
 use super::GRPC_MESSAGE_BYTES_MAX;
 use crate::cluster_id::ClusterId;
 use crate::codec::{self, WIRE_VERSION};
@@ -30,6 +31,9 @@ use crate::types::{NodeId, NodeInfo, TypeConfig, Vote};
 /// machine; timing it out would only make the leader back off and resend it. A dead peer still
 /// fails fast (connection refused), and a hung one is given up after this bound.
 const APPEND_TIMEOUT_MIN: Duration = Duration::from_secs(2);
+/// A snapshot is given at least this long, plus this much per chunk.
+const SNAPSHOT_TIMEOUT_MIN: Duration = Duration::from_secs(10);
+const SNAPSHOT_TIME_PER_CHUNK: Duration = Duration::from_secs(1);
 
 /// Makes the channel to a peer's Raft address. Production uses TCP; simulation and
 /// fault-injection tests supply their own.
@@ -144,12 +148,10 @@ struct PeerError {
     message: String,
 }
 
-type RpcFn =
-    fn(
-        RaftServiceClient<Channel>,
-        RaftPayload,
-    )
-        -> futures::future::BoxFuture<'static, Result<tonic::Response<RaftPayload>, tonic::Status>>;
+type RpcFuture =
+    futures::future::BoxFuture<'static, Result<tonic::Response<RaftPayload>, tonic::Status>>;
+
+type RpcFn = fn(RaftServiceClient<Channel>, RaftPayload) -> RpcFuture;
 
 impl PeerConnection {
     fn error(&self, message: impl Into<String>) -> PeerError {
@@ -172,6 +174,31 @@ impl PeerConnection {
         Req: Serialize,
         Resp: DeserializeOwned,
     {
+        let data = codec::encode(what, request);
+        self.exchange(what, ttl, move |client, cluster_id| {
+            let payload = RaftPayload {
+                version: WIRE_VERSION,
+                data: data?,
+                cluster_id,
+            };
+            Ok(rpc(client, payload))
+        })
+        .await
+    }
+
+    /// Runs one exchange that `send` starts with the client and this node's cluster id, and
+    /// decodes the answer; transport failures become `Unreachable` (so openraft backs off),
+    /// everything else `Network`.
+    async fn exchange<Resp, F>(
+        &self,
+        what: &'static str,
+        ttl: Duration,
+        send: F,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Resp: DeserializeOwned,
+        F: FnOnce(RaftServiceClient<Channel>, String) -> Result<RpcFuture, codec::CodecError>,
+    {
         let result = async {
             if self.faults.is_isolated() {
                 let e = self.error("dropped: this node is isolated by an injected fault");
@@ -181,14 +208,10 @@ impl PeerConnection {
                 Ok(client) => client.clone(),
                 Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&self.error(e)))),
             };
-            let data = codec::encode(what, request)
-                .map_err(|e| RPCError::Network(NetworkError::new(&self.error(e.to_string()))))?;
-            let payload = RaftPayload {
-                version: WIRE_VERSION,
-                data,
-                cluster_id: self.cluster_id.get().unwrap_or_default(),
-            };
-            let response = match tokio::time::timeout(ttl, rpc(client, payload)).await {
+            let network = |e: String| RPCError::Network(NetworkError::new(&self.error(e)));
+            let sent = send(client, self.cluster_id.get().unwrap_or_default())
+                .map_err(|e| network(e.to_string()))?;
+            let response = match tokio::time::timeout(ttl, sent).await {
                 Err(_) => {
                     let e = self.error(format!("{what} timed out after {ttl:?}"));
                     return Err(RPCError::Unreachable(Unreachable::new(&e)));
@@ -199,13 +222,11 @@ impl PeerConnection {
                 Ok(Ok(response)) => response.into_inner(),
             };
             if response.version != WIRE_VERSION {
-                let e = codec::CodecError::Version(response.version);
-                return Err(RPCError::Network(NetworkError::new(
-                    &self.error(e.to_string()),
-                )));
+                return Err(network(
+                    codec::CodecError::Version(response.version).to_string(),
+                ));
             }
-            codec::decode(what, &response.data)
-                .map_err(|e| RPCError::Network(NetworkError::new(&self.error(e.to_string()))))
+            codec::decode(what, &response.data).map_err(|e| network(e.to_string()))
         }
         .await;
         self.reachability.record(self.target, &result);
@@ -267,11 +288,19 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        // Snapshots hold metadata only (tables, watermarks, dedup state), so one message
-        // carries the whole of it.
-        let request = (vote, snapshot.meta, snapshot.snapshot);
-        let f: RpcFn = |mut c, p| Box::pin(async move { c.install_snapshot(p).await });
-        let send = self.call("install_snapshot", f, &request, option.hard_ttl());
+        // A snapshot goes in bounded chunks on one stream; a large one is given time in
+        // proportion to its size.
+        let (meta, data) = (snapshot.meta, snapshot.snapshot);
+        let ttl = option.hard_ttl().max(SNAPSHOT_TIMEOUT_MIN)
+            + SNAPSHOT_TIME_PER_CHUNK * (data.len() / SNAPSHOT_CHUNK_BYTES) as u32;
+        let send = self.exchange("install_snapshot", ttl, move |mut client, cluster_id| {
+            let messages = messages(&vote, &meta, &data, &cluster_id)?;
+            Ok(Box::pin(async move {
+                client
+                    .install_snapshot_stream(futures::stream::iter(messages))
+                    .await
+            }))
+        });
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
             result = send => result.map_err(|e| match e {

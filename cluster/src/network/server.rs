@@ -54,6 +54,29 @@ impl<SM: RaftStateMachine<TypeConfig>> RaftRpcService<SM> {
     }
 }
 
+impl<SM> RaftRpcService<SM>
+where
+    SM: RaftStateMachine<TypeConfig, SnapshotData = Vec<u8>>,
+{
+    async fn install(
+        &self,
+        vote: Vote,
+        meta: SnapshotMeta,
+        data: Vec<u8>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let snapshot = openraft::Snapshot {
+            meta,
+            snapshot: data,
+        };
+        let resp = self
+            .raft
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(|e| raft_failed("install_snapshot", e))?;
+        encode_response("install_snapshot", &resp)
+    }
+}
+
 /// The answer to `Identify`.
 pub type Identity = (crate::types::NodeId, Option<String>);
 
@@ -134,16 +157,16 @@ where
         self.admit(&req)?;
         let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) =
             decode_request("install_snapshot", req)?;
-        let snapshot = openraft::Snapshot {
-            meta,
-            snapshot: data,
-        };
-        let resp = self
-            .raft
-            .install_full_snapshot(vote, snapshot)
-            .await
-            .map_err(|e| raft_failed("install_snapshot", e))?;
-        encode_response("install_snapshot", &resp)
+        self.install(vote, meta, data).await
+    }
+
+    async fn install_snapshot_stream(
+        &self,
+        req: Request<tonic::Streaming<RaftPayload>>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let (vote, meta, data) =
+            super::snapshot::receive(req.into_inner(), |first| self.admit(first)).await?;
+        self.install(vote, meta, data).await
     }
 
     async fn transfer_leader(

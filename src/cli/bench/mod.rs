@@ -3,6 +3,7 @@
 
 mod failover;
 mod report;
+mod server_cpu;
 mod streams;
 mod tier_lag;
 mod write_load;

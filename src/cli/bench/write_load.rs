@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::report::{print_table, RunResult};
+use super::server_cpu::{term, NodeProcs};
 use crate::client::{Client, ClusterClient, WriteItem};
 use crate::durability::Level;
 
@@ -137,6 +138,8 @@ async fn one_stream(
 }
 
 async fn one_run(
+    leader: &Client,
+    procs: Option<&NodeProcs>,
     clients: &[Client],
     args: &WriteArgs,
     level: Level,
@@ -148,6 +151,8 @@ async fn one_run(
         acked: AtomicU64::new(0),
         stop: AtomicU64::new(0),
     });
+    let term_before = term(leader).await;
+    let cpu_before = procs.and_then(NodeProcs::cpu);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (i, client) in clients.iter().enumerate() {
@@ -191,8 +196,14 @@ async fn one_run(
         task.await??;
     }
     eprintln!();
+    let cpu_after = procs.and_then(NodeProcs::cpu);
     let bytes = histogram.len() * batch.get_array_memory_size() as u64;
-    Ok(RunResult::from_histogram(&histogram, bytes, elapsed))
+    let mut result = RunResult::from_histogram(&histogram, bytes, elapsed);
+    result.server_cpu = cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b));
+    result.term_changes = term_before
+        .zip(term(leader).await)
+        .map(|(b, a)| a.saturating_sub(b));
+    Ok(result)
 }
 
 pub async fn run(args: WriteArgs) -> anyhow::Result<()> {
@@ -204,12 +215,25 @@ pub async fn run(args: WriteArgs) -> anyhow::Result<()> {
     for _ in 0..args.streams {
         clients.push(Client::connect(leader.addr()).await?);
     }
+    let procs = NodeProcs::discover(&leader).await;
+    if procs.is_none() {
+        eprintln!("server CPU is not measured: the nodes do not all run on this machine");
+    }
     let mut rows = Vec::new();
     for level in &args.levels {
         let mut runs = Vec::new();
         for run in 1..=args.runs {
             eprintln!("{level} run {run}/{}", args.runs);
-            runs.push(one_run(&clients, &args, *level, run, &batch).await?);
+            let result = one_run(
+                &leader,
+                procs.as_ref(),
+                &clients,
+                &args,
+                *level,
+                run,
+                &batch,
+            );
+            runs.push(result.await?);
         }
         rows.push((level.to_string(), runs));
     }

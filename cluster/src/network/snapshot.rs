@@ -1,0 +1,134 @@
+//! Snapshots travel in bounded chunks on one client stream, so that no gRPC message carries
+//! more than a chunk, whatever the snapshot's size: first a header (vote, meta, total bytes),
+//! then the bytes in order. The receiver holds at most the announced total, which is bounded.
+
+use arka_proto::raft::RaftPayload;
+use futures::{Stream, StreamExt};
+use tonic::Status;
+
+use crate::codec::{self, WIRE_VERSION};
+use crate::types::{SnapshotMeta, Vote};
+
+/// Bytes of snapshot in one message.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+/// Largest snapshot a node accepts.
+pub const SNAPSHOT_BYTES_MAX: u64 = 2 * 1024 * 1024 * 1024;
+
+type Header = (Vote, SnapshotMeta, u64);
+
+/// The messages that carry `data`: the header, then the chunks.
+pub fn messages(
+    vote: &Vote,
+    meta: &SnapshotMeta,
+    data: &[u8],
+    cluster_id: &str,
+) -> Result<Vec<RaftPayload>, codec::CodecError> {
+    let header: Header = (*vote, meta.clone(), data.len() as u64);
+    let payload = |data: Vec<u8>| RaftPayload {
+        version: WIRE_VERSION,
+        data,
+        cluster_id: cluster_id.to_string(),
+    };
+    let mut out = vec![payload(codec::encode("snapshot header", &header)?)];
+    out.extend(
+        data.chunks(SNAPSHOT_CHUNK_BYTES)
+            .map(|c| payload(c.to_vec())),
+    );
+    Ok(out)
+}
+
+/// Reads a snapshot stream. `admit` checks the first message (fault point, cluster id).
+pub async fn receive<S>(
+    mut stream: S,
+    admit: impl FnOnce(&RaftPayload) -> Result<(), Status>,
+) -> Result<(Vote, SnapshotMeta, Vec<u8>), Status>
+where
+    S: Stream<Item = Result<RaftPayload, Status>> + Unpin,
+{
+    let first = stream
+        .next()
+        .await
+        .ok_or_else(|| Status::invalid_argument("snapshot stream without a header"))??;
+    admit(&first)?;
+    if first.version != WIRE_VERSION {
+        return Err(Status::invalid_argument(
+            codec::CodecError::Version(first.version).to_string(),
+        ));
+    }
+    let (vote, meta, total): Header = codec::decode("snapshot header", &first.data)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    if total > SNAPSHOT_BYTES_MAX {
+        return Err(Status::resource_exhausted(format!(
+            "snapshot of {total} bytes is over the limit of {SNAPSHOT_BYTES_MAX}"
+        )));
+    }
+    let mut data = Vec::with_capacity(total as usize);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if chunk.data.len() > SNAPSHOT_CHUNK_BYTES || (data.len() + chunk.data.len()) as u64 > total
+        {
+            return Err(Status::invalid_argument(format!(
+                "snapshot stream carries more than the {total} bytes its header announced"
+            )));
+        }
+        data.extend_from_slice(&chunk.data);
+    }
+    if data.len() as u64 != total {
+        return Err(Status::invalid_argument(format!(
+            "snapshot stream ended after {} of {total} bytes",
+            data.len()
+        )));
+    }
+    Ok((vote, meta, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(
+        messages: Vec<RaftPayload>,
+    ) -> impl Stream<Item = Result<RaftPayload, Status>> + Unpin {
+        futures::stream::iter(messages.into_iter().map(Ok))
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_larger_than_a_chunk_round_trips_in_bounded_messages() {
+        let data: Vec<u8> = (0..SNAPSHOT_CHUNK_BYTES * 2 + 12345)
+            .map(|i| i as u8)
+            .collect();
+        let vote = Vote::new(3, 1);
+        let meta = SnapshotMeta::default();
+        let sent = messages(&vote, &meta, &data, "c1").expect("messages");
+        assert_eq!(sent.len(), 4, "a header and three chunks");
+        assert!(sent.iter().all(|m| m.data.len() <= SNAPSHOT_CHUNK_BYTES));
+        let (got_vote, got_meta, got) = receive(stream(sent), |first| {
+            assert_eq!(first.cluster_id, "c1");
+            Ok(())
+        })
+        .await
+        .expect("receive");
+        assert_eq!((got_vote, got_meta), (vote, meta));
+        assert!(got == data);
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_does_not_match_its_header_is_refused() {
+        let data = vec![7u8; 1000];
+        let vote = Vote::new(1, 1);
+        let mut short = messages(&vote, &SnapshotMeta::default(), &data, "").expect("messages");
+        short.pop();
+        let err = receive(stream(short), |_| Ok(())).await.expect_err("short");
+        assert!(err.message().contains("ended after 0 of 1000"), "{err}");
+
+        let mut long = messages(&vote, &SnapshotMeta::default(), &data, "").expect("messages");
+        long.push(long[1].clone());
+        let err = receive(stream(long), |_| Ok(())).await.expect_err("long");
+        assert!(err.message().contains("more than the 1000 bytes"), "{err}");
+
+        let refused = receive(stream(Vec::new()), |_| Ok(()))
+            .await
+            .expect_err("empty");
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    }
+}
