@@ -431,3 +431,27 @@ async fn truncation_lowers_the_disk_watermark() {
     append_durably(&mut log, vec![blank(2, 6)]).await;
     assert_eq!(acks.disk_lsn(), 6);
 }
+
+/// A data dir of the first WAL format (no header checksum) is refused by name: it must never
+/// be taken for a torn tail and cut.
+#[tokio::test]
+async fn a_segment_of_the_first_format_is_refused_not_cut() {
+    let dir = TempDir::new().expect("tempdir");
+    drop(open_log(dir.path(), 1 << 20).await.expect("open"));
+    let mut old = Vec::new();
+    for index in 1..=3u64 {
+        let mut payload = index.to_le_bytes().to_vec();
+        payload.extend(postcard::to_stdvec(&blank(1, index)).expect("encode"));
+        old.extend((payload.len() as u32).to_le_bytes());
+        old.extend(crc32c::crc32c(&payload).to_le_bytes());
+        old.extend(payload);
+    }
+    let file = segments(dir.path()).pop().expect("segment");
+    std::fs::write(&file, &old).expect("write");
+    let err = open_log(dir.path(), 1 << 20)
+        .await
+        .err()
+        .expect("the old format is refused");
+    assert!(err.contains("first WAL format"), "{err}");
+    assert_eq!(std::fs::read(&file).expect("read"), old, "nothing was cut");
+}

@@ -120,6 +120,21 @@ pub fn intact_at(bytes: &[u8], at: usize) -> Option<(Header, usize)> {
     Some((header, end))
 }
 
+/// True when `bytes` (the start of a segment) hold a record of the first WAL format
+/// (`[len: u32][crc32c(payload): u32][payload]`, no header checksum), which this version does
+/// not read: such a segment must be refused, never taken for a torn tail and cut.
+pub fn is_first_format(bytes: &[u8]) -> bool {
+    let (Some(len), Some(crc)) = (bytes.get(0..4), bytes.get(4..8)) else {
+        return false;
+    };
+    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    len >= INDEX_BYTES
+        && bytes
+            .get(8..8 + len)
+            .is_some_and(|p| crc32c::crc32c(p) == crc)
+}
+
 #[cfg(test)]
 mod tests {
     use openraft::entry::RaftEntry;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +61,27 @@ pub struct BadState(String);
 
 type States = HashMap<SocketAddr, (NodeState, Instant)>;
 
+/// A state not heard for this long is forgotten: its node is gone (live nodes publish every
+/// fraction of a second), and its address may be reused.
+pub const STATE_FORGET_AFTER: Duration = Duration::from_secs(600);
+/// At most this many addresses are remembered; the longest unheard go first.
+pub const STATES_MAX: usize = 1024;
+
+/// Keeps the book within its bounds, by age and by count.
+fn forget_stale(states: &mut States, now: Instant) {
+    states.retain(|_, (_, heard)| now.saturating_duration_since(*heard) < STATE_FORGET_AFTER);
+    while states.len() > STATES_MAX {
+        let Some(oldest) = states
+            .iter()
+            .min_by_key(|(_, (_, heard))| *heard)
+            .map(|(a, _)| *a)
+        else {
+            break;
+        };
+        states.remove(&oldest);
+    }
+}
+
 /// The latest state of each node, and when it was heard. foca owns one handle; the gossip
 /// driver reads through another.
 #[derive(Debug, Default, Clone)]
@@ -103,7 +124,9 @@ impl<T> foca::BroadcastHandler<T> for StateBook {
                 return Ok(None);
             }
         }
-        states.insert(addr, (state, Instant::now()));
+        let now = Instant::now();
+        states.insert(addr, (state, now));
+        forget_stale(&mut states, now);
         Ok(Some(key))
     }
 }
@@ -126,6 +149,28 @@ mod tests {
             applied_lsn,
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn the_book_forgets_addresses_gone_for_long_and_stays_within_its_count() {
+        let now = Instant::now();
+        let Some(long_ago) = now.checked_sub(STATE_FORGET_AFTER + Duration::from_secs(1)) else {
+            return; // the clock started too recently to go back that far
+        };
+        let mut states = States::new();
+        states.insert(addr(1), (NodeState::default(), long_ago));
+        states.insert(addr(2), (NodeState::default(), now));
+        forget_stale(&mut states, now);
+        assert!(!states.contains_key(&addr(1)));
+        assert!(states.contains_key(&addr(2)));
+
+        for port in 0..(STATES_MAX as u16 + 10) {
+            let heard = now - Duration::from_millis(u64::from(port));
+            states.insert(addr(1000 + port), (NodeState::default(), heard));
+        }
+        forget_stale(&mut states, now);
+        assert_eq!(states.len(), STATES_MAX);
+        assert!(states.contains_key(&addr(2)), "the freshest stay");
     }
 
     #[test]
