@@ -312,8 +312,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // The file first: a crash from here on restarts from this snapshot. At start,
         // openraft installs the newest file itself, which is already in place.
         let snapshots = self.sm.inner.snapshots.clone();
-        let current = snapshots.newest()?.map(|(m, _)| m.last_log_id);
-        if current != Some(meta.last_log_id) {
+        if snapshots.current_log_id() != Some(meta.last_log_id) {
             let meta = meta.clone();
             tokio::task::spawn_blocking(move || snapshots.save(&meta, snapshot))
                 .await

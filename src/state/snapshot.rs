@@ -10,6 +10,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use arka_cluster::types::{LogId, SnapshotMeta, StoredMembership};
 use arka_cluster::TieredFile;
@@ -118,6 +119,8 @@ struct Stored {
 #[derive(Debug, Clone)]
 pub struct SnapshotFiles {
     dir: PathBuf,
+    /// The log id of the newest snapshot file, once saved or read.
+    current: Arc<Mutex<Option<Option<LogId>>>>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
@@ -138,7 +141,19 @@ impl SnapshotFiles {
                 std::fs::remove_file(&path).map_err(io(&path))?;
             }
         }
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            current: Arc::default(),
+        })
+    }
+
+    fn remember(&self, last_log_id: Option<LogId>) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(last_log_id);
+    }
+
+    /// The log id of the current snapshot file, if it is known without reading the file.
+    pub fn current_log_id(&self) -> Option<Option<LogId>> {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn path_of(&self, meta: &SnapshotMeta) -> PathBuf {
@@ -181,6 +196,7 @@ impl SnapshotFiles {
             .map_err(io(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
         self.sync_dir()?;
+        self.remember(meta.last_log_id);
         for older in self.listed()?.into_iter().filter(|p| *p < path) {
             std::fs::remove_file(&older).map_err(io(&older))?;
         }
@@ -219,6 +235,7 @@ impl SnapshotFiles {
             return Err(corrupt("checksum mismatch"));
         }
         let stored: Stored = decode(b"snapshot file", payload)?;
+        self.remember(stored.meta.last_log_id);
         Ok(Some((stored.meta, stored.image)))
     }
 }
