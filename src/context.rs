@@ -52,15 +52,15 @@ impl NodeContext {
     }
 
     pub fn watermarks(&self) -> Watermarks {
-        let replicated_lsn = self.state.applied_lsn();
+        let replicated_lsn = self.state.applied_lsn().get();
         let tier = self.state.tier();
         let acks = self.acks();
         Watermarks {
             memory_lsn: acks.memory_lsn().max(replicated_lsn),
             disk_lsn: acks.disk_lsn().max(replicated_lsn),
             replicated_lsn,
-            s3_lsn: tier.s3_lsn,
-            committed_lsn: tier.committed_lsn,
+            s3_lsn: tier.s3_lsn.get(),
+            committed_lsn: tier.committed_lsn.get(),
         }
     }
 }

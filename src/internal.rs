@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use arka_cluster::codec;
 use arka_cluster::network::InternalHandler;
-use arka_cluster::NodeId;
+use arka_cluster::{Lsn, NodeId};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tonic::{Code, Status};
@@ -22,7 +22,7 @@ pub enum InternalRequest {
     /// To the leader: propose the tier worker's report.
     TierReport(TierReport),
     /// To the tier worker: seal, upload and commit everything up to `upto` now.
-    Flush { upto: u64 },
+    Flush { upto: Lsn },
     /// To the leader: remove a member (the old leader handed leadership over to finish it).
     RemoveNode { node_id: NodeId },
 }

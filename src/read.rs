@@ -1,6 +1,6 @@
 //! Reading a table's batches back from the log, in LSN order.
 
-use arka_cluster::{Command, TieredFile};
+use arka_cluster::{Command, Lsn, TieredFile};
 use arrow::array::{new_null_array, ArrayRef, Int64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -51,7 +51,7 @@ pub fn conform(batch: RecordBatch, schema: &SchemaRef, lsn: Option<u64>) -> Resu
 
 /// One step of a scan.
 pub struct ReadStep {
-    pub batches: Vec<(u64, RecordBatch)>,
+    pub batches: Vec<(Lsn, RecordBatch)>,
     /// True when the step reached `to_lsn`: nothing more is indexed in the range now.
     pub exhausted: bool,
 }
@@ -71,20 +71,24 @@ pub async fn read_step(
     ctx: &NodeContext,
     table: &TableName,
     schema: &SchemaRef,
-    (from_lsn, to_lsn): (u64, u64),
+    (from_lsn, to_lsn): (Lsn, Lsn),
     with_lsn: bool,
     cache: &mut TieredCache,
 ) -> Result<ReadStep> {
-    let conformed = |writes: Vec<(u64, RecordBatch)>| -> Result<Vec<(u64, RecordBatch)>> {
+    let conformed = |writes: Vec<(Lsn, RecordBatch)>| -> Result<Vec<(Lsn, RecordBatch)>> {
         writes
             .into_iter()
-            .map(|(lsn, batch)| Ok((lsn, conform(batch, schema, with_lsn.then_some(lsn))?)))
+            .map(|(lsn, batch)| {
+                let batch = conform(batch, schema, with_lsn.then_some(lsn.get()))?;
+                Ok((lsn, batch))
+            })
             .collect()
     };
     let floor = ctx.state.index_floor();
     let mut from_lsn = from_lsn;
     if from_lsn < floor {
-        let below = tiered_writes(ctx, table, (from_lsn, to_lsn.min(floor - 1)), cache).await?;
+        let below_floor = Lsn(floor.get() - 1);
+        let below = tiered_writes(ctx, table, (from_lsn, to_lsn.min(below_floor)), cache).await?;
         if !below.is_empty() {
             return Ok(ReadStep {
                 batches: conformed(below)?,
@@ -100,7 +104,7 @@ pub async fn read_step(
     let exhausted = index.len() < READ_STEP_BATCHES;
     let mut out = Vec::with_capacity(index.len());
     for (lsn, _) in index {
-        match ctx.log.entries(lsn, lsn + 1)?.pop() {
+        match ctx.log.entries(lsn, lsn.next())?.pop() {
             Some(entry) => {
                 let batches = batches_of_entry(table, lsn, entry)?;
                 out.extend(batches.into_iter().map(|b| (lsn, b)));
@@ -116,7 +120,7 @@ pub async fn read_step(
 
 fn batches_of_entry(
     table: &TableName,
-    lsn: u64,
+    lsn: Lsn,
     entry: arka_cluster::types::Entry,
 ) -> Result<Vec<RecordBatch>> {
     let EntryPayload::Normal(Command::Write(write)) = entry.payload else {
@@ -134,22 +138,22 @@ fn batches_of_entry(
 async fn tiered_writes(
     ctx: &NodeContext,
     table: &TableName,
-    (from, to): (u64, u64),
+    (from, to): (Lsn, Lsn),
     cache: &mut TieredCache,
-) -> Result<Vec<(u64, RecordBatch)>> {
+) -> Result<Vec<(Lsn, RecordBatch)>> {
     let Some(file) = ctx.state.first_tiered_file_from(table, from) else {
         return Ok(Vec::new());
     };
-    if file.min_lsn > to {
+    if file.min_lsn > to.get() {
         return Ok(Vec::new());
     }
     let writes = load(ctx, table, file, cache).await?;
-    let start = writes.partition_point(|(lsn, _)| *lsn < from);
+    let start = writes.partition_point(|(lsn, _)| *lsn < from.get());
     Ok(writes[start..]
         .iter()
-        .take_while(|(lsn, _)| *lsn <= to)
+        .take_while(|(lsn, _)| *lsn <= to.get())
         .take(READ_STEP_BATCHES)
-        .cloned()
+        .map(|(lsn, batch)| (Lsn(*lsn), batch.clone()))
         .collect())
 }
 
@@ -157,7 +161,7 @@ async fn tiered_writes(
 async fn tiered_batch(
     ctx: &NodeContext,
     table: &TableName,
-    lsn: u64,
+    lsn: Lsn,
     cache: &mut TieredCache,
 ) -> Result<RecordBatch> {
     let gone = || {
@@ -169,7 +173,7 @@ async fn tiered_batch(
     let file = ctx.state.tiered_file_at(table, lsn).ok_or_else(gone)?;
     let writes = load(ctx, table, file, cache).await?;
     let at = writes
-        .binary_search_by_key(&lsn, |(l, _)| *l)
+        .binary_search_by_key(&lsn.get(), |(l, _)| *l)
         .map_err(|_| gone())?;
     Ok(writes[at].1.clone())
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arka::state::{StateData, StateMachine, StateMachineStore};
 use arka_cluster::types::{Entry, LogId};
-use arka_cluster::{Command, ProducerSeq, RequestId, TieredFile, WriteCommand};
+use arka_cluster::{Command, Lsn, ProducerSeq, RequestId, TieredFile, WriteCommand};
 use arrow::array::{Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
@@ -237,7 +237,10 @@ async fn snapshots_are_a_point_in_time_and_restarts_rebuild_the_state() {
             sizes.dedup_entries > 0 && sizes.tiered_files > 0,
             "{sizes:?}"
         );
-        assert!(leader.tier().s3_lsn > 0, "tier reports were accepted");
+        assert!(
+            leader.tier().s3_lsn > Lsn::ZERO,
+            "tier reports were accepted"
+        );
         drop(store);
         let (restarted, mut store) = open(leader_dir.path());
         let current = store

@@ -9,7 +9,7 @@ use arka::durability::Level;
 use arka::flight::ReadTicket;
 use arka::internal::InternalRequest;
 use arka::tier::report::TierReport;
-use arka_cluster::{codec, TieredFile};
+use arka_cluster::{codec, Lsn, TieredFile};
 use arka_proto::raft::raft_service_client::RaftServiceClient;
 use arka_proto::raft::RaftPayload;
 use common::{data, lsns_at, Cluster};
@@ -78,8 +78,8 @@ async fn no_client_can_move_the_tier_watermark_past_untiered_writes() {
     let uploaded = |files: Vec<TieredFile>| {
         InternalRequest::TierReport(TierReport::Uploaded {
             worker,
-            from_lsn: s3_lsn,
-            to_lsn: last,
+            from_lsn: Lsn(s3_lsn),
+            to_lsn: Lsn(last),
             files,
         })
     };

@@ -40,6 +40,26 @@ impl fmt::Display for NodeInfo {
 #[serde(transparent)]
 pub struct Lsn(pub u64);
 
+impl Lsn {
+    /// Before the first entry: nothing is at or below it.
+    pub const ZERO: Lsn = Lsn(0);
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The LSN right after this one.
+    pub fn next(self) -> Lsn {
+        Lsn(self.0.saturating_add(1))
+    }
+}
+
+impl From<u64> for Lsn {
+    fn from(index: u64) -> Self {
+        Lsn(index)
+    }
+}
+
 impl fmt::Display for Lsn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)

@@ -207,7 +207,7 @@ fn durability_status(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
         (Some(producer), Some(seq)) => {
             if let Some(original) = ctx.state.dedup_lookup(&producer, seq) {
                 out["lsn"] = json!(original);
-                out["level"] = json!(w.level_of(original));
+                out["level"] = json!(w.level_of(original.get()));
             } else if let Some(lsn) = req.last_known_lsn.filter(|l| *l <= w.replicated_lsn) {
                 return Err(Error::Aborted {
                     first_lost_lsn: lsn,

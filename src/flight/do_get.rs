@@ -13,6 +13,8 @@ use tonic::Status;
 use super::encode::BatchEncoder;
 use super::status::{status_batch, status_json};
 use super::ticket::{self, ReadTicket, Ticket};
+use arka_cluster::Lsn;
+
 use crate::context::NodeContext;
 use crate::error::{Error, Result};
 use crate::read::{output_schema, read_step, TieredCache};
@@ -107,7 +109,8 @@ async fn stream_range(
     let mut tiered = TieredCache::default();
     while from <= to_lsn {
         let upto = to_lsn.min(*applied.borrow_and_update());
-        let step = read_step(ctx, table, &schema, (from, upto), with_lsn, &mut tiered).await?;
+        let range = (Lsn(from), Lsn(upto));
+        let step = read_step(ctx, table, &schema, range, with_lsn, &mut tiered).await?;
         for (lsn, batch) in &step.batches {
             let meta = format!("{{\"lsn\": {lsn}}}");
             let messages = encoder
@@ -116,7 +119,7 @@ async fn stream_range(
             for message in messages {
                 send(tx, message).await?;
             }
-            from = lsn + 1;
+            from = lsn.next().get();
         }
         if !step.exhausted {
             continue;

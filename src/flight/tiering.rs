@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use arka_cluster::{Command, CommandResponse};
+use arka_cluster::{Command, CommandResponse, Lsn};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -71,7 +71,7 @@ pub async fn flush(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
 
 /// The tier worker's side of a flush: everything up to `upto` is sealed, uploaded and
 /// committed when this returns.
-pub(crate) async fn flush_at_worker(ctx: &NodeContext, upto: u64) -> Result<()> {
+pub(crate) async fn flush_at_worker(ctx: &NodeContext, upto: Lsn) -> Result<()> {
     let tiering = tiering(ctx)?;
     if ctx.state.tier().worker != Some(ctx.node_id) {
         return Err(Error::Unavailable(format!(

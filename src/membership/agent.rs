@@ -32,7 +32,7 @@ fn local_state(ctx: &NodeContext, joining: bool, auto_promote: bool) -> NodeStat
         leader_id: metrics.current_leader,
         applied_lsn: w.replicated_lsn,
         last_log_index: metrics.last_log_index.unwrap_or(0),
-        wal_first_index: ctx.log.first_index(),
+        wal_first_index: ctx.log.first_index().get(),
         s3_lsn: w.s3_lsn,
         committed_lsn: w.committed_lsn,
         join_requested: joining && !in_membership,

@@ -76,7 +76,7 @@ pub fn caught_up_replicas(ctx: &NodeContext) -> BTreeSet<NodeId> {
     let live = alive(&view, ctx.node_id);
     let applied = |id: &NodeId| {
         if *id == ctx.node_id {
-            Some(ctx.state.applied_lsn())
+            Some(ctx.state.applied_lsn().get())
         } else {
             view.state(*id).map(|s| s.applied_lsn)
         }
@@ -98,7 +98,7 @@ pub fn cluster_report(ctx: &NodeContext) -> ClusterReport {
     let mut ids: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
     ids.extend(view.peers.keys().copied());
     let live = alive(&view, ctx.node_id);
-    let my_applied = ctx.state.applied_lsn();
+    let my_applied = ctx.state.applied_lsn().get();
     let own_state = |id: NodeId| -> Option<NodeState> {
         if id == ctx.node_id {
             return Some(NodeState {

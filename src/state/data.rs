@@ -205,7 +205,7 @@ impl StateData {
         if let Some(refused) = refuse_report(&self.tier, worker) {
             return refused;
         }
-        if from_lsn != self.tier.s3_lsn || to_lsn <= from_lsn || to_lsn >= lsn {
+        if from_lsn != self.tier.s3_lsn.get() || to_lsn <= from_lsn || to_lsn >= lsn {
             return CommandResponse::Rejected {
                 reason: format!(
                     "tiered range ({from_lsn}, {to_lsn}] does not follow the OBJECT_STORAGE watermark {}",
@@ -230,7 +230,7 @@ impl StateData {
                     .insert(file.max_lsn, file.clone());
             }
         }
-        self.tier.s3_lsn = to_lsn;
+        self.tier.s3_lsn = Lsn(to_lsn);
         CommandResponse::Done
     }
 
@@ -268,7 +268,7 @@ impl StateData {
             return refused;
         }
         let tier = &mut self.tier;
-        tier.committed_lsn = committed_lsn.min(tier.s3_lsn).max(tier.committed_lsn);
+        tier.committed_lsn = Lsn(committed_lsn).min(tier.s3_lsn).max(tier.committed_lsn);
         CommandResponse::Done
     }
 
@@ -277,7 +277,7 @@ impl StateData {
     /// node does it when its own WAL is purged; what is above the OBJECT_STORAGE watermark
     /// stays on every node, so applying a tier report gives the same answer everywhere.
     pub fn forget_index_below(&mut self, first_in_wal: u64) {
-        let floor = first_in_wal.min(self.tier.s3_lsn + 1);
+        let floor = first_in_wal.min(self.tier.s3_lsn.get() + 1);
         if floor <= self.index_floor {
             return;
         }

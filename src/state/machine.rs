@@ -6,7 +6,7 @@ use std::io;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use arka_cluster::types::{LogId, SnapshotMeta, StoredMembership};
-use arka_cluster::{TieredFile, TypeConfig};
+use arka_cluster::{Lsn, TieredFile, TypeConfig};
 use futures::{Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::type_config::alias::SnapshotOf;
@@ -109,10 +109,10 @@ impl StateMachine {
     pub fn index_range(
         &self,
         name: &TableName,
-        from: u64,
-        to: u64,
+        from: Lsn,
+        to: Lsn,
         limit: usize,
-    ) -> Vec<(u64, IndexEntry)> {
+    ) -> Vec<(Lsn, IndexEntry)> {
         if from > to {
             return Vec::new();
         }
@@ -121,31 +121,31 @@ impl StateMachine {
             return Vec::new();
         };
         writes
-            .range(from..=to)
+            .range(from.get()..=to.get())
             .take(limit)
-            .map(|(l, e)| (*l, *e))
+            .map(|(l, e)| (Lsn(*l), *e))
             .collect()
     }
 
     /// Writes below this LSN are found through the tiered-file list, not the index.
-    pub fn index_floor(&self) -> u64 {
-        self.read().index_floor
+    pub fn index_floor(&self) -> Lsn {
+        Lsn(self.read().index_floor)
     }
 
-    pub fn dedup_lookup(&self, producer_id: &str, seq: i64) -> Option<u64> {
-        self.read().dedup.lookup(producer_id, seq)
+    pub fn dedup_lookup(&self, producer_id: &str, seq: i64) -> Option<Lsn> {
+        self.read().dedup.lookup(producer_id, seq).map(Lsn)
     }
 
     /// The highest LSN applied (`REPLICATED` on this node).
-    pub fn applied_lsn(&self) -> u64 {
-        *self.inner.applied_tx.borrow()
+    pub fn applied_lsn(&self) -> Lsn {
+        Lsn(*self.inner.applied_tx.borrow())
     }
 
     /// The last applied entry that holds data to tier: when the OBJECT_STORAGE watermark is
     /// at or above it, nothing is waiting for object storage (tier reports above the
     /// watermark hold nothing to tier).
-    pub fn last_data_lsn(&self) -> u64 {
-        self.read().last_data_lsn
+    pub fn last_data_lsn(&self) -> Lsn {
+        Lsn(self.read().last_data_lsn)
     }
 
     /// Watches the applied LSN: reads waiting for `min_lsn` and tailing reads use it.
@@ -164,21 +164,21 @@ impl StateMachine {
     }
 
     /// The tiered file of `table` that holds `lsn`, if that range is tiered.
-    pub fn tiered_file_at(&self, table: &TableName, lsn: u64) -> Option<TieredFile> {
+    pub fn tiered_file_at(&self, table: &TableName, lsn: Lsn) -> Option<TieredFile> {
         let data = self.read();
-        let (_, file) = data.tiered.get(table)?.range(lsn..).next()?;
-        (file.min_lsn <= lsn).then(|| file.clone())
+        let (_, file) = data.tiered.get(table)?.range(lsn.get()..).next()?;
+        (file.min_lsn <= lsn.get()).then(|| file.clone())
     }
 
     /// The first tiered file of `table` that ends at or after `lsn`.
-    pub fn first_tiered_file_from(&self, table: &TableName, lsn: u64) -> Option<TieredFile> {
+    pub fn first_tiered_file_from(&self, table: &TableName, lsn: Lsn) -> Option<TieredFile> {
         let data = self.read();
-        let (_, file) = data.tiered.get(table)?.range(lsn..).next()?;
+        let (_, file) = data.tiered.get(table)?.range(lsn.get()..).next()?;
         Some(file.clone())
     }
 
     /// The tiered files of `table` whose last LSN is in `(after, upto]`, in LSN order.
-    pub fn tiered_files(&self, table: &TableName, after: u64, upto: u64) -> Vec<TieredFile> {
+    pub fn tiered_files(&self, table: &TableName, after: Lsn, upto: Lsn) -> Vec<TieredFile> {
         if after >= upto {
             return Vec::new();
         }
@@ -187,7 +187,7 @@ impl StateMachine {
             return Vec::new();
         };
         files
-            .range(after + 1..=upto)
+            .range(after.next().get()..=upto.get())
             .map(|(_, f)| f.clone())
             .collect()
     }
@@ -280,7 +280,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
         }
         if let Some(log) = &self.log {
-            let first_in_wal = log.first_index();
+            let first_in_wal = log.first_index().get();
             self.sm.write().forget_index_below(first_in_wal);
         }
         Ok(())
@@ -319,7 +319,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .map_err(io::Error::other)??;
         }
         if let Some(log) = &self.log {
-            installed.forget_index_below(log.first_index());
+            installed.forget_index_below(log.first_index().get());
         }
         let mut data = self.sm.write();
         *data = installed;

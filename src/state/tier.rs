@@ -2,7 +2,7 @@
 //! COMMITTED watermarks and the WAL retention. The list of tiered files per table (so that
 //! any node can read a range whose WAL it purged) is kept beside it in `StateData`.
 
-use arka_cluster::NodeId;
+use arka_cluster::{Lsn, NodeId};
 use serde::{Deserialize, Serialize};
 
 /// How much of the log a node keeps once it is in object storage: entries beyond the newest
@@ -17,9 +17,9 @@ pub struct Retention {
 pub struct TierState {
     pub worker: Option<NodeId>,
     /// Every entry up to here is in object storage.
-    pub s3_lsn: u64,
+    pub s3_lsn: Lsn,
     /// Every entry up to here is in a committed Iceberg snapshot.
-    pub committed_lsn: u64,
+    pub committed_lsn: Lsn,
     /// Set by `set_retention`; until then each node uses its configured retention.
     pub retention: Option<Retention>,
 }

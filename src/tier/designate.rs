@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use arka_cluster::{Command, NodeId};
+use arka_cluster::{Command, Lsn, NodeId};
 
 use crate::context::NodeContext;
 use crate::membership::report::{alive, caught_up_replicas};
@@ -41,7 +41,7 @@ pub async fn designate_worker(ctx: &NodeContext) {
 
 /// Members that are alive and whose WAL starts at or below `s3_lsn + 1` (a node that joined
 /// from a snapshot may lack the range to tier next).
-fn eligible(ctx: &NodeContext, s3_lsn: u64) -> BTreeSet<NodeId> {
+fn eligible(ctx: &NodeContext, s3_lsn: Lsn) -> BTreeSet<NodeId> {
     let metrics = crate::raft::metrics(&ctx.raft);
     let view = ctx.gossip.view();
     let live = alive(&view, ctx.node_id);
@@ -53,11 +53,11 @@ fn eligible(ctx: &NodeContext, s3_lsn: u64) -> BTreeSet<NodeId> {
         .filter(|id| live.contains(id))
         .filter(|id| {
             let first = if *id == ctx.node_id {
-                Some(ctx.log.first_index())
+                Some(ctx.log.first_index().get())
             } else {
                 view.state(*id).map(|s| s.wal_first_index)
             };
-            first.is_some_and(|f| f <= s3_lsn + 1)
+            first.is_some_and(|f| f <= s3_lsn.next().get())
         })
         .collect()
 }

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use arka_cluster::Lsn;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -79,7 +80,7 @@ pub fn default_catalog_url(dir: &Path) -> String {
 
 /// A request to seal, upload and commit everything applied up to `upto`.
 pub struct FlushRequest {
-    pub upto: u64,
+    pub upto: Lsn,
     pub done: oneshot::Sender<Result<(), String>>,
 }
 
@@ -130,7 +131,7 @@ impl Tiering {
     }
 
     /// Queues a flush at this node's tier worker and waits for it.
-    pub async fn flush_here(&self, upto: u64) -> Result<(), String> {
+    pub async fn flush_here(&self, upto: Lsn) -> Result<(), String> {
         let (done, rx) = oneshot::channel();
         self.flush_tx
             .send(FlushRequest { upto, done })

@@ -53,7 +53,7 @@ pub async fn run(ctx: Arc<NodeContext>, tiering: Arc<Tiering>, configured: Reten
     loop {
         tick.tick().await;
         let now = Instant::now();
-        clock.record(now, ctx.state.applied_lsn());
+        clock.record(now, ctx.state.applied_lsn().get());
         match ctx.log.disk_bytes() {
             Ok(bytes) => tiering.set_wal_bytes(bytes),
             Err(e) => tracing::warn!(error = %e, "measuring the wal failed"),
@@ -66,7 +66,7 @@ pub async fn run(ctx: Arc<NodeContext>, tiering: Arc<Tiering>, configured: Reten
                 continue;
             }
         };
-        if target < ctx.log.first_index() {
+        if target < ctx.log.first_index().get() {
             continue;
         }
         let snapshot = crate::raft::metrics(&ctx.raft)
@@ -80,7 +80,7 @@ pub async fn run(ctx: Arc<NodeContext>, tiering: Arc<Tiering>, configured: Reten
             }
         }
         let upto = target.min(snapshot);
-        if upto >= ctx.log.first_index() {
+        if upto >= ctx.log.first_index().get() {
             tracing::debug!(upto, "purging the wal");
             if let Err(e) = ctx.raft.trigger().purge_log(upto).await {
                 tracing::warn!(error = %e, upto, "purging the wal failed");
@@ -97,12 +97,12 @@ fn purge_target(
     retention: Retention,
     now: Instant,
 ) -> Result<u64, crate::wal::WalError> {
-    let by_size = ctx.log.last_index_beyond_newest(retention.bytes)?;
+    let by_size = ctx.log.last_index_beyond_newest(retention.bytes)?.get();
     let by_age = now
         .checked_sub(Duration::from_millis(retention.ms))
         .map(|cutoff| clock.applied_by(cutoff))
         .unwrap_or(0);
-    let tiered = ctx.state.tier().s3_lsn.min(ctx.state.applied_lsn());
+    let tiered = ctx.state.tier().s3_lsn.min(ctx.state.applied_lsn()).get();
     Ok(by_size.max(by_age).min(tiered))
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use arka_cluster::Command;
+use arka_cluster::{Command, Lsn};
 use arrow::compute::concat_batches;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
@@ -21,7 +21,7 @@ const READ_STEP_ENTRIES: u64 = 256;
 
 /// A range `(from, to]`, ready to upload.
 pub struct SealedRange {
-    pub to: u64,
+    pub to: Lsn,
     /// False when the range holds only the tier worker's own reports.
     pub has_data: bool,
     pub files: Vec<EncodedFile>,
@@ -43,17 +43,17 @@ type RangeWrites = BTreeMap<TableName, Vec<(u64, RecordBatch)>>;
 /// encoded batches.
 pub fn seal(
     ctx: &NodeContext,
-    from: u64,
-    applied: u64,
+    from: Lsn,
+    applied: Lsn,
     bytes_max: u64,
 ) -> Result<SealedRange, TierError> {
-    let (to, writes, has_data) = read(ctx, from, applied, bytes_max)?;
+    let (to, writes, has_data) = read(ctx, from.get(), applied.get(), bytes_max)?;
     let files = writes
         .into_iter()
         .map(|(table, rows)| encode(ctx, table, &rows))
         .collect::<Result<_, _>>()?;
     Ok(SealedRange {
-        to,
+        to: Lsn(to),
         has_data,
         files,
     })
@@ -73,7 +73,7 @@ fn read(
         let end = applied.min(to + READ_STEP_ENTRIES) + 1;
         let entries = ctx
             .log
-            .entries(to + 1, end)
+            .entries(Lsn(to + 1), Lsn(end))
             .map_err(|e| TierError::Log(e.to_string()))?;
         if entries.first().is_none_or(|e| e.log_id.index != to + 1) {
             return Err(TierError::Log(format!(
@@ -116,7 +116,11 @@ fn decode_write(
         return Ok(None);
     }
     // Writes the state machine refused (a schema that did not fit) are not in the table.
-    if ctx.state.index_range(&name, lsn, lsn, 1).is_empty() {
+    if ctx
+        .state
+        .index_range(&name, Lsn(lsn), Lsn(lsn), 1)
+        .is_empty()
+    {
         return Ok(None);
     }
     let (schema, batches) = ipc::decode_batches(ipc_bytes)

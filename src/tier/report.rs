@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use arka_cluster::{Command, CommandResponse, NodeId, RequestId, TieredFile};
+use arka_cluster::{Command, CommandResponse, Lsn, NodeId, RequestId, TieredFile};
 use serde::{Deserialize, Serialize};
 
 use crate::context::NodeContext;
@@ -18,12 +18,12 @@ pub enum TierReport {
     /// The range `(from_lsn, to_lsn]` is in object storage as `files`.
     Uploaded {
         worker: NodeId,
-        from_lsn: u64,
-        to_lsn: u64,
+        from_lsn: Lsn,
+        to_lsn: Lsn,
         files: Vec<TieredFile>,
     },
     /// Everything up to `committed_lsn` is in committed Iceberg snapshots.
-    Committed { worker: NodeId, committed_lsn: u64 },
+    Committed { worker: NodeId, committed_lsn: Lsn },
 }
 
 impl TierReport {
@@ -36,8 +36,8 @@ impl TierReport {
                 files,
             } => Command::TierUploaded {
                 worker,
-                from_lsn,
-                to_lsn,
+                from_lsn: from_lsn.get(),
+                to_lsn: to_lsn.get(),
                 files,
                 request,
             },
@@ -46,7 +46,7 @@ impl TierReport {
                 committed_lsn,
             } => Command::TierCommitted {
                 worker,
-                committed_lsn,
+                committed_lsn: committed_lsn.get(),
                 request,
             },
         }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arka_cluster::{Command, TieredFile};
+use arka_cluster::{Command, Lsn, TieredFile};
 use openraft::EntryPayload;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -132,7 +132,12 @@ impl Worker {
                     }
                 }
             }
-            let upto = self.flushes.iter().map(|f| f.upto).max().unwrap_or(0);
+            let upto = self
+                .flushes
+                .iter()
+                .map(|f| f.upto)
+                .max()
+                .unwrap_or(Lsn::ZERO);
             self.wait_applied(upto).await;
             while self.upload_next_range().await? {}
             if Instant::now() < next_commit {
@@ -179,9 +184,10 @@ impl Worker {
 
     /// Waits (bounded) until this node has applied `lsn`, so a flush covers what the node
     /// that asked for it had applied.
-    async fn wait_applied(&self, lsn: u64) {
+    async fn wait_applied(&self, lsn: Lsn) {
         let mut applied = self.ctx.state.subscribe_applied();
-        let _ = tokio::time::timeout(APPLY_WAIT_MAX, applied.wait_for(|a| *a >= lsn)).await;
+        let reached = applied.wait_for(|a| *a >= lsn.get());
+        let _ = tokio::time::timeout(APPLY_WAIT_MAX, reached).await;
     }
 
     /// Uploads the next range above the OBJECT_STORAGE watermark, if anything is applied
@@ -221,11 +227,11 @@ impl Worker {
     }
 
     /// Puts a table's file of the range `(from, to]` into the object store.
-    async fn upload(&self, file: EncodedFile, from: u64, to: u64) -> Result<TieredFile, TierError> {
+    async fn upload(&self, file: EncodedFile, from: Lsn, to: Lsn) -> Result<TieredFile, TierError> {
         let path = self.tiering.storage.url_of(&format!(
             "data/{}/{:020}-{to:020}.parquet",
             file.table,
-            from + 1
+            from.next()
         ));
         let bytes = file.bytes.len() as u64;
         self.tiering.storage.put(&path, file.bytes).await?;
@@ -271,7 +277,7 @@ impl Worker {
                     &info.schema,
                     info.meta.created_lsn,
                     &files,
-                    upto,
+                    upto.get(),
                 )
                 .await?;
         }

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use arka_cluster::types::{Entry, LogId, Vote};
-use arka_cluster::TypeConfig;
+use arka_cluster::{Lsn, TypeConfig};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 use tokio::sync::mpsc;
@@ -400,14 +400,14 @@ impl RaftLogReader<TypeConfig> for LogReader {
 }
 
 impl LogReader {
-    /// Reads the entries with index in `[start, end)` that are still in the WAL.
-    pub fn entries(&self, start: u64, end: u64) -> WalResult<Vec<Entry>> {
-        self.shared.read_entries(start, end)
+    /// Reads the entries with LSN in `[start, end)` that are still in the WAL.
+    pub fn entries(&self, start: Lsn, end: Lsn) -> WalResult<Vec<Entry>> {
+        self.shared.read_entries(start.get(), end.get())
     }
 
-    /// The first index still in the WAL (everything below was purged).
-    pub fn first_index(&self) -> u64 {
-        self.shared.read_index().first_index
+    /// The first LSN still in the WAL (everything below was purged).
+    pub fn first_index(&self) -> Lsn {
+        Lsn(self.shared.read_index().first_index)
     }
 
     /// Bytes of the WAL's segment files.
@@ -419,17 +419,17 @@ impl LogReader {
     /// The highest index whose segment lies (at least partly) outside the newest
     /// `keep_bytes` of the WAL: purging up to it deletes the older segments and leaves at most
     /// `keep_bytes` on disk. 0 when the WAL is within `keep_bytes`.
-    pub fn last_index_beyond_newest(&self, keep_bytes: u64) -> WalResult<u64> {
+    pub fn last_index_beyond_newest(&self, keep_bytes: u64) -> WalResult<Lsn> {
         let index = self.shared.read_index();
         let mut newest = 0u64;
         for (id, segment) in index.segments.iter().rev() {
             newest += segment.len()?;
             if newest > keep_bytes {
                 let kept = index.locs.partition_point(|l| l.segment <= *id) as u64;
-                return Ok((index.first_index + kept).saturating_sub(1));
+                return Ok(Lsn((index.first_index + kept).saturating_sub(1)));
             }
         }
-        Ok(0)
+        Ok(Lsn::ZERO)
     }
 }
 

@@ -7,7 +7,7 @@ mod session;
 
 use std::sync::Arc;
 
-use arka_cluster::{Command, CommandResponse, ProducerSeq, WriteCommand};
+use arka_cluster::{Command, CommandResponse, Lsn, ProducerSeq, WriteCommand};
 use arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 use openraft::errors::ClientWriteError;
@@ -70,7 +70,7 @@ pub enum Submitted {
     Proposed(Proposal),
     /// `(producer_id, seq)` was applied before at `original`: nothing is written.
     Duplicate {
-        original: u64,
+        original: Lsn,
     },
 }
 

@@ -221,7 +221,7 @@ where
         }
         if !session.awaiting_s3.is_empty() || !session.awaiting_commit.is_empty() {
             let t = *tier.borrow_and_update();
-            session.raise_to_tier(t.s3_lsn, t.committed_lsn);
+            session.raise_to_tier(t.s3_lsn.get(), t.committed_lsn.get());
         }
         if !session.pending.is_empty() {
             let mut rows = std::mem::take(&mut session.pending);
@@ -242,7 +242,7 @@ async fn submit(
     match session.path.submit(write).await? {
         Submitted::Duplicate { original } => {
             // Already applied, so at least REPLICATED.
-            session.raise(no, original, Level::Replicated);
+            session.raise(no, original.get(), Level::Replicated);
         }
         Submitted::Proposed(p) => {
             if let Some(w) = session.writes.get_mut(&no) {
