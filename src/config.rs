@@ -110,7 +110,7 @@ pub struct NodeConfig {
 impl Default for NodeConfig {
     fn default() -> Self {
         Self {
-            node_id: 1,
+            node_id: NodeId(1),
             data_dir: PathBuf::from("arka-data"),
             flight_addr: "127.0.0.1:8815".into(),
             raft_addr: "127.0.0.1:7815".into(),
@@ -238,7 +238,7 @@ mod tests {
             "#,
         )
         .expect("parse");
-        assert_eq!(config.node_id, 2);
+        assert_eq!(config.node_id, NodeId(2));
         config.validate().expect("valid");
         assert!(
             toml::from_str::<NodeConfig>("nodeid = 1").is_err(),
@@ -272,7 +272,10 @@ mod tests {
     #[test]
     fn member_specs_parse() {
         let m: MemberSpec = "3@127.0.0.1:7817@127.0.0.1:8817".parse().expect("parse");
-        assert_eq!((m.node_id, m.raft_addr.as_str()), (3, "127.0.0.1:7817"));
+        assert_eq!(
+            (m.node_id, m.raft_addr.as_str()),
+            (NodeId(3), "127.0.0.1:7817")
+        );
         assert!("x@a@b".parse::<MemberSpec>().is_err());
         assert!("1@a".parse::<MemberSpec>().is_err());
     }

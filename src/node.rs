@@ -14,7 +14,7 @@ use arka_cluster::network::{
     InternalClient, NetworkFactory, RaftRpcService, TcpConnector, GRPC_MESSAGE_BYTES_MAX,
 };
 use arka_cluster::raft_config::{self, RaftTiming};
-use arka_cluster::NodeInfo;
+use arka_cluster::{NodeId, NodeInfo};
 use arka_proto::raft::raft_service_server::RaftServiceServer;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
@@ -328,7 +328,7 @@ fn create_cluster_id(config: &NodeConfig, cluster_id: &ClusterId) -> anyhow::Res
 
 /// Initializes a new cluster on this node (its data dir holds none yet).
 async fn bootstrap(raft: &Raft, config: &NodeConfig) -> anyhow::Result<()> {
-    let mut members: BTreeMap<u64, NodeInfo> = config
+    let mut members: BTreeMap<NodeId, NodeInfo> = config
         .initial_members
         .iter()
         .map(|m| {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use arka::state::{StateMachine, StateMachineStore};
 use arka::wal::{LogStore, NoopObserver, WalConfig};
 use arka_cluster::types::{Entry, LogId};
-use arka_cluster::TypeConfig;
+use arka_cluster::{NodeId, TypeConfig};
 use openraft::entry::RaftEntry;
 use openraft::impls::leader_id_adv::LeaderId;
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
@@ -74,7 +74,13 @@ async fn open_log(dir: &Path, segment_bytes_max: u64) -> Result<LogStore, String
 }
 
 fn blank(term: u64, index: u64) -> Entry {
-    Entry::new_blank(LogId::new(LeaderId { term, node_id: 1 }, index))
+    Entry::new_blank(LogId::new(
+        LeaderId {
+            term,
+            node_id: NodeId(1),
+        },
+        index,
+    ))
 }
 
 async fn append_durably(log: &mut LogStore, entries: Vec<Entry>) {
@@ -320,7 +326,7 @@ async fn purge_removes_whole_segments_and_survives_reopen() {
         log.purge(LogId::new(
             LeaderId {
                 term: 1,
-                node_id: 1,
+                node_id: NodeId(1),
             },
             20,
         ))
@@ -344,7 +350,13 @@ async fn purge_removes_whole_segments_and_survives_reopen() {
 }
 
 fn log_id(term: u64, index: u64) -> LogId {
-    LogId::new(LeaderId { term, node_id: 1 }, index)
+    LogId::new(
+        LeaderId {
+            term,
+            node_id: NodeId(1),
+        },
+        index,
+    )
 }
 
 /// openraft purges up to a snapshot's log id when it installs it, even past the end of the
@@ -413,7 +425,7 @@ async fn reopens_a_tail_that_holds_stale_records_before_the_purged_id() {
 async fn truncation_lowers_the_disk_watermark() {
     let dir = TempDir::new().expect("tempdir");
     let db = open_db(dir.path()).await.expect("sled");
-    let acks = Arc::new(arka::acks::AckRouter::new(1));
+    let acks = Arc::new(arka::acks::AckRouter::new(NodeId(1)));
     let config = WalConfig {
         dir: dir.path().join("wal"),
         segment_bytes_max: 1 << 20,

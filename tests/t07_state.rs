@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arka::state::{StateData, StateMachine, StateMachineStore};
 use arka_cluster::types::{Entry, LogId};
-use arka_cluster::{Command, Lsn, ProducerSeq, RequestId, TieredFile, WriteCommand};
+use arka_cluster::{Command, Lsn, NodeId, ProducerSeq, RequestId, TieredFile, WriteCommand};
 use arrow::array::{Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
@@ -55,7 +55,7 @@ struct Workload {
     rng: Rng,
     next_lsn: u64,
     s3_lsn: u64,
-    worker: u64,
+    worker: NodeId,
     untiered: BTreeMap<String, (u64, u64)>,
     evolved: BTreeMap<String, bool>,
 }
@@ -65,7 +65,7 @@ impl Workload {
         let lsn = self.next_lsn;
         self.next_lsn += 1;
         let request = RequestId {
-            origin: 1,
+            origin: NodeId(1),
             seq: lsn,
         };
         let table = format!("t{}", self.rng.below(3));
@@ -81,7 +81,7 @@ impl Workload {
                 request,
             },
             2 => {
-                self.worker = 1 + self.rng.below(3);
+                self.worker = NodeId(1 + self.rng.below(3));
                 Command::AssignTierWorker {
                     node_id: self.worker,
                     request,
@@ -107,7 +107,7 @@ impl Workload {
         let log_id = LogId::new(
             LeaderId {
                 term: 1,
-                node_id: 1,
+                node_id: NodeId(1),
             },
             lsn,
         );
@@ -169,7 +169,7 @@ fn workload(seed: u64, entries: usize) -> Vec<Entry> {
         rng: Rng(seed),
         next_lsn: 1,
         s3_lsn: 0,
-        worker: 1,
+        worker: NodeId(1),
         untiered: BTreeMap::new(),
         evolved: BTreeMap::new(),
     };

@@ -31,22 +31,38 @@ fn big_batch(seq: i64, bytes: usize) -> RecordBatch {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_follower_catches_up_over_a_backlog_larger_than_one_message() {
     let mut cluster = Cluster::start(3).await;
-    let leader = cluster.client(1).await;
     cluster.kill9(3);
     // 300 writes of 1 MiB: fewer entries than openraft puts in one AppendEntries, more bytes
-    // than one gRPC message between nodes may hold (256 MiB).
+    // than one gRPC message between nodes may hold (256 MiB). The writes are idempotent, so
+    // a chunk is sent again, to whoever leads, if leadership moves under the load.
     let mut written = Vec::new();
     let mut last = 0;
     for chunk in 0..10 {
         let writes: Vec<WriteItem> = (0..30)
-            .map(|s| WriteItem::plain(big_batch(chunk * 30 + s, 1 << 20)))
+            .map(|s| {
+                let seq = chunk * 30 + s;
+                WriteItem::idempotent(big_batch(seq, 1 << 20), "lagging", seq)
+            })
             .collect();
         written.extend(writes.iter().map(|w| w.batch.clone()));
-        let acks = leader
-            .write_all("events", writes, Level::Replicated)
-            .await
-            .expect("write while node 3 is down");
-        last = *lsns_at(&acks, Level::Replicated).last().expect("acked");
+        let acks = eventually("a chunk of writes to be replicated", DEADLINE, || {
+            let (cluster, writes) = (&cluster, writes.clone());
+            async move {
+                let leader = cluster.wait_for_leader_among(&[1, 2]).await;
+                let client = cluster.client(leader).await;
+                client
+                    .write_all("events", writes, Level::Replicated)
+                    .await
+                    .ok()
+            }
+        })
+        .await;
+        last = last.max(
+            *lsns_at(&acks, Level::Replicated)
+                .iter()
+                .max()
+                .expect("acked"),
+        );
     }
     cluster.spawn(3);
     eventually("node 3 to catch up", DEADLINE * 4, || async {

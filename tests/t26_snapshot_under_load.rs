@@ -8,7 +8,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use arka::client::{Client, WriteItem};
+use arka::client::{ClusterClient, WriteItem};
 use arka::durability::Level;
 use arka::flight::ReadTicket;
 use common::{data, eventually, Cluster, DEADLINE};
@@ -18,9 +18,9 @@ use serde_json::{json, Value};
 const TRIM_CONFIG: &str = "segment-bytes-max = 16384\n";
 const TABLES: [&str; 2] = ["left", "right"];
 
-/// Writes idempotent batches to `table` until `stop`, and returns the seqs written.
-async fn writer(addr: String, table: &'static str, stop: Arc<AtomicBool>) -> Vec<i64> {
-    let client = Client::connect(&addr).await.expect("connect");
+/// Writes idempotent batches to `table` until `stop`, and returns the seqs written. A batch
+/// is sent again, to whoever leads, if leadership moves under the load.
+async fn writer(seeds: Vec<String>, table: &'static str, stop: Arc<AtomicBool>) -> Vec<i64> {
     let producer = format!("writer-{table}");
     let mut seq = 0;
     let mut written = Vec::new();
@@ -28,10 +28,23 @@ async fn writer(addr: String, table: &'static str, stop: Arc<AtomicBool>) -> Vec
         let writes: Vec<WriteItem> = (seq..seq + 20)
             .map(|s| WriteItem::idempotent(data::batch(1, s, 10), &producer, s))
             .collect();
-        client
-            .write_all(table, writes, Level::Replicated)
-            .await
-            .expect("write");
+        eventually("a batch of writes to be replicated", DEADLINE, || {
+            let (seeds, writes) = (seeds.clone(), writes.clone());
+            async move {
+                let seeds: Vec<&str> = seeds.iter().map(String::as_str).collect();
+                let leader = ClusterClient::connect(&seeds)
+                    .await
+                    .ok()?
+                    .leader()
+                    .await
+                    .ok()?;
+                leader
+                    .write_all(table, writes, Level::Replicated)
+                    .await
+                    .ok()
+            }
+        })
+        .await;
         written.extend(seq..seq + 20);
         seq += 20;
     }
@@ -50,7 +63,9 @@ async fn state_of(cluster: &Cluster, id: u64, seqs: &[(&str, Vec<i64>)]) -> Valu
     let tables = action(cluster, id, "list_tables", Value::Null).await;
     let mut dedup = Vec::new();
     for (table, written) in seqs {
-        for seq in written.iter().step_by(7) {
+        // A sample across the run: enough to see a lost or doubled entry, few calls.
+        let step = (written.len() / 40).max(1);
+        for seq in written.iter().step_by(step) {
             let body = json!({"producer_id": format!("writer-{table}"), "seq": seq});
             let answer = action(cluster, id, "get_durability_status", body).await;
             dedup.push(answer["lsn"].clone());
@@ -80,7 +95,10 @@ async fn a_snapshot_taken_under_writes_gives_a_joining_node_the_leaders_state() 
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = TABLES
         .into_iter()
-        .map(|t| tokio::spawn(writer(cluster.addr(1), t, stop.clone())))
+        .map(|t| {
+            let seeds = (1..=3).map(|id| cluster.addr(id)).collect();
+            tokio::spawn(writer(seeds, t, stop.clone()))
+        })
         .collect();
 
     // While the writers go on: tier, snapshot and purge, until node 1's log no longer starts

@@ -9,7 +9,7 @@ use arka::durability::Level;
 use arka::flight::ReadTicket;
 use arka::internal::InternalRequest;
 use arka::tier::report::TierReport;
-use arka_cluster::{codec, Lsn, TieredFile};
+use arka_cluster::{codec, Lsn, NodeId, TieredFile};
 use arka_proto::raft::raft_service_client::RaftServiceClient;
 use arka_proto::raft::RaftPayload;
 use common::{data, lsns_at, Cluster};
@@ -67,7 +67,7 @@ async fn no_client_can_move_the_tier_watermark_past_untiered_writes() {
     assert_eq!(err.code(), Some(tonic::Code::NotFound), "{err}");
 
     let status = cluster.status(1).await.expect("status");
-    let worker = status["tier_worker"].as_u64().expect("a tier worker");
+    let worker = NodeId(status["tier_worker"].as_u64().expect("a tier worker"));
     let s3_lsn = status["s3_lsn"].as_u64().expect("s3_lsn");
     assert!(s3_lsn < last, "the writes are not tiered yet: {status}");
     let cluster_id = status["cluster_id"]

@@ -60,13 +60,16 @@ mod tests {
 
     use super::*;
     use crate::command::{Command, ProducerSeq, WriteCommand};
-    use crate::types::RequestId;
+    use crate::types::{NodeId, RequestId};
 
     #[test]
     fn command_round_trips() {
         let cmd = Command::Write(WriteCommand {
             table: "t".into(),
-            request: RequestId { origin: 1, seq: 7 },
+            request: RequestId {
+                origin: NodeId(1),
+                seq: 7,
+            },
             producer: Some(ProducerSeq {
                 producer_id: "p".into(),
                 seq: 3,
@@ -83,7 +86,10 @@ mod tests {
     fn truncated_input_is_an_error() {
         let cmd = Command::DropTable {
             name: "t".into(),
-            request: RequestId { origin: 1, seq: 1 },
+            request: RequestId {
+                origin: NodeId(1),
+                seq: 1,
+            },
         };
         let bytes = encode("command", &cmd).expect("encode");
         let err = decode::<Command>("command", &bytes[..bytes.len() - 1]).unwrap_err();

@@ -287,22 +287,22 @@ impl<SM: RaftStateMachine<TypeConfig>> MembershipOps<SM> {
                 continue;
             }
             if state.join_requested && !members.all.contains(id) {
-                tracing::info!(node_id = id, addr = %peer.peer.raft_addr, "adding a joining node as a learner");
+                tracing::info!(node_id = %id, addr = %peer.peer.raft_addr, "adding a joining node as a learner");
                 if let Err(e) = self
                     .raft
                     .add_learner(*id, peer.peer.node_info(), false)
                     .await
                 {
-                    tracing::warn!(node_id = id, error = %e, "cannot add joining node");
+                    tracing::warn!(node_id = %id, error = %e, "cannot add joining node");
                 }
             } else if state.auto_promote
                 && members.all.contains(id)
                 && !members.voters.contains(id)
                 && lag_entries(&metrics, *id).is_some_and(|lag| lag <= CAUGHT_UP_LAG_MAX)
             {
-                tracing::info!(node_id = id, "promoting a caught-up learner to voter");
+                tracing::info!(node_id = %id, "promoting a caught-up learner to voter");
                 if let Err(e) = self.promote(*id).await {
-                    tracing::warn!(node_id = id, error = %e, "cannot promote learner");
+                    tracing::warn!(node_id = %id, error = %e, "cannot promote learner");
                 }
             }
         }

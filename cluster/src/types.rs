@@ -6,8 +6,37 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, CommandResponse};
 
-/// A member of the cluster. Raft node ids are plain `u64` in openraft; this alias names them.
-pub type NodeId = u64;
+/// A member of the cluster: the id a node is configured with, as Raft and gossip know it.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct NodeId(pub u64);
+
+impl NodeId {
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl From<u64> for NodeId {
+    fn from(id: u64) -> Self {
+        NodeId(id)
+    }
+}
+
+impl std::str::FromStr for NodeId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(NodeId)
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// Where a member can be reached. Stored in the Raft membership, so every node knows every
 /// member's addresses.

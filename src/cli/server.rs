@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use arka_cluster::NodeId;
 use clap::Args;
 
 use crate::config::{MemberSpec, NodeConfig};
@@ -68,7 +69,7 @@ impl ServerArgs {
             None => NodeConfig::default(),
         };
         if let Some(v) = self.node_id {
-            config.node_id = v;
+            config.node_id = NodeId(v);
         }
         if let Some(v) = self.data_dir {
             config.data_dir = v;

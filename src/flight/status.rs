@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use arka_cluster::NodeId;
 use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
@@ -15,7 +16,7 @@ use crate::raft::role_name;
 fn members(ctx: &NodeContext) -> Vec<Value> {
     let metrics = crate::raft::metrics(&ctx.raft);
     let membership = metrics.membership_config.membership();
-    let voters: Vec<u64> = membership.voter_ids().collect();
+    let voters: Vec<NodeId> = membership.voter_ids().collect();
     let matched = metrics.replication.clone().unwrap_or_default();
     membership
         .nodes()

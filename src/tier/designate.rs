@@ -32,10 +32,10 @@ pub async fn designate_worker(ctx: &NodeContext) {
     let Some(node_id) = choice.filter(|c| tier.worker != Some(*c)) else {
         return;
     };
-    tracing::info!(previous = ?tier.worker, node_id, "assigning the tier worker");
+    tracing::info!(previous = ?tier.worker, %node_id, "assigning the tier worker");
     let assign = |request| Command::AssignTierWorker { node_id, request };
     if let Err(e) = ctx.writes.propose_command(assign).await {
-        tracing::warn!(error = %e, node_id, "assigning the tier worker failed");
+        tracing::warn!(error = %e, %node_id, "assigning the tier worker failed");
     }
 }
 

@@ -147,7 +147,7 @@ mod tests {
         let entry = Entry::new_blank(LogId::new(
             LeaderId {
                 term: 3,
-                node_id: 1,
+                node_id: arka_cluster::NodeId(1),
             },
             index,
         ));

@@ -23,7 +23,7 @@ pub struct Peer {
 impl Peer {
     pub fn seed(gossip_addr: SocketAddr) -> Self {
         Self {
-            node_id: 0,
+            node_id: NodeId(0),
             gossip_addr,
             raft_addr: String::new(),
             flight_addr: String::new(),

@@ -141,9 +141,9 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
-    fn state(node_id: NodeId, port: u16, version: u64, applied_lsn: u64) -> Vec<u8> {
+    fn state(node_id: u64, port: u16, version: u64, applied_lsn: u64) -> Vec<u8> {
         StateBook::encode(&NodeState {
-            node_id,
+            node_id: NodeId(node_id),
             gossip_addr: Some(addr(port)),
             version,
             applied_lsn,

@@ -60,20 +60,20 @@ mod tests {
 
     use super::*;
     use crate::command::WriteCommand;
-    use crate::types::RequestId;
+    use crate::types::{NodeId, RequestId};
 
     fn write(index: u64, bytes: usize) -> Entry {
         let log_id = LogId::new(
             LeaderId {
                 term: 1,
-                node_id: 1,
+                node_id: NodeId(1),
             },
             index,
         );
         let cmd = Command::Write(WriteCommand {
             table: "t".into(),
             request: RequestId {
-                origin: 1,
+                origin: NodeId(1),
                 seq: index,
             },
             producer: None,
@@ -88,7 +88,7 @@ mod tests {
 
     fn request(sizes: &[usize]) -> AppendEntriesRequest<TypeConfig> {
         AppendEntriesRequest {
-            vote: crate::types::Vote::new(1, 1),
+            vote: crate::types::Vote::new(1, NodeId(1)),
             prev_log_id: None,
             leader_commit: None,
             entries: sizes

@@ -103,10 +103,10 @@ impl Reachability {
         let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(RPCError::Unreachable(reason)) = result {
             if down.insert(target) {
-                tracing::warn!(peer = target, %reason, "peer unreachable; retrying with backoff");
+                tracing::warn!(peer = %target, %reason, "peer unreachable; retrying with backoff");
             }
         } else if down.remove(&target) {
-            tracing::info!(peer = target, "peer reachable again");
+            tracing::info!(peer = %target, "peer reachable again");
         }
     }
 }

@@ -97,7 +97,7 @@ mod tests {
         let data: Vec<u8> = (0..SNAPSHOT_CHUNK_BYTES * 2 + 12345)
             .map(|i| i as u8)
             .collect();
-        let vote = Vote::new(3, 1);
+        let vote = Vote::new(3, crate::types::NodeId(1));
         let meta = SnapshotMeta::default();
         let sent = messages(&vote, &meta, &data, "c1").expect("messages");
         assert_eq!(sent.len(), 4, "a header and three chunks");
@@ -115,7 +115,7 @@ mod tests {
     #[tokio::test]
     async fn a_stream_that_does_not_match_its_header_is_refused() {
         let data = vec![7u8; 1000];
-        let vote = Vote::new(1, 1);
+        let vote = Vote::new(1, crate::types::NodeId(1));
         let mut short = messages(&vote, &SnapshotMeta::default(), &data, "").expect("messages");
         short.pop();
         let err = receive(stream(short), |_| Ok(())).await.expect_err("short");
