@@ -143,6 +143,25 @@ async fn a_snapshot_taken_under_writes_gives_a_joining_node_the_leaders_state() 
         assert!(got == on_leader, "node {id} holds the leader's state");
     }
 
+    // Every in-memory structure is reported with its bound.
+    let status = cluster.status(joined).await.expect("status");
+    let state = &status["state"];
+    assert!(state["index_entries"].as_u64() > Some(0), "{status}");
+    assert!(
+        state["dedup_entries"].as_u64() <= state["dedup_entries_max"].as_u64(),
+        "{status}"
+    );
+    assert!(state["tiered_files"].as_u64() > Some(0), "{status}");
+    let gossip = &status["gossip"];
+    assert!(
+        gossip["states"].as_u64() >= Some(joined),
+        "every member is heard: {status}"
+    );
+    assert!(
+        gossip["states"].as_u64() <= gossip["states_max"].as_u64(),
+        "{status}"
+    );
+
     // A restart of every node rebuilds the same state from snapshot files and the log.
     for id in 1..=joined {
         cluster.kill9(id);

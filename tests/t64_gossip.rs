@@ -120,6 +120,15 @@ async fn members_seen_by(cluster: &Cluster, id: u64) -> Option<Vec<(u64, String,
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_of_another_cluster_gossiping_in_stays_out_of_the_view() {
     let ours = Cluster::start(2).await;
+    // Our nodes learn the cluster id from Raft; until their gossip says it, a node of our
+    // cluster is indistinguishable from one that is joining, and any cluster may show it.
+    let id = ours.status(1).await.expect("status")["cluster_id"].clone();
+    eventually("our gossip to carry the cluster id", DEADLINE, || async {
+        let report = ours.cluster_status(1).await?;
+        let members = report["members"].as_array()?;
+        (members.len() == 2 && members.iter().all(|m| m["cluster_id"] == id)).then_some(())
+    })
+    .await;
     // Its single node has node id 1 like ours, and is pointed at our gossip by mistake.
     let stray = format!(
         "join = [{:?}, {:?}]\n",

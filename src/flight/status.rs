@@ -68,6 +68,11 @@ pub fn status_json(ctx: &NodeContext) -> Value {
         "tier_worker": ctx.state.tier().worker,
         "tier": tier_json(ctx),
         "state": ctx.state.sizes(),
+        "gossip": {
+            "states": ctx.gossip.states_known(),
+            "states_max": arka_cluster::gossip::STATES_MAX,
+            "forget_after_secs": arka_cluster::gossip::STATE_FORGET_AFTER.as_secs(),
+        },
         "last_log_index": metrics.last_log_index,
         "snapshot_lsn": metrics.snapshot.map(|l| l.index),
         "uptime_seconds": ctx.started.elapsed().as_secs(),

@@ -32,6 +32,8 @@ pub struct MemberReport {
     pub flight_location: Option<String>,
     pub raft_addr: Option<String>,
     pub gossip_addr: Option<String>,
+    /// The cluster the member says it belongs to in gossip (`null` until it knows).
+    pub cluster_id: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,6 +106,7 @@ pub fn cluster_report(ctx: &NodeContext) -> ClusterReport {
             return Some(NodeState {
                 role: role_name(metrics.state).to_string(),
                 applied_lsn: my_applied,
+                cluster_id: ctx.cluster_id.get(),
                 ..Default::default()
             });
         }
@@ -159,6 +162,7 @@ pub fn cluster_report(ctx: &NodeContext) -> ClusterReport {
                     .map(|n| n.raft_addr.clone())
                     .or_else(|| peer.map(|p| p.raft_addr.clone())),
                 gossip_addr: peer.map(|p| p.gossip_addr.to_string()),
+                cluster_id: state.and_then(|s| s.cluster_id),
             }
         })
         .collect();

@@ -29,6 +29,7 @@ pub use transport::{Datagrams, UdpDatagrams};
 
 use crate::types::NodeId;
 use state::StateBook;
+pub use state::{STATES_MAX, STATE_FORGET_AFTER};
 
 type Swim = Foca<Peer, PostcardCodec, StdRng, StateBook>;
 
@@ -144,6 +145,7 @@ type Done = oneshot::Sender<()>;
 /// tells the others first.
 pub struct Gossip {
     view: watch::Receiver<ClusterView>,
+    book: StateBook,
     local: watch::Sender<NodeState>,
     stop: Mutex<Option<oneshot::Sender<Done>>>,
     task: JoinHandle<()>,
@@ -164,7 +166,7 @@ impl Gossip {
         let (stop, stop_rx) = oneshot::channel();
         let driver = Driver {
             foca,
-            book,
+            book: book.clone(),
             datagrams: Arc::new(datagrams),
             seeds: config.seeds,
             timing: config.timing,
@@ -177,10 +179,16 @@ impl Gossip {
         let task = tokio::spawn(driver.run(local_rx, stop_rx));
         Self {
             view,
+            book,
             local,
             stop: Mutex::new(Some(stop)),
             task,
         }
+    }
+
+    /// How many gossip addresses this node keeps a state of (at most [`STATES_MAX`]).
+    pub fn states_known(&self) -> usize {
+        self.book.lock().len()
     }
 
     /// The latest view of the cluster.
