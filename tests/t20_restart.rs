@@ -8,19 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use arka::client::{Ack, Client, WriteItem};
 use arka::durability::Level;
-use arka::flight::ReadTicket;
-use common::{data, eventually, Cluster, DEADLINE};
+use common::{data, eventually, read_all, Cluster, DEADLINE};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-
-fn read_all(table: &str, min_lsn: u64) -> ReadTicket {
-    ReadTicket {
-        table: table.into(),
-        min_lsn: Some(min_lsn),
-        ..Default::default()
-    }
-}
 
 /// `seq -> lsn` of the writes that reached REPLICATED.
 fn replicated_by_seq(acks: &[Ack]) -> BTreeMap<i64, u64> {

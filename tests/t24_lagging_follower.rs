@@ -8,10 +8,9 @@ use std::sync::Arc;
 
 use arka::client::WriteItem;
 use arka::durability::Level;
-use arka::flight::ReadTicket;
 use arrow::array::{Int64Array, StringArray};
 use arrow::record_batch::RecordBatch;
-use common::{data, eventually, lsns_at, Cluster, DEADLINE};
+use common::{data, eventually, lsns_at, read_all, Cluster, DEADLINE};
 
 /// One row whose payload is `bytes` long.
 fn big_batch(seq: i64, bytes: usize) -> RecordBatch {
@@ -70,12 +69,12 @@ async fn a_follower_catches_up_over_a_backlog_larger_than_one_message() {
         (status["replicated_lsn"].as_u64()? >= last).then_some(())
     })
     .await;
-    let ticket = ReadTicket {
-        table: "events".into(),
-        min_lsn: Some(last),
-        ..Default::default()
-    };
-    let (_, batches) = cluster.client(3).await.read(&ticket).await.expect("read");
+    let (_, batches) = cluster
+        .client(3)
+        .await
+        .read(&read_all("events", last))
+        .await
+        .expect("read");
     let got: Vec<RecordBatch> = batches.into_iter().map(|(_, b)| b).collect();
     assert_eq!(got.len(), written.len());
     assert!(got == written, "node 3 holds every write as written");

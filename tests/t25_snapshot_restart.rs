@@ -5,21 +5,9 @@ mod common;
 
 use arka::client::WriteItem;
 use arka::durability::Level;
-use arka::flight::ReadTicket;
 use arrow::record_batch::RecordBatch;
-use common::{data, eventually, lsns_at, Cluster, DEADLINE};
-use serde_json::{json, Value};
-
-/// Small segments, so that whole segments can go.
-const TRIM_CONFIG: &str = "segment-bytes-max = 16384\n";
-
-fn whole_table(min_lsn: u64) -> ReadTicket {
-    ReadTicket {
-        table: "events".into(),
-        min_lsn: Some(min_lsn),
-        ..Default::default()
-    }
-}
+use common::{data, eventually, lsns_at, read_all, Cluster, DEADLINE};
+use serde_json::Value;
 
 /// Flushes (retrying while the tier worker moves) until everything up to `lsn` is committed.
 async fn flush_until_committed(cluster: &Cluster, lsn: u64) {
@@ -51,12 +39,8 @@ async fn wait_for_trim(cluster: &Cluster, id: u64, index: u64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn follower_restarts_after_snapshot_install_three_times() {
-    let mut cluster = Cluster::start_tiered(3, None, 500, TRIM_CONFIG).await;
+    let mut cluster = Cluster::start_trimming(3, 65536, 0).await;
     let leader = cluster.client(1).await;
-    leader
-        .action("set_retention", &json!({"bytes": 65536, "ms": 0}))
-        .await
-        .expect("set_retention");
     let mut written: Vec<RecordBatch> = Vec::new();
     let mut last_lsn = 0;
     for round in 0..3 {
@@ -117,7 +101,7 @@ async fn follower_restarts_after_snapshot_install_three_times() {
     for id in 1..=3 {
         let batches = eventually("node to serve the whole table", DEADLINE, || async {
             let client = cluster.client(id).await;
-            client.read(&whole_table(last_lsn)).await.ok()
+            client.read(&read_all("events", last_lsn)).await.ok()
         })
         .await
         .1;

@@ -14,8 +14,6 @@ use arka::flight::ReadTicket;
 use common::{data, eventually, Cluster, DEADLINE};
 use serde_json::{json, Value};
 
-/// Small segments, so that whole segments can go.
-const TRIM_CONFIG: &str = "segment-bytes-max = 16384\n";
 const TABLES: [&str; 2] = ["left", "right"];
 
 /// Writes idempotent batches to `table` until `stop`, and returns the seqs written. A batch
@@ -86,12 +84,8 @@ async fn state_of(cluster: &Cluster, id: u64, seqs: &[(&str, Vec<i64>)]) -> Valu
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_snapshot_taken_under_writes_gives_a_joining_node_the_leaders_state() {
-    let mut cluster = Cluster::start_tiered(3, None, 500, TRIM_CONFIG).await;
+    let mut cluster = Cluster::start_trimming(3, 65536, 0).await;
     let leader = cluster.client(1).await;
-    leader
-        .action("set_retention", &json!({"bytes": 65536, "ms": 0}))
-        .await
-        .expect("set_retention");
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = TABLES
         .into_iter()

@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 
 use arka::client::WriteItem;
 use arka::durability::Level;
-use arka::flight::ReadTicket;
 use arrow::record_batch::RecordBatch;
-use common::{data, eventually, lsns_at, Cluster, DEADLINE};
-use serde_json::{json, Value};
+use common::{data, eventually, lsns_at, read_all, Cluster, DEADLINE};
+use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn committed_writes_read_back_with_pyiceberg() {
@@ -84,28 +83,12 @@ async fn flush_commits_at_once_and_reports_watermarks() {
     assert_eq!(rows.len(), 10, "every row is in Iceberg right after flush");
 }
 
-/// The whole table, read once the node has applied `min_lsn`.
-fn whole_table(min_lsn: u64) -> ReadTicket {
-    ReadTicket {
-        table: "events".into(),
-        min_lsn: Some(min_lsn),
-        ..Default::default()
-    }
-}
-
-/// Small segments, so that whole segments can go; the retention is set with `set_retention`.
-const TRIM_CONFIG: &str = "segment-bytes-max = 16384\n";
 const RETENTION_BYTES: u64 = 65536;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn purged_ranges_are_read_from_object_storage() {
-    let mut cluster = Cluster::start_tiered(3, None, 500, TRIM_CONFIG).await;
+    let mut cluster = Cluster::start_trimming(3, RETENTION_BYTES, 3_600_000).await;
     let leader = cluster.client(1).await;
-    let retention = json!({"bytes": RETENTION_BYTES, "ms": 3_600_000});
-    leader
-        .action("set_retention", &retention)
-        .await
-        .expect("set_retention");
     let mut written = Vec::new();
     for round in 0..4 {
         let writes: Vec<WriteItem> = (0..50)
@@ -139,7 +122,7 @@ async fn purged_ranges_are_read_from_object_storage() {
     let (_, follower) = cluster
         .client(2)
         .await
-        .read(&whole_table(committed))
+        .read(&read_all("events", committed))
         .await
         .expect("read");
     let lsns: Vec<u64> = follower.iter().map(|(l, _)| *l).collect();
@@ -157,7 +140,7 @@ async fn purged_ranges_are_read_from_object_storage() {
         eventually("the new node to serve", DEADLINE, || {
             let cluster = &cluster;
             async move {
-                let ticket = whole_table(committed);
+                let ticket = read_all("events", committed);
                 let client = arka::client::Client::connect(&cluster.addr(joined))
                     .await
                     .ok()?;

@@ -6,13 +6,12 @@ mod common;
 
 use arka::client::WriteItem;
 use arka::durability::Level;
-use arka::flight::ReadTicket;
 use arka::internal::InternalRequest;
 use arka::tier::report::TierReport;
 use arka_cluster::{codec, Lsn, NodeId, TieredFile};
 use arka_proto::raft::raft_service_client::RaftServiceClient;
 use arka_proto::raft::RaftPayload;
-use common::{data, lsns_at, Cluster};
+use common::{data, lsns_at, read_all, Cluster};
 use serde_json::{json, Value};
 
 /// Tiering on, but the tier worker uploads only when asked (`flush`) or once an hour, so the
@@ -121,11 +120,7 @@ async fn no_client_can_move_the_tier_watermark_past_untiered_writes() {
             Some(s3_lsn),
             "node {id}: {status}"
         );
-        let ticket = ReadTicket {
-            table: "victim".into(),
-            min_lsn: Some(last),
-            ..Default::default()
-        };
+        let ticket = read_all("victim", last);
         let (_, batches) = cluster.client(id).await.read(&ticket).await.expect("read");
         let got: Vec<_> = batches.into_iter().map(|(_, b)| b).collect();
         assert_eq!(got, written, "node {id}");

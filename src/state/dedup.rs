@@ -2,7 +2,7 @@
 //! by age. Age is counted in log positions, not wall-clock time, so that every replica
 //! forgets the same entries at the same entry.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,8 +24,9 @@ struct Producer {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dedup {
     producers: BTreeMap<String, Producer>,
-    /// `(last_lsn, producer)`: who wrote least recently.
-    by_age: BTreeSet<(u64, String)>,
+    /// Each producer by the LSN of its last write (an LSN belongs to one write, so to one
+    /// producer): who wrote least recently comes first.
+    by_age: BTreeMap<u64, String>,
     entries: usize,
 }
 
@@ -34,11 +35,21 @@ impl Dedup {
         self.producers.get(producer_id)?.seqs.get(&seq).copied()
     }
 
-    /// Records `(producer, seq) -> lsn` and forgets what falls outside the bounds.
+    /// Records `(producer, seq) -> lsn` and forgets what falls outside the bounds. A known
+    /// producer's write allocates nothing here: this runs for every idempotent write.
     pub fn record(&mut self, producer_id: &str, seq: i64, lsn: u64) {
-        let producer = self.producers.entry(producer_id.to_string()).or_default();
-        self.by_age
-            .remove(&(producer.last_lsn, producer_id.to_string()));
+        let known = self.producers.get(producer_id).map(|p| p.last_lsn);
+        let id = known
+            .and_then(|last| self.by_age.remove(&last))
+            .unwrap_or_else(|| producer_id.to_string());
+        self.by_age.insert(lsn, id);
+        if known.is_none() {
+            self.producers
+                .insert(producer_id.to_string(), Producer::default());
+        }
+        let Some(producer) = self.producers.get_mut(producer_id) else {
+            return;
+        };
         producer.last_lsn = lsn;
         if producer.seqs.insert(seq, lsn).is_none() {
             self.entries += 1;
@@ -51,13 +62,12 @@ impl Dedup {
             producer.seqs.pop_first();
             self.entries -= 1;
         }
-        self.by_age.insert((lsn, producer_id.to_string()));
         self.evict(lsn);
     }
 
     fn evict(&mut self, now: u64) {
-        while let Some((last_lsn, _)) = self.by_age.first() {
-            let too_old = now.saturating_sub(*last_lsn) > DEDUP_AGE_MAX_LSNS;
+        while let Some((&last_lsn, _)) = self.by_age.first_key_value() {
+            let too_old = now.saturating_sub(last_lsn) > DEDUP_AGE_MAX_LSNS;
             if !too_old && self.entries <= DEDUP_ENTRIES_MAX {
                 break;
             }

@@ -237,12 +237,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, Vec<u8>>, io::Error> {
         let meta = self.meta.clone();
-        let image = self.image.clone();
+        // A builder builds one snapshot: its copy of the state is moved, not copied again.
+        let image = std::mem::take(&mut self.image);
         let snapshots = self.snapshots.clone();
         // Encoding and fsyncing a large state is kept off the runtime threads.
         let data = tokio::task::spawn_blocking(move || -> StateResult<Vec<u8>> {
             let data = encode_image(&image)?;
-            snapshots.save(&meta, data.clone())?;
+            snapshots.save(&meta, &data)?;
             Ok(data)
         })
         .await
@@ -314,7 +315,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let snapshots = self.sm.inner.snapshots.clone();
         if snapshots.current_log_id() != Some(meta.last_log_id) {
             let meta = meta.clone();
-            tokio::task::spawn_blocking(move || snapshots.save(&meta, snapshot))
+            tokio::task::spawn_blocking(move || snapshots.save(&meta, &snapshot))
                 .await
                 .map_err(io::Error::other)??;
         }

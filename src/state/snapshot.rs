@@ -27,7 +27,7 @@ const MAGIC: &[u8; 8] = b"ARKASNP1";
 const SUFFIX: &str = "snap";
 
 /// The state as a snapshot holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Image {
     applied: Option<LogId>,
     membership: StoredMembership,
@@ -109,10 +109,17 @@ pub fn decode_image(bytes: &[u8]) -> StateResult<Image> {
 }
 
 /// What one snapshot file holds.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Stored {
     meta: SnapshotMeta,
     image: Vec<u8>,
+}
+
+/// [`Stored`] as it is written, borrowing the encoded image instead of copying it.
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    meta: &'a SnapshotMeta,
+    image: &'a [u8],
 }
 
 /// The snapshot directory of a node.
@@ -175,12 +182,9 @@ impl SnapshotFiles {
     }
 
     /// Makes `meta` + `image` the current snapshot, durably, and removes older ones.
-    pub fn save(&self, meta: &SnapshotMeta, image: Vec<u8>) -> StateResult<()> {
+    pub fn save(&self, meta: &SnapshotMeta, image: &[u8]) -> StateResult<()> {
         let path = self.path_of(meta);
-        let payload = encode(&Stored {
-            meta: meta.clone(),
-            image,
-        })?;
+        let payload = encode(&StoredRef { meta, image })?;
         let tmp = path.with_extension("tmp");
         let mut file = OpenOptions::new()
             .write(true)

@@ -152,7 +152,6 @@ pub fn recover(dir: &Path, purged: Option<u64>) -> WalResult<Recovered> {
     for (id, path) in listed {
         let segment = Segment::open(id, path)?;
         let file_len = segment.len()?;
-        refuse_first_format(&segment, file_len)?;
         let mut offset = 0;
         loop {
             match read_record(&segment, offset, file_len)? {
@@ -162,6 +161,9 @@ pub fn recover(dir: &Path, purged: Option<u64>) -> WalResult<Recovered> {
                     offset = loc.end();
                 }
                 Scan::Bad { reason } => {
+                    if offset == 0 {
+                        refuse_first_format(&segment, file_len)?;
+                    }
                     cut_torn_tail(&segment, Some(id) == last_id, offset, file_len, reason)?;
                     break;
                 }
@@ -178,27 +180,22 @@ pub fn recover(dir: &Path, purged: Option<u64>) -> WalResult<Recovered> {
     Ok(seq.out)
 }
 
-/// A segment written by the first WAL format is refused by name: its records would all look
-/// damaged, and the last segment's could be taken for a torn tail and cut.
+/// A segment whose first record is bad may be of the first WAL format; it is refused by name:
+/// its records would all look damaged, and the last segment's could be taken for a torn tail.
 fn refuse_first_format(segment: &Segment, file_len: u64) -> WalResult<()> {
-    let read = |offset: u64, len: u64| -> WalResult<Vec<u8>> {
-        let mut buf = vec![0u8; len.min(file_len.saturating_sub(offset)) as usize];
+    let read = |len: u64| -> WalResult<Vec<u8>> {
+        let mut buf = vec![0u8; len.min(file_len) as usize];
         segment
-            .read_exact_at(offset, &mut buf)
+            .read_exact_at(0, &mut buf)
             .map_err(|e| WalError::io(&segment.path, e))?;
         Ok(buf)
     };
-    let head = read(0, HEADER_BYTES as u64)?;
-    let current =
-        <&[u8; HEADER_BYTES]>::try_from(head.as_slice()).is_ok_and(|h| Header::parse(h).is_ok());
-    if current || head.len() < 8 {
+    let head = read(8)?;
+    if head.len() < 8 {
         return Ok(());
     }
     let claimed = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-    let record = read(
-        0,
-        8 + u64::from(claimed).min(record::PAYLOAD_BYTES_MAX as u64),
-    )?;
+    let record = read(8 + u64::from(claimed).min(record::PAYLOAD_BYTES_MAX as u64))?;
     if record::is_first_format(&record) {
         return Err(WalError::Corrupt {
             path: segment.path.clone(),

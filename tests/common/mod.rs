@@ -29,6 +29,18 @@ pub fn lsns_at(acks: &[arka::client::Ack], level: arka::durability::Level) -> Ve
 /// How long a cluster condition may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// Small WAL segments, so that whole segments can be purged.
+pub const TRIM_CONFIG: &str = "segment-bytes-max = 16384\n";
+
+/// All of `table`, read once the node has applied `min_lsn`.
+pub fn read_all(table: &str, min_lsn: u64) -> arka::flight::ReadTicket {
+    arka::flight::ReadTicket {
+        table: table.into(),
+        min_lsn: Some(min_lsn),
+        ..Default::default()
+    }
+}
+
 /// Polls `check` until it returns `Some`, failing the test after `deadline`.
 pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
 where
@@ -162,6 +174,20 @@ impl Cluster {
             "object-store-url = {url:?}\ncatalog-url = {catalog_url:?}\ncommit-interval-ms = {commit_interval_ms}\ntier-interval-ms = 100\n{extra_config}"
         );
         Self::start_with_config(n, &config).await
+    }
+
+    /// `n` tiered nodes with small WAL segments that keep, once in object storage, only the
+    /// newest `bytes` of WAL younger than `ms` (set with `set_retention`).
+    pub async fn start_trimming(n: u64, bytes: u64, ms: u64) -> Cluster {
+        let cluster = Self::start_tiered(n, None, 500, TRIM_CONFIG).await;
+        let retention = json!({"bytes": bytes, "ms": ms});
+        cluster
+            .client(1)
+            .await
+            .action("set_retention", &retention)
+            .await
+            .expect("set_retention");
+        cluster
     }
 
     /// Like [`Cluster::start`], with extra TOML lines in every node's config file; `{dir}`
