@@ -52,3 +52,102 @@ pub fn decode_client_schema(bytes: &[u8]) -> Result<SchemaRef, ArrowError> {
         Err(_) => decode_schema(bytes),
     }
 }
+
+/// Continuation marker of an encapsulated IPC message.
+const CONTINUATION: [u8; 4] = [0xff; 4];
+
+fn pad8(n: usize) -> usize {
+    n.div_ceil(8) * 8
+}
+
+/// The body length an IPC message header declares, when it parses.
+fn declared_body_len(header: &[u8]) -> Option<usize> {
+    let message = arrow::ipc::root_as_message(header).ok()?;
+    usize::try_from(message.bodyLength()).ok()
+}
+
+/// Frames a client's schema message and batch message (Flight `data_header` / `data_body`)
+/// as an IPC stream, bytes unchanged: what the log keeps of a write, so that nothing is
+/// re-encoded between the client and a reader. `None` when the body is not exactly what the
+/// header declares or is not 8-byte padded (such a stream would not be self-delimiting).
+pub fn frame_stream(schema_header: &[u8], batch_header: &[u8], body: &[u8]) -> Option<Bytes> {
+    if declared_body_len(batch_header)? != body.len() || body.len() % 8 != 0 {
+        return None;
+    }
+    let mut out =
+        Vec::with_capacity(16 + pad8(schema_header.len()) + pad8(batch_header.len()) + body.len());
+    for (header, body) in [(schema_header, &[][..]), (batch_header, body)] {
+        let len = pad8(header.len());
+        out.extend_from_slice(&CONTINUATION);
+        out.extend_from_slice(&(u32::try_from(len).ok()?).to_le_bytes());
+        out.extend_from_slice(header);
+        out.resize(out.len() + len - header.len(), 0);
+        out.extend_from_slice(body);
+    }
+    // End of stream.
+    out.extend_from_slice(&CONTINUATION);
+    out.extend_from_slice(&[0; 4]);
+    Some(Bytes::from(out))
+}
+
+/// The messages of a stored write, as slices of it.
+#[derive(Debug, Clone)]
+pub struct WriteMessages {
+    /// The schema message (flatbuffer, padded).
+    pub schema_header: Bytes,
+    /// The record batch message (flatbuffer, padded) and its body.
+    pub batch_header: Bytes,
+    pub body: Bytes,
+}
+
+/// One encapsulated message at `at`: `(header, body, next offset)`.
+fn message_at(ipc: &Bytes, at: usize) -> Option<(Bytes, Bytes, usize)> {
+    let prefix = ipc.get(at..at + 8)?;
+    if prefix[..4] != CONTINUATION {
+        return None;
+    }
+    let len = u32::from_le_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]) as usize;
+    let header_end = at.checked_add(8 + len)?;
+    let header = ipc.get(at + 8..header_end)?;
+    let body_len = declared_body_len(header)?;
+    let body_end = header_end.checked_add(body_len)?;
+    if body_end > ipc.len() {
+        return None;
+    }
+    Some((
+        ipc.slice(at + 8..header_end),
+        ipc.slice(header_end..body_end),
+        body_end,
+    ))
+}
+
+/// Splits a stored write into its schema and batch messages without decoding them. `None`
+/// when it is not exactly one schema message and one record batch message (for example
+/// when dictionaries come between them).
+pub fn split_write(ipc: &Bytes) -> Option<WriteMessages> {
+    use arrow::ipc::MessageHeader;
+    let (schema_header, _, next) = message_at(ipc, 0)?;
+    let (batch_header, body, _) = message_at(ipc, next)?;
+    let kind = |h: &[u8]| arrow::ipc::root_as_message(h).ok().map(|m| m.header_type());
+    if kind(&schema_header)? != MessageHeader::Schema
+        || kind(&batch_header)? != MessageHeader::RecordBatch
+    {
+        return None;
+    }
+    Some(WriteMessages {
+        schema_header,
+        batch_header,
+        body,
+    })
+}
+
+/// The schema message at the head of a stored write (framed), to tell whether two writes
+/// carry the same schema without decoding either.
+pub fn schema_message(ipc: &[u8]) -> Option<&[u8]> {
+    let prefix = ipc.get(..8)?;
+    if prefix[..4] != CONTINUATION {
+        return None;
+    }
+    let len = u32::from_le_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]) as usize;
+    ipc.get(..8usize.checked_add(len)?)
+}

@@ -67,7 +67,8 @@ impl Node {
         };
         let log_store = LogStore::open(wal, db.clone(), acks.clone())
             .await
-            .context("open wal")?;
+            .context("open wal")?
+            .with_read_bytes_max(config.replication_bytes_max as usize);
         let log = log_store.reader();
         let state =
             StateMachine::open(config.data_dir.join("snapshots")).context("open state machine")?;
@@ -153,8 +154,7 @@ impl Node {
         ))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
-        let raft_server = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+        let raft_server = http2_server()
             .add_service(raft_service)
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(raft_listener),
@@ -163,8 +163,7 @@ impl Node {
         let flight_service = FlightServiceServer::new(ArkaFlight::new(ctx.clone()))
             .max_decoding_message_size(FLIGHT_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(FLIGHT_MESSAGE_BYTES_MAX);
-        let flight_server = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+        let flight_server = http2_server()
             .add_service(flight_service)
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(flight_listener),
@@ -353,4 +352,12 @@ async fn bootstrap(raft: &Raft, config: &NodeConfig) -> anyhow::Result<()> {
         .await
         .context("start election")?;
     Ok(())
+}
+
+/// A gRPC server with arka's HTTP/2 windows.
+fn http2_server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .initial_stream_window_size(arka_cluster::network::HTTP2_STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(arka_cluster::network::HTTP2_CONNECTION_WINDOW_BYTES)
 }

@@ -7,6 +7,8 @@ use arrow::record_batch::RecordBatch;
 use openraft::EntryPayload;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::context::NodeContext;
 use crate::error::{Error, Result};
 use crate::ipc;
@@ -49,18 +51,45 @@ pub fn conform(batch: RecordBatch, schema: &SchemaRef, lsn: Option<u64>) -> Resu
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::internal("conform batch", e))
 }
 
+/// A batch a read returns.
+pub enum ReadBatch {
+    Decoded(RecordBatch),
+    /// The messages the client wrote, to be sent as they are: the write's schema is the
+    /// read's.
+    AsWritten(ipc::WriteMessages),
+}
+
 /// One step of a scan.
 pub struct ReadStep {
-    pub batches: Vec<(Lsn, RecordBatch)>,
+    pub batches: Vec<(Lsn, ReadBatch)>,
     /// True when the step reached `to_lsn`: nothing more is indexed in the range now.
     pub exhausted: bool,
 }
 
-/// The last tiered file a read fetched, decoded: reads go through a file in order, so one
-/// is enough.
+/// What a read remembers between steps: the last tiered file it fetched, decoded (reads go
+/// through a file in order, so one is enough), and whether the last schema message seen in
+/// the WAL is the read's schema.
 #[derive(Default)]
-pub struct TieredCache {
+pub struct ReadCache {
     file: Option<(String, Vec<(u64, RecordBatch)>)>,
+    schema_message: Option<(Bytes, bool)>,
+}
+
+impl ReadCache {
+    /// True when `message` (a write's schema message) decodes to `schema`.
+    fn is_schema(&mut self, message: &Bytes, schema: &Schema) -> bool {
+        if let Some((seen, same)) = &self.schema_message {
+            if seen == message {
+                return *same;
+            }
+        }
+        let same = arrow::ipc::root_as_message(message)
+            .ok()
+            .and_then(|m| m.header_as_schema())
+            .is_some_and(|s| arrow::ipc::convert::fb_to_schema(s) == *schema);
+        self.schema_message = Some((message.clone(), same));
+        same
+    }
 }
 
 /// Reads the next step of `table` from `from_lsn` to `to_lsn` (inclusive): at most
@@ -73,14 +102,14 @@ pub async fn read_step(
     schema: &SchemaRef,
     (from_lsn, to_lsn): (Lsn, Lsn),
     with_lsn: bool,
-    cache: &mut TieredCache,
+    cache: &mut ReadCache,
 ) -> Result<ReadStep> {
-    let conformed = |writes: Vec<(Lsn, RecordBatch)>| -> Result<Vec<(Lsn, RecordBatch)>> {
+    let conformed = |writes: Vec<(Lsn, RecordBatch)>| -> Result<Vec<(Lsn, ReadBatch)>> {
         writes
             .into_iter()
             .map(|(lsn, batch)| {
                 let batch = conform(batch, schema, with_lsn.then_some(lsn.get()))?;
-                Ok((lsn, batch))
+                Ok((lsn, ReadBatch::Decoded(batch)))
             })
             .collect()
     };
@@ -104,33 +133,41 @@ pub async fn read_step(
     let exhausted = index.len() < READ_STEP_BATCHES;
     let mut out = Vec::with_capacity(index.len());
     for (lsn, _) in index {
-        match ctx.log.entries(lsn, lsn.next())?.pop() {
+        let batches = match ctx.log.entries(lsn, lsn.next())?.pop() {
             Some(entry) => {
-                let batches = batches_of_entry(table, lsn, entry)?;
-                out.extend(batches.into_iter().map(|b| (lsn, b)));
+                let ipc = write_ipc(table, lsn, entry)?;
+                match ipc::split_write(&ipc) {
+                    Some(messages)
+                        if !with_lsn && cache.is_schema(&messages.schema_header, schema) =>
+                    {
+                        out.push((lsn, ReadBatch::AsWritten(messages)));
+                        continue;
+                    }
+                    _ => {
+                        ipc::decode_batches(&ipc)
+                            .map_err(|e| Error::internal(&format!("decode entry {lsn}"), e))?
+                            .1
+                    }
+                }
             }
-            None => out.push((lsn, tiered_batch(ctx, table, lsn, cache).await?)),
-        }
+            None => vec![tiered_batch(ctx, table, lsn, cache).await?],
+        };
+        out.extend(conformed(batches.into_iter().map(|b| (lsn, b)).collect())?);
     }
     Ok(ReadStep {
-        batches: conformed(out)?,
+        batches: out,
         exhausted,
     })
 }
 
-fn batches_of_entry(
-    table: &TableName,
-    lsn: Lsn,
-    entry: arka_cluster::types::Entry,
-) -> Result<Vec<RecordBatch>> {
+/// The IPC stream of the write at `lsn`.
+fn write_ipc(table: &TableName, lsn: Lsn, entry: arka_cluster::types::Entry) -> Result<Bytes> {
     let EntryPayload::Normal(Command::Write(write)) = entry.payload else {
         return Err(Error::Internal(format!(
             "index of table {table} points at entry {lsn}, which is not a write"
         )));
     };
-    let (_, batches) = ipc::decode_batches(&write.ipc)
-        .map_err(|e| Error::internal(&format!("decode entry {lsn}"), e))?;
-    Ok(batches)
+    Ok(write.ipc)
 }
 
 /// The writes of `table` with `from <= lsn <= to` in the first tiered file that holds any
@@ -139,7 +176,7 @@ async fn tiered_writes(
     ctx: &NodeContext,
     table: &TableName,
     (from, to): (Lsn, Lsn),
-    cache: &mut TieredCache,
+    cache: &mut ReadCache,
 ) -> Result<Vec<(Lsn, RecordBatch)>> {
     let Some(file) = ctx.state.first_tiered_file_from(table, from) else {
         return Ok(Vec::new());
@@ -162,7 +199,7 @@ async fn tiered_batch(
     ctx: &NodeContext,
     table: &TableName,
     lsn: Lsn,
-    cache: &mut TieredCache,
+    cache: &mut ReadCache,
 ) -> Result<RecordBatch> {
     let gone = || {
         Error::Unavailable(format!(
@@ -183,7 +220,7 @@ async fn load<'c>(
     ctx: &NodeContext,
     table: &TableName,
     file: TieredFile,
-    cache: &'c mut TieredCache,
+    cache: &'c mut ReadCache,
 ) -> Result<&'c [(u64, RecordBatch)]> {
     if cache
         .file

@@ -29,15 +29,21 @@ pub enum CodecError {
     Version(u32),
 }
 
+/// The encoded size of `value`, measured without writing it.
+pub fn encoded_len<T: Serialize>(what: &'static str, value: &T) -> Result<usize, CodecError> {
+    postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
+        .map_err(|source| CodecError::Encode { what, source })
+}
+
 pub fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, CodecError> {
-    let bytes = postcard::to_stdvec(value).map_err(|source| CodecError::Encode { what, source })?;
-    if bytes.len() > MESSAGE_BYTES_MAX {
-        return Err(CodecError::TooLarge {
-            what,
-            len: bytes.len(),
-        });
+    // Measured first, so that a message of many megabytes is written once into a buffer of
+    // its size, not copied through every doubling of a growing one.
+    let len = encoded_len(what, value)?;
+    if len > MESSAGE_BYTES_MAX {
+        return Err(CodecError::TooLarge { what, len });
     }
-    Ok(bytes)
+    postcard::to_extend(value, Vec::with_capacity(len))
+        .map_err(|source| CodecError::Encode { what, source })
 }
 
 pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, CodecError> {

@@ -146,6 +146,8 @@ impl Client {
         let channel = tonic::transport::Endpoint::from_shared(endpoint_uri(addr))
             .map_err(|e| connect_error(e.to_string()))?
             .tcp_nodelay(true)
+            .initial_stream_window_size(arka_cluster::network::HTTP2_STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(arka_cluster::network::HTTP2_CONNECTION_WINDOW_BYTES)
             .connect()
             .await
             .map_err(|e| connect_error(e.to_string()))?;

@@ -17,7 +17,7 @@ use arka_cluster::Lsn;
 
 use crate::context::NodeContext;
 use crate::error::{Error, Result};
-use crate::read::{output_schema, read_step, TieredCache};
+use crate::read::{output_schema, read_step, ReadBatch, ReadCache};
 use crate::table::TableName;
 
 /// Flight messages a read may have queued for a slow client.
@@ -106,18 +106,31 @@ async fn stream_range(
     let to_lsn = ticket.to_lsn.unwrap_or(u64::MAX);
     let mut from = ticket.from_lsn.unwrap_or(0);
     let mut applied = ctx.state.subscribe_applied();
-    let mut tiered = TieredCache::default();
+    let mut tiered = ReadCache::default();
     while from <= to_lsn {
         let upto = to_lsn.min(*applied.borrow_and_update());
         let range = (Lsn(from), Lsn(upto));
         let step = read_step(ctx, table, &schema, range, with_lsn, &mut tiered).await?;
-        for (lsn, batch) in &step.batches {
-            let meta = format!("{{\"lsn\": {lsn}}}");
-            let messages = encoder
-                .batch(batch, meta.into())
-                .map_err(|e| Error::internal("encode batch", e))?;
-            for message in messages {
-                send(tx, message).await?;
+        for (lsn, batch) in step.batches {
+            let meta = bytes::Bytes::from(format!("{{\"lsn\": {lsn}}}"));
+            match batch {
+                ReadBatch::AsWritten(m) => {
+                    let message = FlightData {
+                        data_header: m.batch_header,
+                        data_body: m.body,
+                        app_metadata: meta,
+                        flight_descriptor: None,
+                    };
+                    send(tx, message).await?;
+                }
+                ReadBatch::Decoded(batch) => {
+                    let messages = encoder
+                        .batch(&batch, meta)
+                        .map_err(|e| Error::internal("encode batch", e))?;
+                    for message in messages {
+                        send(tx, message).await?;
+                    }
+                }
             }
             from = lsn.next().get();
         }

@@ -33,6 +33,35 @@ pub struct StateData {
     pub tiered: BTreeMap<TableName, BTreeMap<u64, TieredFile>>,
     /// The last applied entry that is not a tier report.
     pub last_data_lsn: u64,
+    /// Not state: the schema of the last write applied, so that a run of writes with one
+    /// schema decodes it once.
+    pub schema_memo: SchemaMemo,
+}
+
+/// The schema last decoded from a write, by the bytes of its schema message.
+#[derive(Debug, Clone, Default)]
+pub struct SchemaMemo {
+    message: Bytes,
+    schema: Option<arrow::datatypes::SchemaRef>,
+}
+
+impl SchemaMemo {
+    /// The schema at the head of `write_ipc`, decoded unless it is the last one seen.
+    fn schema_of(
+        &mut self,
+        write_ipc: &[u8],
+    ) -> Result<arrow::datatypes::SchemaRef, arrow::error::ArrowError> {
+        let message = ipc::schema_message(write_ipc);
+        if let (Some(message), Some(schema)) = (message, &self.schema) {
+            if message == self.message {
+                return Ok(schema.clone());
+            }
+        }
+        let schema = ipc::decode_schema(write_ipc)?;
+        self.message = Bytes::copy_from_slice(message.unwrap_or_default());
+        self.schema = Some(schema.clone());
+        Ok(schema)
+    }
 }
 
 impl StateData {
@@ -99,7 +128,7 @@ impl StateData {
                 });
             }
         }
-        let schema = match ipc::decode_schema(&write.ipc) {
+        let schema = match self.schema_memo.schema_of(&write.ipc) {
             Ok(s) => s,
             Err(e) => {
                 return Ok(CommandResponse::Rejected {

@@ -13,6 +13,7 @@ use std::ops::{Bound, RangeBounds};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+use arka_cluster::network::{entry_bytes, APPEND_BYTES_MAX};
 use arka_cluster::types::{Entry, LogId, Vote};
 use arka_cluster::{Lsn, TypeConfig};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
@@ -25,6 +26,7 @@ use super::meta::Meta;
 use super::record;
 use super::recovery;
 use super::segment::{sync_dir, RecordLoc, Segment, SegmentId};
+use super::tail::{TailCache, TAIL_BYTES_MAX};
 use super::WalObserver;
 
 /// The committed id is written at most this often (the state machine is rebuilt from the log
@@ -49,6 +51,8 @@ struct WalIndex {
     segments: BTreeMap<SegmentId, Arc<Segment>>,
     last_log_id: Option<LogId>,
     last_purged: Option<LogId>,
+    /// The newest entries, decoded: what replication and apply read.
+    tail: TailCache,
 }
 
 impl WalIndex {
@@ -78,27 +82,70 @@ impl Shared {
         self.index.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn read_entries(&self, start: u64, end: u64) -> WalResult<Vec<Entry>> {
-        let wanted: Vec<(Arc<Segment>, RecordLoc)> = {
+    /// The entries with index in `[start, end)` that the log holds, stopping before the one
+    /// that would take their bytes past `bytes_max` (at least one): the newest from the tail
+    /// cache, older ones read from their segments (off the lock).
+    fn read_entries(&self, start: u64, end: u64, bytes_max: usize) -> WalResult<Vec<Entry>> {
+        let mut budget = Budget::new(bytes_max);
+        let (on_disk, cached): (Vec<(Arc<Segment>, RecordLoc)>, Vec<Entry>) = {
             let index = self.read_index();
             let start = start.max(index.first_index);
-            let end = end.min(index.next_index());
-            (start..end)
+            let end = end.min(index.next_index()).max(start);
+            let cached_from = index.tail.first_index().unwrap_or(end).clamp(start, end);
+            let on_disk: Vec<_> = (start..cached_from)
                 .filter_map(|i| index.loc(i))
+                .take_while(|loc| budget.take(loc.payload_len as usize))
                 .filter_map(|loc| Some((index.segments.get(&loc.segment)?.clone(), loc)))
-                .collect()
+                .collect();
+            let cached = if budget.exhausted {
+                Vec::new()
+            } else {
+                index
+                    .tail
+                    .get(cached_from, end, |e| budget.take(entry_bytes(e)))
+            };
+            (on_disk, cached)
         };
-        wanted
-            .iter()
-            .map(|(segment, loc)| {
-                let payload = segment.read_payload(loc)?;
-                record::decode(&payload).map_err(|reason| WalError::Corrupt {
-                    path: segment.path.clone(),
-                    offset: loc.offset,
-                    reason,
-                })
-            })
-            .collect()
+        let mut entries = Vec::with_capacity(on_disk.len() + cached.len());
+        for (segment, loc) in &on_disk {
+            let payload = segment.read_payload(loc)?;
+            let entry = record::decode(&payload).map_err(|reason| WalError::Corrupt {
+                path: segment.path.clone(),
+                offset: loc.offset,
+                reason,
+            })?;
+            entries.push(entry);
+        }
+        entries.extend(cached);
+        Ok(entries)
+    }
+}
+
+/// Bytes a read may still return; the first entry always fits.
+struct Budget {
+    left: usize,
+    first: bool,
+    exhausted: bool,
+}
+
+impl Budget {
+    fn new(bytes: usize) -> Self {
+        Self {
+            left: bytes,
+            first: true,
+            exhausted: false,
+        }
+    }
+
+    /// Takes `bytes` for the next entry: false (and from then on) once they do not fit.
+    fn take(&mut self, bytes: usize) -> bool {
+        if self.exhausted || (bytes > self.left && !self.first) {
+            self.exhausted = true;
+            return false;
+        }
+        self.first = false;
+        self.left = self.left.saturating_sub(bytes);
+        true
     }
 }
 
@@ -115,12 +162,15 @@ pub struct LogStore {
     buf: Vec<u8>,
     /// When the committed id was last written to the metadata store.
     committed_saved_at: Option<std::time::Instant>,
+    /// Bytes of entries one replication read returns at most.
+    read_bytes_max: usize,
 }
 
 /// A cheap, cloneable reader of the WAL.
 #[derive(Clone)]
 pub struct LogReader {
     shared: Arc<Shared>,
+    read_bytes_max: usize,
 }
 
 fn range_to_bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
@@ -174,6 +224,7 @@ impl LogStore {
             segments,
             last_log_id: None,
             last_purged,
+            tail: TailCache::new(TAIL_BYTES_MAX),
         };
         let shared = Arc::new(Shared {
             index: RwLock::new(index),
@@ -187,7 +238,10 @@ impl LogStore {
                 .filter(|_| !index.locs.is_empty())
         };
         let last_log_id = match last_log_id {
-            Some(i) => shared.read_entries(i, i + 1)?.pop().map(|e| e.log_id),
+            Some(i) => shared
+                .read_entries(i, i + 1, usize::MAX)?
+                .pop()
+                .map(|e| e.log_id),
             None => last_purged,
         };
         shared.write_index().last_log_id = last_log_id;
@@ -203,12 +257,21 @@ impl LogStore {
             observer,
             buf: Vec::new(),
             committed_saved_at: None,
+            read_bytes_max: APPEND_BYTES_MAX,
         })
+    }
+
+    /// Bounds the bytes of entries openraft reads for one AppendEntries message (default
+    /// [`APPEND_BYTES_MAX`]), so that it reads what the message can carry, not more.
+    pub fn with_read_bytes_max(mut self, bytes: usize) -> Self {
+        self.read_bytes_max = bytes;
+        self
     }
 
     pub fn reader(&self) -> LogReader {
         LogReader {
             shared: self.shared.clone(),
+            read_bytes_max: self.read_bytes_max,
         }
     }
 
@@ -314,6 +377,7 @@ impl LogStore {
         sync_dir(&self.config.dir)?;
         let keep = (keep_until - index.first_index) as usize;
         index.locs.truncate(keep);
+        index.tail.clear_from(keep_until);
         index.last_log_id = last.or(index.last_purged);
         self.tail = segment;
         self.tail_offset = cut.offset;
@@ -347,6 +411,7 @@ impl LogStore {
             index.first_index = upto.index + 1;
         }
         index.last_purged = Some(upto);
+        index.tail.forget_upto(upto.index);
         if index.last_log_id.is_none_or(|l| l.index < upto.index) {
             index.last_log_id = Some(upto);
         }
@@ -391,18 +456,26 @@ impl RaftLogReader<TypeConfig> for LogReader {
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
         let (start, end) = range_to_bounds(&range);
-        Ok(self.shared.read_entries(start, end)?)
+        Ok(self.shared.read_entries(start, end, usize::MAX)?)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
         Ok(self.shared.meta.vote()?)
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, io::Error> {
+        Ok(self.shared.read_entries(start, end, self.read_bytes_max)?)
     }
 }
 
 impl LogReader {
     /// Reads the entries with LSN in `[start, end)` that are still in the WAL.
     pub fn entries(&self, start: Lsn, end: Lsn) -> WalResult<Vec<Entry>> {
-        self.shared.read_entries(start.get(), end.get())
+        self.shared.read_entries(start.get(), end.get(), usize::MAX)
     }
 
     /// The first LSN still in the WAL (everything below was purged).
@@ -495,6 +568,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             self.observer.appended(entry);
         }
         let last_index = entries.last().map(|e| e.log_id.index).unwrap_or(0);
+        self.shared.write_index().tail.push(entries);
         let request = FlushRequest::Append {
             segment: self.tail.clone(),
             written: self.tail_offset,

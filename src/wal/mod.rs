@@ -13,6 +13,7 @@ mod meta;
 mod record;
 mod recovery;
 mod segment;
+mod tail;
 
 pub use error::{WalError, WalResult};
 pub use log_store::{LogReader, LogStore, WalConfig};

@@ -26,6 +26,7 @@ const INDEX_BYTES: usize = 8;
 /// length at the time of writing.
 pub fn encode_into(entry: &Entry, synced_before: u64, out: &mut Vec<u8>) -> Result<(), String> {
     let start = out.len();
+    out.reserve(HEADER_BYTES + INDEX_BYTES + codec::encoded_len("wal entry", entry).unwrap_or(0));
     out.extend_from_slice(&[0u8; HEADER_BYTES]);
     out.extend_from_slice(&entry.log_id.index.to_le_bytes());
     postcard::to_io(entry, &mut *out).map_err(|e| e.to_string())?;

@@ -1,13 +1,17 @@
 //! Decoding a client's Flight write stream into writes.
 
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
 use arrow_flight::error::FlightError;
 use arrow_flight::{FlightData, FlightDescriptor};
+use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::Streaming;
 
 use super::{parse_producer, IncomingWrite};
 use crate::error::{Error, Result};
+use crate::ipc;
 use crate::table::TableName;
 
 /// The table a write descriptor names: `["streaming_write"]` (table `default`),
@@ -58,24 +62,64 @@ pub async fn decode_writes(
         .chain(rest)
         .try_filter(|data| futures::future::ready(!data.data_header.is_empty()));
     let target = table.clone();
+    // The header of the schema message in force: each write keeps the client's messages.
+    let mut schema_header = Bytes::new();
     let writes = FlightDataDecoder::new(all).filter_map(move |item| {
-        let table = target.clone();
-        async move {
-            let decoded = match item {
-                Ok(d) => d,
-                Err(e) => return Some(Err(flight_error(e))),
-            };
-            let DecodedPayload::RecordBatch(batch) = decoded.payload else {
-                return None;
-            };
-            Some(
-                parse_producer(&decoded.inner.app_metadata).map(|producer| IncomingWrite {
-                    table,
-                    batch,
-                    producer,
-                }),
-            )
-        }
+        let write = match item {
+            Err(e) => Some(Err(flight_error(e))),
+            Ok(decoded) => match decoded.payload {
+                DecodedPayload::Schema(_) => {
+                    schema_header = decoded.inner.data_header;
+                    None
+                }
+                DecodedPayload::None => None,
+                DecodedPayload::RecordBatch(batch) => {
+                    let ipc = client_ipc(&schema_header, &decoded.inner, &batch);
+                    Some(parse_producer(&decoded.inner.app_metadata).map(|producer| {
+                        IncomingWrite {
+                            table: target.clone(),
+                            batch,
+                            producer,
+                            ipc,
+                        }
+                    }))
+                }
+            },
+        };
+        futures::future::ready(write)
     });
     Ok((table, writes))
+}
+
+/// The client's own schema and batch messages framed as the write's IPC stream; `None` when
+/// they cannot be kept as sent (dictionary columns, whose dictionaries travel in messages of
+/// their own, or a body that is not what its header declares): such a batch is re-encoded.
+fn client_ipc(schema_header: &[u8], data: &FlightData, batch: &RecordBatch) -> Option<Bytes> {
+    if batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| has_dictionary(f.data_type()))
+    {
+        return None;
+    }
+    ipc::frame_stream(schema_header, &data.data_header, &data.data_body)
+}
+
+fn has_dictionary(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Dictionary(..) => true,
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::Map(f, _) => has_dictionary(f.data_type()),
+        DataType::Struct(fields) => fields.iter().any(|f| has_dictionary(f.data_type())),
+        DataType::Union(fields, _) => fields.iter().any(|(_, f)| has_dictionary(f.data_type())),
+        DataType::RunEndEncoded(runs, values) => {
+            has_dictionary(runs.data_type()) || has_dictionary(values.data_type())
+        }
+        _ => false,
+    }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use arka_cluster::{Command, CommandResponse, Lsn, ProducerSeq, WriteCommand};
 use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use openraft::errors::ClientWriteError;
 use openraft::impls::ProgressResponder;
@@ -32,6 +33,9 @@ pub struct IncomingWrite {
     pub table: TableName,
     pub batch: RecordBatch,
     pub producer: Option<ProducerSeq>,
+    /// The batch as the client encoded it (schema + batch message), kept as it is; `None`
+    /// when it must be encoded here.
+    pub ipc: Option<Bytes>,
 }
 
 /// Bounds of the write path.
@@ -176,8 +180,11 @@ impl WritePath {
             fit_schema(&write.table, &table.schema, &write.batch.schema())
                 .map_err(Error::InvalidArgument)?;
         }
-        let ipc = ipc::encode_batch(&write.batch)
-            .map_err(|e| Error::InvalidArgument(format!("cannot encode batch: {e}")))?;
+        let ipc = match write.ipc {
+            Some(ipc) => ipc,
+            None => ipc::encode_batch(&write.batch)
+                .map_err(|e| Error::InvalidArgument(format!("cannot encode batch: {e}")))?,
+        };
         if ipc.len() > self.limits.batch_bytes_max {
             return Err(Error::ResourceExhausted(format!(
                 "batch of {} bytes is over the limit of {} bytes per write; split it",

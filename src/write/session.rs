@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arka_cluster::CommandResponse;
 use futures::stream::FuturesUnordered;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::mpsc;
 
 use super::{IncomingWrite, Submitted, WritePath};
@@ -58,6 +58,8 @@ struct Session {
     /// producer seq).
     awaiting_s3: BTreeSet<(u64, u64)>,
     awaiting_commit: BTreeSet<(u64, u64)>,
+    /// Writes with a known LSN below LOCAL_DISK, as `(lsn, write_no)`.
+    awaiting_disk: BTreeSet<(u64, u64)>,
 }
 
 impl Session {
@@ -70,8 +72,16 @@ impl Session {
             return;
         }
         let is_update = w.level.is_some();
+        if let (Some(old_lsn), Some(old_level)) = (w.lsn, w.level) {
+            if old_level < Level::LocalDisk {
+                self.awaiting_disk.remove(&(old_lsn, no));
+            }
+        }
         w.level = Some(level);
         w.lsn = Some(lsn);
+        if level < Level::LocalDisk {
+            self.awaiting_disk.insert((lsn, no));
+        }
         if level >= Level::Replicated {
             self.inflight_bytes -= std::mem::take(&mut w.unreplicated_bytes);
         }
@@ -118,18 +128,10 @@ impl Session {
             .all(|w| w.level.is_some_and(|l| l >= final_level))
     }
 
+    /// Raises the writes the leader's durable index passed, in LSN order.
     fn raise_to_disk(&mut self, disk_lsn: u64) {
-        let mut ready: Vec<(u64, u64)> = self
-            .writes
-            .iter()
-            .filter_map(|(no, w)| {
-                let lsn = w.lsn?;
-                let below = w.level.is_none_or(|l| l < Level::LocalDisk);
-                (below && lsn <= disk_lsn).then_some((*no, lsn))
-            })
-            .collect();
-        ready.sort_unstable_by_key(|(_, lsn)| *lsn);
-        for (no, lsn) in ready {
+        let above = self.awaiting_disk.split_off(&(disk_lsn + 1, 0));
+        for (lsn, no) in std::mem::replace(&mut self.awaiting_disk, above) {
             self.raise(no, lsn, Level::LocalDisk);
         }
     }
@@ -190,6 +192,7 @@ where
         pending: Vec::new(),
         awaiting_s3: BTreeSet::new(),
         awaiting_commit: BTreeSet::new(),
+        awaiting_disk: BTreeSet::new(),
     };
     let mut lsns: FuturesUnordered<LsnFuture> = FuturesUnordered::new();
     let mut outcomes: FuturesUnordered<OutcomeFuture> = FuturesUnordered::new();
@@ -206,19 +209,20 @@ where
                 None => input_done = true,
                 Some(write) => submit(&mut session, write?, &mut lsns, &mut outcomes).await?,
             },
-            Some((no, lsn)) = lsns.next() => {
-                if let Some(lsn) = lsn {
-                    session.raise(no, lsn, Level::Memory);
-                    session.raise_to_disk(*disk.borrow());
-                }
-            }
+            Some((no, lsn)) = lsns.next() => on_lsn(&mut session, no, lsn),
             Some((no, outcome)) = outcomes.next() => on_outcome(&mut session, no, outcome)?,
             Ok(()) = tier.changed() => {}
-            Ok(()) = disk.changed() => {
-                let disk_lsn = *disk.borrow_and_update();
-                session.raise_to_disk(disk_lsn);
-            }
+            Ok(()) = disk.changed() => {}
         }
+        // Everything else that is ready goes into the same ack batch: one batch per wake-up,
+        // not one per write and level.
+        while let Some(Some((no, lsn))) = lsns.next().now_or_never() {
+            on_lsn(&mut session, no, lsn);
+        }
+        while let Some(Some((no, outcome))) = outcomes.next().now_or_never() {
+            on_outcome(&mut session, no, outcome)?;
+        }
+        session.raise_to_disk(*disk.borrow_and_update());
         if !session.awaiting_s3.is_empty() || !session.awaiting_commit.is_empty() {
             let t = *tier.borrow_and_update();
             session.raise_to_tier(t.s3_lsn.get(), t.committed_lsn.get());
@@ -256,6 +260,12 @@ async fn submit(
         }
     }
     Ok(())
+}
+
+fn on_lsn(session: &mut Session, no: u64, lsn: Option<u64>) {
+    if let Some(lsn) = lsn {
+        session.raise(no, lsn, Level::Memory);
+    }
 }
 
 fn on_outcome(session: &mut Session, no: u64, outcome: Result<CommandResponse>) -> Result<()> {

@@ -9,8 +9,12 @@ use openraft::EntryPayload;
 use crate::command::Command;
 use crate::types::{Entry, LogId, TypeConfig};
 
-/// Default bytes of entries in one AppendEntries message.
-pub const APPEND_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// Default bytes of entries in one AppendEntries message. A follower answers every
+/// AppendEntries, heartbeats included, only once all it accepted is on disk, and the leader
+/// counts its lease from when the acknowledged message was sent: a message must be small
+/// enough to be written and fsynced well within the lease (the maximum election timeout)
+/// on a busy disk.
+pub const APPEND_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// About how many bytes `entry` takes on the wire (its payload dominates).
 pub fn entry_bytes(entry: &Entry) -> usize {

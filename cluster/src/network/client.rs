@@ -20,7 +20,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::budget::{cut_to_budget, APPEND_BYTES_MAX};
 use super::snapshot::{messages, SNAPSHOT_CHUNK_BYTES};
-use super::GRPC_MESSAGE_BYTES_MAX;
+use super::{GRPC_MESSAGE_BYTES_MAX, HTTP2_CONNECTION_WINDOW_BYTES, HTTP2_STREAM_WINDOW_BYTES};
 use crate::cluster_id::ClusterId;
 use crate::codec::{self, WIRE_VERSION};
 use crate::fault::NetworkFaults;
@@ -51,6 +51,8 @@ impl ChannelConnector for TcpConnector {
             .map_err(|e| format!("bad raft address {raft_addr:?}: {e}"))?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
+            .initial_stream_window_size(HTTP2_STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(HTTP2_CONNECTION_WINDOW_BYTES)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
         Ok(endpoint.connect_lazy())
