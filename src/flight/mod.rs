@@ -23,7 +23,7 @@ use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-pub use ack_batch::ACK_SCHEMA;
+pub use ack_batch::{ack_batch, ACK_SCHEMA};
 pub use actions::ACTIONS;
 pub use ticket::{ReadTicket, STATUS_TICKET};
 

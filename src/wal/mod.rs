@@ -10,7 +10,7 @@ mod error;
 mod flusher;
 mod log_store;
 mod meta;
-mod record;
+pub mod record;
 mod recovery;
 mod segment;
 mod tail;
