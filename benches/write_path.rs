@@ -12,11 +12,8 @@ use arka_cluster::types::{Entry, LogId};
 use arka_cluster::{Command, NodeId, RequestId, WriteCommand};
 use arrow::array::{BinaryArray, Int64Array};
 use arrow::datatypes::{DataType, Field, Schema};
-use arrow::ipc::writer::{
-    CompressionContext, DictionaryTracker, IpcDataGenerator, IpcWriteOptions,
-};
 use arrow::record_batch::RecordBatch;
-use arrow_flight::{FlightData, SchemaAsIpc};
+use arrow_flight::FlightData;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use openraft::impls::leader_id_adv::LeaderId;
 use openraft::EntryPayload;
@@ -38,17 +35,10 @@ fn batch(bytes: usize) -> RecordBatch {
 
 /// The Flight messages a client sends for `batch`: schema, then the batch.
 fn client_messages(batch: &RecordBatch) -> (FlightData, FlightData) {
-    let options = IpcWriteOptions::default();
-    let schema = FlightData::from(SchemaAsIpc::new(&batch.schema(), &options));
-    let (_, encoded) = IpcDataGenerator::default()
-        .encode(
-            batch,
-            &mut DictionaryTracker::new(false),
-            &options,
-            &mut CompressionContext::default(),
-        )
-        .expect("encode");
-    (schema, FlightData::from(encoded))
+    let mut encoder = BatchEncoder::default();
+    let schema = encoder.schema(&batch.schema());
+    let mut messages = encoder.batch(batch, Default::default()).expect("encode");
+    (schema, messages.pop().expect("batch message"))
 }
 
 fn write_entry(bytes: usize) -> Entry {

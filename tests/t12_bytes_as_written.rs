@@ -5,13 +5,11 @@ mod common;
 
 use std::sync::Arc;
 
+use arka::flight::encode::BatchEncoder;
 use arrow::array::{Int32Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use arrow::ipc::writer::{
-    CompressionContext, DictionaryTracker, IpcDataGenerator, IpcWriteOptions,
-};
 use arrow::record_batch::RecordBatch;
-use arrow_flight::{FlightData, FlightDescriptor, SchemaAsIpc, Ticket};
+use arrow_flight::{FlightData, FlightDescriptor, Ticket};
 use common::{read_all, Cluster};
 use futures::StreamExt;
 
@@ -44,17 +42,13 @@ fn padding_ranges(header: &[u8], body_len: usize) -> Vec<std::ops::Range<usize>>
 /// A batch's Flight messages with every padding byte set to 0x5a: still a valid batch, but
 /// one no encoder would produce, so only a copy of what was sent carries them.
 fn marked_messages(batch: &RecordBatch) -> (FlightData, FlightData) {
-    let options = IpcWriteOptions::default();
-    let schema = FlightData::from(SchemaAsIpc::new(&batch.schema(), &options));
-    let (_, encoded) = IpcDataGenerator::default()
-        .encode(
-            batch,
-            &mut DictionaryTracker::new(false),
-            &options,
-            &mut CompressionContext::default(),
-        )
-        .expect("encode");
-    let mut data = FlightData::from(encoded);
+    let mut encoder = BatchEncoder::default();
+    let schema = encoder.schema(&batch.schema());
+    let mut data = encoder
+        .batch(batch, Default::default())
+        .expect("encode")
+        .pop()
+        .expect("batch message");
     let mut body = data.data_body.to_vec();
     let gaps = padding_ranges(&data.data_header, body.len());
     assert!(!gaps.is_empty(), "the batch has padding to mark");
