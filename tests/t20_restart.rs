@@ -247,12 +247,37 @@ async fn memory_acked_writes_overwritten_by_a_new_leader_are_reported_aborted() 
         .write_all("lost", retry, Level::Replicated)
         .await
         .expect("retry");
-    assert_eq!(replicated_by_seq(&acks).len(), 5);
+    let retried = replicated_by_seq(&acks);
+    assert_eq!(retried.len(), 5);
     eventually("old leader follows again", DEADLINE, || async {
         let status = cluster.status(1).await?;
         (status["role"] == "follower").then_some(())
     })
     .await;
+
+    // Every node, the old leader too (whose in-memory log tail held the cut writes), reads
+    // the same table: the new leader's writes at the reused LSNs, then the retries.
+    let last = retried.values().copied().max().expect("lsn");
+    let (_, expected) = new_leader
+        .read(&read_all("lost", last))
+        .await
+        .expect("read");
+    let expected_lsns: Vec<u64> = expected.iter().map(|(l, _)| *l).collect();
+    for id in 1..=3 {
+        let (_, got) = cluster
+            .client(id)
+            .await
+            .read(&read_all("lost", last))
+            .await
+            .expect("read");
+        let lsns: Vec<u64> = got.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lsns, expected_lsns, "node {id} holds the new leader's log");
+        assert_eq!(
+            data::keys(got.iter().map(|(_, b)| b)),
+            data::keys(expected.iter().map(|(_, b)| b)),
+            "node {id} returns the new leader's rows"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
