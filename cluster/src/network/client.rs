@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use arka_proto::raft::raft_service_client::RaftServiceClient;
 use arka_proto::raft::RaftPayload;
+use futures::{Stream, StreamExt};
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{Backoff, RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::network::{
+    stream_append_sequential, Backoff, RPCOption, RaftNetworkFactory, RaftNetworkV2,
+};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::OptionalSend;
 use serde::de::DeserializeOwned;
@@ -19,6 +23,7 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
 use super::budget::{cut_to_budget, APPEND_BYTES_MAX};
+use super::pipeline::{self, InFlight, Incoming, Outgoing};
 use super::snapshot::{messages, SNAPSHOT_CHUNK_BYTES};
 use super::{GRPC_MESSAGE_BYTES_MAX, HTTP2_CONNECTION_WINDOW_BYTES, HTTP2_STREAM_WINDOW_BYTES};
 use crate::cluster_id::ClusterId;
@@ -129,6 +134,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             cluster_id: self.cluster_id.clone(),
             reachability: self.reachability.clone(),
             append_bytes_max: self.append_bytes_max,
+            append_stream_unsupported: false,
         }
     }
 }
@@ -141,14 +147,20 @@ pub struct PeerConnection {
     cluster_id: ClusterId,
     reachability: Reachability,
     append_bytes_max: usize,
+    /// The peer answered `AppendStream` with "unimplemented" (it runs an older version):
+    /// replicate to it one request at a time.
+    append_stream_unsupported: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("raft rpc to node {target}: {message}")]
-struct PeerError {
-    target: NodeId,
-    message: String,
+pub(super) struct PeerError {
+    pub(super) target: NodeId,
+    pub(super) message: String,
 }
+
+/// The answers of a pipelined AppendEntries stream, in request order.
+type AnswerStream<'s> = BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>;
 
 type RpcFuture =
     futures::future::BoxFuture<'static, Result<tonic::Response<RaftPayload>, tonic::Status>>;
@@ -186,6 +198,57 @@ impl PeerConnection {
             Ok(rpc(client, payload))
         })
         .await
+    }
+
+    /// Opens the pipelined AppendEntries stream (`pipeline.rs`) and returns its answers.
+    async fn open_append_stream<S>(
+        &mut self,
+        requests: S,
+        option: RPCOption,
+    ) -> Result<AnswerStream<'static>, RPCError<TypeConfig>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+    {
+        let ttl = option.hard_ttl().max(APPEND_TIMEOUT_MIN);
+        let target = self.target;
+        let unreachable = move |message: String| {
+            RPCError::Unreachable(Unreachable::new(&PeerError { target, message }))
+        };
+        if self.faults.is_isolated() {
+            return Err(unreachable(
+                "dropped: this node is isolated by an injected fault".into(),
+            ));
+        }
+        let mut client = self.client.clone().map_err(unreachable)?;
+        let in_flight = InFlight::new(self.append_bytes_max);
+        let requests = pipeline::outgoing(Outgoing {
+            requests,
+            in_flight: in_flight.clone(),
+            bytes_max: self.append_bytes_max,
+            cluster_id: self.cluster_id.get().unwrap_or_default(),
+            faults: self.faults.clone(),
+        });
+        let opened = match tokio::time::timeout(ttl, client.append_stream(requests)).await {
+            Err(_) => Err(unreachable(format!("append_stream not opened in {ttl:?}"))),
+            Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => {
+                tracing::warn!(peer = %self.target, "peer has no pipelined AppendEntries (an older version); replicating one request at a time");
+                self.append_stream_unsupported = true;
+                Err(unreachable(status.to_string()))
+            }
+            Ok(Err(status)) => Err(status_error(self.error(status.to_string()), &status)),
+            Ok(Ok(response)) => Ok(response.into_inner()),
+        };
+        self.reachability.record(self.target, &opened);
+        let reachability = self.reachability.clone();
+        let answers = pipeline::answers(Incoming {
+            answers: opened?,
+            in_flight,
+            ttl,
+            target,
+        });
+        Ok(Box::pin(answers.inspect(move |answer| {
+            reachability.record(target, answer)
+        })))
     }
 
     /// Runs one exchange that `send` starts with the client and this node's cluster id, and
@@ -236,7 +299,7 @@ impl PeerConnection {
     }
 }
 
-fn status_error(error: PeerError, status: &tonic::Status) -> RPCError<TypeConfig> {
+pub(super) fn status_error(error: PeerError, status: &tonic::Status) -> RPCError<TypeConfig> {
     match status.code() {
         tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown => {
             RPCError::Unreachable(Unreachable::new(&error))
@@ -262,6 +325,23 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
                 AppendEntriesResponse::PartialSuccess(Some(last))
             }
             (_, response) => response,
+        })
+    }
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        requests: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<AnswerStream<'s>, RPCError<TypeConfig>>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        if self.append_stream_unsupported {
+            return stream_append_sequential(self, requests, option);
+        }
+        Box::pin(async move {
+            let answers: AnswerStream<'s> = self.open_append_stream(requests, option).await?;
+            Ok(answers)
         })
     }
 

@@ -4,6 +4,7 @@
 mod budget;
 mod client;
 mod internal;
+mod pipeline;
 mod server;
 mod snapshot;
 

@@ -1,16 +1,19 @@
 //! The Raft RPC service: decodes each request, hands it to the local Raft instance and encodes
 //! the answer.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arka_proto::raft::raft_service_server::RaftService;
 use arka_proto::raft::RaftPayload;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use openraft::raft::AppendEntriesRequest;
 use openraft::storage::RaftStateMachine;
 use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::Raft;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::InternalHandler;
 use crate::cluster_id::ClusterId;
@@ -42,16 +45,48 @@ impl<SM: RaftStateMachine<TypeConfig>> RaftRpcService<SM> {
         }
     }
 
-    /// Refuses every request while the node is isolated by an injected fault, and requests
-    /// from another cluster.
     fn admit(&self, req: &RaftPayload) -> Result<(), Status> {
-        if self.faults.is_isolated() {
-            return Err(Status::unavailable("node is isolated by an injected fault"));
-        }
-        self.cluster_id
-            .admit(&req.cluster_id)
-            .map_err(Status::failed_precondition)
+        admit(&self.faults, &self.cluster_id, req)
     }
+}
+
+/// Refuses every request while the node is isolated by an injected fault, and requests from
+/// another cluster.
+fn admit(faults: &NetworkFaults, cluster_id: &ClusterId, req: &RaftPayload) -> Result<(), Status> {
+    if faults.is_isolated() {
+        return Err(Status::unavailable("node is isolated by an injected fault"));
+    }
+    cluster_id
+        .admit(&req.cluster_id)
+        .map_err(Status::failed_precondition)
+}
+
+/// The AppendEntries requests of a pipelined stream, each admitted and decoded. The first
+/// that is refused or undecodable ends the requests and is left in `refusal`, to end the
+/// answers after those of the requests before it.
+fn admitted_requests(
+    incoming: Streaming<RaftPayload>,
+    faults: NetworkFaults,
+    cluster_id: ClusterId,
+    refusal: Arc<Mutex<Option<Status>>>,
+) -> impl Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + 'static {
+    futures::stream::unfold(Some(incoming), move |state| {
+        let (faults, cluster_id, refusal) = (faults.clone(), cluster_id.clone(), refusal.clone());
+        async move {
+            let mut incoming = state?;
+            let request = incoming.next().await?.and_then(|payload| {
+                admit(&faults, &cluster_id, &payload)?;
+                decode_request("append_stream", payload)
+            });
+            match request {
+                Ok(request) => Some((request, Some(incoming))),
+                Err(status) => {
+                    *refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+                    None
+                }
+            }
+        }
+    })
 }
 
 impl<SM> RaftRpcService<SM>
@@ -93,12 +128,16 @@ fn encode_response<T: Serialize>(
     what: &'static str,
     value: &T,
 ) -> Result<Response<RaftPayload>, Status> {
+    encode_payload(what, value).map(Response::new)
+}
+
+fn encode_payload<T: Serialize>(what: &'static str, value: &T) -> Result<RaftPayload, Status> {
     let data = codec::encode(what, value).map_err(|e| Status::internal(e.to_string()))?;
-    Ok(Response::new(RaftPayload {
+    Ok(RaftPayload {
         version: WIRE_VERSION,
         data,
         cluster_id: String::new(),
-    }))
+    })
 }
 
 fn raft_failed(what: &str, e: impl std::fmt::Display) -> Status {
@@ -147,6 +186,33 @@ where
             .await
             .map_err(|e| raft_failed("append_entries", e))?;
         encode_response("append_entries", &resp)
+    }
+
+    type AppendStreamStream = BoxStream<'static, Result<RaftPayload, Status>>;
+
+    async fn append_stream(
+        &self,
+        req: Request<Streaming<RaftPayload>>,
+    ) -> Result<Response<Self::AppendStreamStream>, Status> {
+        let refusal = Arc::new(Mutex::new(None));
+        let requests = admitted_requests(
+            req.into_inner(),
+            self.faults.clone(),
+            self.cluster_id.clone(),
+            refusal.clone(),
+        );
+        let answers = self
+            .raft
+            .stream_append(requests)
+            .map(|answer| match answer {
+                Ok(result) => encode_payload("append_stream", &result),
+                Err(fatal) => Err(raft_failed("append_stream", fatal)),
+            });
+        let refused = futures::stream::once(async move {
+            refusal.lock().unwrap_or_else(|e| e.into_inner()).take()
+        })
+        .filter_map(|refusal| async move { refusal.map(Err) });
+        Ok(Response::new(Box::pin(answers.chain(refused))))
     }
 
     async fn install_snapshot(
