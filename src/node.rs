@@ -19,7 +19,7 @@ use arka_proto::raft::raft_service_server::RaftServiceServer;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::acks::AckRouter;
 use crate::config::NodeConfig;
@@ -156,19 +156,13 @@ impl Node {
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
         let raft_server = http2_server()
             .add_service(raft_service)
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(raft_listener),
-                stopped(stop_rx.clone()),
-            );
+            .serve_with_incoming_shutdown(accepted(raft_listener), stopped(stop_rx.clone()));
         let flight_service = FlightServiceServer::new(ArkaFlight::new(ctx.clone()))
             .max_decoding_message_size(FLIGHT_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(FLIGHT_MESSAGE_BYTES_MAX);
         let flight_server = http2_server()
             .add_service(flight_service)
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(flight_listener),
-                stopped(stop_rx),
-            );
+            .serve_with_incoming_shutdown(accepted(flight_listener), stopped(stop_rx));
         let applied = ctx.state.subscribe_applied();
         let clock_ctx = ctx.clone();
         let agent_ctx = ctx.clone();
@@ -354,10 +348,38 @@ async fn bootstrap(raft: &Raft, config: &NodeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The connections `listener` accepts, with Nagle's algorithm off: tonic applies its own
+/// `tcp_nodelay` only to listeners it binds itself, and with Nagle on, a small answer (an
+/// ack, an AppendEntries answer) sent while an earlier one is unacknowledged waits for the
+/// peer's delayed ACK, about 40 ms.
+fn accepted(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 /// A gRPC server with arka's HTTP/2 windows.
 fn http2_server() -> tonic::transport::Server {
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .initial_stream_window_size(arka_cluster::network::HTTP2_STREAM_WINDOW_BYTES)
         .initial_connection_window_size(arka_cluster::network::HTTP2_CONNECTION_WINDOW_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_send_small_messages_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut incoming = accepted(listener);
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let stream = incoming
+            .next()
+            .await
+            .expect("a connection")
+            .expect("accept");
+        assert!(stream.nodelay().expect("read TCP_NODELAY"));
+    }
 }
