@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use arka_cluster::{Command, CommandResponse, Lsn};
+use arka_cluster::{Command, CommandResponse, Lsn, NodeId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -14,6 +14,9 @@ use crate::tier::Tiering;
 
 /// How long `flush` waits for the tier worker (a store that is down fails it after this).
 const FLUSH_WAIT_MAX: Duration = Duration::from_secs(120);
+/// How long `flush` waits before it asks the tier worker again, at first and at most.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
 /// How long `flush` waits for this node to apply the new watermarks.
 const APPLY_WAIT_MAX: Duration = Duration::from_secs(10);
 
@@ -38,25 +41,15 @@ pub async fn flush(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
         parse_body::<Flush>("flush", body)?;
     }
     let upto = ctx.state.applied_lsn();
-    let worker = ctx
-        .state
-        .tier()
-        .worker
-        .ok_or_else(|| Error::Unavailable("no tier worker is assigned yet; retry".into()))?;
-    let run = async {
-        if worker == ctx.node_id {
-            flush_at_worker(ctx, upto).await
-        } else {
-            let request = InternalRequest::Flush { upto };
-            internal::send(ctx, worker, &request, FLUSH_WAIT_MAX).await
-        }
-    };
-    tokio::time::timeout(FLUSH_WAIT_MAX, run).await.map_err(|_| {
-        let last = tiering.status().last_error.unwrap_or_default();
-        Error::Unavailable(format!(
-            "flush did not finish within {FLUSH_WAIT_MAX:?} at tier worker {worker} (this node's last tier error: {last})"
-        ))
-    })??;
+    let worker = tokio::time::timeout(FLUSH_WAIT_MAX, flush_following_the_worker(ctx, upto))
+        .await
+        .unwrap_or_else(|_| {
+            let last = tiering.status().last_error.unwrap_or_default();
+            Err(Error::Unavailable(format!(
+                "flush did not finish within {FLUSH_WAIT_MAX:?} at tier worker {:?} (this node's last tier error: {last})",
+                ctx.state.tier().worker
+            )))
+        })?;
     // Tier reports above the last data entry are never tiered themselves.
     let target = upto.min(ctx.state.last_data_lsn());
     let mut tier = ctx.state.subscribe_tier();
@@ -67,6 +60,39 @@ pub async fn flush(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     out["flushed_lsn"] = json!(upto);
     out["tier_worker"] = json!(worker);
     Ok(out)
+}
+
+/// Has the tier worker flush up to `upto` and returns which node did. The worker may move
+/// while a flush is under way (a new one is designated at start-up, when one dies, or when
+/// membership changes), and a node may learn of it late: an answer that the work cannot be
+/// done now (UNAVAILABLE) is retried, at the worker designated by then, with backoff; the
+/// caller bounds the whole.
+async fn flush_following_the_worker(ctx: &NodeContext, upto: Lsn) -> Result<NodeId> {
+    let mut tier = ctx.state.subscribe_tier();
+    let mut backoff = RETRY_MIN;
+    loop {
+        let designated = tier.wait_for(|t| t.worker.is_some()).await;
+        let Some(worker) = designated.ok().and_then(|t| t.worker) else {
+            return Err(Error::Shutdown);
+        };
+        let flushed = if worker == ctx.node_id {
+            flush_at_worker(ctx, upto).await
+        } else {
+            let request = InternalRequest::Flush { upto };
+            internal::send(ctx, worker, &request, FLUSH_WAIT_MAX).await
+        };
+        match flushed {
+            Ok(()) => return Ok(worker),
+            Err(Error::Unavailable(reason)) => {
+                tracing::debug!(%worker, %reason, "flush not done at the tier worker; retrying");
+                // Retry at once when the designation moves, else after the backoff.
+                let moved = tier.wait_for(|t| t.worker != Some(worker));
+                let _ = tokio::time::timeout(backoff, moved).await;
+                backoff = (backoff * 2).min(RETRY_MAX);
+            }
+            Err(other) => return Err(other),
+        }
+    }
 }
 
 /// The tier worker's side of a flush: everything up to `upto` is sealed, uploaded and
