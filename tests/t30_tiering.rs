@@ -155,3 +155,49 @@ async fn purged_ranges_are_read_from_object_storage() {
     let got: Vec<RecordBatch> = from_new.into_values().collect();
     assert_eq!(got, written, "the joined node reads the whole table");
 }
+
+/// Under writes that never pause, the tier worker still commits on its interval: it uploads
+/// what was applied when a pass began and then commits, instead of uploading new ranges for
+/// as long as they keep arriving.
+#[tokio::test(flavor = "multi_thread")]
+async fn commits_keep_coming_under_sustained_load() {
+    // Small ranges: each upload covers a few writes, so the writer keeps ahead of it.
+    let cluster = Cluster::start_tiered(3, None, 300, "tier-range-bytes-max = 2048\n").await;
+    let leader = cluster.client(1).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut first_tx = Some(first_tx);
+            let started = std::time::Instant::now();
+            let mut round = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && started.elapsed() < DEADLINE {
+                let writes: Vec<WriteItem> = (0..20)
+                    .map(|s| WriteItem::plain(data::batch(round, s, 4)))
+                    .collect();
+                let acks = leader
+                    .write_all("events", writes, Level::Replicated)
+                    .await
+                    .expect("write");
+                if let Some(tx) = first_tx.take() {
+                    let _ = tx.send(*lsns_at(&acks, Level::Replicated).last().expect("acked"));
+                }
+                round += 1;
+            }
+        })
+    };
+    let first_round_lsn = first_rx.await.expect("the first round is acked");
+    eventually(
+        "COMMITTED to pass the first writes while the load goes on",
+        DEADLINE,
+        || async {
+            let committed = cluster.status(1).await?["committed_lsn"].as_u64()?;
+            (committed >= first_round_lsn).then_some(())
+        },
+    )
+    .await;
+    assert!(!writer.is_finished(), "the load was still running");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.expect("writer");
+}

@@ -139,7 +139,10 @@ impl Worker {
                 .max()
                 .unwrap_or(Lsn::ZERO);
             self.wait_applied(upto).await;
-            while self.upload_next_range().await? {}
+            // Upload what is applied now, not what arrives meanwhile: under sustained load
+            // new ranges never run out, and the commit below must still come in its time.
+            let applied = self.ctx.state.applied_lsn();
+            while self.ctx.state.tier().s3_lsn < applied && self.upload_next_range().await? {}
             if Instant::now() < next_commit {
                 continue;
             }
