@@ -4,21 +4,41 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use arka_cluster::types::Entry;
 use arka_cluster::{NodeId, RequestId};
 use openraft::EntryPayload;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::wal::WalObserver;
+
+/// Writes handed to Raft that its log has not appended yet, at most, and their bytes. Raft
+/// takes its inbox in order, appends what it took in one go, and reads the followers'
+/// acknowledgements, which keep the leader's lease, only between such runs: a deep inbox of
+/// writes makes a leader that hears from its followers in time see its lease expire and
+/// refuse writes. A write is appended within moments of being handed over, so these bounds
+/// cost no throughput.
+pub const UNAPPENDED_WRITES_MAX: u32 = 4096;
+pub const UNAPPENDED_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Places among the unappended writes are counted in units of this many bytes: a write takes
+/// at least one unit and one more per unit of its bytes, up to all of them.
+const UNIT_BYTES: usize = UNAPPENDED_BYTES_MAX / UNAPPENDED_WRITES_MAX as usize;
+
+/// A proposal waiting for its LSN, and its place among the unappended writes.
+struct Waiting {
+    lsn: oneshot::Sender<u64>,
+    _slot: Option<OwnedSemaphorePermit>,
+}
 
 pub struct AckRouter {
     node_id: NodeId,
     next_seq: AtomicU64,
     /// Proposals of this node waiting for their LSN. Bounded by the node's in-flight limit:
     /// every entry is removed when its LSN arrives or its proposal fails.
-    waiting: Mutex<HashMap<u64, oneshot::Sender<u64>>>,
+    waiting: Mutex<HashMap<u64, Waiting>>,
+    unappended: Arc<Semaphore>,
     memory_lsn: watch::Sender<u64>,
     disk_lsn: watch::Sender<u64>,
 }
@@ -29,16 +49,39 @@ impl AckRouter {
             node_id,
             next_seq: AtomicU64::new(1),
             waiting: Mutex::new(HashMap::new()),
+            unappended: Arc::new(Semaphore::new(UNAPPENDED_WRITES_MAX as usize)),
             memory_lsn: watch::channel(0).0,
             disk_lsn: watch::channel(0).0,
         }
     }
 
-    /// A fresh request id and the receiver of its LSN.
+    /// A fresh request id and the receiver of its LSN, for a command that is not a write.
     pub fn register(&self) -> (RequestId, oneshot::Receiver<u64>) {
+        self.insert(None)
+    }
+
+    /// Like [`AckRouter::register`], for a write of `bytes`: waits while the writes handed
+    /// to Raft and not yet appended are at their bounds. `None` when the node is stopping.
+    pub async fn register_write(
+        &self,
+        bytes: usize,
+    ) -> Option<(RequestId, oneshot::Receiver<u64>)> {
+        let units = u32::try_from(bytes / UNIT_BYTES + 1)
+            .unwrap_or(u32::MAX)
+            .min(UNAPPENDED_WRITES_MAX);
+        let slot = self
+            .unappended
+            .clone()
+            .acquire_many_owned(units)
+            .await
+            .ok()?;
+        Some(self.insert(Some(slot)))
+    }
+
+    fn insert(&self, slot: Option<OwnedSemaphorePermit>) -> (RequestId, oneshot::Receiver<u64>) {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.lock().insert(seq, tx);
+        let (lsn, rx) = oneshot::channel();
+        self.lock().insert(seq, Waiting { lsn, _slot: slot });
         (
             RequestId {
                 origin: self.node_id,
@@ -65,7 +108,7 @@ impl AckRouter {
         self.disk_lsn.subscribe()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<u64>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiting>> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -101,9 +144,9 @@ impl WalObserver for AckRouter {
         if request.origin != self.node_id {
             return;
         }
-        if let Some(tx) = self.lock().remove(&request.seq) {
+        if let Some(waiting) = self.lock().remove(&request.seq) {
             // The session may have gone away; the entry is in the log all the same.
-            let _ = tx.send(lsn);
+            let _ = waiting.lsn.send(lsn);
         }
     }
 
@@ -118,5 +161,82 @@ impl WalObserver for AckRouter {
         // from their proposal failing (`LogEntryDiscarded` → ABORTED).
         lower(&self.memory_lsn, last_index);
         lower(&self.disk_lsn, last_index);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use openraft::impls::leader_id_adv::LeaderId;
+
+    use super::*;
+
+    fn appended_entry(request: RequestId, index: u64) -> Entry {
+        let command = arka_cluster::Command::Write(arka_cluster::WriteCommand {
+            table: "t".into(),
+            request,
+            producer: None,
+            rows: 1,
+            ipc: bytes::Bytes::new(),
+        });
+        Entry {
+            log_id: arka_cluster::types::LogId::new(
+                LeaderId {
+                    term: 1,
+                    node_id: NodeId(1),
+                },
+                index,
+            ),
+            payload: EntryPayload::Normal(command),
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_past_the_unappended_bound_wait_until_earlier_ones_are_appended() {
+        let acks = AckRouter::new(NodeId(1));
+        let mut registered = Vec::new();
+        for _ in 0..UNAPPENDED_WRITES_MAX {
+            registered.push(acks.register_write(100).await.expect("registered"));
+        }
+        let next = tokio::time::timeout(Duration::from_millis(50), acks.register_write(100)).await;
+        assert!(next.is_err(), "the bound holds");
+        // Commands that are not writes are not held back.
+        let _command = acks.register();
+
+        let (first, lsn) = registered.swap_remove(0);
+        acks.appended(&appended_entry(first, 7));
+        assert_eq!(lsn.await, Ok(7));
+        let next = tokio::time::timeout(Duration::from_secs(10), acks.register_write(100)).await;
+        assert!(
+            matches!(next, Ok(Some(_))),
+            "an appended write frees its place"
+        );
+
+        let (second, _) = registered.swap_remove(0);
+        acks.forget(second);
+        let next = tokio::time::timeout(Duration::from_secs(10), acks.register_write(100)).await;
+        assert!(
+            matches!(next, Ok(Some(_))),
+            "a failed proposal frees its place"
+        );
+    }
+
+    #[tokio::test]
+    async fn large_writes_are_bounded_by_their_bytes() {
+        let acks = AckRouter::new(NodeId(1));
+        let half = UNAPPENDED_BYTES_MAX / 2;
+        let _first = acks.register_write(half).await.expect("registered");
+        let next = tokio::time::timeout(Duration::from_millis(50), acks.register_write(half)).await;
+        assert!(
+            next.is_err(),
+            "two halves and their units are over the bound"
+        );
+        let huge = acks.register_write(10 * UNAPPENDED_BYTES_MAX);
+        let waiting = tokio::time::timeout(Duration::from_millis(50), huge).await;
+        assert!(
+            waiting.is_err(),
+            "a write over the bound waits for the rest to be appended"
+        );
     }
 }

@@ -11,7 +11,7 @@ use arka_cluster::{Command, CommandResponse, Lsn, ProducerSeq, WriteCommand};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use openraft::errors::ClientWriteError;
+use openraft::errors::{ClientWriteError, ForwardReason};
 use openraft::impls::ProgressResponder;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
@@ -199,8 +199,12 @@ impl WritePath {
             .acquire_many_owned(permits)
             .await
             .map_err(|_| Error::Shutdown)?;
-        let (request, lsn) = self.acks.register();
         let bytes = ipc.len();
+        let (request, lsn) = self
+            .acks
+            .register_write(bytes)
+            .await
+            .ok_or(Error::Shutdown)?;
         let command = Command::Write(WriteCommand {
             table: write.table.to_string(),
             request,
@@ -247,12 +251,20 @@ pub async fn propose(
         return Err(Error::Unavailable(format!("raft is not running: {fatal}")));
     }
     Ok(Box::pin(async move {
-        let result = outcome.await.map_err(|_| Error::Shutdown)?;
+        let Ok(result) = outcome.await else {
+            acks.forget(request);
+            return Err(Error::Shutdown);
+        };
         match result {
             Ok(response) => Ok(response.data),
             Err(e) => {
                 acks.forget(request);
                 Err(match e {
+                    ClientWriteError::ForwardToLeader(f) if f.reason == ForwardReason::LeaseExpired => {
+                        Error::Unavailable(
+                            "the leader has not heard from a quorum within its lease (the maximum election timeout); the write was not appended: retry".into(),
+                        )
+                    }
                     ClientWriteError::ForwardToLeader(f) => Error::NotLeader {
                         leader: f.leader_node.map(|n| n.flight_location()),
                     },
