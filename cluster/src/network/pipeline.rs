@@ -43,7 +43,7 @@ struct Sent {
     at: Instant,
     /// Why the request could not be sent; it is reported in its turn, as its answer.
     failed: Option<String>,
-    _slots: [OwnedSemaphorePermit; 2],
+    _slots: OwnedSemaphorePermit,
 }
 
 /// The requests sent on one stream and not yet answered, oldest first, and the slots (KiB)
@@ -124,17 +124,18 @@ where
 {
     futures::stream::unfold(Some(out), |state| async move {
         let mut out = state?;
-        let least = out.in_flight.acquire(out.in_flight.slots_least()).await?;
+        let mut slots = out.in_flight.acquire(out.in_flight.slots_least()).await?;
         let mut request = out.requests.next().await?;
         if out.faults.is_isolated() {
             return None;
         }
         let cut = cut_to_budget(&mut request, out.bytes_max);
         let bytes = request.entries.iter().map(entry_bytes).sum();
-        let beyond = out
-            .in_flight
-            .acquire(out.in_flight.slots_beyond_least(bytes))
-            .await?;
+        slots.merge(
+            out.in_flight
+                .acquire(out.in_flight.slots_beyond_least(bytes))
+                .await?,
+        );
         let (data, failed) = match codec::encode("append_entries", &request) {
             Ok(data) => (data, None),
             Err(e) => (Vec::new(), Some(e.to_string())),
@@ -143,7 +144,7 @@ where
         out.in_flight.push(Sent {
             at: Instant::now(),
             failed,
-            _slots: [least, beyond],
+            _slots: slots,
         });
         let payload = RaftPayload {
             version: WIRE_VERSION,

@@ -70,20 +70,18 @@ fn admitted_requests(
     cluster_id: ClusterId,
     refusal: Arc<Mutex<Option<Status>>>,
 ) -> impl Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + 'static {
-    futures::stream::unfold(Some(incoming), move |state| {
-        let (faults, cluster_id, refusal) = (faults.clone(), cluster_id.clone(), refusal.clone());
-        async move {
-            let mut incoming = state?;
-            let request = incoming.next().await?.and_then(|payload| {
-                admit(&faults, &cluster_id, &payload)?;
-                decode_request("append_stream", payload)
-            });
-            match request {
-                Ok(request) => Some((request, Some(incoming))),
-                Err(status) => {
-                    *refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
-                    None
-                }
+    let state = (incoming, faults, cluster_id, refusal);
+    futures::stream::unfold(Some(state), |state| async move {
+        let (mut incoming, faults, cluster_id, refusal) = state?;
+        let request = incoming.next().await?.and_then(|payload| {
+            admit(&faults, &cluster_id, &payload)?;
+            decode_request("append_stream", payload)
+        });
+        match request {
+            Ok(request) => Some((request, Some((incoming, faults, cluster_id, refusal)))),
+            Err(status) => {
+                *refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+                None
             }
         }
     })
