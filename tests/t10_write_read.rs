@@ -8,7 +8,7 @@ use std::time::Duration;
 use arka::client::{Ack, ReadItem, WriteItem};
 use arka::durability::Level;
 use arka::flight::ReadTicket;
-use common::{data, Cluster, DEADLINE};
+use common::{data, lsns_at, Cluster, DEADLINE};
 use futures::StreamExt;
 
 fn replicated(acks: &[Ack]) -> Vec<Ack> {
@@ -159,7 +159,7 @@ async fn min_lsn_gives_read_your_writes_on_a_follower() {
 async fn follow_tails_new_writes() {
     let cluster = Cluster::start(3).await;
     let leader = cluster.client(1).await;
-    leader
+    let created = leader
         .write_all(
             "tail",
             vec![WriteItem::plain(data::batch(0, 0, 1))],
@@ -167,8 +167,10 @@ async fn follow_tails_new_writes() {
         )
         .await
         .expect("create the table");
+    // Read-your-writes on a follower: it may not have applied the first write yet.
+    let first = lsns_at(&created, Level::Replicated)[0];
     let follower = cluster.client(2).await;
-    let ticket = br#"{"table": "tail", "follow": true}"#.to_vec();
+    let ticket = format!(r#"{{"table": "tail", "follow": true, "min_lsn": {first}}}"#).into_bytes();
     let mut stream = Box::pin(follower.read_stream(ticket).await.expect("follow"));
 
     let writer = tokio::spawn(async move {
