@@ -5,9 +5,10 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use arka::client::{ClientError, ClusterClient, Producer, ProducerConfig};
+use arka::client::{ClientError, ClusterClient, Producer, ProducerConfig, WriteItem};
+use arka::durability::Level;
 use arrow::record_batch::RecordBatch;
-use common::{data, Cluster, DEADLINE};
+use common::{data, eventually, Cluster, DEADLINE};
 use futures::{Stream, StreamExt};
 use tokio::time::timeout;
 
@@ -18,6 +19,22 @@ async fn reads_spread_over_replicas_and_read_your_writes_holds_on_followers() {
     let leader_location = cluster.addr(leader);
     let seeds: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
     let client = ClusterClient::connect(&seeds).await.expect("connect");
+    // The leader offers a replica for reads once gossip reports it alive: wait for all three,
+    // so the spread below measures the reader, not the cluster's start-up.
+    cluster
+        .client(leader)
+        .await
+        .write_all(
+            "warmup",
+            vec![WriteItem::plain(data::batch(0, 0, 1))],
+            Level::Replicated,
+        )
+        .await
+        .expect("warm-up write");
+    eventually("every replica offered for reads", DEADLINE, || async {
+        (client.replicas("warmup").await.ok()?.len() == 3).then_some(())
+    })
+    .await;
     let producer = client.producer("ryw", ProducerConfig::new("ryw-writer"));
     let reader = client.reader("ryw");
 
