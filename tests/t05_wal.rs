@@ -467,3 +467,40 @@ async fn a_segment_of_the_first_format_is_refused_not_cut() {
     assert!(err.contains("first WAL format"), "{err}");
     assert_eq!(std::fs::read(&file).expect("read"), old, "nothing was cut");
 }
+
+#[tokio::test]
+async fn a_segment_left_pending_by_a_crash_is_not_part_of_the_log() {
+    let dir = TempDir::new().expect("tempdir");
+    {
+        let mut log = open_log(dir.path(), 128).await.expect("open");
+        append_durably(&mut log, (1..=5).map(|i| blank(1, i)).collect()).await;
+    }
+    // A crash after the next segment's file was made and before the flusher published it
+    // (the segment before was not yet durable): its bytes are not part of the log.
+    let last = segments(dir.path()).pop().expect("a segment");
+    let last_id: u64 = last
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse().ok())
+        .expect("segment id");
+    let pending = dir
+        .path()
+        .join("wal")
+        .join(format!("{:020}.wal.pending", last_id + 1));
+    std::fs::write(&pending, b"records never made durable").expect("write pending");
+    {
+        let mut log = open_log(dir.path(), 128).await.expect("reopen");
+        assert_eq!(indexes(&mut log).await, (1..=5).collect::<Vec<_>>());
+        // The log goes on into that segment, made anew.
+        append_durably(&mut log, (6..=12).map(|i| blank(1, i)).collect()).await;
+    }
+    let mut log = open_log(dir.path(), 128).await.expect("reopen again");
+    assert_eq!(indexes(&mut log).await, (1..=12).collect::<Vec<_>>());
+    assert!(
+        !segments(dir.path())
+            .iter()
+            .any(|p| p.to_string_lossy().ends_with(".pending")),
+        "every segment with records is published: {:?}",
+        segments(dir.path())
+    );
+}

@@ -26,6 +26,11 @@ pub fn build(timing: &RaftTiming) -> Result<Arc<Config>, openraft::ConfigError> 
         snapshot_policy: SnapshotPolicy::LogsSinceLast(50_000),
         max_in_snapshot_log_to_keep: u64::MAX,
         max_payload_entries: 1024,
+        // Replicate what the leader has handed to its WAL without waiting for its own fsync
+        // (the leader's copy counts towards the quorum only once durable), and let the core
+        // read acknowledgements between client writes, not after a whole burst of them: a
+        // burst used to hold back the acks that renew the leader's lease.
+        broadcast_submitted_on_append: Some(true),
         ..Default::default()
     };
     Ok(Arc::new(config.validate()?))

@@ -1,68 +1,117 @@
-//! Group commit: one task takes every append's flush request that is waiting, makes the
-//! segments they wrote durable with one `fdatasync` each, and only then completes openraft's
-//! `IOFlushed` callbacks and reports the new durable index.
+//! Group commit: one task takes every append's flush request that is waiting, writes their
+//! records to the segments, makes those durable with one `fdatasync` each, and only then
+//! completes openraft's `IOFlushed` callbacks and reports the new durable index.
+//!
+//! The writes happen here, on a blocking thread, and not in `append`: `append` runs on
+//! openraft's core task, and a `pwrite` of a few MiB can take tens of milliseconds on a busy
+//! disk, during which the leader would read no acknowledgement and its lease could lapse.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arka_cluster::TypeConfig;
 use openraft::storage::IOFlushed;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
+use super::error::WalResult;
 use super::segment::Segment;
 use super::WalObserver;
 
 /// How many appends may wait for a flush before `append` itself waits (backpressure).
 pub const FLUSH_QUEUE_MAX: usize = 4096;
 
+/// Encoded records handed to the flusher and not yet written or durable, at most (on top of
+/// one append larger than this): `append` waits for room. Below the tail cache's bound, so
+/// that the cache holds every entry not yet written (readers never `pread` those).
+pub const UNFLUSHED_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// The unit in which [`UNFLUSHED_BYTES_MAX`] is counted by a semaphore.
+pub const UNFLUSHED_UNIT_BYTES: usize = 4096;
+
+/// Records to write at `offset` of `segment`.
+pub struct SegmentWrite {
+    pub segment: Arc<Segment>,
+    pub offset: u64,
+    pub bytes: Vec<u8>,
+    /// The first write to a segment made by `Segment::create_pending`: everything before
+    /// it is made durable, then the segment is published.
+    pub opens_segment: bool,
+}
+
+impl SegmentWrite {
+    fn end(&self) -> u64 {
+        self.offset + self.bytes.len() as u64
+    }
+}
+
 pub enum FlushRequest {
-    /// Entries up to `last_index` were written to `segment`, which is now `written` bytes
-    /// long; complete `callback` once they are durable.
+    /// Entries up to `last_index`, encoded in `writes` (in log order; two segments when the
+    /// append rolled the log over); complete `callback` once they are written and durable.
     Append {
-        segment: Arc<Segment>,
-        written: u64,
+        writes: Vec<SegmentWrite>,
         last_index: u64,
         callback: IOFlushed<TypeConfig>,
+        /// Room taken in the unflushed bound, given back once this request is done.
+        _room: OwnedSemaphorePermit,
     },
     /// Answered once every request sent before it was flushed and reported: a truncation
     /// waits for it, so that no flush of the cut entries is reported after the cut.
     Barrier(oneshot::Sender<()>),
 }
 
-pub fn spawn(observer: Arc<dyn WalObserver>) -> mpsc::Sender<FlushRequest> {
+/// Starts the flusher. `written` is the index up to which every entry of the log is in its
+/// segment file (the flusher raises it after each batch's writes), so the tail cache knows
+/// which entries it must keep.
+pub fn spawn(
+    observer: Arc<dyn WalObserver>,
+    written: Arc<AtomicU64>,
+) -> mpsc::Sender<FlushRequest> {
     let (tx, rx) = mpsc::channel(FLUSH_QUEUE_MAX);
-    tokio::spawn(run(rx, observer));
+    tokio::spawn(run(rx, observer, written));
     tx
 }
 
-/// Each segment of the batch once, with the length written to it.
-fn segments_of(batch: &[FlushRequest]) -> Vec<(Arc<Segment>, u64)> {
-    let mut segments: Vec<(Arc<Segment>, u64)> = Vec::new();
-    for request in batch {
-        let FlushRequest::Append {
-            segment, written, ..
-        } = request
-        else {
-            continue;
-        };
-        match segments.iter_mut().find(|(s, _)| s.id == segment.id) {
-            Some((_, len)) => *len = (*len).max(*written),
-            None => segments.push((segment.clone(), *written)),
-        }
-    }
-    segments
+/// Makes each segment written to durable up to the length written to it.
+fn sync_all(written: &mut Vec<(Arc<Segment>, u64)>) -> WalResult<()> {
+    written
+        .drain(..)
+        .try_for_each(|(segment, len)| segment.sync_up_to(len))
 }
 
-async fn run(mut rx: mpsc::Receiver<FlushRequest>, observer: Arc<dyn WalObserver>) {
+/// Writes the records in log order and makes them durable. A segment is published only
+/// after everything before it is durable.
+fn write_and_sync(writes: &[SegmentWrite]) -> WalResult<()> {
+    let mut written: Vec<(Arc<Segment>, u64)> = Vec::new();
+    for write in writes {
+        if write.opens_segment {
+            sync_all(&mut written)?;
+            write.segment.publish()?;
+        }
+        write.segment.write_at(write.offset, &write.bytes)?;
+        match written.iter_mut().find(|(s, _)| s.id == write.segment.id) {
+            Some((_, len)) => *len = (*len).max(write.end()),
+            None => written.push((write.segment.clone(), write.end())),
+        }
+    }
+    sync_all(&mut written)
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<FlushRequest>,
+    observer: Arc<dyn WalObserver>,
+    written: Arc<AtomicU64>,
+) {
     let mut batch = Vec::with_capacity(FLUSH_QUEUE_MAX);
     while rx.recv_many(&mut batch, FLUSH_QUEUE_MAX).await > 0 {
-        let segments = segments_of(&batch);
-        let synced = tokio::task::spawn_blocking(move || {
-            segments
-                .iter()
-                .try_for_each(|(segment, written)| segment.sync_up_to(*written))
-        })
-        .await;
+        let writes: Vec<SegmentWrite> = batch
+            .iter_mut()
+            .flat_map(|request| match request {
+                FlushRequest::Append { writes, .. } => std::mem::take(writes),
+                FlushRequest::Barrier(_) => Vec::new(),
+            })
+            .collect();
+        let synced = tokio::task::spawn_blocking(move || write_and_sync(&writes)).await;
         let result = match synced {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
@@ -78,6 +127,7 @@ async fn run(mut rx: mpsc::Receiver<FlushRequest>, observer: Arc<dyn WalObserver
             FlushRequest::Barrier(_) => None,
         });
         if let (Ok(()), Some(last)) = (&result, last) {
+            written.store(last, Ordering::Release);
             observer.flushed(last);
         }
         for request in batch.drain(..) {

@@ -2,7 +2,8 @@
 //!
 //! Rules this store keeps (openraft's storage contract):
 //! - no hole in the log: an append continues right after the last entry (or starts the log);
-//! - an appended entry is readable at once, before it is durable;
+//! - an appended entry is readable at once, before it is durable (from the tail cache: the
+//!   flusher writes it to its segment later, off openraft's core task);
 //! - `IOFlushed` is completed only after the entry is on disk (group commit, `flusher.rs`);
 //! - the vote and the purged id are on disk before the call returns.
 
@@ -11,6 +12,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use arka_cluster::network::{entry_bytes, APPEND_BYTES_MAX};
@@ -18,10 +20,10 @@ use arka_cluster::types::{Entry, LogId, Vote};
 use arka_cluster::{Lsn, TypeConfig};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use super::error::{WalError, WalResult};
-use super::flusher::{self, FlushRequest};
+use super::flusher::{self, FlushRequest, SegmentWrite, UNFLUSHED_BYTES_MAX, UNFLUSHED_UNIT_BYTES};
 use super::meta::Meta;
 use super::record;
 use super::recovery;
@@ -156,10 +158,16 @@ pub struct LogStore {
     /// The segment appends go to, and the offset of its end.
     tail: Arc<Segment>,
     tail_offset: u64,
+    /// The tail segment is not yet published: the next write to it must say so.
+    tail_pending: bool,
     next_segment_id: u64,
     flush_tx: mpsc::Sender<FlushRequest>,
+    /// Every entry up to this index is in its segment file (raised by the flusher).
+    written: Arc<AtomicU64>,
+    /// Room for records handed to the flusher and not yet durable, in
+    /// [`UNFLUSHED_UNIT_BYTES`] units.
+    unflushed_room: Arc<Semaphore>,
     observer: Arc<dyn WalObserver>,
-    buf: Vec<u8>,
     /// When the committed id was last written to the metadata store.
     committed_saved_at: Option<std::time::Instant>,
     /// Bytes of entries one replication read returns at most.
@@ -246,16 +254,19 @@ impl LogStore {
         };
         shared.write_index().last_log_id = last_log_id;
 
-        let flush_tx = flusher::spawn(observer.clone());
+        let written = Arc::new(AtomicU64::new(last_log_id.map_or(0, |l| l.index)));
+        let flush_tx = flusher::spawn(observer.clone(), written.clone());
         Ok(Self {
             config,
             shared,
             tail,
             tail_offset,
+            tail_pending: false,
             next_segment_id,
             flush_tx,
+            written,
+            unflushed_room: Arc::new(Semaphore::new(UNFLUSHED_BYTES_MAX / UNFLUSHED_UNIT_BYTES)),
             observer,
-            buf: Vec::new(),
             committed_saved_at: None,
             read_bytes_max: APPEND_BYTES_MAX,
         })
@@ -275,13 +286,15 @@ impl LogStore {
         }
     }
 
-    /// Seals the tail segment (durably) and starts a new one.
-    fn roll_segment(&mut self) -> WalResult<()> {
-        self.tail.sync()?;
-        let segment = Arc::new(Segment::create(
-            &self.config.dir,
-            SegmentId(self.next_segment_id),
-        )?);
+    /// Starts a new tail segment, `pending`: the flusher publishes it once the one before is
+    /// durable (else at once: the caller has made sure of that).
+    fn roll_segment(&mut self, pending: bool) -> WalResult<()> {
+        let id = SegmentId(self.next_segment_id);
+        let segment = Arc::new(if pending {
+            Segment::create_pending(&self.config.dir, id)?
+        } else {
+            Segment::create(&self.config.dir, id)?
+        });
         self.next_segment_id += 1;
         self.shared
             .write_index()
@@ -289,24 +302,36 @@ impl LogStore {
             .insert(segment.id, segment.clone());
         self.tail = segment;
         self.tail_offset = 0;
+        self.tail_pending = pending;
         Ok(())
     }
 
-    fn write_buf(&mut self) -> WalResult<()> {
-        if !self.buf.is_empty() {
-            self.tail.write_at(self.tail_offset, &self.buf)?;
-            self.tail_offset += self.buf.len() as u64;
-            self.buf.clear();
+    /// Hands the records in `buf` to the flusher's `writes`, at the end of the tail segment.
+    fn take_buf(&mut self, buf: &mut Vec<u8>, writes: &mut Vec<SegmentWrite>) {
+        if buf.is_empty() {
+            return;
         }
-        Ok(())
+        let bytes = std::mem::take(buf);
+        let offset = self.tail_offset;
+        self.tail_offset += bytes.len() as u64;
+        writes.push(SegmentWrite {
+            segment: self.tail.clone(),
+            offset,
+            bytes,
+            opens_segment: std::mem::take(&mut self.tail_pending),
+        });
     }
 
-    fn append_entries(&mut self, entries: &[Entry]) -> WalResult<()> {
+    /// Encodes `entries` at the end of the log and indexes them; returns the records for the
+    /// flusher to write.
+    fn append_entries(&mut self, entries: &[Entry]) -> WalResult<Vec<SegmentWrite>> {
         let (mut next, empty) = {
             let index = self.shared.read_index();
             (index.next_index(), index.locs.is_empty())
         };
         let mut locs = Vec::with_capacity(entries.len());
+        let mut writes = Vec::new();
+        let mut buf = Vec::new();
         for (i, entry) in entries.iter().enumerate() {
             let got = entry.log_id.index;
             if got != next && !(empty && i == 0) {
@@ -316,20 +341,20 @@ impl LogStore {
                 });
             }
             next = got + 1;
-            if self.tail_offset + self.buf.len() as u64 >= self.config.segment_bytes_max {
-                self.write_buf()?;
-                self.roll_segment()?;
+            if self.tail_offset + buf.len() as u64 >= self.config.segment_bytes_max {
+                self.take_buf(&mut buf, &mut writes);
+                self.roll_segment(true)?;
             }
-            let start = self.buf.len();
-            record::encode_into(entry, self.tail.synced_len(), &mut self.buf)
+            let start = buf.len();
+            record::encode_into(entry, self.tail.synced_len(), &mut buf)
                 .map_err(|reason| WalError::Encode { index: got, reason })?;
             locs.push(RecordLoc {
                 segment: self.tail.id,
                 offset: self.tail_offset + start as u64,
-                payload_len: (self.buf.len() - start - record::HEADER_BYTES) as u32,
+                payload_len: (buf.len() - start - record::HEADER_BYTES) as u32,
             });
         }
-        self.write_buf()?;
+        self.take_buf(&mut buf, &mut writes);
 
         let mut index = self.shared.write_index();
         if index.locs.is_empty() {
@@ -341,7 +366,11 @@ impl LogStore {
         if let Some(last) = entries.last() {
             index.last_log_id = Some(last.log_id);
         }
-        Ok(())
+        // Under the same lock as the index: a reader that finds the entries indexed finds
+        // them cached too, and never looks for them in a file they are not yet written to.
+        let unwritten_from = self.written.load(Ordering::Acquire) + 1;
+        index.tail.push(entries.iter().cloned(), unwritten_from);
+        Ok(writes)
     }
 
     fn truncate_index_after(&mut self, last: Option<LogId>) -> WalResult<()> {
@@ -379,9 +408,29 @@ impl LogStore {
         index.locs.truncate(keep);
         index.tail.clear_from(keep_until);
         index.last_log_id = last.or(index.last_purged);
+        // Nothing is left for the flusher (the caller waited for it): all that is kept is
+        // written.
+        self.written
+            .store(index.next_index().saturating_sub(1), Ordering::Release);
         self.tail = segment;
         self.tail_offset = cut.offset;
         Ok(())
+    }
+
+    /// Waits for room in the flusher's bound for `writes` (one append larger than the whole
+    /// bound takes all of it).
+    async fn take_unflushed_room(
+        &self,
+        writes: &[SegmentWrite],
+    ) -> io::Result<tokio::sync::OwnedSemaphorePermit> {
+        let bytes: usize = writes.iter().map(|w| w.bytes.len()).sum();
+        let units =
+            (bytes / UNFLUSHED_UNIT_BYTES + 1).min(UNFLUSHED_BYTES_MAX / UNFLUSHED_UNIT_BYTES);
+        self.unflushed_room
+            .clone()
+            .acquire_many_owned(units as u32)
+            .await
+            .map_err(|_| io::Error::from(WalError::Shutdown))
     }
 
     /// Waits until every append sent to the flusher so far is durable and reported.
@@ -563,17 +612,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        self.append_entries(&entries)?;
+        let writes = self.append_entries(&entries)?;
         for entry in &entries {
             self.observer.appended(entry);
         }
         let last_index = entries.last().map(|e| e.log_id.index).unwrap_or(0);
-        self.shared.write_index().tail.push(entries);
+        let room = self.take_unflushed_room(&writes).await?;
         let request = FlushRequest::Append {
-            segment: self.tail.clone(),
-            written: self.tail_offset,
+            writes,
             last_index,
             callback,
+            _room: room,
         };
         self.flush_tx
             .send(request)
@@ -594,8 +643,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if self.purges_every_entry(upto) {
             // A snapshot install purges up to its log id, which may lie past the end of this
             // log; the tail segment then holds only purged records, and the log goes on at
-            // `upto + 1` in a fresh segment, so that it reopens without a gap.
-            self.roll_segment()?;
+            // `upto + 1` in a fresh segment, so that it reopens without a gap. That segment
+            // is published at once, so the one before must be durable first.
+            self.wait_for_flushes().await?;
+            self.roll_segment(false)?;
         }
         let doomed = self.purge_index(upto);
         let dir = self.config.dir.clone();

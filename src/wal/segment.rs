@@ -42,7 +42,12 @@ pub fn segment_path(dir: &Path, id: SegmentId) -> PathBuf {
     dir.join(format!("{:020}.wal", id.0))
 }
 
-/// The segments in `dir`, in log order.
+fn pending_path(path: &Path) -> PathBuf {
+    path.with_extension("wal.pending")
+}
+
+/// The segments in `dir`, in log order (a `….wal.pending` file, left by a crash before its
+/// segment was published, is not one).
 pub fn list_segments(dir: &Path) -> WalResult<Vec<(SegmentId, PathBuf)>> {
     let mut found = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| WalError::io(dir, e))?;
@@ -88,6 +93,37 @@ impl Segment {
             file,
             synced_len: AtomicU64::new(0),
         })
+    }
+
+    /// Creates segment `id` under a name recovery does not read (`….wal.pending`), so that
+    /// it becomes part of the log only once [`Segment::publish`] renames it, after the segment
+    /// before it is durable: a segment other than the last is always whole.
+    pub fn create_pending(dir: &Path, id: SegmentId) -> WalResult<Self> {
+        let path = segment_path(dir, id);
+        let pending = pending_path(&path);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&pending)
+            .map_err(|e| WalError::io(&pending, e))?;
+        Ok(Self {
+            id,
+            path,
+            file,
+            synced_len: AtomicU64::new(0),
+        })
+    }
+
+    /// Gives a segment made by [`Segment::create_pending`] its name, durably.
+    pub fn publish(&self) -> WalResult<()> {
+        let pending = pending_path(&self.path);
+        std::fs::rename(&pending, &self.path).map_err(|e| WalError::io(&pending, e))?;
+        match self.path.parent() {
+            Some(dir) => sync_dir(dir),
+            None => Ok(()),
+        }
     }
 
     pub fn open(id: SegmentId, path: PathBuf) -> WalResult<Self> {

@@ -33,8 +33,10 @@ impl TailCache {
     }
 
     /// Adds entries just appended to the log (contiguous, in order). An entry that does not
-    /// continue the cached run starts a new one.
-    pub fn push(&mut self, entries: impl IntoIterator<Item = Entry>) {
+    /// continue the cached run starts a new one. Entries from `unwritten_from` on are not yet
+    /// in their segment file and stay cached, over the bound if need be (the flusher's own
+    /// bound keeps them few), since nothing else could serve them.
+    pub fn push(&mut self, entries: impl IntoIterator<Item = Entry>, unwritten_from: u64) {
         for entry in entries {
             let index = entry.log_id.index;
             if self.entries.is_empty() || index != self.end() {
@@ -45,7 +47,7 @@ impl TailCache {
             self.bytes += bytes;
             self.entries.push_back((entry, bytes));
         }
-        while self.bytes > self.bytes_max {
+        while self.bytes > self.bytes_max && self.first < unwritten_from {
             let Some((_, bytes)) = self.entries.pop_front() else {
                 break;
             };
@@ -139,30 +141,40 @@ mod tests {
     #[test]
     fn keeps_the_newest_entries_within_its_bound() {
         let mut tail = TailCache::new(3 * (1000 + 200));
-        tail.push((1..=10).map(|i| entry(i, 1000)));
+        tail.push((1..=10).map(|i| entry(i, 1000)), u64::MAX);
         assert_eq!(tail.first_index(), Some(8), "the three newest are kept");
         assert_eq!(indexes(&tail.get(0, 100, |_| true)), vec![8, 9, 10]);
         assert_eq!(indexes(&tail.get(9, 10, |_| true)), vec![9]);
     }
 
     #[test]
+    fn entries_not_yet_written_stay_over_the_bound() {
+        let mut tail = TailCache::new(3 * (1000 + 200));
+        tail.push((1..=10).map(|i| entry(i, 1000)), 6);
+        assert_eq!(tail.first_index(), Some(6), "5 is written, 6 is not");
+        // Once they are written, the next push brings the cache back within its bound.
+        tail.push([entry(11, 1000)], 12);
+        assert_eq!(tail.first_index(), Some(9));
+    }
+
+    #[test]
     fn a_truncation_or_purge_forgets_the_entries_it_removes() {
         let mut tail = TailCache::new(usize::MAX);
-        tail.push((1..=10).map(|i| entry(i, 10)));
+        tail.push((1..=10).map(|i| entry(i, 10)), u64::MAX);
         tail.clear_from(6);
         assert_eq!(indexes(&tail.get(0, 100, |_| true)), vec![1, 2, 3, 4, 5]);
-        tail.push([entry(6, 10)]);
+        tail.push([entry(6, 10)], u64::MAX);
         tail.forget_upto(3);
         assert_eq!(indexes(&tail.get(0, 100, |_| true)), vec![4, 5, 6]);
         // An entry that does not continue the run starts a new one.
-        tail.push([entry(20, 10)]);
+        tail.push([entry(20, 10)], u64::MAX);
         assert_eq!(indexes(&tail.get(0, 100, |_| true)), vec![20]);
     }
 
     #[test]
     fn a_read_stops_where_its_budget_does() {
         let mut tail = TailCache::new(usize::MAX);
-        tail.push((1..=5).map(|i| entry(i, 10)));
+        tail.push((1..=5).map(|i| entry(i, 10)), u64::MAX);
         let mut left = 2;
         let got = tail.get(1, 6, |_| {
             left -= 1;
