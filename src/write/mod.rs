@@ -1,6 +1,7 @@
 //! The write path: validating a client's batch, proposing it through Raft on the leader, and
 //! following it through the durability levels for the session that sent it.
 
+mod ack_rows;
 mod input;
 mod producer;
 mod session;

@@ -10,6 +10,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::mpsc;
 
+use super::ack_rows::AckRows;
 use super::{IncomingWrite, Submitted, WritePath};
 use crate::durability::Level;
 use crate::error::{Error, Result};
@@ -52,7 +53,7 @@ struct Session {
     writes: HashMap<u64, WriteState>,
     next_write_no: u64,
     inflight_bytes: usize,
-    pending: Vec<AckEvent>,
+    rows: AckRows,
     /// Replicated writes waiting for the OBJECT_STORAGE / COMMITTED watermark, as
     /// `(lsn, write_no)` (two writes of a session share an LSN when one repeats the other's
     /// producer seq).
@@ -85,7 +86,7 @@ impl Session {
         if level >= Level::Replicated {
             self.inflight_bytes -= std::mem::take(&mut w.unreplicated_bytes);
         }
-        self.pending.push(AckEvent {
+        let event = AckEvent {
             write_no: no,
             lsn,
             level,
@@ -93,7 +94,7 @@ impl Session {
             table: w.table.clone(),
             rows: w.rows,
             seq: w.seq,
-        });
+        };
         // A write stays tracked until it is replicated even when the session waits for less:
         // until then its bytes count against the session's bound on unreplicated data.
         if level >= self.limits.final_level.max(Level::Replicated) {
@@ -106,6 +107,7 @@ impl Session {
             };
             next.insert((lsn, no));
         }
+        self.rows.push(event);
     }
 
     /// Raises the writes the tier watermarks passed, in LSN order.
@@ -189,7 +191,7 @@ where
         writes: HashMap::new(),
         next_write_no: 0,
         inflight_bytes: 0,
-        pending: Vec::new(),
+        rows: AckRows::default(),
         awaiting_s3: BTreeSet::new(),
         awaiting_commit: BTreeSet::new(),
         awaiting_disk: BTreeSet::new(),
@@ -227,10 +229,7 @@ where
             let t = *tier.borrow_and_update();
             session.raise_to_tier(t.s3_lsn.get(), t.committed_lsn.get());
         }
-        if !session.pending.is_empty() {
-            let mut rows = std::mem::take(&mut session.pending);
-            // Outcomes arrive in any order; within one ack batch, rows go by level and LSN.
-            rows.sort_by_key(|e| (e.level, e.lsn));
+        if let Some(rows) = session.rows.take_batch() {
             out.send(Ok(rows)).await.map_err(|_| Error::Shutdown)?;
         }
     }

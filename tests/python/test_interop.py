@@ -306,6 +306,27 @@ def test_doexchange_acks(leader):
     assert got.equals(pa.Table.from_batches(batches))
 
 
+def test_initial_acks_arrive_in_write_order(leader):
+    """A plain client (no producer metadata) pairs its k-th write with the k-th initial ack
+    (DESIGN.md section 4), so each initial ack must name that write, in every session."""
+    count = 300
+    for session in range(5):
+        table = unique_table_name()
+        batches = [make_batch(range(10 * k, 10 * k + k % 7 + 1)) for k in range(count)]
+        acks = write_exchange(leader, table, batches, [None] * count, "REPLICATED")
+        initial = [row for row in acks.to_pylist() if not row["is_durability_update"]]
+        lsns = [row["lsn"] for row in initial]
+        assert len(lsns) == count, f"session {session}: {len(lsns)} initial acks for {count} writes"
+        assert all(a < b for a, b in zip(lsns, lsns[1:])), \
+            f"session {session}: initial acks out of write order: {lsns}"
+        assert [row["rows"] for row in initial] == [b.num_rows for b in batches]
+        # The LSN of the k-th initial ack holds the k-th write.
+        got, got_lsns = do_get(leader, {"table": table, "min_lsn": lsns[-1]})
+        by_lsn = dict(zip(got_lsns, got.to_batches()))
+        for k, (lsn, batch) in enumerate(zip(lsns, batches)):
+            assert by_lsn[lsn].equals(batch), f"session {session}: write {k} is not at LSN {lsn}"
+
+
 def test_doput_flightinfo_doget_listflights_drop(addrs, leader):
     table = unique_table_name()
     batches = [make_batch(range(3 * i, 3 * i + 3)) for i in range(3)]
