@@ -61,8 +61,8 @@ pub enum FlushRequest {
 }
 
 /// Starts the flusher. `written` is the index up to which every entry of the log is in its
-/// segment file (the flusher raises it after each batch's writes), so the tail cache knows
-/// which entries it must keep.
+/// segment file (the flusher raises it once a batch is written and durable), so the tail
+/// cache knows which entries it must keep.
 pub fn spawn(
     observer: Arc<dyn WalObserver>,
     written: Arc<AtomicU64>,
