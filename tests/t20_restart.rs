@@ -21,6 +21,49 @@ fn replicated_by_seq(acks: &[Ack]) -> BTreeMap<i64, u64> {
         .collect()
 }
 
+/// What one node holds of a table: `seq -> lsn` of the writes read, how many writes and rows.
+struct ReadBack {
+    by_seq: BTreeMap<i64, u64>,
+    writes: usize,
+    rows: usize,
+}
+
+/// Restarts every node (all were killed) and reads `table` from each once it applied `max`.
+async fn restart_all_and_read(
+    cluster: &mut Cluster,
+    table: &str,
+    max: u64,
+) -> Vec<(u64, ReadBack)> {
+    for id in 1..=3 {
+        cluster.spawn(id);
+    }
+    cluster.wait_for_leader().await;
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        let (_, batches) = cluster
+            .client(id)
+            .await
+            .read(&read_all(table, max))
+            .await
+            .expect("read");
+        let by_seq = batches
+            .iter()
+            .map(|(lsn, b)| (data::keys([b])[0].1, *lsn))
+            .collect();
+        let rows = batches.iter().map(|(_, b)| b.num_rows()).sum();
+        let writes = batches.len();
+        nodes.push((
+            id,
+            ReadBack {
+                by_seq,
+                writes,
+                rows,
+            },
+        ));
+    }
+    nodes
+}
+
 /// A cluster whose followers were killed after `table` was created: the leader (node 1) can
 /// still accept writes, but none can reach REPLICATED.
 async fn leader_without_followers(table: &str) -> (Cluster, Client) {
@@ -72,28 +115,13 @@ async fn replicated_writes_survive_kill9_of_every_node() {
     for id in 1..=3 {
         cluster.kill9(id);
     }
-    for id in 1..=3 {
-        cluster.spawn(id);
-    }
-    cluster.wait_for_leader().await;
     let max = *acked.values().max().expect("lsn");
-    for id in 1..=3 {
-        let (_, batches) = cluster
-            .client(id)
-            .await
-            .read(&read_all("durable", max))
-            .await
-            .expect("read");
-        let got: BTreeMap<i64, u64> = batches
-            .iter()
-            .map(|(lsn, b)| (data::keys([b])[0].1, *lsn))
-            .collect();
+    for (id, got) in restart_all_and_read(&mut cluster, "durable", max).await {
         assert_eq!(
-            got, acked,
+            got.by_seq, acked,
             "node {id}: every acked write is back at its LSN"
         );
-        let rows: usize = batches.iter().map(|(_, b)| b.num_rows()).sum();
-        assert_eq!(rows, 150, "node {id}: nothing more, nothing twice");
+        assert_eq!(got.rows, 150, "node {id}: nothing more, nothing twice");
     }
 }
 
@@ -128,26 +156,12 @@ async fn replicated_writes_survive_kill9_of_every_node_mid_stream_across_segment
     let acked = replicated_by_seq(&before);
     assert!(acked.len() < 3000, "the kill came mid-stream");
 
-    for id in 1..=3 {
-        cluster.spawn(id);
-    }
-    cluster.wait_for_leader().await;
     let max = *acked.values().max().expect("lsn");
-    for id in 1..=3 {
-        let (_, batches) = cluster
-            .client(id)
-            .await
-            .read(&read_all("rolled", max))
-            .await
-            .expect("read");
-        let got: BTreeMap<i64, u64> = batches
-            .iter()
-            .map(|(lsn, b)| (data::keys([b])[0].1, *lsn))
-            .collect();
-        assert_eq!(got.len(), batches.len(), "node {id}: no write twice");
+    for (id, got) in restart_all_and_read(&mut cluster, "rolled", max).await {
+        assert_eq!(got.by_seq.len(), got.writes, "node {id}: no write twice");
         for (seq, lsn) in &acked {
             assert_eq!(
-                got.get(seq),
+                got.by_seq.get(seq),
                 Some(lsn),
                 "node {id}: acked write {seq} is back at its LSN"
             );
