@@ -322,9 +322,12 @@ impl LogStore {
         });
     }
 
-    /// Encodes `entries` at the end of the log and indexes them; returns the records for the
-    /// flusher to write.
-    fn append_entries(&mut self, entries: &[Entry]) -> WalResult<Vec<SegmentWrite>> {
+    /// Encodes `entries` at the end of the log: the records for the flusher to write, and
+    /// where each entry will be.
+    fn encode_entries(
+        &mut self,
+        entries: &[Entry],
+    ) -> WalResult<(Vec<SegmentWrite>, Vec<RecordLoc>)> {
         let (mut next, empty) = {
             let index = self.shared.read_index();
             (index.next_index(), index.locs.is_empty())
@@ -355,7 +358,13 @@ impl LogStore {
             });
         }
         self.take_buf(&mut buf, &mut writes);
+        Ok((writes, locs))
+    }
 
+    /// Indexes the encoded entries and caches them, under one lock: a reader that finds them
+    /// indexed finds them cached too, and never looks for them in a file they are not yet
+    /// written to.
+    fn index_entries(&self, locs: Vec<RecordLoc>, entries: Vec<Entry>) {
         let mut index = self.shared.write_index();
         if index.locs.is_empty() {
             if let Some(first) = entries.first() {
@@ -366,11 +375,8 @@ impl LogStore {
         if let Some(last) = entries.last() {
             index.last_log_id = Some(last.log_id);
         }
-        // Under the same lock as the index: a reader that finds the entries indexed finds
-        // them cached too, and never looks for them in a file they are not yet written to.
         let unwritten_from = self.written.load(Ordering::Acquire) + 1;
-        index.tail.push(entries.iter().cloned(), unwritten_from);
-        Ok(writes)
+        index.tail.push(entries, unwritten_from);
     }
 
     fn truncate_index_after(&mut self, last: Option<LogId>) -> WalResult<()> {
@@ -612,11 +618,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let writes = self.append_entries(&entries)?;
+        let (writes, locs) = self.encode_entries(&entries)?;
         for entry in &entries {
             self.observer.appended(entry);
         }
         let last_index = entries.last().map(|e| e.log_id.index).unwrap_or(0);
+        self.index_entries(locs, entries);
         let room = self.take_unflushed_room(&writes).await?;
         let request = FlushRequest::Append {
             writes,
