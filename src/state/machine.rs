@@ -242,8 +242,17 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let snapshots = self.snapshots.clone();
         // Encoding and fsyncing a large state is kept off the runtime threads.
         let data = tokio::task::spawn_blocking(move || -> StateResult<Vec<u8>> {
+            let started = std::time::Instant::now();
             let data = encode_image(&image)?;
+            let encoded = started.elapsed();
             snapshots.save(&meta, &data)?;
+            tracing::info!(
+                index = ?meta.last_log_id.map(|l| l.index),
+                bytes = data.len(),
+                encode_ms = encoded.as_millis() as u64,
+                total_ms = started.elapsed().as_millis() as u64,
+                "snapshot saved"
+            );
             Ok(data)
         })
         .await
@@ -289,12 +298,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         // Called between applies: the copy is the state at exactly `applied`.
+        let started = std::time::Instant::now();
         let data = self.sm.read();
-        SnapshotBuilder {
+        let builder = SnapshotBuilder {
             meta: data.meta(),
             image: data.image(),
             snapshots: self.sm.inner.snapshots.clone(),
-        }
+        };
+        tracing::info!(
+            copy_ms = started.elapsed().as_millis() as u64,
+            "snapshot state copied"
+        );
+        builder
     }
 
     async fn install_snapshot(

@@ -79,6 +79,8 @@ fn pacer(rate: Option<u64>, streams: usize) -> Option<tokio::time::Interval> {
 struct Shared {
     histogram: Mutex<Histogram<u64>>,
     acked: AtomicU64,
+    /// The slowest ack since the progress line last printed: stalls show up as a timeline.
+    worst_us: AtomicU64,
     stop: AtomicU64,
 }
 
@@ -145,6 +147,7 @@ async fn one_stream(
                     .unwrap_or_else(|p| p.into_inner())
                     .record(us.max(1));
                 shared.acked.fetch_add(1, Ordering::Relaxed);
+                shared.worst_us.fetch_max(us, Ordering::Relaxed);
                 window.add_permits(1);
             }
         }
@@ -165,6 +168,7 @@ async fn one_run(
     let shared = Arc::new(Shared {
         histogram: Mutex::new(Histogram::new_with_bounds(1, 120_000_000, 3)?),
         acked: AtomicU64::new(0),
+        worst_us: AtomicU64::new(0),
         stop: AtomicU64::new(0),
     });
     let term_before = term(leader).await;
@@ -193,10 +197,12 @@ async fn one_run(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .value_at_quantile(0.99);
-        eprint!(
-            "\r  {level:<10} t={:>4.1}s acked={acked:>9} last 1s: {:>8} writes  p99 so far {:.2} ms   ",
+        let worst = shared.worst_us.swap(0, Ordering::Relaxed);
+        eprintln!(
+            "  {level:<10} t={:>4.1}s acked={acked:>9} last 1s: {:>8} writes, slowest {:.2} ms  p99 so far {:.2} ms",
             started.elapsed().as_secs_f64(),
             acked - last,
+            worst as f64 / 1000.0,
             p99 as f64 / 1000.0
         );
         last = acked;
@@ -211,7 +217,6 @@ async fn one_run(
     for task in tasks {
         task.await??;
     }
-    eprintln!();
     let cpu_after = procs.and_then(NodeProcs::cpu);
     let bytes = histogram.len() * batch.get_array_memory_size() as u64;
     let mut result = RunResult::from_histogram(&histogram, bytes, elapsed);
