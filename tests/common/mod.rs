@@ -416,8 +416,9 @@ impl Cluster {
         self.wait_for_leader_among(&self.running()).await
     }
 
-    /// Waits until the nodes `among` all name the same leader, one of them; returns it. On
-    /// timeout the test fails with the tail of every node's log.
+    /// Waits until the nodes `among` all name the same leader, one of them, and know its
+    /// address (so a follower can redirect a write to it); returns it. On timeout the test
+    /// fails with the tail of every node's log.
     pub async fn wait_for_leader_among(&self, among: &[u64]) -> u64 {
         let end = Instant::now() + DEADLINE;
         loop {
@@ -436,7 +437,11 @@ impl Cluster {
     async fn agreed_leader(&self, among: &[u64]) -> Option<u64> {
         let mut leaders = Vec::new();
         for id in among {
-            leaders.push(self.status(*id).await?["leader_id"].as_u64()?);
+            let status = self.status(*id).await?;
+            // A follower learns the leader's id from a heartbeat before the membership
+            // entry that holds its address; until then it cannot redirect.
+            status["leader_location"].as_str()?;
+            leaders.push(status["leader_id"].as_u64()?);
         }
         let first = *leaders.first()?;
         let agreed = leaders.iter().all(|l| *l == first) && among.contains(&first);
