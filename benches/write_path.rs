@@ -9,7 +9,7 @@ use arka::durability::Level;
 use arka::flight::encode::BatchEncoder;
 use arka::write::AckEvent;
 use arka_cluster::types::{Entry, LogId};
-use arka_cluster::{Command, NodeId, RequestId, WriteCommand};
+use arka_cluster::{Command, NodeId, ProducerSeq, RequestId, WriteCommand};
 use arrow::array::{BinaryArray, Int64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
@@ -42,6 +42,11 @@ fn client_messages(batch: &RecordBatch) -> (FlightData, FlightData) {
 }
 
 fn write_entry(bytes: usize) -> Entry {
+    entry_at(42, bytes, None)
+}
+
+/// A write entry at log index `lsn`, idempotent when `producer` is given.
+fn entry_at(lsn: u64, bytes: usize, producer: Option<ProducerSeq>) -> Entry {
     let (schema, data) = client_messages(&batch(bytes));
     let ipc = arka::ipc::frame_stream(&schema.data_header, &data.data_header, &data.data_body)
         .expect("frame");
@@ -51,7 +56,7 @@ fn write_entry(bytes: usize) -> Entry {
             origin: NodeId(1),
             seq: 7,
         },
-        producer: None,
+        producer,
         rows: 16,
         ipc,
     };
@@ -60,7 +65,7 @@ fn write_entry(bytes: usize) -> Entry {
         node_id: NodeId(1),
     };
     Entry {
-        log_id: LogId::new(leader, 42),
+        log_id: LogId::new(leader, lsn),
         payload: EntryPayload::Normal(Command::Write(write)),
     }
 }
@@ -141,5 +146,45 @@ fn ack_batches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, record_framing, ipc_pass_through, ack_batches);
+/// The copy of the state a snapshot takes between two applies, while writers wait for their
+/// acks: with a full WAL's index and a producer's dedup window. `btreemap_clone` is the
+/// per-entry copy the state made before it kept those maps in shared chunks.
+fn snapshot_copy(c: &mut Criterion) {
+    let mut group = c.benchmark_group("snapshot_copy");
+    group.sample_size(20);
+    for writes in [100_000u64, 700_000] {
+        let template = entry_at(1, 1024, None);
+        let mut state = arka::state::StateData::default();
+        for lsn in 1..=writes {
+            let mut entry = template.clone();
+            entry.log_id.index = lsn;
+            if let EntryPayload::Normal(Command::Write(w)) = &mut entry.payload {
+                w.producer = Some(ProducerSeq {
+                    producer_id: "bench".into(),
+                    seq: lsn as i64,
+                });
+            }
+            state.apply(&entry).expect("apply");
+        }
+        group.bench_with_input(BenchmarkId::new("state_image", writes), &state, |b, s| {
+            b.iter(|| s.image())
+        });
+        let index: std::collections::BTreeMap<u64, (u64, u64)> =
+            (1..=writes).map(|l| (l, (16, 1024))).collect();
+        group.bench_with_input(
+            BenchmarkId::new("btreemap_clone", writes),
+            &index,
+            |b, m| b.iter(|| m.clone()),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    record_framing,
+    ipc_pass_through,
+    ack_batches,
+    snapshot_copy
+);
 criterion_main!(benches);

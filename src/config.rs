@@ -68,6 +68,10 @@ pub struct NodeConfig {
     /// Bytes of entries in one AppendEntries message at most (a single larger entry still
     /// goes alone).
     pub replication_bytes_max: u64,
+    /// The node snapshots its state every this many applied entries (at a phase of its
+    /// own, so that the members do not all snapshot at once): bounds what a restart applies
+    /// again from the WAL.
+    pub snapshot_every_entries: u64,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
@@ -122,6 +126,7 @@ impl Default for NodeConfig {
             bootstrap: false,
             segment_bytes_max: 64 * 1024 * 1024,
             replication_bytes_max: arka_cluster::network::APPEND_BYTES_MAX as u64,
+            snapshot_every_entries: crate::state::snapshot_schedule::SNAPSHOT_EVERY_ENTRIES,
             heartbeat_interval_ms: 50,
             election_timeout_min_ms: 150,
             election_timeout_max_ms: 300,
@@ -204,6 +209,9 @@ impl NodeConfig {
         }
         crate::tier::check_catalog_options(self.catalog_url.as_deref(), &self.catalog_options)
             .map_err(ConfigError::Invalid)?;
+        if self.snapshot_every_entries == 0 {
+            return invalid("snapshot-every-entries must be above 0".into());
+        }
         if self.commit_interval_ms == 0 || self.tier_interval_ms == 0 {
             return invalid("commit-interval-ms and tier-interval-ms must be above 0".into());
         }

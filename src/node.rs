@@ -28,6 +28,7 @@ use crate::flight::ArkaFlight;
 use crate::internal::InternalService;
 use crate::membership::{self, ApplyClock};
 use crate::raft::Raft;
+use crate::state::snapshot_schedule;
 use crate::state::{Retention, StateMachine, StateMachineStore};
 use crate::tier::{self, TierSettings, Tiering};
 use crate::wal::{LogStore, WalConfig};
@@ -169,6 +170,11 @@ impl Node {
         let joining = !config.join.is_empty();
         let mut background = vec![
             tokio::spawn(async move { clock_ctx.apply_clock.follow(applied).await }),
+            tokio::spawn(snapshot_schedule::run(
+                raft.clone(),
+                config.node_id,
+                config.snapshot_every_entries,
+            )),
             tokio::spawn(membership::agent::run(
                 agent_ctx,
                 joining,

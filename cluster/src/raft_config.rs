@@ -23,7 +23,9 @@ pub fn build(timing: &RaftTiming) -> Result<Arc<Config>, openraft::ConfigError> 
         election_timeout_min: timing.election_timeout_min_ms,
         election_timeout_max: timing.election_timeout_max_ms,
         enable_pre_vote: Some(true),
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(50_000),
+        // The node triggers its own snapshots, at a phase of its own (arka's
+        // `state::snapshot_schedule`), so that the members do not all snapshot at once.
+        snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: u64::MAX,
         max_payload_entries: 1024,
         // Replicate what the leader has handed to its WAL without waiting for its own fsync

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use openraft::EntryPayload;
 
 use super::catalog::{IndexEntry, TableCounts, TableInfo, TableMeta};
+use super::chunk_map::ChunkMap;
 use super::dedup::Dedup;
 use super::error::{StateError, StateResult};
 use super::tier::{Retention, TierState};
@@ -24,13 +25,13 @@ pub struct StateData {
     pub tables: BTreeMap<TableName, TableInfo>,
     /// Each table's writes still in the WAL: `lsn -> rows, bytes`. Writes below
     /// `index_floor` are found through the tiered-file list instead.
-    pub index: BTreeMap<TableName, BTreeMap<u64, IndexEntry>>,
+    pub index: BTreeMap<TableName, ChunkMap<u64, IndexEntry>>,
     /// Writes below this LSN were dropped from the index (the WAL no longer holds them).
     pub index_floor: u64,
     pub dedup: Dedup,
     pub tier: TierState,
     /// Each table's tiered files by their last LSN.
-    pub tiered: BTreeMap<TableName, BTreeMap<u64, TieredFile>>,
+    pub tiered: BTreeMap<TableName, ChunkMap<u64, TieredFile>>,
     /// The last applied entry that is not a tier report.
     pub last_data_lsn: u64,
     /// Not state: the schema of the last write applied, so that a run of writes with one
@@ -311,18 +312,18 @@ impl StateData {
             return;
         }
         for writes in self.index.values_mut() {
-            *writes = writes.split_off(&floor);
+            writes.retain_from(&floor);
         }
         self.index.retain(|_, writes| !writes.is_empty());
         self.index_floor = floor;
     }
 
     pub fn index_entries(&self) -> usize {
-        self.index.values().map(BTreeMap::len).sum()
+        self.index.values().map(ChunkMap::len).sum()
     }
 
     pub fn tiered_files(&self) -> usize {
-        self.tiered.values().map(BTreeMap::len).sum()
+        self.tiered.values().map(ChunkMap::len).sum()
     }
 }
 

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::chunk_map::ChunkMap;
+
 /// How many of a producer's most recent sequence numbers are remembered. A retry of a seq
 /// older than the window is no longer recognised; producers retry far more recent writes.
 pub const DEDUP_WINDOW: i64 = 100_000;
@@ -17,7 +19,8 @@ pub const DEDUP_AGE_MAX_LSNS: u64 = 100_000_000;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Producer {
-    seqs: BTreeMap<i64, u64>,
+    /// Shared in chunks, so a snapshot's copy of a full window is cheap.
+    seqs: ChunkMap<i64, u64>,
     last_lsn: u64,
 }
 

@@ -8,11 +8,13 @@
 //! store but the WAL.
 
 mod catalog;
+mod chunk_map;
 mod data;
 mod dedup;
 mod error;
 mod machine;
 mod snapshot;
+pub mod snapshot_schedule;
 mod tier;
 
 pub use catalog::{IndexEntry, TableInfo};

@@ -17,6 +17,7 @@ use arka_cluster::TieredFile;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{IndexEntry, TableCounts, TableMeta};
+use super::chunk_map::ChunkMap;
 use super::data::{table_info, StateData};
 use super::dedup::Dedup;
 use super::error::{decode, encode, StateError, StateResult};
@@ -32,11 +33,12 @@ pub struct Image {
     applied: Option<LogId>,
     membership: StoredMembership,
     tables: Vec<(String, TableMeta, TableCounts)>,
-    index: Vec<(String, Vec<(u64, IndexEntry)>)>,
+    /// Encoded as `Vec<(u64, IndexEntry)>` was: see [`ChunkMap`].
+    index: Vec<(String, ChunkMap<u64, IndexEntry>)>,
     index_floor: u64,
     dedup: Dedup,
     tier: TierState,
-    tiered: Vec<(String, Vec<TieredFile>)>,
+    tiered: Vec<(String, TieredFiles)>,
     last_data_lsn: u64,
 }
 
@@ -49,13 +51,13 @@ impl StateData {
                 .map(|(n, t)| (n.to_string(), (*t.meta).clone(), t.counts))
                 .collect(),
             index: (self.index.iter())
-                .map(|(n, w)| (n.to_string(), w.iter().map(|(l, e)| (*l, *e)).collect()))
+                .map(|(n, w)| (n.to_string(), w.clone()))
                 .collect(),
             index_floor: self.index_floor,
             dedup: self.dedup.clone(),
             tier: self.tier,
             tiered: (self.tiered.iter())
-                .map(|(n, f)| (n.to_string(), f.values().cloned().collect()))
+                .map(|(n, f)| (n.to_string(), TieredFiles(f.clone())))
                 .collect(),
             last_data_lsn: self.last_data_lsn,
         }
@@ -82,11 +84,10 @@ impl StateData {
             data.tables.insert(name(&n)?, table_info(meta, counts)?);
         }
         for (n, writes) in image.index {
-            data.index.insert(name(&n)?, writes.into_iter().collect());
+            data.index.insert(name(&n)?, writes);
         }
         for (n, files) in image.tiered {
-            let files = files.into_iter().map(|f| (f.max_lsn, f)).collect();
-            data.tiered.insert(name(&n)?, files);
+            data.tiered.insert(name(&n)?, files.0);
         }
         Ok(data)
     }
@@ -96,6 +97,29 @@ impl StateData {
             last_log_id: self.applied,
             last_membership: self.membership.clone(),
         }
+    }
+}
+
+/// A table's tiered files by their last LSN, encoded as the plain sequence of files that
+/// snapshot files have always held.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct TieredFiles(ChunkMap<u64, TieredFile>);
+
+impl Serialize for TieredFiles {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for (_, file) in self.0.iter() {
+            seq.serialize_element(file)?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for TieredFiles {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let files = Vec::<TieredFile>::deserialize(deserializer)?;
+        Ok(Self(files.into_iter().map(|f| (f.max_lsn, f)).collect()))
     }
 }
 
