@@ -16,13 +16,15 @@ pub const SNAPSHOT_EVERY_ENTRIES: u64 = 50_000;
 /// Where in each period node `id` snapshots: spread by the golden ratio, so that any few
 /// consecutive ids land far apart.
 fn phase(id: NodeId, every: u64) -> u64 {
-    (id.0.wrapping_mul(every) * 5 / 8) % every.max(1)
+    // In u128: node ids come from the config and may be any u64.
+    let every = u128::from(every.max(1));
+    (u128::from(id.0) * every * 5 / 8 % every) as u64
 }
 
 /// Which of node `id`'s periods the log index `index` is in.
 fn period(id: NodeId, every: u64, index: u64) -> u64 {
     let every = every.max(1);
-    (index + phase(id, every)) / every
+    index.saturating_add(phase(id, every)) / every
 }
 
 /// Whether a node at `applied`, whose newest snapshot is at `snapshot`, is due for one: the
@@ -92,6 +94,14 @@ mod tests {
         all.sort_unstable();
         for pair in all.windows(2) {
             assert!(pair[1] - pair[0] >= every / 5, "{all:?}");
+        }
+    }
+
+    #[test]
+    fn any_node_id_has_a_phase_within_the_period() {
+        for id in [0, 1, u64::MAX / 3, u64::MAX] {
+            assert!(phase(NodeId(id), 1000) < 1000);
+            assert!(snapshot_due(NodeId(id), 1000, 5000, Some(100)));
         }
     }
 
