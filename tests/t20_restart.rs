@@ -45,7 +45,12 @@ async fn restart_all_and_read(
             .await
             .read(&read_all(table, max))
             .await
-            .expect("read");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "read from node {id}: {e}; node logs:\n{}",
+                    cluster.log_tails()
+                )
+            });
         let by_seq = batches
             .iter()
             .map(|(lsn, b)| (data::keys([b])[0].1, *lsn))

@@ -2,11 +2,13 @@
 
 mod common;
 
-use arka::client::WriteItem;
+use std::time::Instant;
+
+use arka::client::{Client, WriteItem};
 use arka::durability::Level;
 use arrow_flight::FlightDescriptor;
-use common::{data, Cluster};
-use serde_json::json;
+use common::{data, Cluster, DEADLINE};
+use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_write_to_a_follower_fails_with_unavailable_naming_the_leader() {
@@ -77,5 +79,62 @@ async fn streaming_write_flight_info_on_a_follower_points_at_the_leader() {
                 "node {id} points writers at the leader"
             );
         }
+    }
+}
+
+/// The first of `among` whose own status says it leads, asked over `clients` (one per node,
+/// already connected) as fast as they answer.
+async fn first_to_lead(clients: &[Client], among: &[u64]) -> u64 {
+    let end = Instant::now() + DEADLINE;
+    while Instant::now() < end {
+        for id in among {
+            let status = clients[*id as usize - 1]
+                .action("status", &Value::Null)
+                .await;
+            if status.is_ok_and(|s| s["role"] == json!("leader")) {
+                return *id;
+            }
+        }
+    }
+    panic!("none of {among:?} became leader within {DEADLINE:?}");
+}
+
+/// A node takes a write the moment it is elected: its followers answer it a heartbeat later,
+/// and a write arriving before then waits for that answer instead of being refused for want
+/// of a lease.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_leader_takes_a_write_the_moment_it_is_elected() {
+    let mut cluster = Cluster::start(3).await;
+    let mut clients = Vec::new();
+    for id in 1..=3 {
+        clients.push(cluster.client(id).await);
+    }
+    let write = |client: &Client, seq: i64| {
+        let client = client.clone();
+        async move {
+            client
+                .write_all(
+                    "elected",
+                    vec![WriteItem::plain(data::batch(0, seq, 1))],
+                    Level::Replicated,
+                )
+                .await
+        }
+    };
+    write(&clients[0], 0).await.expect("create the table");
+    let mut leader = 1;
+    for round in 1..=4 {
+        cluster.kill9(leader);
+        let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+        let elected = first_to_lead(&clients, &others).await;
+        write(&clients[elected as usize - 1], round)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("round {round}: node {elected} was elected and takes a write: {e}")
+            });
+        cluster.spawn(leader);
+        clients[leader as usize - 1] = cluster.client(leader).await;
+        leader = elected;
+        cluster.wait_for_leader().await;
     }
 }

@@ -7,6 +7,7 @@ mod producer;
 mod session;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arka_cluster::{Command, CommandResponse, Lsn, ProducerSeq, WriteCommand};
 use arrow::record_batch::RecordBatch;
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use openraft::errors::{ClientWriteError, ForwardReason};
 use openraft::impls::ProgressResponder;
+use openraft::type_config::async_runtime::{Instant as _, WatchReceiver};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 pub use input::{decode_writes, table_from_path};
@@ -135,13 +137,43 @@ impl WritePath {
         })
     }
 
+    /// Fails with a redirect unless this node is the leader; waits, up to one lease, while it
+    /// leads but no quorum has answered it within its lease. Right after an election no
+    /// follower has answered the new leader yet (openraft does not count the votes that
+    /// elected it), and Raft would refuse a write proposed then, although it could take it a
+    /// heartbeat later. Awaited before each proposal of a session, so its writes keep their
+    /// order. Past the wait the write is proposed, and Raft refuses it if the lease is still
+    /// not held.
+    async fn ensure_writable_leader(&self) -> Result<()> {
+        let lease = Duration::from_millis(self.raft.config().election_timeout_max);
+        let deadline = tokio::time::Instant::now() + lease;
+        let mut metrics = self.raft.metrics();
+        loop {
+            {
+                let m = metrics.borrow_watched();
+                if !m.state.is_leader() {
+                    drop(m);
+                    return self.ensure_leader();
+                }
+                if m.last_quorum_acked.is_some_and(|at| at.elapsed() < lease) {
+                    return Ok(());
+                }
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Error::Shutdown),
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+
     /// Proposes a non-write command (catalog, tiering, retention) on this node, which must
     /// be the leader, and waits until it is applied.
     pub async fn propose_command(
         &self,
         make: impl FnOnce(arka_cluster::RequestId) -> Command,
     ) -> Result<CommandResponse> {
-        self.ensure_leader()?;
+        self.ensure_writable_leader().await?;
         let (request, _lsn) = self.acks.register();
         propose(&self.raft, self.acks.clone(), make(request))
             .await?
@@ -169,7 +201,7 @@ impl WritePath {
     /// Checks, encodes and proposes one write. Waits (backpressure) while the node's
     /// in-flight bytes are at their bound.
     pub async fn submit(&self, write: IncomingWrite) -> Result<Submitted> {
-        self.ensure_leader()?;
+        self.ensure_writable_leader().await?;
         self.ensure_wal_room()?;
         let rows = write.batch.num_rows() as u64;
         if let Some(p) = &write.producer {

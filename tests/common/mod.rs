@@ -456,7 +456,7 @@ impl Cluster {
             .map(|n| {
                 let log = self.log_of(n.id);
                 let lines: Vec<&str> = log.lines().collect();
-                let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
                 format!("--- node {} ({})\n{tail}\n", n.id, n.flight)
             })
             .collect()
