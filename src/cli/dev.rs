@@ -137,6 +137,28 @@ fn signal(pid: u32, sig: i32) {
     }
 }
 
+/// The environment variable tokio reads for the number of runtime threads it starts.
+const WORKER_THREADS_ENV: &str = "TOKIO_WORKER_THREADS";
+
+/// Runtime threads for each of `nodes` nodes sharing `cores`: the nodes' share of the cores,
+/// at least one. A node started alone takes one thread per core; three of them on one small
+/// machine would then keep twice as many threads as cores waking each other for every write.
+fn worker_threads_per_node(cores: usize, nodes: u64) -> usize {
+    (cores / nodes.max(1) as usize).max(1)
+}
+
+/// `TOKIO_WORKER_THREADS` for the nodes, unless the user set it for them.
+fn worker_threads_env(nodes: u64) -> Option<(&'static str, String)> {
+    if std::env::var_os(WORKER_THREADS_ENV).is_some() {
+        return None;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Some((
+        WORKER_THREADS_ENV,
+        worker_threads_per_node(cores, nodes).to_string(),
+    ))
+}
+
 pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let exe = std::env::current_exe()?;
     let nodes = dev_nodes(args.nodes, args.base_port);
@@ -151,12 +173,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     );
     let (exit_tx, mut exit_rx) = mpsc::channel::<(u64, String)>(nodes.len());
     let mut pids = Vec::new();
+    let worker_threads = worker_threads_env(args.nodes);
+    if let Some((_, threads)) = &worker_threads {
+        println!("arka dev: {threads} runtime thread(s) per node ({WORKER_THREADS_ENV} overrides)");
+    }
     for node in &nodes {
         let argv = server_args(node, &nodes, &args.data_dir, &tiering);
         println!("node {}: {} {}", node.id, exe.display(), argv.join(" "));
         println!("node {}: flight grpc://{}", node.id, node.flight);
         let mut child = Command::new(&exe)
             .args(&argv)
+            .envs(worker_threads.clone())
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .spawn()?;
@@ -210,4 +237,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worker_threads_per_node;
+
+    #[test]
+    fn nodes_share_the_cores_and_each_keeps_at_least_one_thread() {
+        assert_eq!(worker_threads_per_node(2, 3), 1);
+        assert_eq!(worker_threads_per_node(16, 3), 5);
+        assert_eq!(worker_threads_per_node(8, 1), 8);
+        assert_eq!(worker_threads_per_node(1, 9), 1);
+    }
 }
