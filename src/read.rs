@@ -117,7 +117,8 @@ pub async fn read_step(
     let mut from_lsn = from_lsn;
     if from_lsn < floor {
         let below_floor = Lsn(floor.get() - 1);
-        let below = tiered_writes(ctx, table, (from_lsn, to_lsn.min(below_floor)), cache).await?;
+        let range = (from_lsn, to_lsn.min(below_floor));
+        let below = tiered_writes(ctx, (table, schema), range, cache).await?;
         if !below.is_empty() {
             return Ok(ReadStep {
                 batches: conformed(below)?,
@@ -150,7 +151,7 @@ pub async fn read_step(
                     }
                 }
             }
-            None => vec![tiered_batch(ctx, table, lsn, cache).await?],
+            None => vec![tiered_batch(ctx, (table, schema), lsn, cache).await?],
         };
         out.extend(conformed(batches.into_iter().map(|b| (lsn, b)).collect())?);
     }
@@ -174,7 +175,7 @@ fn write_ipc(table: &TableName, lsn: Lsn, entry: arka_cluster::types::Entry) -> 
 /// at or after `from`, at most [`READ_STEP_BATCHES`].
 async fn tiered_writes(
     ctx: &NodeContext,
-    table: &TableName,
+    (table, schema): (&TableName, &SchemaRef),
     (from, to): (Lsn, Lsn),
     cache: &mut ReadCache,
 ) -> Result<Vec<(Lsn, RecordBatch)>> {
@@ -184,7 +185,7 @@ async fn tiered_writes(
     if file.min_lsn > to.get() {
         return Ok(Vec::new());
     }
-    let writes = load(ctx, table, file, cache).await?;
+    let writes = load(ctx, (table, schema), file, cache).await?;
     let start = writes.partition_point(|(lsn, _)| *lsn < from.get());
     Ok(writes[start..]
         .iter()
@@ -197,7 +198,7 @@ async fn tiered_writes(
 /// The write at `lsn` of `table`, from the tiered file that holds it.
 async fn tiered_batch(
     ctx: &NodeContext,
-    table: &TableName,
+    (table, schema): (&TableName, &SchemaRef),
     lsn: Lsn,
     cache: &mut ReadCache,
 ) -> Result<RecordBatch> {
@@ -208,17 +209,18 @@ async fn tiered_batch(
         ))
     };
     let file = ctx.state.tiered_file_at(table, lsn).ok_or_else(gone)?;
-    let writes = load(ctx, table, file, cache).await?;
+    let writes = load(ctx, (table, schema), file, cache).await?;
     let at = writes
         .binary_search_by_key(&lsn.get(), |(l, _)| *l)
         .map_err(|_| gone())?;
     Ok(writes[at].1.clone())
 }
 
-/// The writes of a tiered file, decoded (from the cache when it holds that file).
+/// The writes of a tiered file, decoded into the types of the read's `schema` (from the
+/// cache when it holds that file).
 async fn load<'c>(
     ctx: &NodeContext,
-    table: &TableName,
+    (table, schema): (&TableName, &SchemaRef),
     file: TieredFile,
     cache: &'c mut ReadCache,
 ) -> Result<&'c [(u64, RecordBatch)]> {
@@ -240,10 +242,12 @@ async fn load<'c>(
         })?;
         // A file holds up to a whole range: decoding it is kept off the runtime threads.
         let corrupt = |e: String| Error::Internal(format!("tiered file {}: {e}", file.path));
-        let writes = tokio::task::spawn_blocking(move || crate::tier::parquet_file::decode(bytes))
-            .await
-            .map_err(|e| corrupt(e.to_string()))?
-            .map_err(corrupt)?;
+        let schema = schema.clone();
+        let writes =
+            tokio::task::spawn_blocking(move || crate::tier::parquet_file::decode(bytes, &schema))
+                .await
+                .map_err(|e| corrupt(e.to_string()))?
+                .map_err(corrupt)?;
         cache.file = Some((file.path, writes));
     }
     Ok(cache

@@ -78,7 +78,7 @@ pub fn is_retryable(e: &ClientError) -> bool {
                 | tonic::Code::DeadlineExceeded
                 | tonic::Code::Internal
         ),
-        ClientError::Decode(_) => false,
+        ClientError::Decode(_) | ClientError::Encode(_) => false,
     }
 }
 

@@ -52,6 +52,8 @@ mod cluster;
 mod producer;
 mod reader;
 
+use std::sync::{Arc, Mutex};
+
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
@@ -78,6 +80,8 @@ pub enum ClientError {
     Status(#[from] tonic::Status),
     #[error("bad response: {0}")]
     Decode(String),
+    #[error("cannot encode a write, so it and the writes after it were not sent: {0}")]
+    Encode(String),
 }
 
 impl ClientError {
@@ -181,7 +185,8 @@ impl Client {
         S: Stream<Item = WriteItem> + Send + 'static,
     {
         let descriptor = FlightDescriptor::new_path(vec!["streaming_write".into(), table.into()]);
-        let input = encode_writes(descriptor, writes);
+        let failed = Arc::new(Mutex::new(None));
+        let input = encode_writes(descriptor, writes, failed.clone());
         let mut request = tonic::Request::new(input);
         let level = tonic::metadata::MetadataValue::from_static(ack_until.as_str());
         request.metadata_mut().insert(ACK_UNTIL_HEADER, level);
@@ -189,7 +194,7 @@ impl Client {
         let decoded = FlightDataDecoder::new(
             response.map_err(|s| arrow_flight::error::FlightError::Tonic(Box::new(s))),
         );
-        Ok(decoded.filter_map(|item| async move {
+        let acks = decoded.filter_map(|item| async move {
             match item {
                 Ok(d) => match d.payload {
                     DecodedPayload::RecordBatch(batch) => Some(acks::from_batch(&batch)),
@@ -197,7 +202,18 @@ impl Client {
                 },
                 Err(e) => Some(Err(flight_error(e))),
             }
-        }))
+        });
+        // Once the server has answered what was sent, a write that could not be sent is
+        // the stream's last item.
+        let unsent = futures::stream::once(async move {
+            failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .map(|e| Err(ClientError::Encode(e)))
+        })
+        .filter_map(futures::future::ready);
+        Ok(acks.chain(unsent))
     }
 
     /// Writes every item and waits until all reached `ack_until`; returns every ack row.
@@ -323,29 +339,37 @@ fn lsn_of(data: &FlightData) -> Result<u64, ClientError> {
 }
 
 /// The client's side of a write stream: the descriptor with the first batch's schema, then
-/// each batch with its producer metadata.
+/// each batch with its producer metadata. A batch that cannot be encoded ends the stream
+/// there, its error left in `failed` for the caller to report: the writes before it are
+/// acknowledged as usual, and no later write is sent past it.
 fn encode_writes<S>(
     descriptor: FlightDescriptor,
     writes: S,
+    failed: Arc<Mutex<Option<String>>>,
 ) -> impl Stream<Item = FlightData> + Send + 'static
 where
     S: Stream<Item = WriteItem> + Send + 'static,
 {
     let mut encoder = BatchEncoder::default();
     let mut descriptor = Some(descriptor);
-    writes.flat_map(move |item| {
-        let mut messages = Vec::new();
-        if let Some(d) = descriptor.take() {
-            messages.push(encoder.schema(&item.batch.schema()).with_descriptor(d));
-        }
-        let meta = match &item.producer {
-            Some((id, seq)) => serde_json::json!({"producer_id": id, "seq": seq}).to_string(),
-            None => String::new(),
-        };
-        match encoder.batch(&item.batch, meta.into()) {
-            Ok(data) => messages.extend(data),
-            Err(e) => tracing::error!(error = %e, "cannot encode batch; it is not sent"),
-        }
-        futures::stream::iter(messages)
-    })
+    writes
+        .map(move |item| {
+            let mut messages = Vec::new();
+            if let Some(d) = descriptor.take() {
+                messages.push(encoder.schema(&item.batch.schema()).with_descriptor(d));
+            }
+            let meta = match &item.producer {
+                Some((id, seq)) => serde_json::json!({"producer_id": id, "seq": seq}).to_string(),
+                None => String::new(),
+            };
+            let data = encoder.batch(&item.batch, meta.into()).map_err(|e| {
+                let error = e.to_string();
+                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
+                error
+            })?;
+            messages.extend(data);
+            Ok::<_, String>(messages)
+        })
+        .take_while(|encoded| futures::future::ready(encoded.is_ok()))
+        .flat_map(|encoded| futures::stream::iter(encoded.unwrap_or_default()))
 }

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::ipc;
 use crate::membership::report::cluster_report;
 use crate::table::TableName;
+use crate::tier::lake_types::check_columns;
 
 /// Every action with its description, as ListActions reports them.
 pub const ACTIONS: &[(&str, &str)] = &[
@@ -119,6 +120,8 @@ async fn create_table(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
             "create_table: schema is not an Arrow IPC schema: {e}"
         ))
     })?;
+    check_columns(schema.fields())
+        .map_err(|e| Error::InvalidArgument(format!("create_table {name}: {e}")))?;
     let schema_ipc =
         ipc::encode_schema(&schema).map_err(|e| Error::internal("encode schema", e))?;
     let table = name.to_string();

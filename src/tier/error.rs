@@ -17,6 +17,8 @@ pub enum TierError {
         table: String,
         source: Box<iceberg::Error>,
     },
+    #[error("table {table}: {reason}")]
+    Schema { table: String, reason: String },
     #[error("iceberg catalog: {0}")]
     Catalog(Box<iceberg::Error>),
     #[error("reading the log: {0}")]

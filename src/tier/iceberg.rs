@@ -20,6 +20,7 @@ use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
 
 use super::catalog;
 use super::iceberg_io::ObjectStoreIoFactory;
+use super::lake_types::lake_schema;
 use super::store::ObjectStorage;
 use super::{TierError, TierSettings};
 use crate::read::{output_schema, LSN_COLUMN};
@@ -225,9 +226,13 @@ fn summary_lsn(table: &Table) -> u64 {
         .unwrap_or(0)
 }
 
-/// The Iceberg schema of an arka table: its columns, then `_lsn`.
+/// The Iceberg schema of an arka table: its columns in their lake types, then `_lsn`.
 fn iceberg_schema(table: &str, schema: &ArrowSchema) -> Result<Schema, TierError> {
-    let with_lsn = output_schema(schema, true);
+    let lake = lake_schema(schema).map_err(|reason| TierError::Schema {
+        table: table.to_string(),
+        reason,
+    })?;
+    let with_lsn = output_schema(&lake, true);
     arrow_schema_to_schema_auto_assign_ids(&with_lsn).map_err(|e| TierError::iceberg(table, e))
 }
 

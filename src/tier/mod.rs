@@ -7,6 +7,7 @@ mod designate;
 mod error;
 mod iceberg;
 mod iceberg_io;
+pub mod lake_types;
 pub mod parquet_file;
 mod pause;
 mod purge;

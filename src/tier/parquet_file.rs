@@ -1,6 +1,6 @@
 //! One tiered file: the writes of one table in one log range, as Parquet with an `_lsn`
-//! column, and back. The Arrow schema is kept in the file, so a read gives back exactly the
-//! types that were written.
+//! column, and back. Columns are written in their lake types (`lake_types`) and a read turns
+//! them back into the table's own types, so it gives back exactly the types that were written.
 
 use arrow::array::{Array, Int64Array};
 use arrow::compute::concat_batches;
@@ -12,15 +12,19 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use super::lake_types::{cast_batch, lake_schema};
 use crate::read::{conform, output_schema, LSN_COLUMN};
 
 /// Rows per batch when a file is read back; writes larger than this are joined again.
 const READ_BATCH_ROWS: usize = 8192;
 
-/// Encodes `writes` (in LSN order) under the table's current `schema` plus `_lsn`: batches
-/// written under an older schema get nulls in the columns added since.
+/// Encodes `writes` (in LSN order) under the table's current `schema` plus `_lsn`, each
+/// column in its lake type: batches written under an older schema get nulls in the columns
+/// added since.
 pub fn encode(schema: &SchemaRef, writes: &[(u64, RecordBatch)]) -> Result<Bytes, String> {
-    let file_schema = output_schema(schema, true);
+    let table_schema = output_schema(schema, true);
+    let lake = lake_schema(schema)?;
+    let file_schema = output_schema(&lake, true);
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
@@ -28,16 +32,17 @@ pub fn encode(schema: &SchemaRef, writes: &[(u64, RecordBatch)]) -> Result<Bytes
     let mut writer = ArrowWriter::try_new(&mut out, file_schema.clone(), Some(props))
         .map_err(|e| e.to_string())?;
     for (lsn, batch) in writes {
-        let batch = conform(batch.clone(), &file_schema, Some(*lsn)).map_err(|e| e.to_string())?;
+        let batch = conform(batch.clone(), &table_schema, Some(*lsn)).map_err(|e| e.to_string())?;
+        let batch = cast_batch(&batch, &file_schema).map_err(|e| format!("lsn {lsn}: {e}"))?;
         writer.write(&batch).map_err(|e| e.to_string())?;
     }
     writer.close().map_err(|e| e.to_string())?;
     Ok(Bytes::from(out))
 }
 
-/// Decodes a tiered file into its writes: one batch per LSN, without the `_lsn` column, in
-/// LSN order.
-pub fn decode(bytes: Bytes) -> Result<Vec<(u64, RecordBatch)>, String> {
+/// Decodes a tiered file of a table whose schema is now `table` into its writes: one batch
+/// per LSN, without the `_lsn` column, in the table's types, in LSN order.
+pub fn decode(bytes: Bytes, table: &SchemaRef) -> Result<Vec<(u64, RecordBatch)>, String> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|e| e.to_string())?
         .with_batch_size(READ_BATCH_ROWS)
@@ -47,6 +52,7 @@ pub fn decode(bytes: Bytes) -> Result<Vec<(u64, RecordBatch)>, String> {
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
         for (lsn, rows) in split_by_lsn(&batch)? {
+            let rows = cast_batch(&rows, table)?;
             match writes.last_mut() {
                 Some((last, parts)) if *last == lsn => parts.push(rows),
                 _ => writes.push((lsn, vec![rows])),
@@ -133,7 +139,7 @@ mod tests {
             (9, batch(&schema, &[5])),
         ];
         let bytes = encode(&schema, &writes).expect("encode");
-        let back = decode(bytes).expect("decode");
+        let back = decode(bytes, &schema).expect("decode");
         assert_eq!(back, writes);
     }
 
@@ -146,7 +152,7 @@ mod tests {
         ]));
         let write =
             RecordBatch::try_new(old, vec![Arc::new(Int64Array::from(vec![4]))]).expect("batch");
-        let back = decode(encode(&new, &[(2, write)]).expect("encode")).expect("decode");
+        let back = decode(encode(&new, &[(2, write)]).expect("encode"), &new).expect("decode");
         assert_eq!(back[0].1.schema(), new);
         assert!(back[0].1.column(1).is_null(0));
     }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arka_cluster::{Command, CommandResponse, Lsn, ProducerSeq, WriteCommand};
+use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -26,8 +27,9 @@ use crate::acks::AckRouter;
 use crate::error::{Error, Result};
 use crate::ipc;
 use crate::raft::{leader_location, Raft};
-use crate::state::StateMachine;
-use crate::table::{fit_schema, TableName};
+use crate::state::{StateMachine, TableInfo};
+use crate::table::{fit_schema, SchemaFit, TableName};
+use crate::tier::lake_types::{check_columns, check_values};
 use crate::tier::Tiering;
 
 /// One batch a client asked to write.
@@ -64,6 +66,11 @@ impl Default for WriteLimits {
 
 /// The node memory bound is counted in KiB so that a semaphore can hold it.
 const PERMIT_BYTES: usize = 1024;
+
+/// How many leases a write waits for the leader to hear from a quorum before it is refused.
+const LEASE_WAIT_LEASES: u32 = 10;
+
+const LEASE_LOST: &str = "the leader has not heard from a quorum within its lease (the maximum election timeout), nor while the write waited for it; the write was not appended: retry";
 
 /// A write proposed through Raft.
 pub struct Proposal {
@@ -137,16 +144,21 @@ impl WritePath {
         })
     }
 
-    /// Fails with a redirect unless this node is the leader; waits, up to one lease, while it
-    /// leads but no quorum has answered it within its lease. Right after an election no
-    /// follower has answered the new leader yet (openraft does not count the votes that
-    /// elected it), and Raft would refuse a write proposed then, although it could take it a
-    /// heartbeat later. Awaited before each proposal of a session, so its writes keep their
-    /// order. Past the wait the write is proposed, and Raft refuses it if the lease is still
-    /// not held.
+    /// Fails with a redirect unless this node is the leader; waits while it leads but has not
+    /// heard from a quorum recently enough for Raft to take a write. Raft refuses a proposal
+    /// unless a quorum answered within its lease (the maximum election timeout): right after
+    /// an election no follower has answered yet (openraft does not count the votes), and
+    /// under saturating load a follower's answer can come later than that, while it works
+    /// through what is in flight to it. Either way the leader can take the write a moment
+    /// later, so the write waits (backpressure) instead of being refused, up to
+    /// [`LEASE_WAIT_LEASES`] leases; past that the leader has lost its quorum and the write
+    /// is refused as not appended. It proceeds only with half the lease left, so that Raft,
+    /// which checks again when it takes the proposal from its queue, still finds it held.
+    /// Awaited before each proposal of a session, so its writes keep their order.
     async fn ensure_writable_leader(&self) -> Result<()> {
         let lease = Duration::from_millis(self.raft.config().election_timeout_max);
-        let deadline = tokio::time::Instant::now() + lease;
+        let fresh = lease / 2;
+        let deadline = tokio::time::Instant::now() + lease * LEASE_WAIT_LEASES;
         let mut metrics = self.raft.metrics();
         loop {
             {
@@ -155,14 +167,14 @@ impl WritePath {
                     drop(m);
                     return self.ensure_leader();
                 }
-                if m.last_quorum_acked.is_some_and(|at| at.elapsed() < lease) {
+                if m.last_quorum_acked.is_some_and(|at| at.elapsed() < fresh) {
                     return Ok(());
                 }
             }
             match tokio::time::timeout_at(deadline, metrics.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(Error::Shutdown),
-                Err(_) => return Ok(()),
+                Err(_) => return Err(Error::Unavailable(LEASE_LOST.into())),
             }
         }
     }
@@ -209,10 +221,13 @@ impl WritePath {
                 return Ok(Submitted::Duplicate { original });
             }
         }
-        if let Some(table) = self.sm.table(&write.table) {
-            fit_schema(&write.table, &table.schema, &write.batch.schema())
-                .map_err(Error::InvalidArgument)?;
-        }
+        check_write_schema(
+            self.sm.table(&write.table),
+            &write.table,
+            &write.batch.schema(),
+        )?;
+        check_values(&write.batch)
+            .map_err(|e| Error::InvalidArgument(format!("table {}: {e}", write.table)))?;
         let ipc = match write.ipc {
             Some(ipc) => ipc,
             None => ipc::encode_batch(&write.batch)
@@ -293,10 +308,10 @@ pub async fn propose(
             Err(e) => {
                 acks.forget(request);
                 Err(match e {
-                    ClientWriteError::ForwardToLeader(f) if f.reason == ForwardReason::LeaseExpired => {
-                        Error::Unavailable(
-                            "the leader has not heard from a quorum within its lease (the maximum election timeout); the write was not appended: retry".into(),
-                        )
+                    ClientWriteError::ForwardToLeader(f)
+                        if f.reason == ForwardReason::LeaseExpired =>
+                    {
+                        Error::Unavailable(LEASE_LOST.into())
                     }
                     ClientWriteError::ForwardToLeader(f) => Error::NotLeader {
                         leader: f.leader_node.map(|n| n.flight_location()),
@@ -310,4 +325,21 @@ pub async fn propose(
             }
         }
     }))
+}
+
+/// Checks a write's schema against its table's (`None`: the write creates the table). The
+/// columns it brings (all of a new table's, or those it adds) must be ones the lake can hold:
+/// refusing them here, before they are in the log, is what keeps the tier worker from
+/// meeting a column it cannot write.
+fn check_write_schema(table: Option<TableInfo>, name: &TableName, schema: &Schema) -> Result<()> {
+    let new_columns = match table {
+        None => schema.fields().as_ref(),
+        Some(table) => {
+            match fit_schema(name, &table.schema, schema).map_err(Error::InvalidArgument)? {
+                SchemaFit::Same => return Ok(()),
+                SchemaFit::Extends => &schema.fields()[table.schema.fields().len()..],
+            }
+        }
+    };
+    check_columns(new_columns).map_err(|e| Error::InvalidArgument(format!("table {name}: {e}")))
 }

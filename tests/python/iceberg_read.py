@@ -4,7 +4,8 @@ Usage: iceberg_read.py CATALOG WAREHOUSE_URL TABLE [KEY=VALUE ...]
 CATALOG is an SQLite catalog file, or the URI (http://…) of a REST catalog; KEY=VALUE are
 catalog properties, e.g. s3.endpoint=http://127.0.0.1:9000.
 
-Prints {"snapshot_lsn": N, "rows": [{column: value, ...}, ...]} with rows in `_lsn` order.
+Prints {"snapshot_lsn": N, "rows": [{column: value, ...}, ...]} with rows in `_lsn` order;
+values JSON has no type for (decimals, timestamps) are printed as Python prints them.
 """
 
 import json
@@ -29,7 +30,7 @@ def main() -> None:
     snapshot = tbl.current_snapshot()
     summary = snapshot.summary.additional_properties if snapshot else {}
     rows = tbl.scan().to_arrow().sort_by("_lsn").to_pylist()
-    print(json.dumps({"snapshot_lsn": int(summary.get("arka.lsn", 0)), "rows": rows}))
+    print(json.dumps({"snapshot_lsn": int(summary.get("arka.lsn", 0)), "rows": rows}, default=str))
 
 
 if __name__ == "__main__":

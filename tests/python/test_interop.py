@@ -469,6 +469,45 @@ def test_schema_mismatch(leader):
     assert_still_serving(leader)
 
 
+def test_types_the_lake_holds_widened_reach_committed_and_read_back_as_written(leader):
+    """uint64 and timestamp[ms] have no Iceberg type of their own: they are tiered widened
+    (decimal(20,0), timestamp[us]) and read back as written, and the table reaches
+    COMMITTED (DoExchange waits for COMMITTED by default) like any other."""
+    table = unique_table_name()
+    schema = pa.schema([("big", pa.uint64()), ("at", pa.timestamp("ms")),
+                        ("kind", pa.dictionary(pa.int32(), pa.utf8()))])
+    batch = pa.record_batch([
+        pa.array([2**64 - 1, 0], pa.uint64()),
+        pa.array([1_700_000_000_123, -1], pa.timestamp("ms")),
+        pa.array(["a", "b"]).dictionary_encode(),
+    ], schema=schema)
+    acks = write_exchange(leader, table, [batch], [None], ack_until=None)
+    levels = {row["durability_level"] for row in acks.to_pylist()}
+    assert "COMMITTED" in levels, acks.to_pylist()
+    got, _ = do_get(leader, {"table": table, "min_lsn": acks["lsn"][0].as_py()})
+    assert got.schema == schema
+    assert got.equals(pa.Table.from_batches([batch]))
+    plain = unique_table_name()
+    acks = write_exchange(leader, plain, [make_batch([1])], [None], ack_until="COMMITTED")
+    assert "COMMITTED" in {row["durability_level"] for row in acks.to_pylist()}
+
+
+def test_types_the_lake_cannot_hold_are_refused_by_column(leader):
+    table = unique_table_name()
+    union = pa.UnionArray.from_dense(pa.array([0, 1], pa.int8()), pa.array([0, 0], pa.int32()),
+                                     [pa.array([1]), pa.array(["x"])], ["n", "s"])
+    batch = pa.record_batch([pa.array([1, 2]), union], names=["id", "either"])
+    with raises(INVALID_ARGUMENT, '"either"', "union"):
+        write_exchange(leader, table, [batch], [None])
+    with raises(INVALID_ARGUMENT, '"either"', "union"):
+        put_batches(leader, table, [batch])
+    reserved = pa.record_batch([pa.array([1]), pa.array([2])], names=["id", "_seq"])
+    with raises(INVALID_ARGUMENT, '"_seq"', "reserved"):
+        write_exchange(leader, table, [reserved], [None])
+    assert (table,) not in listed_tables(leader)
+    assert_still_serving(leader)
+
+
 def test_bad_producer_metadata(leader):
     with raises(INVALID_ARGUMENT, "producer_id"):
         write_exchange(leader, unique_table_name(), [make_batch([1])], [b'{"producer_id": 5}'])
