@@ -2,12 +2,12 @@
 
 mod common;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arka::client::{Client, WriteItem};
 use arka::durability::Level;
 use arrow_flight::FlightDescriptor;
-use common::{data, Cluster, DEADLINE};
+use common::{data, lsns_at, Cluster, DEADLINE};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -137,4 +137,69 @@ async fn a_new_leader_takes_a_write_the_moment_it_is_elected() {
         leader = elected;
         cluster.wait_for_leader().await;
     }
+}
+
+/// A leader whose followers answer later than its lease (as followers working through a
+/// backlog do under saturating load) holds new writes back until they answer in time again,
+/// instead of refusing them, and no election follows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_holds_writes_while_its_followers_answer_later_than_its_lease() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.wait_for_leader().await;
+    let client = cluster.client(leader).await;
+    let write = |seq: i64| {
+        let client = client.clone();
+        async move {
+            client
+                .write_all(
+                    "held",
+                    vec![WriteItem::plain(data::batch(0, seq, 1))],
+                    Level::Replicated,
+                )
+                .await
+        }
+    };
+    write(0).await.expect("create the table");
+    let term = |status: Option<Value>| status.and_then(|s| s["term"].as_u64());
+    let term_before = term(cluster.status(leader).await);
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let answer_delay = |ms: u64| {
+        let followers = followers.clone();
+        let cluster = &cluster;
+        async move {
+            for id in followers {
+                cluster
+                    .client(id)
+                    .await
+                    .action("inject_fault", &json!({ "answer_delay_ms": ms }))
+                    .await
+                    .expect("inject_fault");
+            }
+        }
+    };
+    // The suite's lease is 800 ms (election-timeout-max-ms). Once the answers sent before
+    // the fault are in, the freshest the leader has is older than its lease.
+    answer_delay(1_200).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let held = tokio::spawn(write(1));
+    // Leases go by without a timely quorum answer: a leader that refused writes for want of
+    // a lease would have answered this one with an error by now.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(
+        !held.is_finished(),
+        "the write is held while no quorum answers within the lease: {:?}",
+        held.await
+    );
+    answer_delay(0).await;
+    let acks = held
+        .await
+        .expect("join")
+        .expect("the held write is taken once the followers answer in time");
+    assert_eq!(lsns_at(&acks, Level::Replicated).len(), 1, "{acks:?}");
+    assert_eq!(
+        term(cluster.status(leader).await),
+        term_before,
+        "no election: {}",
+        cluster.log_tails()
+    );
 }

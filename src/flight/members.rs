@@ -140,6 +140,8 @@ pub async fn transfer_leader(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
 #[serde(deny_unknown_fields)]
 struct Fault {
     isolate: Option<bool>,
+    /// Answer the leader's AppendEntries this much late (0: at once).
+    answer_delay_ms: Option<u64>,
     /// Stop the tier worker at this stage (`null`: let it go on).
     #[serde(default, deserialize_with = "present")]
     tier_pause: Option<Option<TierStage>>,
@@ -163,6 +165,11 @@ pub fn inject_fault(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     if let Some(isolate) = req.isolate {
         ctx.faults.set_isolated(isolate);
         tracing::warn!(isolated = isolate, "network fault injected");
+    }
+    if let Some(ms) = req.answer_delay_ms {
+        ctx.faults
+            .set_answer_delay(std::time::Duration::from_millis(ms));
+        tracing::warn!(answer_delay_ms = ms, "raft answer delay injected");
     }
     if let Some(stage) = req.tier_pause {
         let tiering = ctx.tiering.as_ref().ok_or_else(|| {

@@ -50,6 +50,10 @@ impl<SM: RaftStateMachine<TypeConfig>> RaftRpcService<SM> {
     }
 }
 
+/// Answers of one append stream held at once by an injected answer delay: more than a
+/// leader keeps in flight.
+const DELAYED_ANSWERS_MAX: usize = 4 * super::pipeline::PIPELINE_DEPTH as usize;
+
 /// Refuses every request while the node is isolated by an injected fault, and requests from
 /// another cluster.
 fn admit(faults: &NetworkFaults, cluster_id: &ClusterId, req: &RaftPayload) -> Result<(), Status> {
@@ -183,6 +187,7 @@ where
             .append_entries(rpc)
             .await
             .map_err(|e| raft_failed("append_entries", e))?;
+        self.faults.delay_answer().await;
         encode_response("append_entries", &resp)
     }
 
@@ -199,9 +204,20 @@ where
             self.cluster_id.clone(),
             refusal.clone(),
         );
+        let faults = self.faults.clone();
         let answers = self
             .raft
             .stream_append(requests)
+            // Each answer is held on its own (not after the one before it), as many at
+            // once as can be in flight.
+            .map(move |answer| {
+                let faults = faults.clone();
+                async move {
+                    faults.delay_answer().await;
+                    answer
+                }
+            })
+            .buffered(DELAYED_ANSWERS_MAX)
             .map(|answer| match answer {
                 Ok(result) => encode_payload("append_stream", &result),
                 Err(fatal) => Err(raft_failed("append_stream", fatal)),
