@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::status::status_json;
-use super::{members, tiering};
+use super::{durability_status, members, tiering};
 use crate::context::NodeContext;
 use crate::error::{Error, Result};
 use crate::ipc;
@@ -23,7 +23,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("create_table", "Create a table. Body: {\"name\": T, \"schema\": base64 Arrow IPC schema}."),
     ("drop_table", "Drop a table and its data. Body: {\"name\": T} or the bare name."),
     ("drop_dataset", "Alias of drop_table."),
-    ("get_durability_status", "Watermarks and the level an LSN reached. Body: {\"last_known_lsn\": N, \"producer_id\"?: P, \"seq\"?: S}; with producer_id and seq, the write's LSN and level, or ABORTED if it was lost."),
+    ("get_durability_status", "Watermarks and the level an LSN reached. Body: {\"last_known_lsn\": N, \"producer_id\"?: P, \"seq\"?: S}; with producer_id and seq, what became of that write: written (its LSN and level), not_written, unknown, or ABORTED if it was lost."),
     ("snapshot", "Build a Raft snapshot (metadata only) now. Body: none."),
     ("add_node", "Add a member as a learner and, with voter (default true), promote it once caught up. Body: {\"node_id\": N, \"raft_addr\"?: HOST:PORT, \"flight_addr\"?: HOST:PORT, \"voter\"?: bool}; addresses default to what gossip knows of the node."),
     ("remove_node", "Demote and remove a member; removing the leader moves leadership first. Body: {\"node_id\": N}."),
@@ -55,7 +55,7 @@ pub async fn do_action(ctx: &NodeContext, action: &str, body: &[u8]) -> Result<V
         "list_tables" => Ok(list_tables(ctx)),
         "create_table" => create_table(ctx, body).await,
         "drop_table" | "drop_dataset" => drop_table(ctx, body).await,
-        "get_durability_status" => durability_status(ctx, body),
+        "get_durability_status" => durability_status::answer(ctx, body),
         "snapshot" => snapshot(ctx).await,
         "add_node" => members::add_node(ctx, body).await,
         "remove_node" => members::remove_node(ctx, body).await,
@@ -180,54 +180,6 @@ async fn drop_table(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
             "unexpected answer to drop_table: {other:?}"
         ))),
     }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct DurabilityQuery {
-    last_known_lsn: Option<u64>,
-    /// With `seq`: ask about one idempotent write, so that a client that lost its stream can
-    /// learn whether the write it holds a MEMORY/LOCAL_DISK ack for survived.
-    producer_id: Option<String>,
-    seq: Option<i64>,
-}
-
-fn durability_status(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
-    let req: DurabilityQuery = if body.is_empty() {
-        DurabilityQuery::default()
-    } else {
-        parse_body("get_durability_status", body)?
-    };
-    let w = ctx.watermarks();
-    let mut out = serde_json::to_value(w).map_err(|e| Error::internal("watermarks", e))?;
-    out["lag_seconds"] = super::status::tier_lag_seconds(ctx, w.s3_lsn);
-    out["tier_worker"] = json!(ctx.state.tier().worker);
-    if let Some(lsn) = req.last_known_lsn {
-        out["last_known_lsn"] = json!(lsn);
-        out["level"] = json!(w.level_of(lsn));
-    }
-    match (req.producer_id, req.seq) {
-        (Some(producer), Some(seq)) => {
-            if let Some(original) = ctx.state.dedup_lookup(&producer, seq) {
-                out["lsn"] = json!(original);
-                out["level"] = json!(w.level_of(original.get()));
-            } else if let Some(lsn) = req.last_known_lsn.filter(|l| *l <= w.replicated_lsn) {
-                return Err(Error::Aborted {
-                    first_lost_lsn: lsn,
-                    reason: format!("producer {producer:?} seq {seq} was never committed; lsn {lsn} now holds other data"),
-                });
-            } else {
-                out["level"] = Value::Null;
-            }
-        }
-        (None, None) => {}
-        _ => {
-            return Err(Error::InvalidArgument(
-                "get_durability_status: give producer_id and seq together".into(),
-            ))
-        }
-    }
-    Ok(out)
 }
 
 async fn snapshot(ctx: &NodeContext) -> Result<Value> {

@@ -4,6 +4,7 @@ mod ack_batch;
 mod actions;
 mod do_get;
 mod do_write;
+mod durability_status;
 pub mod encode;
 mod info;
 pub(crate) mod members;

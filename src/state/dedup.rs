@@ -38,6 +38,17 @@ impl Dedup {
         self.producers.get(producer_id)?.seqs.get(&seq).copied()
     }
 
+    /// True when a write `(producer_id, seq)` would be remembered had it been applied: the
+    /// producer is known and `seq` is within the window below its highest seq (a write
+    /// removes only seqs more than the window below its own, and the highest stays).
+    pub fn covers(&self, producer_id: &str, seq: i64) -> bool {
+        self.producers
+            .get(producer_id)
+            .and_then(|p| p.seqs.iter().next_back())
+            .map(|(last, _)| seq >= last.saturating_sub(DEDUP_WINDOW))
+            .unwrap_or(false)
+    }
+
     /// Records `(producer, seq) -> lsn` and forgets what falls outside the bounds. A known
     /// producer's write allocates nothing here: this runs for every idempotent write.
     pub fn record(&mut self, producer_id: &str, seq: i64, lsn: u64) {
@@ -95,6 +106,21 @@ impl Dedup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn covers_the_window_below_the_highest_seq_of_known_producers() {
+        let mut dedup = Dedup::default();
+        dedup.record("p", 0, 1);
+        dedup.record("p", 3 * DEDUP_WINDOW, 2);
+        assert!(dedup.lookup("p", 0).is_none() && !dedup.covers("p", 0));
+        assert!(
+            dedup.covers("p", 2 * DEDUP_WINDOW),
+            "never written, within the window"
+        );
+        assert!(dedup.covers("p", 3 * DEDUP_WINDOW + 1), "not written yet");
+        assert!(!dedup.covers("p", 2 * DEDUP_WINDOW - 1));
+        assert!(!dedup.covers("q", 0), "an unknown producer");
+    }
 
     #[test]
     fn remembers_recent_seqs_and_forgets_outside_the_window() {

@@ -136,6 +136,11 @@ impl StateMachine {
         self.read().dedup.lookup(producer_id, seq).map(Lsn)
     }
 
+    /// See [`super::dedup::Dedup::covers`].
+    pub fn dedup_covers(&self, producer_id: &str, seq: i64) -> bool {
+        self.read().dedup.covers(producer_id, seq)
+    }
+
     /// The highest LSN applied (`REPLICATED` on this node).
     pub fn applied_lsn(&self) -> Lsn {
         Lsn(*self.inner.applied_tx.borrow())

@@ -508,6 +508,25 @@ def test_types_the_lake_cannot_hold_are_refused_by_column(leader):
     assert_still_serving(leader)
 
 
+def test_durability_status_of_a_write_the_idempotency_window_forgot(leader):
+    """A write older than its producer's window (100,000 seqs) is found at its LSN, or is
+    "unknown" without one: never ABORTED, which would make the client resend a write that
+    is there."""
+    table = unique_table_name()
+    producer = f"pytest-{uuid.uuid4()}"
+    acks = write_exchange(leader, table, [make_batch([1]), make_batch([2])],
+                          [producer_meta(producer, 0), producer_meta(producer, 10**6)])
+    first = first_acks(acks)[0]["lsn"]
+    answer = do_action(leader, "get_durability_status",
+                       {"producer_id": producer, "seq": 0, "last_known_lsn": first})
+    assert answer["status"] == "written" and answer["lsn"] == first, answer
+    answer = do_action(leader, "get_durability_status", {"producer_id": producer, "seq": 0})
+    assert answer["status"] == "unknown" and answer["level"] is None, answer
+    answer = do_action(leader, "get_durability_status",
+                       {"producer_id": producer, "seq": 10**6 - 1})
+    assert answer["status"] == "not_written", answer
+
+
 def test_bad_producer_metadata(leader):
     with raises(INVALID_ARGUMENT, "producer_id"):
         write_exchange(leader, unique_table_name(), [make_batch([1])], [b'{"producer_id": 5}'])

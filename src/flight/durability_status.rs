@@ -1,0 +1,117 @@
+//! `get_durability_status`: the watermarks, the level an LSN reached, and what became of one
+//! idempotent write. A client that lost its stream with writes acknowledged only at MEMORY or
+//! LOCAL_DISK asks this to learn, per write, whether to wait, resend, or look for it.
+
+use arka_cluster::{Command, ProducerSeq};
+use openraft::EntryPayload;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::actions::parse_body;
+use crate::context::NodeContext;
+use crate::error::{Error, Result};
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DurabilityQuery {
+    last_known_lsn: Option<u64>,
+    /// With `seq`: ask about one idempotent write.
+    producer_id: Option<String>,
+    seq: Option<i64>,
+}
+
+/// What this node knows of one idempotent write.
+enum WriteFate {
+    /// Applied at this LSN.
+    Written(u64),
+    /// Not applied here, and its producer's window here covers its seq, so it would be
+    /// known if it had been: still in flight, or never sent. Resending it cannot duplicate.
+    NotWritten,
+    /// The LSN it was acknowledged at holds another write: it was lost in a leader change.
+    Lost(u64),
+    /// This node no longer remembers: the seq is older than its producer's window (or the
+    /// producer was forgotten) and the LSN, if given, is no longer in this node's WAL.
+    Unknown,
+}
+
+pub fn answer(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
+    let req: DurabilityQuery = if body.is_empty() {
+        DurabilityQuery::default()
+    } else {
+        parse_body("get_durability_status", body)?
+    };
+    let w = ctx.watermarks();
+    let mut out = serde_json::to_value(w).map_err(|e| Error::internal("watermarks", e))?;
+    out["lag_seconds"] = super::status::tier_lag_seconds(ctx, w.s3_lsn);
+    out["tier_worker"] = json!(ctx.state.tier().worker);
+    if let Some(lsn) = req.last_known_lsn {
+        out["last_known_lsn"] = json!(lsn);
+        out["level"] = json!(w.level_of(lsn));
+    }
+    let write = match (req.producer_id, req.seq) {
+        (Some(producer_id), Some(seq)) => ProducerSeq { producer_id, seq },
+        (None, None) => return Ok(out),
+        _ => {
+            return Err(Error::InvalidArgument(
+                "get_durability_status: give producer_id and seq together".into(),
+            ))
+        }
+    };
+    let settled = req.last_known_lsn.filter(|l| *l <= w.replicated_lsn);
+    match fate(ctx, &write, settled)? {
+        WriteFate::Written(lsn) => {
+            out["status"] = json!("written");
+            out["lsn"] = json!(lsn);
+            out["level"] = json!(w.level_of(lsn));
+        }
+        WriteFate::NotWritten => {
+            out["status"] = json!("not_written");
+            out["level"] = Value::Null;
+        }
+        WriteFate::Lost(lsn) => {
+            return Err(Error::Aborted {
+                first_lost_lsn: lsn,
+                reason: format!(
+                    "producer {:?} seq {} was never committed; lsn {lsn} now holds other data",
+                    write.producer_id, write.seq
+                ),
+            })
+        }
+        WriteFate::Unknown => {
+            out["status"] = json!("unknown");
+            out["level"] = Value::Null;
+        }
+    }
+    Ok(out)
+}
+
+/// `settled`: the LSN the write was acknowledged at, when this node has applied it (the log
+/// there is final).
+fn fate(ctx: &NodeContext, write: &ProducerSeq, settled: Option<u64>) -> Result<WriteFate> {
+    if let Some(lsn) = ctx.state.dedup_lookup(&write.producer_id, write.seq) {
+        return Ok(WriteFate::Written(lsn.get()));
+    }
+    if let Some(lsn) = settled {
+        // The idempotency table forgot it, or never had it: the log at its LSN says which.
+        let first_kept = ctx.log.first_index().get();
+        if lsn >= first_kept {
+            let entries = ctx
+                .log
+                .entries(arka_cluster::Lsn(lsn), arka_cluster::Lsn(lsn + 1))
+                .map_err(|e| Error::internal("read the log for get_durability_status", e))?;
+            let holds_it = entries.first().is_some_and(|entry| match &entry.payload {
+                EntryPayload::Normal(Command::Write(w)) => w.producer.as_ref() == Some(write),
+                _ => false,
+            });
+            return Ok(if holds_it {
+                WriteFate::Written(lsn)
+            } else {
+                WriteFate::Lost(lsn)
+            });
+        }
+    }
+    if ctx.state.dedup_covers(&write.producer_id, write.seq) {
+        return Ok(WriteFate::NotWritten);
+    }
+    Ok(WriteFate::Unknown)
+}
