@@ -138,7 +138,7 @@ fn ack_batches(c: &mut Criterion) {
         let mut encoder = BatchEncoder::default();
         group.bench_with_input(BenchmarkId::new("encode", rows), &events, |b, events| {
             b.iter(|| {
-                let batch = arka::flight::ack_batch(events).expect("ack batch");
+                let batch = arka::flight::ack_batch(events, false).expect("ack batch");
                 encoder.batch(&batch, Default::default()).expect("encode")
             })
         });

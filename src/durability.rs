@@ -95,6 +95,17 @@ pub struct Watermarks {
 }
 
 impl Watermarks {
+    /// Each level with its watermark, lowest level first.
+    pub fn by_level(&self) -> [(Level, u64); 5] {
+        [
+            (Level::Memory, self.memory_lsn),
+            (Level::LocalDisk, self.disk_lsn),
+            (Level::Replicated, self.replicated_lsn),
+            (Level::ObjectStorage, self.s3_lsn),
+            (Level::Committed, self.committed_lsn),
+        ]
+    }
+
     /// The highest level `lsn` has reached, if any.
     pub fn level_of(&self, lsn: u64) -> Option<Level> {
         [

@@ -3,15 +3,27 @@
 use std::sync::{Arc, LazyLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use arrow::array::{BooleanArray, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::array::{ArrayRef, BooleanArray, Int64Array, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
+use crate::durability::Level;
 use crate::write::AckEvent;
 
-pub static ACK_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
+/// The ack stream's schema; with `x-arka-watermarks: true` it is [`ACK_SCHEMA_WITH_WATERMARKS`].
+pub static ACK_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| Arc::new(Schema::new(ack_fields())));
+
+/// [`ACK_SCHEMA`] and `is_watermark_update`: true on the rows that report a watermark
+/// (`lsn` = the watermark, `durability_level` = its level) rather than one write.
+pub static ACK_SCHEMA_WITH_WATERMARKS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = ack_fields();
+    fields.push(Field::new("is_watermark_update", DataType::Boolean, false));
+    Arc::new(Schema::new(fields))
+});
+
+fn ack_fields() -> Vec<Field> {
+    vec![
         Field::new("lsn", DataType::Int64, false),
         Field::new("durability_level", DataType::Utf8, false),
         Field::new("is_durability_update", DataType::Boolean, false),
@@ -23,8 +35,8 @@ pub static ACK_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("table", DataType::Utf8, true),
         Field::new("rows", DataType::Int64, true),
         Field::new("seq", DataType::Int64, true),
-    ]))
-});
+    ]
+}
 
 fn now_micros() -> i64 {
     SystemTime::now()
@@ -33,9 +45,10 @@ fn now_micros() -> i64 {
         .unwrap_or_default()
 }
 
-pub fn ack_batch(events: &[AckEvent]) -> Result<RecordBatch, ArrowError> {
+/// The ack rows of `events`, in the schema with `is_watermark_update` when `watermarks`.
+pub fn ack_batch(events: &[AckEvent], watermarks: bool) -> Result<RecordBatch, ArrowError> {
     let now = now_micros();
-    let columns: Vec<arrow::array::ArrayRef> = vec![
+    let mut columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from_iter_values(
             events.iter().map(|e| e.lsn as i64),
         )),
@@ -45,10 +58,7 @@ pub fn ack_batch(events: &[AckEvent]) -> Result<RecordBatch, ArrowError> {
         Arc::new(BooleanArray::from_iter(
             events.iter().map(|e| Some(e.is_update)),
         )),
-        Arc::new(
-            TimestampMicrosecondArray::from_iter_values(events.iter().map(|_| now))
-                .with_timezone("UTC"),
-        ),
+        timestamps(now, events.len()),
         Arc::new(StringArray::from_iter(
             events.iter().map(|e| Some(e.table.as_str())),
         )),
@@ -57,5 +67,35 @@ pub fn ack_batch(events: &[AckEvent]) -> Result<RecordBatch, ArrowError> {
         )),
         Arc::new(Int64Array::from_iter(events.iter().map(|e| e.seq))),
     ];
-    RecordBatch::try_new(ACK_SCHEMA.clone(), columns)
+    if !watermarks {
+        return RecordBatch::try_new(ACK_SCHEMA.clone(), columns);
+    }
+    columns.push(Arc::new(BooleanArray::from(vec![false; events.len()])));
+    RecordBatch::try_new(ACK_SCHEMA_WITH_WATERMARKS.clone(), columns)
+}
+
+/// Watermark rows: `lsn` = the watermark, `durability_level` = its level, and
+/// `is_durability_update` true, so that a client pairing writes with the initial acks
+/// (`is_durability_update` false) never takes one for a write's.
+pub fn watermark_batch(moved: &[(Level, u64)]) -> Result<RecordBatch, ArrowError> {
+    let n = moved.len();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(
+            moved.iter().map(|(_, lsn)| *lsn as i64),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            moved.iter().map(|(level, _)| level.as_str()),
+        )),
+        Arc::new(BooleanArray::from(vec![true; n])),
+        timestamps(now_micros(), n),
+        Arc::new(StringArray::new_null(n)),
+        Arc::new(Int64Array::new_null(n)),
+        Arc::new(Int64Array::new_null(n)),
+        Arc::new(BooleanArray::from(vec![true; n])),
+    ];
+    RecordBatch::try_new(ACK_SCHEMA_WITH_WATERMARKS.clone(), columns)
+}
+
+fn timestamps(now: i64, n: usize) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC"))
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_flight::{FlightData, PutResult};
 use futures::stream::BoxStream;
@@ -11,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
-use super::ack_batch::{ack_batch, ACK_SCHEMA};
+use super::ack_batch::{ack_batch, watermark_batch, ACK_SCHEMA, ACK_SCHEMA_WITH_WATERMARKS};
 use super::encode::BatchEncoder;
 use crate::context::NodeContext;
 use crate::durability::{parse_ack_until, Level, ACK_UNTIL_HEADER};
@@ -63,28 +64,101 @@ fn start_session(
     rx
 }
 
+/// Header asking for watermark rows on the ack stream (`true` / `false`).
+pub const WATERMARKS_HEADER: &str = "x-arka-watermarks";
+
+/// How often a stream with watermark rows looks for moved watermarks: at most this many
+/// watermark batches a second.
+const WATERMARK_ROWS_INTERVAL: Duration = Duration::from_millis(250);
+
+fn wants_watermarks(metadata: &tonic::metadata::MetadataMap) -> Result<bool> {
+    match metadata.get(WATERMARKS_HEADER).map(|v| v.to_str()) {
+        None => Ok(false),
+        Some(Ok("true")) => Ok(true),
+        Some(Ok("false")) => Ok(false),
+        Some(_) => Err(Error::InvalidArgument(format!(
+            "{WATERMARKS_HEADER} must be true or false"
+        ))),
+    }
+}
+
+/// What the ack stream sends next.
+enum Outgoing {
+    Acks(Result<Vec<AckEvent>>),
+    Watermarks(Vec<(Level, u64)>),
+    /// The session ended: so does the stream, watermark rows with it.
+    End,
+}
+
+/// Every [`WATERMARK_ROWS_INTERVAL`], the watermarks that moved since the last look (all of
+/// them, the first time).
+fn moved_watermarks(ctx: Arc<NodeContext>) -> impl futures::Stream<Item = Outgoing> + Send {
+    let mut ticks = tokio::time::interval(WATERMARK_ROWS_INTERVAL);
+    // A late look is not made up for: the bound on rows a second holds after a stall too.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    futures::stream::unfold((ticks, [0u64; 5]), move |(mut ticks, mut last)| {
+        let ctx = ctx.clone();
+        async move {
+            loop {
+                ticks.tick().await;
+                let moved: Vec<(Level, u64)> = ctx
+                    .watermarks()
+                    .by_level()
+                    .into_iter()
+                    .zip(last.iter_mut())
+                    .filter_map(|((level, lsn), seen)| {
+                        (lsn > *seen).then(|| {
+                            *seen = lsn;
+                            (level, lsn)
+                        })
+                    })
+                    .collect();
+                if !moved.is_empty() {
+                    return Some((Outgoing::Watermarks(moved), (ticks, last)));
+                }
+            }
+        }
+    })
+}
+
 pub fn do_exchange(
     ctx: Arc<NodeContext>,
     metadata: &tonic::metadata::MetadataMap,
     input: Streaming<FlightData>,
 ) -> Result<BoxStream<'static, Result<FlightData, Status>>> {
     let level = final_level(&ctx, metadata, Level::Committed)?;
+    let watermarks = wants_watermarks(metadata)?;
     ctx.writes.ensure_leader()?;
-    let acks = ReceiverStream::new(start_session(ctx, input, level));
+    let acks = ReceiverStream::new(start_session(ctx.clone(), input, level))
+        .map(Outgoing::Acks)
+        .chain(futures::stream::once(async { Outgoing::End }));
+    let outgoing: BoxStream<'static, Outgoing> = if watermarks {
+        futures::stream::select(acks, moved_watermarks(ctx)).boxed()
+    } else {
+        acks.boxed()
+    };
     let mut encoder = BatchEncoder::default();
-    let schema = encoder.schema(&ACK_SCHEMA);
-    let body = acks.flat_map(move |item| {
-        let messages: Vec<Result<FlightData, Status>> = match item {
-            Ok(events) => {
-                match ack_batch(&events).and_then(|b| encoder.batch(&b, Default::default())) {
+    let schema = encoder.schema(if watermarks {
+        &ACK_SCHEMA_WITH_WATERMARKS
+    } else {
+        &ACK_SCHEMA
+    });
+    let body = outgoing
+        .take_while(|item| futures::future::ready(!matches!(item, Outgoing::End)))
+        .flat_map(move |item| {
+            let batch = match item {
+                Outgoing::Acks(Ok(events)) => ack_batch(&events, watermarks),
+                Outgoing::Watermarks(moved) => watermark_batch(&moved),
+                Outgoing::Acks(Err(e)) => return futures::stream::iter(vec![Err(e.into())]),
+                Outgoing::End => return futures::stream::iter(Vec::new()),
+            };
+            let messages: Vec<Result<FlightData, Status>> =
+                match batch.and_then(|b| encoder.batch(&b, Default::default())) {
                     Ok(data) => data.into_iter().map(Ok).collect(),
                     Err(e) => vec![Err(Error::internal("encode acks", e).into())],
-                }
-            }
-            Err(e) => vec![Err(e.into())],
-        };
-        futures::stream::iter(messages)
-    });
+                };
+            futures::stream::iter(messages)
+        });
     Ok(futures::stream::once(async move { Ok(schema) })
         .chain(body)
         .boxed())

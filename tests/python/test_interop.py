@@ -527,6 +527,49 @@ def test_durability_status_of_a_write_the_idempotency_window_forgot(leader):
     assert answer["status"] == "not_written", answer
 
 
+def test_watermark_rows_on_request(leader):
+    """With x-arka-watermarks: true the ack stream also carries watermark rows
+    (is_watermark_update true, lsn = the watermark, durability_level = its level); the
+    rows of the writes are as without the header, and without it the schema is unchanged."""
+    table = unique_table_name()
+    plain = write_exchange(leader, table, [make_batch([0])], [None])
+    assert "is_watermark_update" not in plain.schema.names
+    batches = [make_batch([k]) for k in range(20)]
+    descriptor = flight.FlightDescriptor.for_path("streaming_write", table)
+    headers = [(b"x-arka-ack-until", b"REPLICATED"), (b"x-arka-watermarks", b"true")]
+    with connect(leader) as client:
+        writer, reader = client.do_exchange(
+            descriptor, flight.FlightCallOptions(timeout=TIMEOUT, headers=headers))
+        with closing_writer(writer):
+            writer.begin(batches[0].schema)
+            for batch in batches:
+                writer.write_batch(batch)
+            writer.done_writing()
+            acks = reader.read_all()
+    assert acks.schema.field("is_watermark_update").type == pa.bool_()
+    rows = acks.to_pylist()
+    marks = [r for r in rows if r["is_watermark_update"]]
+    writes = [r for r in rows if not r["is_watermark_update"]]
+    # The first look reports every watermark that is above 0: the earlier write made some.
+    assert {m["durability_level"] for m in marks} >= {"MEMORY", "REPLICATED"}, marks
+    for level in LEVELS:
+        lsns = [m["lsn"] for m in marks if m["durability_level"] == level]
+        assert lsns == sorted(set(lsns)), f"{level} watermark rows not rising: {lsns}"
+    assert all(m["is_durability_update"] and m["table"] is None for m in marks), marks
+    initial = [r for r in writes if not r["is_durability_update"]]
+    assert len(initial) == len(batches), writes
+    assert all(r["table"] == table for r in writes)
+    with raises(INVALID_ARGUMENT, "x-arka-watermarks"):
+        with connect(leader) as client:
+            bad = flight.FlightCallOptions(timeout=TIMEOUT, headers=[(b"x-arka-watermarks", b"yes")])
+            writer, reader = client.do_exchange(descriptor, bad)
+            with closing_writer(writer):
+                writer.begin(batches[0].schema)
+                writer.write_batch(batches[0])
+                writer.done_writing()
+                reader.read_all()
+
+
 def test_bad_producer_metadata(leader):
     with raises(INVALID_ARGUMENT, "producer_id"):
         write_exchange(leader, unique_table_name(), [make_batch([1])], [b'{"producer_id": 5}'])
