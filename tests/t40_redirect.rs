@@ -99,6 +99,21 @@ async fn first_to_lead(clients: &[Client], among: &[u64]) -> u64 {
     panic!("none of {among:?} became leader within {DEADLINE:?}");
 }
 
+/// One write to `table`, acked REPLICATED; a future of its own, so that it can be spawned.
+async fn write_one(
+    client: Client,
+    table: &'static str,
+    seq: i64,
+) -> Result<Vec<arka::client::Ack>, arka::client::ClientError> {
+    client
+        .write_all(
+            table,
+            vec![WriteItem::plain(data::batch(0, seq, 1))],
+            Level::Replicated,
+        )
+        .await
+}
+
 /// A node takes a write the moment it is elected: its followers answer it a heartbeat later,
 /// and a write arriving before then waits for that answer instead of being refused for want
 /// of a lease.
@@ -109,18 +124,7 @@ async fn a_new_leader_takes_a_write_the_moment_it_is_elected() {
     for id in 1..=3 {
         clients.push(cluster.client(id).await);
     }
-    let write = |client: &Client, seq: i64| {
-        let client = client.clone();
-        async move {
-            client
-                .write_all(
-                    "elected",
-                    vec![WriteItem::plain(data::batch(0, seq, 1))],
-                    Level::Replicated,
-                )
-                .await
-        }
-    };
+    let write = |client: &Client, seq: i64| write_one(client.clone(), "elected", seq);
     write(&clients[0], 0).await.expect("create the table");
     let mut leader = 1;
     for round in 1..=4 {
@@ -147,18 +151,7 @@ async fn a_leader_holds_writes_while_its_followers_answer_later_than_its_lease()
     let cluster = Cluster::start(3).await;
     let leader = cluster.wait_for_leader().await;
     let client = cluster.client(leader).await;
-    let write = |seq: i64| {
-        let client = client.clone();
-        async move {
-            client
-                .write_all(
-                    "held",
-                    vec![WriteItem::plain(data::batch(0, seq, 1))],
-                    Level::Replicated,
-                )
-                .await
-        }
-    };
+    let write = |seq: i64| write_one(client.clone(), "held", seq);
     write(0).await.expect("create the table");
     let term = |status: Option<Value>| status.and_then(|s| s["term"].as_u64());
     let term_before = term(cluster.status(leader).await);
