@@ -108,16 +108,11 @@ impl Watermarks {
 
     /// The highest level `lsn` has reached, if any.
     pub fn level_of(&self, lsn: u64) -> Option<Level> {
-        [
-            (Level::Committed, self.committed_lsn),
-            (Level::ObjectStorage, self.s3_lsn),
-            (Level::Replicated, self.replicated_lsn),
-            (Level::LocalDisk, self.disk_lsn),
-            (Level::Memory, self.memory_lsn),
-        ]
-        .into_iter()
-        .find(|(_, mark)| lsn > 0 && lsn <= *mark)
-        .map(|(level, _)| level)
+        self.by_level()
+            .into_iter()
+            .rev()
+            .find(|(_, mark)| lsn > 0 && lsn <= *mark)
+            .map(|(level, _)| level)
     }
 }
 
