@@ -38,9 +38,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count: i64 = args.next().unwrap_or_else(|| "100".into()).parse()?;
 
     let cluster = ClusterClient::connect(&seeds).await?;
-    // The producer id plus a sequence number per write make resends idempotent. A producer
-    // that restarts keeps its id and continues above its last sequence number.
-    let producer = cluster.producer(&table, ProducerConfig::new("example-producer"));
+    // The producer id plus a sequence number per write make resends idempotent. Starting the
+    // producer registers a new session of its id: a restarted producer keeps its id, goes on
+    // above the last sequence number the cluster applied, and fences the instance before it.
+    let producer = cluster
+        .producer(&table, ProducerConfig::new("example-producer"))
+        .await?;
     let schema = Arc::new(Schema::new(vec![
         Field::new("n", DataType::Int64, false),
         Field::new("text", DataType::Utf8, false),

@@ -31,6 +31,10 @@ pub enum Error {
     /// `min_lsn` was not reached in time.
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// The request is valid but the state does not allow it: a write of a fenced producer
+    /// session.
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// The node's configuration does not allow this request.
     #[error("{0}")]
     PermissionDenied(String),
@@ -77,6 +81,7 @@ impl From<Error> for Status {
             Error::Aborted { .. } => Status::aborted(message),
             Error::DeadlineExceeded(_) => Status::deadline_exceeded(message),
             Error::PermissionDenied(_) => Status::permission_denied(message),
+            Error::FailedPrecondition(_) => Status::failed_precondition(message),
             Error::Internal(_) => Status::internal(message),
         }
     }

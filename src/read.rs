@@ -1,6 +1,6 @@
 //! Reading a table's batches back from the log, in LSN order.
 
-use arka_cluster::{Command, Lsn, TieredFile};
+use arka_cluster::{Lsn, TieredFile};
 use arrow::array::{new_null_array, ArrayRef, Int64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -163,7 +163,11 @@ pub async fn read_step(
 
 /// The IPC stream of the write at `lsn`.
 fn write_ipc(table: &TableName, lsn: Lsn, entry: arka_cluster::types::Entry) -> Result<Bytes> {
-    let EntryPayload::Normal(Command::Write(write)) = entry.payload else {
+    let write = match entry.payload {
+        EntryPayload::Normal(command) => command.into_write(),
+        _ => None,
+    };
+    let Some(write) = write else {
         return Err(Error::Internal(format!(
             "index of table {table} points at entry {lsn}, which is not a write"
         )));

@@ -19,7 +19,10 @@ async fn a_producer_finishes_on_the_new_leader_after_kill_9_with_each_batch_once
     let seeds: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
     let client = ClusterClient::connect(&seeds).await.expect("connect");
     let sent = Arc::new(AtomicI64::new(0));
-    let producer = client.producer("failover", ProducerConfig::new("failover-writer"));
+    let producer = client
+        .producer("failover", ProducerConfig::new("failover-writer"))
+        .await
+        .expect("producer");
     let counter = sent.clone();
     let writer = tokio::spawn(async move {
         let mut handles = Vec::new();

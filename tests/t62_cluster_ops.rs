@@ -27,7 +27,7 @@ async fn produce_until(client: ClusterClient, stop: Arc<AtomicBool>) -> BTreeMap
         window: 64,
         ..ProducerConfig::new("shape-writer")
     };
-    let producer = client.producer("shape", config);
+    let producer = client.producer("shape", config).await.expect("producer");
     let mut handles = Vec::new();
     let mut seq = 0;
     while !stop.load(Ordering::Relaxed) {

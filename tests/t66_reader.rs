@@ -35,7 +35,10 @@ async fn reads_spread_over_replicas_and_read_your_writes_holds_on_followers() {
         (client.replicas("warmup").await.ok()?.len() == 3).then_some(())
     })
     .await;
-    let producer = client.producer("ryw", ProducerConfig::new("ryw-writer"));
+    let producer = client
+        .producer("ryw", ProducerConfig::new("ryw-writer"))
+        .await
+        .expect("producer");
     let reader = client.reader("ryw");
 
     // A small deterministic generator (xorshift) for the rows of each write.
@@ -115,7 +118,10 @@ async fn a_tail_delivers_every_write_in_order_and_survives_losing_a_replica() {
     let mut cluster = Cluster::start(3).await;
     let seeds: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
     let client = ClusterClient::connect(&seeds).await.expect("connect");
-    let producer = client.producer("tailed", ProducerConfig::new("tail-writer"));
+    let producer = client
+        .producer("tailed", ProducerConfig::new("tail-writer"))
+        .await
+        .expect("producer");
     let first = producer
         .send(data::batch(8, 0, 1))
         .await

@@ -5,7 +5,7 @@ use std::fmt;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Lsn, NodeId, RequestId};
+use crate::types::{Entry, Lsn, NodeId, RequestId};
 
 /// `(producer_id, seq)` of an idempotent write: a repeat writes nothing and returns the
 /// original LSN.
@@ -91,14 +91,49 @@ pub enum Command {
         ms: u64,
         request: RequestId,
     },
+    /// Start a new session of `producer_id`: its epoch becomes this entry's LSN, which fences
+    /// every write of an earlier epoch.
+    RegisterProducer {
+        producer_id: String,
+        request: RequestId,
+    },
+    /// A write of a producer session, applied only while `epoch` is the producer's current
+    /// epoch. A variant of its own rather than a field of [`WriteCommand`], so that log
+    /// entries written before producer sessions existed still decode.
+    SessionWrite { epoch: u64, write: WriteCommand },
+}
+
+/// The write a log entry carries, if it carries one.
+pub fn write_of(entry: &Entry) -> Option<&WriteCommand> {
+    match &entry.payload {
+        openraft::EntryPayload::Normal(command) => command.as_write(),
+        _ => None,
+    }
 }
 
 impl Command {
+    /// The write this command carries, if it is one.
+    pub fn as_write(&self) -> Option<&WriteCommand> {
+        match self {
+            Command::Write(write) | Command::SessionWrite { write, .. } => Some(write),
+            _ => None,
+        }
+    }
+
+    /// [`Command::as_write`], by value.
+    pub fn into_write(self) -> Option<WriteCommand> {
+        match self {
+            Command::Write(write) | Command::SessionWrite { write, .. } => Some(write),
+            _ => None,
+        }
+    }
+
     /// The request this command answers, for routing its acknowledgements.
     pub fn request(&self) -> RequestId {
         match self {
-            Command::Write(w) => w.request,
+            Command::Write(w) | Command::SessionWrite { write: w, .. } => w.request,
             Command::CreateTable { request, .. }
+            | Command::RegisterProducer { request, .. }
             | Command::DropTable { request, .. }
             | Command::AssignTierWorker { request, .. }
             | Command::TierUploaded { request, .. }
@@ -111,7 +146,12 @@ impl Command {
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Command::Write(w) => write!(f, "write {} rows to {}", w.rows, w.table),
+            Command::Write(w) | Command::SessionWrite { write: w, .. } => {
+                write!(f, "write {} rows to {}", w.rows, w.table)
+            }
+            Command::RegisterProducer { producer_id, .. } => {
+                write!(f, "register producer {producer_id:?}")
+            }
             Command::CreateTable { name, .. } => write!(f, "create table {name}"),
             Command::DropTable { name, .. } => write!(f, "drop table {name}"),
             Command::AssignTierWorker { node_id, .. } => write!(f, "tier worker {node_id}"),
@@ -144,4 +184,10 @@ pub enum CommandResponse {
     Rejected { reason: String },
     /// A tiering or retention command took effect.
     Done,
+    /// A producer session started: writes must carry `epoch`; `next_seq` is one above the
+    /// highest seq the producer wrote (0 for a new producer).
+    ProducerRegistered { epoch: u64, next_seq: i64 },
+    /// A write of a producer session that is no longer current (or never was): nothing was
+    /// written.
+    Fenced { reason: String },
 }

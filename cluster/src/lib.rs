@@ -16,5 +16,5 @@ pub mod raft_config;
 pub mod types;
 
 pub use cluster_id::ClusterId;
-pub use command::{Command, CommandResponse, ProducerSeq, TieredFile, WriteCommand};
+pub use command::{write_of, Command, CommandResponse, ProducerSeq, TieredFile, WriteCommand};
 pub use types::{Lsn, NodeId, NodeInfo, RequestId, TypeConfig};

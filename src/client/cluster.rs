@@ -269,9 +269,13 @@ impl ClusterClient {
             .collect())
     }
 
-    /// An exactly-once producer writing to `table`.
-    pub fn producer(&self, table: &str, config: super::ProducerConfig) -> super::Producer {
-        super::Producer::new(self.clone(), table, config)
+    /// An exactly-once producer writing to `table`, on a new session of its id.
+    pub async fn producer(
+        &self,
+        table: &str,
+        config: super::ProducerConfig,
+    ) -> Result<super::Producer, ClientError> {
+        super::Producer::start(self.clone(), table, config).await
     }
 
     /// A reader of `table` that spreads reads over its live replicas.

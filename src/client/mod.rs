@@ -13,7 +13,7 @@
 //! use std::sync::Arc;
 //!
 //! let cluster = ClusterClient::connect(&["grpc://10.0.0.1:8815", "grpc://10.0.0.2:8815"]).await?;
-//! let producer = cluster.producer("events", ProducerConfig::new("ingest-1"));
+//! let producer = cluster.producer("events", ProducerConfig::new("ingest-1")).await?;
 //! let batch = RecordBatch::try_from_iter([("id", Arc::new(Int64Array::from(vec![1, 2])) as _)])
 //!     .expect("batch");
 //! // `send` waits while the in-flight window is full; the handle resolves per level.
@@ -107,6 +107,8 @@ impl ClientError {
 pub struct WriteItem {
     pub batch: RecordBatch,
     pub producer: Option<(String, i64)>,
+    /// The producer session the write belongs to (`register_producer`'s epoch).
+    pub epoch: Option<u64>,
 }
 
 impl WriteItem {
@@ -114,6 +116,7 @@ impl WriteItem {
         Self {
             batch,
             producer: None,
+            epoch: None,
         }
     }
 
@@ -121,7 +124,14 @@ impl WriteItem {
         Self {
             batch,
             producer: Some((producer_id.to_string(), seq)),
+            epoch: None,
         }
+    }
+
+    /// The write as one of the producer session `epoch`.
+    pub fn in_session(mut self, epoch: u64) -> Self {
+        self.epoch = Some(epoch);
+        self
     }
 }
 
@@ -358,9 +368,14 @@ where
             if let Some(d) = descriptor.take() {
                 messages.push(encoder.schema(&item.batch.schema()).with_descriptor(d));
             }
-            let meta = match &item.producer {
-                Some((id, seq)) => serde_json::json!({"producer_id": id, "seq": seq}).to_string(),
-                None => String::new(),
+            let meta = match (&item.producer, item.epoch) {
+                (Some((id, seq)), None) => {
+                    serde_json::json!({"producer_id": id, "seq": seq}).to_string()
+                }
+                (Some((id, seq)), Some(epoch)) => {
+                    serde_json::json!({"producer_id": id, "seq": seq, "epoch": epoch}).to_string()
+                }
+                (None, _) => String::new(),
             };
             let data = encoder.batch(&item.batch, meta.into()).map_err(|e| {
                 let error = e.to_string();

@@ -1,5 +1,8 @@
-//! An exactly-once producer. Every write carries the producer's id and a sequence number;
-//! after a lost connection, a leader change or `ABORTED` the producer reconnects to the
+//! An exactly-once producer. It starts by registering a producer session, which fences any
+//! earlier instance with its id (a zombie's writes are refused from then on) and tells it the
+//! sequence number to go on from, so a restarted process that keeps its id neither collides
+//! with its old writes nor is answered with their LSNs. Every write carries the producer's id,
+//! the session's epoch and a sequence number; after a lost connection, a leader change or `ABORTED` the producer reconnects to the
 //! current leader and resends exactly the writes that have not reached the requested level,
 //! and the server's deduplication turns a resend of a write it already has into its original
 //! LSN. The caller sees no error unless the cluster stays unavailable past the retry deadline.
@@ -20,10 +23,9 @@ use crate::durability::Level;
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
     /// Identifies the producer across reconnects and restarts; with the sequence numbers it
-    /// makes resends idempotent. A producer that restarts must resume above its last sequence
-    /// number (`first_seq`).
+    /// makes resends idempotent. A restarted producer keeps its id: its session starts above
+    /// the last sequence number the cluster applied, and the instance before it is fenced.
     pub producer_id: String,
-    pub first_seq: i64,
     /// Writes sent but not yet at `ack_until`; `send` waits while the window is full.
     pub window: usize,
     /// The level at which a write is done and leaves the window.
@@ -35,7 +37,6 @@ impl ProducerConfig {
     pub fn new(producer_id: impl Into<String>) -> Self {
         Self {
             producer_id: producer_id.into(),
-            first_seq: 0,
             window: 1024,
             ack_until: Level::Replicated,
             retry: RetryPolicy::default(),
@@ -104,6 +105,7 @@ struct Pending {
 type Submitted = (i64, Pending);
 
 pub struct Producer {
+    epoch: u64,
     submit: mpsc::Sender<Submitted>,
     window: Arc<Semaphore>,
     window_size: u32,
@@ -113,7 +115,36 @@ pub struct Producer {
 }
 
 impl Producer {
-    pub fn new(cluster: ClusterClient, table: &str, config: ProducerConfig) -> Self {
+    /// Registers a new session of `config.producer_id` (retrying within the retry policy
+    /// while the cluster has no leader) and starts the producer on it.
+    pub async fn start(
+        cluster: ClusterClient,
+        table: &str,
+        config: ProducerConfig,
+    ) -> Result<Self, ClientError> {
+        let session = cluster
+            .action(
+                "register_producer",
+                &serde_json::json!({ "producer_id": config.producer_id }),
+            )
+            .await?;
+        let (Some(epoch), Some(next_seq)) =
+            (session["epoch"].as_u64(), session["next_seq"].as_i64())
+        else {
+            return Err(ClientError::Decode(format!(
+                "register_producer answered without epoch and next_seq: {session}"
+            )));
+        };
+        Ok(Self::in_session(cluster, table, config, epoch, next_seq))
+    }
+
+    fn in_session(
+        cluster: ClusterClient,
+        table: &str,
+        config: ProducerConfig,
+        epoch: u64,
+        first_seq: i64,
+    ) -> Self {
         let window_size = config.window.clamp(1, Semaphore::MAX_PERMITS) as u32;
         let (submit, submitted) = mpsc::channel(window_size as usize);
         let failure = Arc::new(Mutex::new(None));
@@ -122,17 +153,29 @@ impl Producer {
             table: table.to_string(),
             pending: BTreeMap::new(),
             failure: failure.clone(),
-            next_seq_expected: config.first_seq,
+            epoch,
+            next_seq_expected: first_seq,
             config: config.clone(),
         };
         Self {
+            epoch,
             submit,
             window: Arc::new(Semaphore::new(window_size as usize)),
             window_size,
-            next_seq: Mutex::new(config.first_seq),
+            next_seq: Mutex::new(first_seq),
             failure,
             task: tokio::spawn(driver.run(submitted)),
         }
+    }
+
+    /// The epoch of this producer's session.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The sequence number the next `send` gets.
+    pub fn next_seq(&self) -> i64 {
+        *self.next_seq.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn failed(&self) -> Option<ClientError> {
@@ -201,6 +244,7 @@ struct Driver {
     config: ProducerConfig,
     pending: BTreeMap<i64, Pending>,
     failure: Arc<Mutex<Option<String>>>,
+    epoch: u64,
     next_seq_expected: i64,
 }
 
@@ -300,7 +344,7 @@ impl Driver {
                     let Some(slot) = slot else { continue };
                     if let Some(seq) = to_send.pop_front() {
                         if let Some(p) = self.pending.get(&seq) {
-                            slot.send(WriteItem::idempotent(p.batch.clone(), &self.config.producer_id, seq));
+                            slot.send(WriteItem::idempotent(p.batch.clone(), &self.config.producer_id, seq).in_session(self.epoch));
                         }
                     }
                 }

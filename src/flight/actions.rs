@@ -14,6 +14,7 @@ use crate::ipc;
 use crate::membership::report::cluster_report;
 use crate::table::TableName;
 use crate::tier::lake_types::check_columns;
+use crate::write::PRODUCER_ID_BYTES_MAX;
 
 /// Every action with its description, as ListActions reports them.
 pub const ACTIONS: &[(&str, &str)] = &[
@@ -24,6 +25,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("drop_table", "Drop a table and its data. Body: {\"name\": T} or the bare name."),
     ("drop_dataset", "Alias of drop_table."),
     ("get_durability_status", "Watermarks and the level an LSN reached. Body: {\"last_known_lsn\": N, \"producer_id\"?: P, \"seq\"?: S}; with producer_id and seq, what became of that write: written (its LSN and level), not_written, unknown, or ABORTED if it was lost."),
+    ("register_producer", "Start a new session of a producer: fences every earlier instance with the same id and returns the epoch its writes must carry and the seq it goes on from. Body: {\"producer_id\": P}."),
     ("snapshot", "Build a Raft snapshot (metadata only) now. Body: none."),
     ("add_node", "Add a member as a learner and, with voter (default true), promote it once caught up. Body: {\"node_id\": N, \"raft_addr\"?: HOST:PORT, \"flight_addr\"?: HOST:PORT, \"voter\"?: bool}; addresses default to what gossip knows of the node."),
     ("remove_node", "Demote and remove a member; removing the leader moves leadership first. Body: {\"node_id\": N}."),
@@ -56,6 +58,7 @@ pub async fn do_action(ctx: &NodeContext, action: &str, body: &[u8]) -> Result<V
         "create_table" => create_table(ctx, body).await,
         "drop_table" | "drop_dataset" => drop_table(ctx, body).await,
         "get_durability_status" => durability_status::answer(ctx, body),
+        "register_producer" => register_producer(ctx, body).await,
         "snapshot" => snapshot(ctx).await,
         "add_node" => members::add_node(ctx, body).await,
         "remove_node" => members::remove_node(ctx, body).await,
@@ -140,6 +143,39 @@ async fn create_table(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
         CommandResponse::Rejected { reason } => Err(Error::InvalidArgument(reason)),
         other => Err(Error::Internal(format!(
             "unexpected answer to create_table: {other:?}"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterProducer {
+    producer_id: String,
+}
+
+async fn register_producer(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
+    let req: RegisterProducer = parse_body("register_producer", body)?;
+    if req.producer_id.is_empty() || req.producer_id.len() > PRODUCER_ID_BYTES_MAX {
+        return Err(Error::InvalidArgument(format!(
+            "register_producer: producer_id must be a non-empty string of at most {PRODUCER_ID_BYTES_MAX} bytes"
+        )));
+    }
+    let producer_id = req.producer_id.clone();
+    match ctx
+        .writes
+        .propose_command(move |request| Command::RegisterProducer {
+            producer_id,
+            request,
+        })
+        .await?
+    {
+        CommandResponse::ProducerRegistered { epoch, next_seq } => Ok(json!({
+            "producer_id": req.producer_id,
+            "epoch": epoch,
+            "next_seq": next_seq,
+        })),
+        other => Err(Error::Internal(format!(
+            "unexpected answer to register_producer: {other:?}"
         ))),
     }
 }

@@ -2,14 +2,14 @@
 //! idempotent write. A client that lost its stream with writes acknowledged only at MEMORY or
 //! LOCAL_DISK asks this to learn, per write, whether to wait, resend, or look for it.
 
-use arka_cluster::{Command, ProducerSeq};
-use openraft::EntryPayload;
+use arka_cluster::{write_of, Lsn, ProducerSeq};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::actions::parse_body;
 use crate::context::NodeContext;
 use crate::error::{Error, Result};
+use crate::table::TableName;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -97,16 +97,20 @@ fn fate(ctx: &NodeContext, write: &ProducerSeq, settled: Option<u64>) -> Result<
         if lsn >= first_kept {
             let entries = ctx
                 .log
-                .entries(arka_cluster::Lsn(lsn), arka_cluster::Lsn(lsn + 1))
+                .entries(Lsn(lsn), Lsn(lsn + 1))
                 .map_err(|e| Error::internal("read the log for get_durability_status", e))?;
-            let holds_it = entries.first().is_some_and(|entry| match &entry.payload {
-                EntryPayload::Normal(Command::Write(w)) => w.producer.as_ref() == Some(write),
-                _ => false,
-            });
-            return Ok(if holds_it {
-                WriteFate::Written(lsn)
-            } else {
-                WriteFate::Lost(lsn)
+            let held = entries.first().and_then(write_of);
+            return Ok(match held {
+                Some(w) if w.producer.as_ref() == Some(write) => {
+                    if taken_into_table(ctx, &w.table, lsn) {
+                        WriteFate::Written(lsn)
+                    } else {
+                        // In the log but refused when applied (a fenced session, or a repeat
+                        // whose original this node no longer remembers).
+                        WriteFate::Unknown
+                    }
+                }
+                _ => WriteFate::Lost(lsn),
             });
         }
     }
@@ -114,4 +118,14 @@ fn fate(ctx: &NodeContext, write: &ProducerSeq, settled: Option<u64>) -> Result<
         return Ok(WriteFate::NotWritten);
     }
     Ok(WriteFate::Unknown)
+}
+
+/// True when the state machine took the write at `lsn` into `table`: it refuses some writes
+/// that stay in the log (fenced sessions, repeats, schemas that did not fit).
+fn taken_into_table(ctx: &NodeContext, table: &str, lsn: u64) -> bool {
+    TableName::parse(table).is_ok_and(|name| {
+        !(ctx.state)
+            .index_range(&name, Lsn(lsn), Lsn(lsn), 1)
+            .is_empty()
+    })
 }

@@ -14,6 +14,7 @@ use super::catalog::{IndexEntry, TableCounts, TableInfo, TableMeta};
 use super::chunk_map::ChunkMap;
 use super::dedup::Dedup;
 use super::error::{StateError, StateResult};
+use super::sessions::Sessions;
 use super::tier::{Retention, TierState};
 use crate::ipc;
 use crate::table::{fit_schema, SchemaFit, TableName};
@@ -29,6 +30,7 @@ pub struct StateData {
     /// Writes below this LSN were dropped from the index (the WAL no longer holds them).
     pub index_floor: u64,
     pub dedup: Dedup,
+    pub sessions: Sessions,
     pub tier: TierState,
     /// Each table's tiered files by their last LSN.
     pub tiered: BTreeMap<TableName, ChunkMap<u64, TieredFile>>,
@@ -86,7 +88,13 @@ impl StateData {
 
     fn apply_command(&mut self, lsn: u64, cmd: &Command) -> StateResult<CommandResponse> {
         Ok(match cmd {
-            Command::Write(write) => self.apply_write(lsn, write)?,
+            Command::Write(write) => self.apply_write(lsn, write, None)?,
+            Command::SessionWrite { epoch, write } => self.apply_write(lsn, write, Some(*epoch))?,
+            Command::RegisterProducer { producer_id, .. } => {
+                let written_next = self.dedup.next_seq(producer_id);
+                let (epoch, next_seq) = self.sessions.register(producer_id, lsn, written_next);
+                CommandResponse::ProducerRegistered { epoch, next_seq }
+            }
             Command::CreateTable {
                 name, schema_ipc, ..
             } => self.apply_create(lsn, name, schema_ipc)?,
@@ -117,12 +125,22 @@ impl StateData {
         })
     }
 
-    fn apply_write(&mut self, lsn: u64, write: &WriteCommand) -> StateResult<CommandResponse> {
+    /// `epoch`: the producer session the write belongs to; a write of a session that is not
+    /// its producer's current one is fenced before anything else is looked at.
+    fn apply_write(
+        &mut self,
+        lsn: u64,
+        write: &WriteCommand,
+        epoch: Option<u64>,
+    ) -> StateResult<CommandResponse> {
         let name = match TableName::parse(&write.table) {
             Ok(n) => n,
             Err(reason) => return Ok(CommandResponse::Rejected { reason }),
         };
         if let Some(p) = &write.producer {
+            if let Err(reason) = self.sessions.check(&p.producer_id, epoch) {
+                return Ok(CommandResponse::Fenced { reason });
+            }
             if let Some(original) = self.dedup.lookup(&p.producer_id, p.seq) {
                 return Ok(CommandResponse::Duplicate {
                     original: Lsn(original),
@@ -175,6 +193,7 @@ impl StateData {
         self.tables.insert(name, info);
         if let Some(p) = &write.producer {
             self.dedup.record(&p.producer_id, p.seq, lsn);
+            self.sessions.wrote(&p.producer_id, p.seq, lsn);
         }
         Ok(CommandResponse::Written { lsn: Lsn(lsn) })
     }

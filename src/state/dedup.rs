@@ -49,6 +49,14 @@ impl Dedup {
             .unwrap_or(false)
     }
 
+    /// One above the highest seq remembered of `producer_id`; 0 for a producer not known.
+    pub fn next_seq(&self, producer_id: &str) -> i64 {
+        self.producers
+            .get(producer_id)
+            .and_then(|p| p.seqs.iter().next_back())
+            .map_or(0, |(last, _)| last.saturating_add(1))
+    }
+
     /// Records `(producer, seq) -> lsn` and forgets what falls outside the bounds. A known
     /// producer's write allocates nothing here: this runs for every idempotent write.
     pub fn record(&mut self, producer_id: &str, seq: i64, lsn: u64) {

@@ -18,6 +18,7 @@ use super::catalog::{IndexEntry, TableInfo};
 use super::data::StateData;
 use super::dedup::{DEDUP_ENTRIES_MAX, DEDUP_WINDOW};
 use super::error::StateResult;
+use super::sessions::SESSIONS_MAX;
 use super::snapshot::{decode_image, encode_image, Image, SnapshotFiles};
 use super::tier::TierState;
 use crate::table::TableName;
@@ -48,6 +49,8 @@ pub struct StateSizes {
     pub dedup_entries: usize,
     pub dedup_entries_max: usize,
     pub dedup_window_per_producer: i64,
+    pub producer_sessions: usize,
+    pub producer_sessions_max: usize,
     pub tiered_files: usize,
 }
 
@@ -136,6 +139,11 @@ impl StateMachine {
         self.read().dedup.lookup(producer_id, seq).map(Lsn)
     }
 
+    /// See [`super::sessions::Sessions::check`].
+    pub fn check_session(&self, producer_id: &str, epoch: Option<u64>) -> Result<(), String> {
+        self.read().sessions.check(producer_id, epoch)
+    }
+
     /// See [`super::dedup::Dedup::covers`].
     pub fn dedup_covers(&self, producer_id: &str, seq: i64) -> bool {
         self.read().dedup.covers(producer_id, seq)
@@ -207,6 +215,8 @@ impl StateMachine {
             dedup_entries: data.dedup.entries(),
             dedup_entries_max: DEDUP_ENTRIES_MAX,
             dedup_window_per_producer: DEDUP_WINDOW,
+            producer_sessions: data.sessions.len(),
+            producer_sessions_max: SESSIONS_MAX,
             tiered_files: data.tiered_files(),
         }
     }

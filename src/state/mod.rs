@@ -1,5 +1,5 @@
 //! The replicated state machine, in memory: table catalog and schemas, the index of the
-//! writes still in the WAL, producer dedup state, tier watermarks and the tiered-file list,
+//! writes still in the WAL, producer dedup state and sessions, tier watermarks and the tiered-file list,
 //! membership and the applied position. Data itself stays in the WAL or object storage; the
 //! state records where each table's batches are.
 //!
@@ -13,6 +13,7 @@ mod data;
 mod dedup;
 mod error;
 mod machine;
+mod sessions;
 mod snapshot;
 pub mod snapshot_schedule;
 mod tier;
@@ -22,5 +23,6 @@ pub use data::StateData;
 pub use dedup::{DEDUP_AGE_MAX_LSNS, DEDUP_ENTRIES_MAX, DEDUP_WINDOW};
 pub use error::{StateError, StateResult};
 pub use machine::{SnapshotBuilder, StateMachine, StateMachineStore, StateSizes};
+pub use sessions::SESSIONS_MAX;
 pub use snapshot::Image;
 pub use tier::{Retention, TierState};

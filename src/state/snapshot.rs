@@ -21,6 +21,7 @@ use super::chunk_map::ChunkMap;
 use super::data::{table_info, StateData};
 use super::dedup::Dedup;
 use super::error::{decode, encode, StateError, StateResult};
+use super::sessions::Sessions;
 use super::tier::TierState;
 use crate::table::TableName;
 
@@ -40,6 +41,10 @@ pub struct Image {
     tier: TierState,
     tiered: Vec<(String, TieredFiles)>,
     last_data_lsn: u64,
+    /// Encoded after the image, not in it, so that images taken before producer sessions
+    /// existed (which end where this would begin) still decode: see [`encode_image`].
+    #[serde(skip)]
+    sessions: Sessions,
 }
 
 impl StateData {
@@ -60,6 +65,7 @@ impl StateData {
                 .map(|(n, f)| (n.to_string(), TieredFiles(f.clone())))
                 .collect(),
             last_data_lsn: self.last_data_lsn,
+            sessions: self.sessions.clone(),
         }
     }
 
@@ -76,6 +82,7 @@ impl StateData {
             membership: image.membership,
             index_floor: image.index_floor,
             dedup: image.dedup,
+            sessions: image.sessions,
             tier: image.tier,
             last_data_lsn: image.last_data_lsn,
             ..Default::default()
@@ -123,13 +130,24 @@ impl<'de> Deserialize<'de> for TieredFiles {
     }
 }
 
-/// Encodes an image as openraft carries it between nodes.
+/// Encodes an image as openraft carries it between nodes: the image, then its sessions.
 pub fn encode_image(image: &Image) -> StateResult<Vec<u8>> {
-    encode(image)
+    let mut bytes = encode(image)?;
+    bytes.extend(encode(&image.sessions)?);
+    Ok(bytes)
 }
 
+/// Decodes what [`encode_image`] made; an image with nothing after it has no sessions.
 pub fn decode_image(bytes: &[u8]) -> StateResult<Image> {
-    decode(b"snapshot image", bytes)
+    let corrupt = |e: postcard::Error| StateError::Decode {
+        key: "snapshot image".into(),
+        reason: e.to_string(),
+    };
+    let (mut image, rest): (Image, _) = postcard::take_from_bytes(bytes).map_err(corrupt)?;
+    if !rest.is_empty() {
+        image.sessions = postcard::from_bytes(rest).map_err(corrupt)?;
+    }
+    Ok(image)
 }
 
 /// What one snapshot file holds.
@@ -265,5 +283,30 @@ impl SnapshotFiles {
         let stored: Stored = decode(b"snapshot file", payload)?;
         self.remember(stored.meta.last_log_id);
         Ok(Some((stored.meta, stored.image)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_keeps_its_sessions_and_one_from_before_sessions_still_decodes() {
+        let mut data = StateData::default();
+        data.sessions.register("p", 7, 3);
+        let image = data.image();
+        let decoded = decode_image(&encode_image(&image).expect("encode")).expect("decode");
+        assert_eq!(decoded, image);
+        assert_eq!(
+            StateData::from_image(decoded)
+                .expect("state")
+                .sessions
+                .len(),
+            1
+        );
+
+        let before_sessions = encode(&image).expect("encode without sessions");
+        let decoded = decode_image(&before_sessions).expect("decode an older image");
+        assert_eq!(decoded.sessions, Sessions::default());
     }
 }

@@ -5,11 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use arka_cluster::{Command, Lsn};
+use arka_cluster::{write_of, Lsn};
 use arrow::compute::concat_batches;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
-use openraft::EntryPayload;
 
 use super::{is_tier_report, parquet_file, TierError};
 use crate::context::NodeContext;
@@ -85,7 +84,7 @@ fn read(
         for entry in entries {
             to = entry.log_id.index;
             has_data |= !is_tier_report(&entry);
-            if let EntryPayload::Normal(Command::Write(write)) = &entry.payload {
+            if let Some(write) = write_of(&entry) {
                 bytes += write.ipc.len() as u64;
                 if let Some((table, batch)) = decode_write(ctx, to, &write.table, &write.ipc)? {
                     writes.entry(table).or_default().push((to, batch));

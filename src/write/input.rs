@@ -75,14 +75,15 @@ pub async fn decode_writes(
                 DecodedPayload::None => None,
                 DecodedPayload::RecordBatch(batch) => {
                     let ipc = client_ipc(&schema_header, &decoded.inner, &batch);
-                    Some(parse_producer(&decoded.inner.app_metadata).map(|producer| {
-                        IncomingWrite {
+                    Some(
+                        parse_producer(&decoded.inner.app_metadata).map(|meta| IncomingWrite {
                             table: target.clone(),
                             batch,
-                            producer,
+                            producer: meta.producer,
+                            epoch: meta.epoch,
                             ipc,
-                        }
-                    }))
+                        }),
+                    )
                 }
             },
         };

@@ -20,7 +20,7 @@ use openraft::type_config::async_runtime::{Instant as _, WatchReceiver};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 pub use input::{decode_writes, table_from_path};
-pub use producer::parse_producer;
+pub use producer::{parse_producer, PRODUCER_ID_BYTES_MAX};
 pub use session::{run_session, AckEvent, SessionLimits};
 
 use crate::acks::AckRouter;
@@ -38,6 +38,8 @@ pub struct IncomingWrite {
     pub table: TableName,
     pub batch: RecordBatch,
     pub producer: Option<ProducerSeq>,
+    /// The producer session of the write, if its producer registered one.
+    pub epoch: Option<u64>,
     /// The batch as the client encoded it (schema + batch message), kept as it is; `None`
     /// when it must be encoded here.
     pub ipc: Option<Bytes>,
@@ -217,6 +219,11 @@ impl WritePath {
         self.ensure_wal_room()?;
         let rows = write.batch.num_rows() as u64;
         if let Some(p) = &write.producer {
+            // The state machine decides again when it applies the write; this answers a
+            // zombie or a repeat without putting it in the log.
+            self.sm
+                .check_session(&p.producer_id, write.epoch)
+                .map_err(Error::FailedPrecondition)?;
             if let Some(original) = self.sm.dedup_lookup(&p.producer_id, p.seq) {
                 return Ok(Submitted::Duplicate { original });
             }
@@ -253,13 +260,20 @@ impl WritePath {
             .register_write(bytes)
             .await
             .ok_or(Error::Shutdown)?;
-        let command = Command::Write(WriteCommand {
+        let command = WriteCommand {
             table: write.table.to_string(),
             request,
             producer: write.producer,
             rows,
             ipc,
-        });
+        };
+        let command = match write.epoch {
+            Some(epoch) => Command::SessionWrite {
+                epoch,
+                write: command,
+            },
+            None => Command::Write(command),
+        };
         let outcome = propose(&self.raft, self.acks.clone(), command).await?;
         Ok(Submitted::Proposed(Proposal {
             lsn,

@@ -1,4 +1,5 @@
-//! The idempotency metadata a client may attach to a batch: `{"producer_id": str, "seq": int}`.
+//! The idempotency metadata a client may attach to a batch:
+//! `{"producer_id": str, "seq": int, "epoch"?: int}`.
 
 use arka_cluster::ProducerSeq;
 
@@ -7,17 +8,25 @@ use crate::error::{Error, Result};
 /// Longest producer id accepted.
 pub const PRODUCER_ID_BYTES_MAX: usize = 256;
 
+/// A batch's producer metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProducerMeta {
+    pub producer: Option<ProducerSeq>,
+    /// The producer session the write belongs to (from `register_producer`).
+    pub epoch: Option<u64>,
+}
+
 fn bad(got: &[u8], why: &str) -> Error {
     let shown = String::from_utf8_lossy(&got[..got.len().min(200)]).into_owned();
     Error::InvalidArgument(format!(
-        "bad producer metadata ({why}): expected app_metadata JSON {{\"producer_id\": string, \"seq\": integer}}, got {shown:?}"
+        "bad producer metadata ({why}): expected app_metadata JSON {{\"producer_id\": string, \"seq\": integer, \"epoch\"?: integer}}, got {shown:?}"
     ))
 }
 
 /// Parses a batch's app_metadata. Empty metadata means a write without idempotency.
-pub fn parse_producer(app_metadata: &[u8]) -> Result<Option<ProducerSeq>> {
+pub fn parse_producer(app_metadata: &[u8]) -> Result<ProducerMeta> {
     if app_metadata.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+        return Ok(ProducerMeta::default());
     }
     let value: serde_json::Value =
         serde_json::from_slice(app_metadata).map_err(|e| bad(app_metadata, &e.to_string()))?;
@@ -41,7 +50,19 @@ pub fn parse_producer(app_metadata: &[u8]) -> Result<Option<ProducerSeq>> {
         .ok_or_else(|| bad(app_metadata, "seq is missing"))?
         .as_i64()
         .ok_or_else(|| bad(app_metadata, "seq must be an integer"))?;
-    Ok(Some(ProducerSeq { producer_id, seq }))
+    let epoch = match object.get("epoch") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(e) => Some(e.as_u64().ok_or_else(|| {
+            bad(
+                app_metadata,
+                "epoch must be the non-negative integer register_producer returned",
+            )
+        })?),
+    };
+    Ok(ProducerMeta {
+        producer: Some(ProducerSeq { producer_id, seq }),
+        epoch,
+    })
 }
 
 #[cfg(test)]
@@ -50,16 +71,19 @@ mod tests {
 
     #[test]
     fn parses_valid_and_rejects_bad_metadata() {
-        assert_eq!(parse_producer(b"").unwrap(), None);
-        let p = parse_producer(br#"{"producer_id": "a", "seq": 5}"#)
-            .unwrap()
-            .unwrap();
-        assert_eq!((p.producer_id.as_str(), p.seq), ("a", 5));
+        assert_eq!(parse_producer(b"").unwrap(), ProducerMeta::default());
+        let meta = parse_producer(br#"{"producer_id": "a", "seq": 5}"#).unwrap();
+        let p = meta.producer.unwrap();
+        assert_eq!((p.producer_id.as_str(), p.seq, meta.epoch), ("a", 5, None));
+        let meta = parse_producer(br#"{"producer_id": "a", "seq": 5, "epoch": 9}"#).unwrap();
+        assert_eq!(meta.epoch, Some(9));
         for bad in [
             &br#"{"producer_id": 5, "seq": 1}"#[..],
             br#"{"seq": 1}"#,
             br#"{"producer_id": "a"}"#,
             br#"{"producer_id": "a", "seq": "x"}"#,
+            br#"{"producer_id": "a", "seq": 1, "epoch": -1}"#,
+            br#"{"producer_id": "a", "seq": 1, "epoch": "x"}"#,
             b"[1]",
             b"{nope",
         ] {

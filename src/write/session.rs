@@ -274,6 +274,7 @@ fn on_outcome(session: &mut Session, no: u64, outcome: Result<CommandResponse>) 
             session.raise(no, original.0, Level::Replicated)
         }
         Ok(CommandResponse::Rejected { reason }) => return Err(Error::InvalidArgument(reason)),
+        Ok(CommandResponse::Fenced { reason }) => return Err(Error::FailedPrecondition(reason)),
         Ok(other) => {
             return Err(Error::Internal(format!(
                 "unexpected answer to a write: {other:?}"

@@ -31,6 +31,7 @@ import pytest
 #   UNKNOWN             -> flight.FlightServerError
 #   UNAUTHENTICATED     -> flight.FlightUnauthenticatedError
 #   PERMISSION_DENIED   -> flight.FlightUnauthorizedError
+#   FAILED_PRECONDITION -> pyarrow.ArrowInvalid ("gRPC returned precondition failed error, ...")
 # str(exc) contains the server's message. On a streaming call (DoPut, DoExchange, DoGet) the
 # error can surface at any write, at done_writing, at a read or at close, depending on
 # timing, so the tests always wrap the whole call. (RESOURCE_EXHAUSTED and ABORTED are not
@@ -40,6 +41,7 @@ NOT_FOUND = pa.ArrowKeyError
 RESOURCE_EXHAUSTED = pa.ArrowInvalid
 UNAVAILABLE = flight.FlightUnavailableError
 ABORTED = flight.FlightInternalError
+FAILED_PRECONDITION = pa.ArrowInvalid
 
 TIMEOUT = 60.0  # seconds; a deadline on every call, so a stuck stream fails instead of hanging
 LEVELS = ["MEMORY", "LOCAL_DISK", "REPLICATED", "OBJECT_STORAGE", "COMMITTED"]
@@ -49,7 +51,8 @@ STATUS_KEYS = {
 }
 REQUIRED_ACTIONS = {
     "status", "cluster_status", "list_tables", "create_table", "drop_table",
-    "get_durability_status", "snapshot", "add_node", "remove_node", "transfer_leader",
+    "get_durability_status", "register_producer", "snapshot", "add_node", "remove_node",
+    "transfer_leader",
 }
 SCHEMA = pa.schema([("id", pa.int64()), ("msg", pa.utf8())])
 QUICKSTART = pathlib.Path(__file__).with_name("quickstart.py")
@@ -389,6 +392,33 @@ def test_idempotent_retry(leader):
 
     got, _ = do_get(leader, {"table": table, "min_lsn": retry[1]["lsn"]})
     assert got.equals(pa.Table.from_batches([original, fresh])), got.to_pylist()
+
+
+def test_producer_sessions_resume_above_the_last_write_and_fence_the_old_instance(leader):
+    """register_producer starts a new session of a producer id: it returns the epoch the
+    writes carry and the seq to go on from, so a restarted producer neither collides with
+    its old seqs nor gets their LSNs back; the older instance's writes are then refused
+    (FAILED_PRECONDITION, "fenced") and never applied."""
+    table = unique_table_name()
+    producer = f"pytest-{uuid.uuid4()}"
+
+    def meta(seq, session):
+        return {"producer_id": producer, "seq": seq, "epoch": session["epoch"]}
+
+    old = do_action(leader, "register_producer", {"producer_id": producer})
+    assert old["producer_id"] == producer and old["next_seq"] == 0, old
+    before = first_acks(write_exchange(leader, table, [make_batch([0]), make_batch([1])],
+                                       [meta(0, old), meta(1, old)]))
+    new = do_action(leader, "register_producer", {"producer_id": producer})
+    assert new["epoch"] > old["epoch"] and new["next_seq"] == 2, new
+    with raises(FAILED_PRECONDITION, "fenced"):
+        write_exchange(leader, table, [make_batch([99])], [meta(2, old)])
+    with raises(FAILED_PRECONDITION, "epoch"):
+        write_exchange(leader, table, [make_batch([98])], [producer_meta(producer, 2)])
+    after = first_acks(write_exchange(leader, table, [make_batch([2])], [meta(2, new)]))
+    assert after[2]["lsn"] > before[1]["lsn"], (before, after)
+    got, _ = do_get(leader, {"table": table, "min_lsn": after[2]["lsn"]})
+    assert got.column("id").to_pylist() == [0, 1, 2], got.to_pylist()
 
 
 def test_writes_to_follower_are_redirected(leader, followers):

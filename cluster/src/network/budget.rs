@@ -23,7 +23,7 @@ pub fn entry_bytes(entry: &Entry) -> usize {
         + match &entry.payload {
             EntryPayload::Blank => 0,
             EntryPayload::Membership(_) => 1024,
-            EntryPayload::Normal(Command::Write(w)) => {
+            EntryPayload::Normal(Command::Write(w) | Command::SessionWrite { write: w, .. }) => {
                 w.ipc.len() + w.table.len() + w.producer.as_ref().map_or(0, |p| p.producer_id.len())
             }
             EntryPayload::Normal(Command::TierUploaded { files, .. }) => files

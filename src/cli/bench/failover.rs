@@ -148,7 +148,9 @@ fn batch(n: i64) -> anyhow::Result<RecordBatch> {
 
 /// Writes at `rate` until dropped; logs each REPLICATED ack.
 async fn produce(cluster: ClusterClient, rate: u64, log: Arc<Mutex<AckLog>>) -> anyhow::Result<()> {
-    let producer = cluster.producer("failover", ProducerConfig::new("bench-failover"));
+    let producer = cluster
+        .producer("failover", ProducerConfig::new("bench-failover"))
+        .await?;
     let (handles, mut waiting) = tokio::sync::mpsc::channel::<(Instant, WriteHandle)>(4096);
     let recorder = tokio::spawn(async move {
         while let Some((sent, handle)) = waiting.recv().await {

@@ -118,7 +118,7 @@ pub async fn run(args: TierArgs) -> anyhow::Result<()> {
     let mut config = ProducerConfig::new(format!("bench-tier-{}", std::process::id()));
     config.ack_until = Level::Committed;
     config.window = WINDOW;
-    let producer = Producer::new(cluster, &args.table, config);
+    let producer = Producer::start(cluster, &args.table, config).await?;
     let started = Instant::now();
     let sampler = {
         let every = Duration::from_secs(args.sample_secs.max(1));
