@@ -2,7 +2,8 @@
 //! unknown apart, and says ABORTED only when the write is known lost: a write the
 //! idempotency window has forgotten is found at its LSN in the log, and once that LSN is no
 //! longer in the WAL either, the answer is "unknown", never "lost" (a client that resent on
-//! ABORTED would duplicate it).
+//! ABORTED would duplicate it). A producer that lost its acks lists its writes above the
+//! last LSN it knows, page by page.
 
 mod common;
 
@@ -87,4 +88,54 @@ async fn a_write_the_idempotency_window_forgot_is_written_or_unknown_never_lost(
     .await;
     assert_eq!(answer["status"], "unknown", "{answer}");
     assert_eq!(answer["level"], Value::Null, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_producer_lists_its_writes_above_an_lsn_page_by_page() {
+    let cluster = Cluster::start(3).await;
+    let client = cluster.client(cluster.wait_for_leader().await).await;
+    let mut lsns = Vec::new();
+    for seq in 0..6 {
+        lsns.push(write(&client, "e", seq).await);
+        write(&client, "other", seq).await;
+    }
+    let page = |after: u64| json!({"producer_id": "e", "last_known_lsn": after, "limit": 3});
+
+    let first = fate(&client, page(lsns[0])).await;
+    let listed = |answer: &Value| -> Vec<(i64, u64)> {
+        (answer["events"].as_array().expect("events").iter())
+            .map(|e| {
+                assert_eq!(e["level"], "REPLICATED", "{e}");
+                (
+                    e["seq"].as_i64().expect("seq"),
+                    e["lsn"].as_u64().expect("lsn"),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        listed(&first),
+        vec![(1, lsns[1]), (2, lsns[2]), (3, lsns[3])]
+    );
+    assert_eq!(first["next_last_known_lsn"], lsns[3], "{first}");
+    assert_eq!(first["window_from_seq"], 5 - 100_000, "{first}");
+    let second = fate(&client, page(lsns[3])).await;
+    assert_eq!(listed(&second), vec![(4, lsns[4]), (5, lsns[5])]);
+    assert_eq!(second["next_last_known_lsn"], Value::Null, "{second}");
+
+    let unknown = fate(&client, json!({"producer_id": "nobody"})).await;
+    assert_eq!(unknown["events"], json!([]), "{unknown}");
+    assert_eq!(unknown["window_from_seq"], Value::Null, "{unknown}");
+    let too_many = client
+        .action(
+            "get_durability_status",
+            &json!({"producer_id": "e", "limit": 100_000}),
+        )
+        .await
+        .expect_err("a limit over the page bound");
+    assert_eq!(
+        too_many.code(),
+        Some(tonic::Code::InvalidArgument),
+        "{too_many}"
+    );
 }

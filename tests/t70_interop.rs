@@ -165,5 +165,22 @@ async fn the_examples_run_against_arka_dev() {
         Command::new("python3").args([script, &addrs.join(",")]),
     );
     assert!(redirected.contains("redirected to grpc://"), "{redirected}");
+
+    // The client patterns of docs/api.md; each checks its own outcome and fails otherwise.
+    for (script, outcome) in [
+        ("ack_tracker.py", "200 writes REPLICATED"),
+        (
+            "watermark_cleanup.py",
+            "20 writes committed and dropped from the buffer",
+        ),
+        ("missed_acks.py", "all 12 writes in the table exactly once"),
+    ] {
+        let path = format!("{}/examples/python/{script}", env!("CARGO_MANIFEST_DIR"));
+        let output = run(
+            &format!("examples/python/{script}"),
+            Command::new("python3").args([&path, &addrs[2]]),
+        );
+        assert!(output.contains(outcome), "{output}");
+    }
     drop(dev);
 }

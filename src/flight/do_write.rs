@@ -2,7 +2,7 @@
 //! and differ only in how they report.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow_flight::{FlightData, PutResult};
@@ -86,39 +86,56 @@ fn wants_watermarks(metadata: &tonic::metadata::MetadataMap) -> Result<bool> {
 enum Outgoing {
     Acks(Result<Vec<AckEvent>>),
     Watermarks(Vec<(Level, u64)>),
+    /// The session's writes are done: the watermarks that moved since the last look go out
+    /// before the stream ends, so that its last rows show where they stood at the end.
+    LastLook,
     /// The session ended: so does the stream, watermark rows with it.
     End,
 }
 
+/// The watermarks a stream has reported, so that it reports only those that moved.
+#[derive(Default)]
+struct Reported([u64; 5]);
+
+impl Reported {
+    fn moved(&mut self, ctx: &NodeContext) -> Vec<(Level, u64)> {
+        (ctx.watermarks().by_level().into_iter())
+            .zip(self.0.iter_mut())
+            .filter_map(|((level, lsn), seen)| {
+                (lsn > *seen).then(|| {
+                    *seen = lsn;
+                    (level, lsn)
+                })
+            })
+            .collect()
+    }
+}
+
 /// Every [`WATERMARK_ROWS_INTERVAL`], the watermarks that moved since the last look (all of
 /// them, the first time).
-fn moved_watermarks(ctx: Arc<NodeContext>) -> impl futures::Stream<Item = Outgoing> + Send {
+fn moved_watermarks(
+    ctx: Arc<NodeContext>,
+    reported: Arc<Mutex<Reported>>,
+) -> impl futures::Stream<Item = Outgoing> + Send {
     let mut ticks = tokio::time::interval(WATERMARK_ROWS_INTERVAL);
     // A late look is not made up for: the bound on rows a second holds after a stall too.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    futures::stream::unfold((ticks, [0u64; 5]), move |(mut ticks, mut last)| {
-        let ctx = ctx.clone();
+    futures::stream::unfold(ticks, move |mut ticks| {
+        let (ctx, reported) = (ctx.clone(), reported.clone());
         async move {
             loop {
                 ticks.tick().await;
-                let moved: Vec<(Level, u64)> = ctx
-                    .watermarks()
-                    .by_level()
-                    .into_iter()
-                    .zip(last.iter_mut())
-                    .filter_map(|((level, lsn), seen)| {
-                        (lsn > *seen).then(|| {
-                            *seen = lsn;
-                            (level, lsn)
-                        })
-                    })
-                    .collect();
+                let moved = lock(&reported).moved(&ctx);
                 if !moved.is_empty() {
-                    return Some((Outgoing::Watermarks(moved), (ticks, last)));
+                    return Some((Outgoing::Watermarks(moved), ticks));
                 }
             }
         }
     })
+}
+
+fn lock(reported: &Mutex<Reported>) -> std::sync::MutexGuard<'_, Reported> {
+    reported.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub fn do_exchange(
@@ -131,9 +148,10 @@ pub fn do_exchange(
     ctx.writes.ensure_leader()?;
     let acks = ReceiverStream::new(start_session(ctx.clone(), input, level))
         .map(Outgoing::Acks)
-        .chain(futures::stream::once(async { Outgoing::End }));
+        .chain(futures::stream::iter([Outgoing::LastLook, Outgoing::End]));
+    let reported = Arc::new(Mutex::new(Reported::default()));
     let outgoing: BoxStream<'static, Outgoing> = if watermarks {
-        futures::stream::select(acks, moved_watermarks(ctx)).boxed()
+        futures::stream::select(acks, moved_watermarks(ctx.clone(), reported.clone())).boxed()
     } else {
         acks.boxed()
     };
@@ -149,8 +167,12 @@ pub fn do_exchange(
             let batch = match item {
                 Outgoing::Acks(Ok(events)) => ack_batch(&events, watermarks),
                 Outgoing::Watermarks(moved) => watermark_batch(&moved),
+                Outgoing::LastLook if watermarks => match lock(&reported).moved(&ctx) {
+                    moved if moved.is_empty() => return futures::stream::iter(Vec::new()),
+                    moved => watermark_batch(&moved),
+                },
                 Outgoing::Acks(Err(e)) => return futures::stream::iter(vec![Err(e.into())]),
-                Outgoing::End => return futures::stream::iter(Vec::new()),
+                Outgoing::LastLook | Outgoing::End => return futures::stream::iter(Vec::new()),
             };
             let messages: Vec<Result<FlightData, Status>> =
                 match batch.and_then(|b| encoder.batch(&b, Default::default())) {

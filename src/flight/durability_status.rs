@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::actions::parse_body;
 use crate::context::NodeContext;
+use crate::durability::Watermarks;
 use crate::error::{Error, Result};
 use crate::table::TableName;
 
@@ -15,10 +16,17 @@ use crate::table::TableName;
 #[serde(deny_unknown_fields)]
 struct DurabilityQuery {
     last_known_lsn: Option<u64>,
-    /// With `seq`: ask about one idempotent write.
+    /// With `seq`: ask about one idempotent write; without: list the producer's writes
+    /// above `last_known_lsn`.
     producer_id: Option<String>,
     seq: Option<i64>,
+    /// The most events one answer lists.
+    limit: Option<usize>,
 }
+
+/// Events one answer lists unless the query says fewer, and at most.
+const EVENTS_PAGE_DEFAULT: usize = 1_000;
+const EVENTS_PAGE_MAX: usize = 10_000;
 
 /// What this node knows of one idempotent write.
 enum WriteFate {
@@ -48,12 +56,23 @@ pub fn answer(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
         out["last_known_lsn"] = json!(lsn);
         out["level"] = json!(w.level_of(lsn));
     }
+    if req.limit.is_some() && (req.producer_id.is_none() || req.seq.is_some()) {
+        return Err(Error::InvalidArgument(
+            "get_durability_status: limit pages the events of a producer_id given without seq"
+                .into(),
+        ));
+    }
     let write = match (req.producer_id, req.seq) {
         (Some(producer_id), Some(seq)) => ProducerSeq { producer_id, seq },
+        (Some(producer_id), None) => {
+            let after = req.last_known_lsn.unwrap_or(0);
+            add_events(ctx, (&w, &mut out), &producer_id, after, req.limit)?;
+            return Ok(out);
+        }
         (None, None) => return Ok(out),
-        _ => {
+        (None, Some(_)) => {
             return Err(Error::InvalidArgument(
-                "get_durability_status: give producer_id and seq together".into(),
+                "get_durability_status: seq needs its producer_id".into(),
             ))
         }
     };
@@ -83,6 +102,38 @@ pub fn answer(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
         }
     }
     Ok(out)
+}
+
+/// Adds the page of `producer_id`'s applied writes above `after`, each with its level here,
+/// and where the next page starts.
+fn add_events(
+    ctx: &NodeContext,
+    (w, out): (&Watermarks, &mut Value),
+    producer_id: &str,
+    after: u64,
+    limit: Option<usize>,
+) -> Result<()> {
+    let limit = limit.unwrap_or(EVENTS_PAGE_DEFAULT);
+    if !(1..=EVENTS_PAGE_MAX).contains(&limit) {
+        return Err(Error::InvalidArgument(format!(
+            "get_durability_status: limit must be 1 to {EVENTS_PAGE_MAX}, got {limit}"
+        )));
+    }
+    let page = ctx
+        .state
+        .producer_writes_after(producer_id, Lsn(after), limit);
+    let events: Vec<Value> = (page.writes.iter())
+        .map(|(seq, lsn)| json!({"seq": seq, "lsn": lsn, "level": w.level_of(*lsn)}))
+        .collect();
+    let next = page
+        .writes
+        .last()
+        .filter(|_| page.more)
+        .map(|(_, lsn)| *lsn);
+    out["events"] = Value::Array(events);
+    out["next_last_known_lsn"] = json!(next);
+    out["window_from_seq"] = json!(page.window_from_seq);
+    Ok(())
 }
 
 /// `settled`: the LSN the write was acknowledged at, when this node has applied it (the log

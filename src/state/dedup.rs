@@ -38,15 +38,40 @@ impl Dedup {
         self.producers.get(producer_id)?.seqs.get(&seq).copied()
     }
 
-    /// True when a write `(producer_id, seq)` would be remembered had it been applied: the
-    /// producer is known and `seq` is within the window below its highest seq (a write
-    /// removes only seqs more than the window below its own, and the highest stays).
+    /// The lowest seq of `producer_id` its window covers: a write `(producer_id, seq)` with
+    /// a seq at or above it would be remembered had it been applied (a write removes only
+    /// seqs more than the window below its own, and the highest stays). `None` for a
+    /// producer not known.
+    pub fn window_from(&self, producer_id: &str) -> Option<i64> {
+        let (last, _) = self.producers.get(producer_id)?.seqs.iter().next_back()?;
+        Some(last.saturating_sub(DEDUP_WINDOW))
+    }
+
+    /// True when `seq` is in the window of a known producer: see [`Dedup::window_from`].
     pub fn covers(&self, producer_id: &str, seq: i64) -> bool {
-        self.producers
-            .get(producer_id)
-            .and_then(|p| p.seqs.iter().next_back())
-            .map(|(last, _)| seq >= last.saturating_sub(DEDUP_WINDOW))
-            .unwrap_or(false)
+        self.window_from(producer_id)
+            .is_some_and(|from| seq >= from)
+    }
+
+    /// The remembered writes `(seq, lsn)` of `producer_id` above `after_lsn`, in LSN order,
+    /// at most `limit`, and whether more follow.
+    pub fn writes_after(
+        &self,
+        producer_id: &str,
+        after_lsn: u64,
+        limit: usize,
+    ) -> (Vec<(i64, u64)>, bool) {
+        let Some(producer) = self.producers.get(producer_id) else {
+            return (Vec::new(), false);
+        };
+        let mut writes: Vec<(i64, u64)> = (producer.seqs.iter())
+            .filter(|(_, lsn)| **lsn > after_lsn)
+            .map(|(seq, lsn)| (*seq, *lsn))
+            .collect();
+        writes.sort_unstable_by_key(|(_, lsn)| *lsn);
+        let more = writes.len() > limit;
+        writes.truncate(limit);
+        (writes, more)
     }
 
     /// One above the highest seq remembered of `producer_id`; 0 for a producer not known.
@@ -128,6 +153,22 @@ mod tests {
         assert!(dedup.covers("p", 3 * DEDUP_WINDOW + 1), "not written yet");
         assert!(!dedup.covers("p", 2 * DEDUP_WINDOW - 1));
         assert!(!dedup.covers("q", 0), "an unknown producer");
+    }
+
+    #[test]
+    fn lists_a_producers_writes_above_an_lsn_in_lsn_order_by_pages() {
+        let mut dedup = Dedup::default();
+        for (seq, lsn) in [(5, 10), (1, 11), (7, 12), (2, 13)] {
+            dedup.record("p", seq, lsn);
+        }
+        dedup.record("q", 0, 14);
+        assert_eq!(
+            dedup.writes_after("p", 10, 2),
+            (vec![(1, 11), (7, 12)], true)
+        );
+        assert_eq!(dedup.writes_after("p", 12, 2), (vec![(2, 13)], false));
+        assert_eq!(dedup.writes_after("p", 13, 2), (vec![], false));
+        assert_eq!(dedup.writes_after("r", 0, 2), (vec![], false));
     }
 
     #[test]

@@ -38,6 +38,17 @@ pub struct StateMachine {
 }
 
 /// How big each in-memory structure is, against its bound (for `status`).
+/// A page of one producer's applied writes, from the idempotency table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerWrites {
+    /// `(seq, lsn)` in LSN order.
+    pub writes: Vec<(i64, u64)>,
+    /// More writes follow the last one.
+    pub more: bool,
+    /// The lowest seq the table covers: older writes may be missing.
+    pub window_from_seq: Option<i64>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StateSizes {
     pub tables: usize,
@@ -142,6 +153,22 @@ impl StateMachine {
     /// See [`super::sessions::Sessions::check`].
     pub fn check_session(&self, producer_id: &str, epoch: Option<u64>) -> Result<(), String> {
         self.read().sessions.check(producer_id, epoch)
+    }
+
+    /// See [`super::dedup::Dedup::writes_after`] and [`super::dedup::Dedup::window_from`].
+    pub fn producer_writes_after(
+        &self,
+        producer_id: &str,
+        after: Lsn,
+        limit: usize,
+    ) -> ProducerWrites {
+        let data = self.read();
+        let (writes, more) = data.dedup.writes_after(producer_id, after.get(), limit);
+        ProducerWrites {
+            writes,
+            more,
+            window_from_seq: data.dedup.window_from(producer_id),
+        }
     }
 
     /// See [`super::dedup::Dedup::covers`].

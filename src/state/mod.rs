@@ -22,7 +22,7 @@ pub use catalog::{IndexEntry, TableInfo};
 pub use data::StateData;
 pub use dedup::{DEDUP_AGE_MAX_LSNS, DEDUP_ENTRIES_MAX, DEDUP_WINDOW};
 pub use error::{StateError, StateResult};
-pub use machine::{SnapshotBuilder, StateMachine, StateMachineStore, StateSizes};
+pub use machine::{ProducerWrites, SnapshotBuilder, StateMachine, StateMachineStore, StateSizes};
 pub use sessions::SESSIONS_MAX;
 pub use snapshot::Image;
 pub use tier::{Retention, TierState};

@@ -588,6 +588,9 @@ def test_watermark_rows_on_request(leader):
     assert all(m["is_durability_update"] and m["table"] is None for m in marks), marks
     initial = [r for r in writes if not r["is_durability_update"]]
     assert len(initial) == len(batches), writes
+    # The last rows report the watermarks as the stream ends: the writes are REPLICATED.
+    replicated = [m["lsn"] for m in marks if m["durability_level"] == "REPLICATED"]
+    assert replicated[-1] >= max(r["lsn"] for r in writes), (replicated, writes)
     assert all(r["table"] == table for r in writes)
     with raises(INVALID_ARGUMENT, "x-arka-watermarks"):
         with connect(leader) as client:
