@@ -153,11 +153,13 @@ fn fate(ctx: &NodeContext, write: &ProducerSeq, settled: Option<u64>) -> Result<
             let held = entries.first().and_then(write_of);
             return Ok(match held {
                 Some(w) if w.producer.as_ref() == Some(write) => {
-                    if taken_into_table(ctx, &w.table, lsn) {
+                    let taken = TableName::parse(&w.table)
+                        .is_ok_and(|table| ctx.state.holds_write(&table, Lsn(lsn)));
+                    // In the log but refused when applied (a fenced session, or a repeat whose
+                    // original this node no longer remembers): nothing says which.
+                    if taken {
                         WriteFate::Written(lsn)
                     } else {
-                        // In the log but refused when applied (a fenced session, or a repeat
-                        // whose original this node no longer remembers).
                         WriteFate::Unknown
                     }
                 }
@@ -169,14 +171,4 @@ fn fate(ctx: &NodeContext, write: &ProducerSeq, settled: Option<u64>) -> Result<
         return Ok(WriteFate::NotWritten);
     }
     Ok(WriteFate::Unknown)
-}
-
-/// True when the state machine took the write at `lsn` into `table`: it refuses some writes
-/// that stay in the log (fenced sessions, repeats, schemas that did not fit).
-fn taken_into_table(ctx: &NodeContext, table: &str, lsn: u64) -> bool {
-    TableName::parse(table).is_ok_and(|name| {
-        !(ctx.state)
-            .index_range(&name, Lsn(lsn), Lsn(lsn), 1)
-            .is_empty()
-    })
 }

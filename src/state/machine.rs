@@ -141,6 +141,12 @@ impl StateMachine {
             .collect()
     }
 
+    /// True when the state machine took the write at `lsn` into `table`: it refuses some
+    /// writes that stay in the log (fenced sessions, repeats, schemas that did not fit).
+    pub fn holds_write(&self, table: &TableName, lsn: Lsn) -> bool {
+        !self.index_range(table, lsn, lsn, 1).is_empty()
+    }
+
     /// Writes below this LSN are found through the tiered-file list, not the index.
     pub fn index_floor(&self) -> Lsn {
         Lsn(self.read().index_floor)

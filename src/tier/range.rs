@@ -114,12 +114,9 @@ fn decode_write(
     if lsn < info.meta.created_lsn {
         return Ok(None);
     }
-    // Writes the state machine refused (a schema that did not fit) are not in the table.
-    if ctx
-        .state
-        .index_range(&name, Lsn(lsn), Lsn(lsn), 1)
-        .is_empty()
-    {
+    // Writes the state machine refused (a schema that did not fit, a fenced session) are not
+    // in the table.
+    if !ctx.state.holds_write(&name, Lsn(lsn)) {
         return Ok(None);
     }
     let (schema, batches) = ipc::decode_batches(ipc_bytes)
