@@ -132,6 +132,10 @@ fn ack_batches(c: &mut Criterion) {
                 table: "bench".into(),
                 rows: 16,
                 seq: Some(n as i64),
+                appended_by: Some(LeaderId {
+                    term: 3,
+                    node_id: NodeId(1),
+                }),
             })
             .collect();
         group.throughput(Throughput::Elements(rows as u64));

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arka_cluster::types::Entry;
+use arka_cluster::types::{Entry, LogId};
 use arka_cluster::{NodeId, RequestId};
 use openraft::EntryPayload;
 use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
@@ -26,9 +26,9 @@ pub const UNAPPENDED_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// at least one unit and one more per unit of its bytes, up to all of them.
 const UNIT_BYTES: usize = UNAPPENDED_BYTES_MAX / UNAPPENDED_WRITES_MAX as usize;
 
-/// A proposal waiting for its LSN, and its place among the unappended writes.
+/// A proposal waiting for its log id, and its place among the unappended writes.
 struct Waiting {
-    lsn: oneshot::Sender<u64>,
+    log_id: oneshot::Sender<LogId>,
     _slot: Option<OwnedSemaphorePermit>,
 }
 
@@ -55,8 +55,9 @@ impl AckRouter {
         }
     }
 
-    /// A fresh request id and the receiver of its LSN, for a command that is not a write.
-    pub fn register(&self) -> (RequestId, oneshot::Receiver<u64>) {
+    /// A fresh request id and the receiver of its log id (the LSN and the leader that appended
+    /// it), for a command that is not a write.
+    pub fn register(&self) -> (RequestId, oneshot::Receiver<LogId>) {
         self.insert(None)
     }
 
@@ -65,7 +66,7 @@ impl AckRouter {
     pub async fn register_write(
         &self,
         bytes: usize,
-    ) -> Option<(RequestId, oneshot::Receiver<u64>)> {
+    ) -> Option<(RequestId, oneshot::Receiver<LogId>)> {
         let units = u32::try_from(bytes / UNIT_BYTES + 1)
             .unwrap_or(u32::MAX)
             .min(UNAPPENDED_WRITES_MAX);
@@ -78,10 +79,16 @@ impl AckRouter {
         Some(self.insert(Some(slot)))
     }
 
-    fn insert(&self, slot: Option<OwnedSemaphorePermit>) -> (RequestId, oneshot::Receiver<u64>) {
+    fn insert(&self, slot: Option<OwnedSemaphorePermit>) -> (RequestId, oneshot::Receiver<LogId>) {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let (lsn, rx) = oneshot::channel();
-        self.lock().insert(seq, Waiting { lsn, _slot: slot });
+        let (log_id, rx) = oneshot::channel();
+        self.lock().insert(
+            seq,
+            Waiting {
+                log_id,
+                _slot: slot,
+            },
+        );
         (
             RequestId {
                 origin: self.node_id,
@@ -146,7 +153,7 @@ impl WalObserver for AckRouter {
         }
         if let Some(waiting) = self.lock().remove(&request.seq) {
             // The session may have gone away; the entry is in the log all the same.
-            let _ = waiting.lsn.send(lsn);
+            let _ = waiting.log_id.send(entry.log_id);
         }
     }
 
@@ -206,7 +213,7 @@ mod tests {
 
         let (first, lsn) = registered.swap_remove(0);
         acks.appended(&appended_entry(first, 7));
-        assert_eq!(lsn.await, Ok(7));
+        assert_eq!(lsn.await.map(|id| id.index), Ok(7));
         let next = tokio::time::timeout(Duration::from_secs(10), acks.register_write(100)).await;
         assert!(
             matches!(next, Ok(Some(_))),

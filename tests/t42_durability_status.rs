@@ -3,7 +3,8 @@
 //! idempotency window has forgotten is found at its LSN in the log, and once that LSN is no
 //! longer in the WAL either, the answer is "unknown", never "lost" (a client that resent on
 //! ABORTED would duplicate it). A producer that lost its acks lists its writes above the
-//! last LSN it knows, page by page.
+//! last LSN it knows, page by page. A write asked about by its LSN and the leader that
+//! appended it is told apart from the entry a new leader put at that LSN.
 
 mod common;
 
@@ -138,4 +139,145 @@ async fn a_producer_lists_its_writes_above_an_lsn_page_by_page() {
         Some(tonic::Code::InvalidArgument),
         "{too_many}"
     );
+}
+
+/// The first write of `acks`, as its MEMORY or first ack names it: its LSN and the leader
+/// that appended it.
+fn appended_at(acks: &[arka::client::Ack]) -> (u64, (u64, u64)) {
+    let first = acks.iter().find(|a| !a.is_update).expect("a first ack");
+    (
+        first.lsn,
+        first.appended_by.expect("the ack names its leader"),
+    )
+}
+
+fn by_position(lsn: u64, (term, leader): (u64, u64)) -> Value {
+    json!({"last_known_lsn": lsn, "term": term, "leader_id": leader})
+}
+
+async fn position_fate(cluster: &Cluster, node: u64, lsn: u64, by: (u64, u64)) -> Value {
+    let client = cluster.client(node).await;
+    match client
+        .action("get_durability_status", &by_position(lsn, by))
+        .await
+    {
+        Ok(answer) => answer,
+        Err(e) if e.code() == Some(tonic::Code::Aborted) => json!({"status": "ABORTED"}),
+        Err(e) => panic!("get_durability_status on node {node}: {e}"),
+    }
+}
+
+/// Asks every running node about the kept and the lost write until each gives the final
+/// answer: the kept one written (at least REPLICATED), the lost one ABORTED.
+async fn every_node_answers(cluster: &Cluster, kept: (u64, (u64, u64)), lost: (u64, (u64, u64))) {
+    for node in cluster.running() {
+        eventually(
+            &format!("node {node} to settle both writes"),
+            DEADLINE,
+            || async {
+                let kept = position_fate(cluster, node, kept.0, kept.1).await;
+                let lost = position_fate(cluster, node, lost.0, lost.1).await;
+                let kept_ok = kept["status"] == "written" && kept["level"] != Value::Null;
+                (kept_ok && lost["status"] == "ABORTED").then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+/// An LSN alone names a position, not a write: a leader that appended a write and never
+/// replicated it dies, and the next leader puts its own entry at that LSN. The write's LSN
+/// with the leader its ack names tells every node's answer apart: the lost write is ABORTED,
+/// a replicated one written, also once the WAL no longer holds them and after kill -9 of
+/// every node (the leaderships are in the snapshot).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_a_new_leader_overwrote_is_answered_lost_by_its_lsn_and_leader() {
+    let mut cluster = Cluster::start_trimming(3, RETENTION_BYTES, 3_600_000).await;
+    let old_leader = cluster.wait_for_leader().await;
+    let client = cluster.client(old_leader).await;
+    let acks = client
+        .write_all(
+            "fates",
+            vec![WriteItem::plain(data::batch(1, 0, 1))],
+            Level::Replicated,
+        )
+        .await
+        .expect("the kept write");
+    let kept = appended_at(&acks);
+    let followers: Vec<u64> = (cluster.running().into_iter())
+        .filter(|n| *n != old_leader)
+        .collect();
+
+    // With its followers dead the leader still holds its lease for a moment: long enough to
+    // append a write that no follower will ever get. It is stopped before they come back, so
+    // it cannot send them that write either.
+    for f in &followers {
+        cluster.kill9(*f);
+    }
+    let acks = client
+        .write_all(
+            "fates",
+            vec![WriteItem::plain(data::batch(1, 1, 1))],
+            Level::Memory,
+        )
+        .await
+        .expect("the write only the old leader appends");
+    let lost = appended_at(&acks);
+    let answer = position_fate(&cluster, old_leader, lost.0, lost.1).await;
+    assert_eq!(answer["status"], "written", "{answer}");
+
+    cluster.pause(old_leader);
+    for f in &followers {
+        cluster.spawn(*f);
+    }
+    let new_leader = cluster.wait_for_leader_among(&followers).await;
+    let client = cluster.client(new_leader).await;
+    client
+        .write_all(
+            "fates",
+            vec![WriteItem::plain(data::batch(1, 2, 1))],
+            Level::Replicated,
+        )
+        .await
+        .expect("a write on the new leader");
+    // The position alone reads as replicated (or beyond): it holds the new leader's entry now.
+    let position = fate(&client, json!({"last_known_lsn": lost.0})).await;
+    let level = position["level"].as_str().unwrap_or_default();
+    assert!(
+        ["REPLICATED", "OBJECT_STORAGE", "COMMITTED"].contains(&level),
+        "{position}"
+    );
+    cluster.kill9(old_leader);
+    cluster.spawn(old_leader);
+    every_node_answers(&cluster, kept, lost).await;
+
+    // Out of the WAL, the snapshot's leaderships answer.
+    let filler: Vec<WriteItem> = (0..200)
+        .map(|s| WriteItem::plain(data::batch(2, s, 20)))
+        .collect();
+    client
+        .write_all("filler", filler, Level::Replicated)
+        .await
+        .expect("filler");
+    client.action("flush", &Value::Null).await.expect("flush");
+    for node in cluster.running() {
+        eventually(
+            &format!("node {node}'s WAL to be trimmed past both writes"),
+            DEADLINE,
+            || async {
+                let tier = cluster.status(node).await?["tier"].clone();
+                (tier["wal_first_index"].as_u64()? > lost.0).then_some(())
+            },
+        )
+        .await;
+    }
+    every_node_answers(&cluster, kept, lost).await;
+    for node in cluster.running() {
+        cluster.kill9(node);
+    }
+    for node in 1..=3 {
+        cluster.spawn(node);
+    }
+    cluster.wait_for_leader().await;
+    every_node_answers(&cluster, kept, lost).await;
 }

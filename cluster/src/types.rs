@@ -121,6 +121,9 @@ pub type Entry = openraft::Entry<
 >;
 /// A Raft log id (term, leader, index).
 pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+/// The leader that appended an entry, as its log id names it: its term and node. Two leaders
+/// may share a term, so the term alone does not name one.
+pub type CommittedLeaderId = openraft::type_config::alias::CommittedLeaderIdOf<TypeConfig>;
 /// A Raft vote.
 pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
 /// Stored membership.

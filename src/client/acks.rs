@@ -16,6 +16,10 @@ pub struct Ack {
     pub table: Option<String>,
     pub rows: Option<i64>,
     pub seq: Option<i64>,
+    /// The leader that appended the write at `lsn`, as `(term, leader node id)`: with the LSN
+    /// it names the write for `get_durability_status`. `None` on watermark rows and from
+    /// servers that do not send it.
+    pub appended_by: Option<(u64, u64)>,
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, ClientError> {
@@ -38,6 +42,12 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<Ack>, ClientError> {
     let table = column(batch, "table")?.as_string_opt::<i32>();
     let rows = column(batch, "rows")?.as_primitive_opt::<Int64Type>();
     let seq = column(batch, "seq")?.as_primitive_opt::<Int64Type>();
+    let optional = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
+    };
+    let (term, leader) = (optional("term"), optional("leader_id"));
     (0..batch.num_rows())
         .map(|i| {
             Ok(Ack {
@@ -49,6 +59,12 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<Ack>, ClientError> {
                     .map(|t| t.value(i).to_string()),
                 rows: rows.filter(|r| r.is_valid(i)).map(|r| r.value(i)),
                 seq: seq.filter(|s| s.is_valid(i)).map(|s| s.value(i)),
+                appended_by: match (&term, &leader) {
+                    (Some(t), Some(l)) if t.is_valid(i) && l.is_valid(i) => {
+                        Some((t.value(i) as u64, l.value(i) as u64))
+                    }
+                    _ => None,
+                },
             })
         })
         .collect()

@@ -35,6 +35,10 @@ fn ack_fields() -> Vec<Field> {
         Field::new("table", DataType::Utf8, true),
         Field::new("rows", DataType::Int64, true),
         Field::new("seq", DataType::Int64, true),
+        // The leader that appended the write at `lsn` (its term and node): with the LSN it
+        // names the write for good, for `get_durability_status`.
+        Field::new("term", DataType::Int64, true),
+        Field::new("leader_id", DataType::Int64, true),
     ]
 }
 
@@ -66,6 +70,12 @@ pub fn ack_batch(events: &[AckEvent], watermarks: bool) -> Result<RecordBatch, A
             events.iter().map(|e| Some(e.rows as i64)),
         )),
         Arc::new(Int64Array::from_iter(events.iter().map(|e| e.seq))),
+        Arc::new(Int64Array::from_iter(
+            (events.iter()).map(|e| e.appended_by.map(|l| l.term as i64)),
+        )),
+        Arc::new(Int64Array::from_iter(
+            (events.iter()).map(|e| e.appended_by.map(|l| l.node_id.0 as i64)),
+        )),
     ];
     if !watermarks {
         return RecordBatch::try_new(ACK_SCHEMA.clone(), columns);
@@ -89,6 +99,8 @@ pub fn watermark_batch(moved: &[(Level, u64)]) -> Result<RecordBatch, ArrowError
         Arc::new(BooleanArray::from(vec![true; n])),
         timestamps(now_micros(), n),
         Arc::new(StringArray::new_null(n)),
+        Arc::new(Int64Array::new_null(n)),
+        Arc::new(Int64Array::new_null(n)),
         Arc::new(Int64Array::new_null(n)),
         Arc::new(Int64Array::new_null(n)),
         Arc::new(BooleanArray::from(vec![true; n])),

@@ -24,7 +24,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("create_table", "Create a table. Body: {\"name\": T, \"schema\": base64 Arrow IPC schema}."),
     ("drop_table", "Drop a table and its data. Body: {\"name\": T} or the bare name."),
     ("drop_dataset", "Alias of drop_table."),
-    ("get_durability_status", "Watermarks and the level an LSN reached. Body: {\"last_known_lsn\": N, \"producer_id\"?: P, \"seq\"?: S, \"limit\"?: L}; with producer_id and seq, what became of that write: written (its LSN and level), not_written, unknown, or ABORTED if it was lost; with producer_id alone, its writes above last_known_lsn with their levels, a page of at most limit."),
+    ("get_durability_status", "Watermarks and the level an LSN reached. Body: {\"last_known_lsn\": N, \"term\"?: T, \"leader_id\"?: L, \"producer_id\"?: P, \"seq\"?: S, \"limit\"?: L}; with term and leader_id (from the ack row), what became of the write that leader appended at N: written, pending, unknown, or ABORTED if it was lost; with producer_id and seq, what became of that write: written (its LSN and level), not_written, unknown, or ABORTED if it was lost; with producer_id alone, its writes above last_known_lsn with their levels, a page of at most limit."),
     ("register_producer", "Start a new session of a producer: fences every earlier instance with the same id and returns the epoch its writes must carry and the seq it goes on from. Body: {\"producer_id\": P}."),
     ("snapshot", "Build a Raft snapshot (metadata only) now. Body: none."),
     ("add_node", "Add a member as a learner and, with voter (default true), promote it once caught up. Body: {\"node_id\": N, \"raft_addr\"?: HOST:PORT, \"flight_addr\"?: HOST:PORT, \"voter\"?: bool}; addresses default to what gossip knows of the node."),

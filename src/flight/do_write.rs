@@ -250,6 +250,7 @@ mod tests {
             table: "t".into(),
             rows: 1,
             seq: None,
+            appended_by: None,
         }
     }
 

@@ -2,7 +2,8 @@
 //! idempotent write. A client that lost its stream with writes acknowledged only at MEMORY or
 //! LOCAL_DISK asks this to learn, per write, whether to wait, resend, or look for it.
 
-use arka_cluster::{write_of, Lsn, ProducerSeq};
+use arka_cluster::types::CommittedLeaderId;
+use arka_cluster::{write_of, Lsn, NodeId, ProducerSeq};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -22,6 +23,10 @@ struct DurabilityQuery {
     seq: Option<i64>,
     /// The most events one answer lists.
     limit: Option<usize>,
+    /// With `last_known_lsn`: the leader that acknowledged the write there (the ack row's
+    /// `term` and `leader_id`), to ask about that write rather than the position.
+    term: Option<u64>,
+    leader_id: Option<u64>,
 }
 
 /// Events one answer lists unless the query says fewer, and at most.
@@ -55,6 +60,12 @@ pub fn answer(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     if let Some(lsn) = req.last_known_lsn {
         out["last_known_lsn"] = json!(lsn);
         out["level"] = json!(w.level_of(lsn));
+    }
+    if let Some(leader) = appended_by(&req)? {
+        // Checked above: a leader comes with `last_known_lsn` and without `producer_id`.
+        let lsn = req.last_known_lsn.unwrap_or_default();
+        add_position_fate(ctx, &mut out, lsn, leader)?;
+        return Ok(out);
     }
     if req.limit.is_some() && (req.producer_id.is_none() || req.seq.is_some()) {
         return Err(Error::InvalidArgument(
@@ -102,6 +113,72 @@ pub fn answer(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
         }
     }
     Ok(out)
+}
+
+/// The leader the query names, if it names one, checked to come with the LSN it appended
+/// and without a producer (whose writes are looked up by their seq).
+fn appended_by(req: &DurabilityQuery) -> Result<Option<CommittedLeaderId>> {
+    let (term, node) = match (req.term, req.leader_id) {
+        (None, None) => return Ok(None),
+        (Some(term), Some(node)) => (term, node),
+        _ => return Err(Error::InvalidArgument(
+            "get_durability_status: term and leader_id go together (both from the write's ack row)"
+                .into(),
+        )),
+    };
+    if req.last_known_lsn.is_none() || req.producer_id.is_some() {
+        return Err(Error::InvalidArgument(
+            "get_durability_status: term and leader_id name the write at last_known_lsn; give them with last_known_lsn and without producer_id"
+                .into(),
+        ));
+    }
+    Ok(Some(CommittedLeaderId {
+        term,
+        node_id: NodeId(node),
+    }))
+}
+
+/// Adds what became of the write `leader` appended at `lsn`: `written` while the entry there
+/// is still that one; ABORTED once this node applied another entry there; `pending` while
+/// this node's log at `lsn` is not final and does not hold it (the entry a new leader appended
+/// can still be overwritten by it); `unknown` when this node no longer knows who appended it.
+fn add_position_fate(
+    ctx: &NodeContext,
+    out: &mut Value,
+    lsn: u64,
+    leader: CommittedLeaderId,
+) -> Result<()> {
+    let settled = lsn <= ctx.state.applied_lsn().get();
+    let held = if lsn >= ctx.log.first_index().get() {
+        let entries = ctx
+            .log
+            .entries(Lsn(lsn), Lsn(lsn + 1))
+            .map_err(|e| Error::internal("read the log for get_durability_status", e))?;
+        entries.first().map(|e| e.log_id.leader_id)
+    } else if settled {
+        ctx.state.leader_at(Lsn(lsn))
+    } else {
+        None
+    };
+    let status = match held {
+        Some(held) if held == leader => "written",
+        Some(held) if settled => {
+            return Err(Error::Aborted {
+                first_lost_lsn: lsn,
+                reason: format!(
+                    "the write acknowledged at lsn {lsn} by leader {} in term {} was lost in a leader change: lsn {lsn} holds an entry of leader {} in term {}",
+                    leader.node_id, leader.term, held.node_id, held.term
+                ),
+            })
+        }
+        _ if settled => "unknown",
+        _ => "pending",
+    };
+    out["status"] = json!(status);
+    if status != "written" {
+        out["level"] = Value::Null;
+    }
+    Ok(())
 }
 
 /// Adds the page of `producer_id`'s applied writes above `after`, each with its level here,

@@ -14,6 +14,7 @@ use super::catalog::{IndexEntry, TableCounts, TableInfo, TableMeta};
 use super::chunk_map::ChunkMap;
 use super::dedup::Dedup;
 use super::error::{StateError, StateResult};
+use super::leaderships::Leaderships;
 use super::sessions::Sessions;
 use super::tier::{Retention, TierState};
 use crate::ipc;
@@ -31,6 +32,7 @@ pub struct StateData {
     pub index_floor: u64,
     pub dedup: Dedup,
     pub sessions: Sessions,
+    pub leaderships: Leaderships,
     pub tier: TierState,
     /// Each table's tiered files by their last LSN.
     pub tiered: BTreeMap<TableName, ChunkMap<u64, TieredFile>>,
@@ -83,6 +85,7 @@ impl StateData {
             self.last_data_lsn = lsn;
         }
         self.applied = Some(entry.log_id);
+        self.leaderships.note(&entry.log_id);
         Ok(response)
     }
 

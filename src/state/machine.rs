@@ -5,7 +5,7 @@
 use std::io;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use arka_cluster::types::{LogId, SnapshotMeta, StoredMembership};
+use arka_cluster::types::{CommittedLeaderId, LogId, SnapshotMeta, StoredMembership};
 use arka_cluster::{Lsn, TieredFile, TypeConfig};
 use futures::{Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
@@ -180,6 +180,16 @@ impl StateMachine {
     /// See [`super::dedup::Dedup::covers`].
     pub fn dedup_covers(&self, producer_id: &str, seq: i64) -> bool {
         self.read().dedup.covers(producer_id, seq)
+    }
+
+    /// The leader that appended the applied entry at `lsn`: `None` above the applied LSN or
+    /// older than the leaderships remembered.
+    pub fn leader_at(&self, lsn: Lsn) -> Option<CommittedLeaderId> {
+        let data = self.read();
+        let applied = data.applied.map_or(0, |l| l.index);
+        (lsn.get() <= applied)
+            .then(|| data.leaderships.leader_at(lsn.get()))
+            .flatten()
     }
 
     /// The highest LSN applied (`REPLICATED` on this node).

@@ -21,6 +21,7 @@ use super::chunk_map::ChunkMap;
 use super::data::{table_info, StateData};
 use super::dedup::Dedup;
 use super::error::{decode, encode, StateError, StateResult};
+use super::leaderships::Leaderships;
 use super::sessions::Sessions;
 use super::tier::TierState;
 use crate::table::TableName;
@@ -45,6 +46,9 @@ pub struct Image {
     /// existed (which end where this would begin) still decode: see [`encode_image`].
     #[serde(skip)]
     sessions: Sessions,
+    /// Encoded after the sessions, for the same reason.
+    #[serde(skip)]
+    leaderships: Leaderships,
 }
 
 impl StateData {
@@ -66,6 +70,7 @@ impl StateData {
                 .collect(),
             last_data_lsn: self.last_data_lsn,
             sessions: self.sessions.clone(),
+            leaderships: self.leaderships.clone(),
         }
     }
 
@@ -83,6 +88,7 @@ impl StateData {
             index_floor: image.index_floor,
             dedup: image.dedup,
             sessions: image.sessions,
+            leaderships: image.leaderships,
             tier: image.tier,
             last_data_lsn: image.last_data_lsn,
             ..Default::default()
@@ -130,22 +136,29 @@ impl<'de> Deserialize<'de> for TieredFiles {
     }
 }
 
-/// Encodes an image as openraft carries it between nodes: the image, then its sessions.
+/// Encodes an image as openraft carries it between nodes: the image, then its sessions, then
+/// its leaderships. Each part added later goes after the others, so older images decode.
 pub fn encode_image(image: &Image) -> StateResult<Vec<u8>> {
     let mut bytes = encode(image)?;
     bytes.extend(encode(&image.sessions)?);
+    bytes.extend(encode(&image.leaderships)?);
     Ok(bytes)
 }
 
-/// Decodes what [`encode_image`] made; an image with nothing after it has no sessions.
+/// Decodes what [`encode_image`] made; an image that ends early has the parts it lacks empty.
 pub fn decode_image(bytes: &[u8]) -> StateResult<Image> {
     let corrupt = |e: postcard::Error| StateError::Decode {
         key: "snapshot image".into(),
         reason: e.to_string(),
     };
     let (mut image, rest): (Image, _) = postcard::take_from_bytes(bytes).map_err(corrupt)?;
+    if rest.is_empty() {
+        return Ok(image);
+    }
+    let (sessions, rest) = postcard::take_from_bytes(rest).map_err(corrupt)?;
+    image.sessions = sessions;
     if !rest.is_empty() {
-        image.sessions = postcard::from_bytes(rest).map_err(corrupt)?;
+        image.leaderships = postcard::from_bytes(rest).map_err(corrupt)?;
     }
     Ok(image)
 }
@@ -291,22 +304,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_image_keeps_its_sessions_and_one_from_before_sessions_still_decodes() {
+    fn an_image_keeps_its_sessions_and_leaderships_and_older_images_still_decode() {
         let mut data = StateData::default();
         data.sessions.register("p", 7, 3);
+        let leader = openraft::impls::leader_id_adv::LeaderId {
+            term: 4,
+            node_id: arka_cluster::NodeId(2),
+        };
+        data.leaderships.note(&LogId::new(leader, 6));
         let image = data.image();
         let decoded = decode_image(&encode_image(&image).expect("encode")).expect("decode");
         assert_eq!(decoded, image);
-        assert_eq!(
-            StateData::from_image(decoded)
-                .expect("state")
-                .sessions
-                .len(),
-            1
-        );
+        let restored = StateData::from_image(decoded).expect("state");
+        assert_eq!(restored.sessions.len(), 1);
+        assert_eq!(restored.leaderships.leader_at(9), Some(leader));
 
         let before_sessions = encode(&image).expect("encode without sessions");
         let decoded = decode_image(&before_sessions).expect("decode an older image");
         assert_eq!(decoded.sessions, Sessions::default());
+
+        let mut before_leaderships = encode(&image).expect("encode the image");
+        before_leaderships.extend(encode(&image.sessions).expect("encode the sessions"));
+        let decoded = decode_image(&before_leaderships).expect("decode an older image");
+        assert_eq!(decoded.sessions, image.sessions);
+        assert_eq!(decoded.leaderships, Leaderships::default());
     }
 }

@@ -25,6 +25,7 @@ impl AckRows {
         if let Some(held) = self.held_first.get_mut(&event.write_no) {
             held.level = event.level;
             held.lsn = event.lsn;
+            held.appended_by = event.appended_by;
         } else if event.is_update {
             self.ready.push(event);
         } else {
@@ -67,6 +68,7 @@ mod tests {
             table: "t".into(),
             rows: 1,
             seq: None,
+            appended_by: None,
         }
     }
 

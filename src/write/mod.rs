@@ -76,7 +76,8 @@ const LEASE_LOST: &str = "the leader has not heard from a quorum within its leas
 
 /// A write proposed through Raft.
 pub struct Proposal {
-    pub lsn: oneshot::Receiver<u64>,
+    /// Its log id, once the leader appended it.
+    pub lsn: oneshot::Receiver<arka_cluster::types::LogId>,
     pub outcome: BoxFuture<'static, Result<CommandResponse>>,
     pub bytes: usize,
 }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use arka_cluster::types::{CommittedLeaderId, LogId};
 use arka_cluster::CommandResponse;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, Stream, StreamExt};
@@ -25,6 +26,8 @@ pub struct AckEvent {
     pub table: String,
     pub rows: u64,
     pub seq: Option<i64>,
+    /// The leader that appended the write at `lsn`: the two name the write for good.
+    pub appended_by: Option<CommittedLeaderId>,
 }
 
 /// Writes one session follows at most (waiting for OBJECT_STORAGE / COMMITTED, which can
@@ -39,6 +42,7 @@ pub struct SessionLimits {
 
 struct WriteState {
     lsn: Option<u64>,
+    appended_by: Option<CommittedLeaderId>,
     level: Option<Level>,
     table: String,
     rows: u64,
@@ -80,6 +84,11 @@ impl Session {
         }
         w.level = Some(level);
         w.lsn = Some(lsn);
+        if w.appended_by.is_none() && level >= Level::Replicated {
+            // A repeat answered with its original, or an outcome that came before its
+            // append: the entry is applied, so the state machine knows its leader.
+            w.appended_by = self.path.state().leader_at(arka_cluster::Lsn(lsn));
+        }
         if level < Level::LocalDisk {
             self.awaiting_disk.insert((lsn, no));
         }
@@ -94,6 +103,7 @@ impl Session {
             table: w.table.clone(),
             rows: w.rows,
             seq: w.seq,
+            appended_by: w.appended_by,
         };
         // A write stays tracked until it is replicated even when the session waits for less:
         // until then its bytes count against the session's bound on unreplicated data.
@@ -145,6 +155,7 @@ impl Session {
             no,
             WriteState {
                 lsn: None,
+                appended_by: None,
                 level: None,
                 table: write.table.to_string(),
                 rows: write.batch.num_rows() as u64,
@@ -156,7 +167,7 @@ impl Session {
     }
 }
 
-type LsnFuture = futures::future::BoxFuture<'static, (u64, Option<u64>)>;
+type LsnFuture = futures::future::BoxFuture<'static, (u64, Option<LogId>)>;
 type OutcomeFuture = futures::future::BoxFuture<'static, (u64, Result<CommandResponse>)>;
 
 /// Runs a session until its input ends and every write reached the final level, sending
@@ -261,10 +272,12 @@ async fn submit(
     Ok(())
 }
 
-fn on_lsn(session: &mut Session, no: u64, lsn: Option<u64>) {
-    if let Some(lsn) = lsn {
-        session.raise(no, lsn, Level::Memory);
+fn on_lsn(session: &mut Session, no: u64, log_id: Option<LogId>) {
+    let Some(log_id) = log_id else { return };
+    if let Some(w) = session.writes.get_mut(&no) {
+        w.appended_by = Some(log_id.leader_id);
     }
+    session.raise(no, log_id.index, Level::Memory);
 }
 
 fn on_outcome(session: &mut Session, no: u64, outcome: Result<CommandResponse>) -> Result<()> {

@@ -282,10 +282,14 @@ def test_doexchange_acks(leader):
     assert schema.field("table").type == pa.utf8()
     assert schema.field("rows").type == pa.int64()
     assert schema.field("seq").type == pa.int64()
+    assert schema.field("term").type == pa.int64()
+    assert schema.field("leader_id").type == pa.int64()
 
     # One first ack per write, carrying the write's table, row count and seq.
     first = first_acks(acks)
     assert sorted(first) == list(range(5)), acks.to_pylist()
+    assert all(r["term"] is not None and r["leader_id"] is not None
+               for r in acks.to_pylist()), acks.to_pylist()
     lsns = [first[seq]["lsn"] for seq in range(5)]
     assert all(a < b for a, b in zip(lsns, lsns[1:])), f"LSNs not increasing: {lsns}"
     for seq, batch in enumerate(batches):
@@ -555,6 +559,24 @@ def test_durability_status_of_a_write_the_idempotency_window_forgot(leader):
     answer = do_action(leader, "get_durability_status",
                        {"producer_id": producer, "seq": 10**6 - 1})
     assert answer["status"] == "not_written", answer
+
+
+def test_durability_status_of_a_write_by_its_lsn_and_leader(leader):
+    """An ack's lsn, term and leader_id name its write: get_durability_status says it is
+    written, and ABORTED when the entry at that LSN was appended by another leader (here a
+    term that never led there; the cluster tests make a real leader change)."""
+    acks = write_exchange(leader, unique_table_name(), [make_batch([1])], [None], "REPLICATED")
+    ack = acks.to_pylist()[0]
+    query = {"last_known_lsn": ack["lsn"], "term": ack["term"], "leader_id": ack["leader_id"]}
+    answer = do_action(leader, "get_durability_status", query)
+    assert answer["status"] == "written" and answer["level"] in LEVELS[2:], answer
+    assert ack["term"] <= do_action(leader, "status")["term"], ack
+
+    with pytest.raises(ABORTED, match="aborted.*lost in a leader change"):
+        do_action(leader, "get_durability_status", {**query, "term": ack["term"] + 1000})
+    with pytest.raises(INVALID_ARGUMENT, match="term and leader_id go together"):
+        do_action(leader, "get_durability_status",
+                  {"last_known_lsn": ack["lsn"], "term": ack["term"]})
 
 
 def test_watermark_rows_on_request(leader):
