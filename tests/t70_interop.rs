@@ -182,5 +182,17 @@ async fn the_examples_run_against_arka_dev() {
         );
         assert!(output.contains(outcome), "{output}");
     }
+
+    // The pyarrow load of the benchmarks (a short run): writes are acked, the stream ends
+    // without an error.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/pyarrow_load.py");
+    let output = run(
+        "benches/pyarrow_load.py",
+        Command::new("python3").args([script, "--addr", &addrs[1], "--seconds", "1"]),
+    );
+    let line = output.lines().next().unwrap_or_default();
+    let load: Value = serde_json::from_str(line).expect("one JSON line");
+    assert!(load["acked"].as_u64().unwrap_or(0) > 0, "{load}");
+    assert_eq!(load["errors"], serde_json::json!([]), "{load}");
     drop(dev);
 }

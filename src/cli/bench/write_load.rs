@@ -189,7 +189,8 @@ async fn one_run(
     }
     let deadline = started + Duration::from_secs(args.duration_secs);
     let mut last = 0;
-    while Instant::now() < deadline {
+    // A stream ends early only with an error (a refusal): the run stops at once and reports it.
+    while Instant::now() < deadline && !tasks.iter().any(|t| t.is_finished()) {
         tokio::time::sleep(Duration::from_secs(1).min(deadline - Instant::now())).await;
         let acked = shared.acked.load(Ordering::Relaxed);
         let p99 = shared
@@ -218,7 +219,10 @@ async fn one_run(
         task.await??;
     }
     let cpu_after = procs.and_then(NodeProcs::cpu);
-    let bytes = histogram.len() * batch.get_array_memory_size() as u64;
+    // MB/s counts each write as the Arrow IPC bytes it is logged as, not the batch's
+    // in-memory size (its buffers' capacities, which overstate a large batch).
+    let write_bytes = crate::ipc::encode_batch(batch)?.len() as u64;
+    let bytes = histogram.len() * write_bytes;
     let mut result = RunResult::from_histogram(&histogram, bytes, elapsed);
     result.server_cpu = cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b));
     result.term_changes = term_before
