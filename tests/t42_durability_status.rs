@@ -141,6 +141,16 @@ async fn a_producer_lists_its_writes_above_an_lsn_page_by_page() {
     );
 }
 
+/// One single-row write to the table "fates", acked at `level`.
+async fn write_one(
+    client: &arka::client::Client,
+    seq: i64,
+    level: Level,
+) -> Result<Vec<arka::client::Ack>, arka::client::ClientError> {
+    let write = WriteItem::plain(data::batch(1, seq, 1));
+    client.write_all("fates", vec![write], level).await
+}
+
 /// The first write of `acks`, as its MEMORY or first ack names it: its LSN and the leader
 /// that appended it.
 fn appended_at(acks: &[arka::client::Ack]) -> (u64, (u64, u64)) {
@@ -195,12 +205,7 @@ async fn a_write_a_new_leader_overwrote_is_answered_lost_by_its_lsn_and_leader()
     let mut cluster = Cluster::start_trimming(3, RETENTION_BYTES, 3_600_000).await;
     let old_leader = cluster.wait_for_leader().await;
     let client = cluster.client(old_leader).await;
-    let acks = client
-        .write_all(
-            "fates",
-            vec![WriteItem::plain(data::batch(1, 0, 1))],
-            Level::Replicated,
-        )
+    let acks = write_one(&client, 0, Level::Replicated)
         .await
         .expect("the kept write");
     let kept = appended_at(&acks);
@@ -214,12 +219,7 @@ async fn a_write_a_new_leader_overwrote_is_answered_lost_by_its_lsn_and_leader()
     for f in &followers {
         cluster.kill9(*f);
     }
-    let acks = client
-        .write_all(
-            "fates",
-            vec![WriteItem::plain(data::batch(1, 1, 1))],
-            Level::Memory,
-        )
+    let acks = write_one(&client, 1, Level::Memory)
         .await
         .expect("the write only the old leader appends");
     let lost = appended_at(&acks);
@@ -232,12 +232,7 @@ async fn a_write_a_new_leader_overwrote_is_answered_lost_by_its_lsn_and_leader()
     }
     let new_leader = cluster.wait_for_leader_among(&followers).await;
     let client = cluster.client(new_leader).await;
-    client
-        .write_all(
-            "fates",
-            vec![WriteItem::plain(data::batch(1, 2, 1))],
-            Level::Replicated,
-        )
+    write_one(&client, 2, Level::Replicated)
         .await
         .expect("a write on the new leader");
     // The position alone reads as replicated (or beyond): it holds the new leader's entry now.
