@@ -65,14 +65,7 @@ async fn a_write_the_idempotency_window_forgot_is_written_or_unknown_never_lost(
     assert_eq!(answer["status"], "written", "{answer}");
 
     // Once the WAL is trimmed past the first write's LSN, this node cannot tell any more.
-    let filler: Vec<WriteItem> = (0..200)
-        .map(|s| WriteItem::plain(data::batch(2, s, 20)))
-        .collect();
-    client
-        .write_all("filler", filler, Level::Replicated)
-        .await
-        .expect("filler");
-    client.action("flush", &Value::Null).await.expect("flush");
+    fill_and_flush(&client).await;
     eventually(
         "the WAL to be trimmed past the first write",
         DEADLINE,
@@ -139,6 +132,19 @@ async fn a_producer_lists_its_writes_above_an_lsn_page_by_page() {
         Some(tonic::Code::InvalidArgument),
         "{too_many}"
     );
+}
+
+/// Writes 200 batches to another table and flushes them to object storage, so that the
+/// trimming cluster can drop the older part of its WAL.
+async fn fill_and_flush(client: &arka::client::Client) {
+    let filler: Vec<WriteItem> = (0..200)
+        .map(|s| WriteItem::plain(data::batch(2, s, 20)))
+        .collect();
+    client
+        .write_all("filler", filler, Level::Replicated)
+        .await
+        .expect("filler");
+    client.action("flush", &Value::Null).await.expect("flush");
 }
 
 /// One single-row write to the table "fates", acked at `level`.
@@ -247,14 +253,7 @@ async fn a_write_a_new_leader_overwrote_is_answered_lost_by_its_lsn_and_leader()
     every_node_answers(&cluster, kept, lost).await;
 
     // Out of the WAL, the snapshot's leaderships answer.
-    let filler: Vec<WriteItem> = (0..200)
-        .map(|s| WriteItem::plain(data::batch(2, s, 20)))
-        .collect();
-    client
-        .write_all("filler", filler, Level::Replicated)
-        .await
-        .expect("filler");
-    client.action("flush", &Value::Null).await.expect("flush");
+    fill_and_flush(&client).await;
     for node in cluster.running() {
         eventually(
             &format!("node {node}'s WAL to be trimmed past both writes"),
