@@ -2,9 +2,9 @@
 //! a proposal when the leader appends it (`MEMORY`), and the leader's durable index after each
 //! group commit (`LOCAL_DISK`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arka_cluster::types::{Entry, LogId};
 use arka_cluster::{NodeId, RequestId};
@@ -13,23 +13,28 @@ use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::wal::WalObserver;
 
-/// Writes handed to Raft that its log has not appended yet, at most, and their bytes. Raft
-/// takes its inbox in order, appends what it took in one go, and reads the followers'
-/// acknowledgements, which keep the leader's lease, only between such runs: a deep inbox of
-/// writes makes a leader that hears from its followers in time see its lease expire and
-/// refuse writes. A write is appended within moments of being handed over, so these bounds
-/// cost no throughput.
-pub const UNAPPENDED_WRITES_MAX: u32 = 4096;
-pub const UNAPPENDED_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Writes this node handed to Raft that are not yet durable in its WAL, at most, and their
+/// bytes. Raft takes its inbox in order, appends what it took in one go, and reads the
+/// followers' acknowledgements, which keep the leader's lease, only between such runs: a deep
+/// inbox of writes, or an append that waits for the WAL's flusher to make room (a slow or
+/// stalled disk), makes a leader that hears from its followers in time see its lease expire
+/// and refuse writes. Holding writes back here, before they are proposed, keeps both from
+/// happening: the flusher's own bound ([`crate::wal::UNFLUSHED_BYTES_MAX`]) is above this
+/// one, so the leader's appends never wait for it. A write is appended and flushed within
+/// moments of being handed over, so these bounds cost no throughput.
+pub const PENDING_WRITES_MAX: u32 = 4096;
+pub const PENDING_BYTES_MAX: usize = 32 * 1024 * 1024;
 
-/// Places among the unappended writes are counted in units of this many bytes: a write takes
+const _: () = assert!(PENDING_BYTES_MAX < crate::wal::UNFLUSHED_BYTES_MAX);
+
+/// Places among the pending writes are counted in units of this many bytes: a write takes
 /// at least one unit and one more per unit of its bytes, up to all of them.
-const UNIT_BYTES: usize = UNAPPENDED_BYTES_MAX / UNAPPENDED_WRITES_MAX as usize;
+const UNIT_BYTES: usize = PENDING_BYTES_MAX / PENDING_WRITES_MAX as usize;
 
-/// A proposal waiting for its log id, and its place among the unappended writes.
+/// A proposal waiting for its log id, and its place among the pending writes.
 struct Waiting {
     log_id: oneshot::Sender<LogId>,
-    _slot: Option<OwnedSemaphorePermit>,
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 pub struct AckRouter {
@@ -38,7 +43,9 @@ pub struct AckRouter {
     /// Proposals of this node waiting for their LSN. Bounded by the node's in-flight limit:
     /// every entry is removed when its LSN arrives or its proposal fails.
     waiting: Mutex<HashMap<u64, Waiting>>,
-    unappended: Arc<Semaphore>,
+    pending: Arc<Semaphore>,
+    /// The places of appended writes, by LSN in log order, held until the WAL flushed them.
+    unflushed: Mutex<VecDeque<(u64, OwnedSemaphorePermit)>>,
     memory_lsn: watch::Sender<u64>,
     disk_lsn: watch::Sender<u64>,
 }
@@ -49,7 +56,8 @@ impl AckRouter {
             node_id,
             next_seq: AtomicU64::new(1),
             waiting: Mutex::new(HashMap::new()),
-            unappended: Arc::new(Semaphore::new(UNAPPENDED_WRITES_MAX as usize)),
+            pending: Arc::new(Semaphore::new(PENDING_WRITES_MAX as usize)),
+            unflushed: Mutex::default(),
             memory_lsn: watch::channel(0).0,
             disk_lsn: watch::channel(0).0,
         }
@@ -61,34 +69,23 @@ impl AckRouter {
         self.insert(None)
     }
 
-    /// Like [`AckRouter::register`], for a write of `bytes`: waits while the writes handed
-    /// to Raft and not yet appended are at their bounds. `None` when the node is stopping.
+    /// Like [`AckRouter::register`], for a write of `bytes`: waits while the pending writes
+    /// are at their bounds. `None` when the node is stopping.
     pub async fn register_write(
         &self,
         bytes: usize,
     ) -> Option<(RequestId, oneshot::Receiver<LogId>)> {
         let units = u32::try_from(bytes / UNIT_BYTES + 1)
             .unwrap_or(u32::MAX)
-            .min(UNAPPENDED_WRITES_MAX);
-        let slot = self
-            .unappended
-            .clone()
-            .acquire_many_owned(units)
-            .await
-            .ok()?;
+            .min(PENDING_WRITES_MAX);
+        let slot = self.pending.clone().acquire_many_owned(units).await.ok()?;
         Some(self.insert(Some(slot)))
     }
 
     fn insert(&self, slot: Option<OwnedSemaphorePermit>) -> (RequestId, oneshot::Receiver<LogId>) {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let (log_id, rx) = oneshot::channel();
-        self.lock().insert(
-            seq,
-            Waiting {
-                log_id,
-                _slot: slot,
-            },
-        );
+        self.lock().insert(seq, Waiting { log_id, slot });
         (
             RequestId {
                 origin: self.node_id,
@@ -115,8 +112,12 @@ impl AckRouter {
         self.disk_lsn.subscribe()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiting>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Waiting>> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_unflushed(&self) -> MutexGuard<'_, VecDeque<(u64, OwnedSemaphorePermit)>> {
+        self.unflushed.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -151,14 +152,22 @@ impl WalObserver for AckRouter {
         if request.origin != self.node_id {
             return;
         }
-        if let Some(waiting) = self.lock().remove(&request.seq) {
-            // The session may have gone away; the entry is in the log all the same.
-            let _ = waiting.log_id.send(entry.log_id);
+        let Some(waiting) = self.lock().remove(&request.seq) else {
+            return;
+        };
+        // The session may have gone away; the entry is in the log all the same.
+        let _ = waiting.log_id.send(entry.log_id);
+        if let Some(slot) = waiting.slot {
+            self.lock_unflushed().push_back((lsn, slot));
         }
     }
 
     fn flushed(&self, last_index: u64) {
         raise(&self.disk_lsn, last_index);
+        let mut unflushed = self.lock_unflushed();
+        while unflushed.front().is_some_and(|(lsn, _)| *lsn <= last_index) {
+            unflushed.pop_front();
+        }
     }
 
     fn truncated(&self, last_index: u64) {
@@ -168,6 +177,10 @@ impl WalObserver for AckRouter {
         // from their proposal failing (`LogEntryDiscarded` → ABORTED).
         lower(&self.memory_lsn, last_index);
         lower(&self.disk_lsn, last_index);
+        let mut unflushed = self.lock_unflushed();
+        while unflushed.back().is_some_and(|(lsn, _)| *lsn > last_index) {
+            unflushed.pop_back();
+        }
     }
 }
 
@@ -199,51 +212,71 @@ mod tests {
         }
     }
 
+    async fn registers_in_time(acks: &AckRouter) -> bool {
+        let next = tokio::time::timeout(Duration::from_millis(50), acks.register_write(100));
+        matches!(next.await, Ok(Some(_)))
+    }
+
     #[tokio::test]
-    async fn writes_past_the_unappended_bound_wait_until_earlier_ones_are_appended() {
+    async fn writes_past_the_pending_bound_wait_until_earlier_ones_are_flushed() {
         let acks = AckRouter::new(NodeId(1));
         let mut registered = Vec::new();
-        for _ in 0..UNAPPENDED_WRITES_MAX {
+        for _ in 0..PENDING_WRITES_MAX {
             registered.push(acks.register_write(100).await.expect("registered"));
         }
-        let next = tokio::time::timeout(Duration::from_millis(50), acks.register_write(100)).await;
-        assert!(next.is_err(), "the bound holds");
+        assert!(!registers_in_time(&acks).await, "the bound holds");
         // Commands that are not writes are not held back.
         let _command = acks.register();
 
         let (first, lsn) = registered.swap_remove(0);
         acks.appended(&appended_entry(first, 7));
         assert_eq!(lsn.await.map(|id| id.index), Ok(7));
-        let next = tokio::time::timeout(Duration::from_secs(10), acks.register_write(100)).await;
         assert!(
-            matches!(next, Ok(Some(_))),
-            "an appended write frees its place"
+            !registers_in_time(&acks).await,
+            "an appended write keeps its place until it is flushed"
+        );
+        acks.flushed(6);
+        assert!(
+            !registers_in_time(&acks).await,
+            "a flush before it does not free it"
+        );
+        acks.flushed(7);
+        assert!(
+            registers_in_time(&acks).await,
+            "a flushed write frees its place"
         );
 
         let (second, _) = registered.swap_remove(0);
         acks.forget(second);
-        let next = tokio::time::timeout(Duration::from_secs(10), acks.register_write(100)).await;
         assert!(
-            matches!(next, Ok(Some(_))),
+            registers_in_time(&acks).await,
             "a failed proposal frees its place"
+        );
+
+        let (third, _) = registered.swap_remove(0);
+        acks.appended(&appended_entry(third, 8));
+        acks.truncated(7);
+        assert!(
+            registers_in_time(&acks).await,
+            "a truncated write frees its place"
         );
     }
 
     #[tokio::test]
     async fn large_writes_are_bounded_by_their_bytes() {
         let acks = AckRouter::new(NodeId(1));
-        let half = UNAPPENDED_BYTES_MAX / 2;
+        let half = PENDING_BYTES_MAX / 2;
         let _first = acks.register_write(half).await.expect("registered");
         let next = tokio::time::timeout(Duration::from_millis(50), acks.register_write(half)).await;
         assert!(
             next.is_err(),
             "two halves and their units are over the bound"
         );
-        let huge = acks.register_write(10 * UNAPPENDED_BYTES_MAX);
+        let huge = acks.register_write(10 * PENDING_BYTES_MAX);
         let waiting = tokio::time::timeout(Duration::from_millis(50), huge).await;
         assert!(
             waiting.is_err(),
-            "a write over the bound waits for the rest to be appended"
+            "a write over the bound waits for the rest to be flushed"
         );
     }
 }

@@ -16,7 +16,7 @@ use crate::membership::ApplyClock;
 use crate::raft::Raft;
 use crate::state::{StateMachine, StateMachineStore};
 use crate::tier::Tiering;
-use crate::wal::LogReader;
+use crate::wal::{LogReader, WalFaults};
 use crate::write::WritePath;
 
 pub struct NodeContext {
@@ -32,7 +32,10 @@ pub struct NodeContext {
     pub apply_clock: ApplyClock,
     /// The fault point all node-to-node traffic goes through.
     pub faults: NetworkFaults,
-    /// Whether the `inject_fault` action may change `faults` (config `fault-injection`).
+    /// The fault point of this node's WAL group commits.
+    pub wal_faults: WalFaults,
+    /// Whether the `inject_fault` action may change `faults` and `wal_faults` (config
+    /// `fault-injection`).
     pub fault_injection: bool,
     pub cluster_id: ClusterId,
     /// Sends node-to-node requests that are not Raft messages.

@@ -31,7 +31,7 @@ use crate::raft::Raft;
 use crate::state::snapshot_schedule;
 use crate::state::{Retention, StateMachine, StateMachineStore};
 use crate::tier::{self, TierSettings, Tiering};
-use crate::wal::{LogStore, WalConfig};
+use crate::wal::{LogStore, WalConfig, WalFaults};
 use crate::write::{WalGuard, WriteLimits, WritePath};
 
 /// Largest Flight message accepted; batches above `batch-bytes-max` are refused with a clear
@@ -65,7 +65,9 @@ impl Node {
         let wal = WalConfig {
             dir: config.data_dir.join("wal"),
             segment_bytes_max: config.segment_bytes_max,
+            faults: WalFaults::default(),
         };
+        let wal_faults = wal.faults.clone();
         let log_store = LogStore::open(wal, db.clone(), acks.clone())
             .await
             .context("open wal")?
@@ -140,6 +142,7 @@ impl Node {
             gossip,
             apply_clock: ApplyClock::default(),
             faults: faults.clone(),
+            wal_faults,
             fault_injection: config.fault_injection,
             cluster_id: cluster_id.clone(),
             internal,

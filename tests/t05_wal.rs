@@ -53,6 +53,7 @@ async fn open(dir: &Path, segment_bytes_max: u64) -> (LogStore, StateMachineStor
     let config = WalConfig {
         dir: dir.join("wal"),
         segment_bytes_max,
+        faults: Default::default(),
     };
     let log = LogStore::open(config, db.clone(), Arc::new(NoopObserver))
         .await
@@ -67,6 +68,7 @@ async fn open_log(dir: &Path, segment_bytes_max: u64) -> Result<LogStore, String
     let config = WalConfig {
         dir: dir.join("wal"),
         segment_bytes_max,
+        faults: Default::default(),
     };
     LogStore::open(config, db, Arc::new(NoopObserver))
         .await
@@ -429,6 +431,7 @@ async fn truncation_lowers_the_disk_watermark() {
     let config = WalConfig {
         dir: dir.path().join("wal"),
         segment_bytes_max: 1 << 20,
+        faults: Default::default(),
     };
     let mut log = LogStore::open(config, db, acks.clone())
         .await

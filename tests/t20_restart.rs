@@ -10,6 +10,7 @@ use arka::client::{Ack, Client, WriteItem};
 use arka::durability::Level;
 use common::{data, eventually, read_all, Cluster, DEADLINE};
 use futures::StreamExt;
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -396,4 +397,67 @@ async fn a_client_of_a_killed_leader_learns_its_unreplicated_writes_were_aborted
         .expect("status");
     assert_eq!(status["lsn"], retried);
     assert_eq!(status["level"], "REPLICATED");
+}
+
+/// A leader whose disk lags: its followers make writes committed, it applies them from memory
+/// and saves the commit index, while its log on disk holds none of them. Killed then, it
+/// restarts at the end of the log it has (not at the commit index it saved, which its log
+/// cannot reach) and gets the rest from the new leader.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_killed_while_its_disk_lags_the_commit_index_restarts_with_every_write() {
+    let mut cluster = Cluster::start(3).await;
+    let lagging = cluster.wait_for_leader().await;
+    let client = cluster.client(lagging).await;
+    let write = |seq: i64| {
+        let client = client.clone();
+        async move {
+            let one = vec![WriteItem::plain(data::batch(0, seq, 1))];
+            let acks = client
+                .write_all("lagging", one, Level::Replicated)
+                .await
+                .expect("write");
+            acks.iter().map(|a| a.lsn).max().expect("lsn")
+        }
+    };
+    write(0).await;
+    // Its group commits now hold for longer than the test runs.
+    client
+        .action("inject_fault", &json!({ "wal_sync_delay_ms": 600_000 }))
+        .await
+        .expect("inject_fault");
+    // The commit index is saved at most every 200 ms: writing for a second, each write
+    // applied by the lagging node before the next, has it saved a few times.
+    let started = std::time::Instant::now();
+    let mut seq = 1;
+    let mut last = 0;
+    while started.elapsed() < std::time::Duration::from_secs(1) {
+        last = write(seq).await;
+        let applied = |status: Option<Value>| {
+            status
+                .and_then(|s| s["replicated_lsn"].as_u64())
+                .filter(|applied| *applied >= last)
+        };
+        eventually("the lagging node applies the write", DEADLINE, || async {
+            applied(cluster.status(lagging).await)
+        })
+        .await;
+        seq += 1;
+    }
+    cluster.kill9(lagging);
+    cluster.spawn(lagging);
+    cluster.wait_for_leader().await;
+    for id in 1..=3 {
+        let (_, batches) = cluster
+            .client(id)
+            .await
+            .read(&read_all("lagging", last))
+            .await
+            .unwrap_or_else(|e| panic!("read from node {id}: {e}\n{}", cluster.log_tails()));
+        let seqs: Vec<i64> = batches.iter().map(|(_, b)| data::keys([b])[0].1).collect();
+        assert_eq!(
+            seqs,
+            (0..seq).collect::<Vec<_>>(),
+            "node {id}: every write, once, in order"
+        );
+    }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use arka::client::{Client, WriteItem};
 use arka::durability::Level;
 use arrow_flight::FlightDescriptor;
-use common::{data, lsns_at, Cluster, DEADLINE};
+use common::{data, lsns_at, read_all, Cluster, DEADLINE};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -195,4 +195,73 @@ async fn a_leader_holds_writes_while_its_followers_answer_later_than_its_lease()
         "no election: {}",
         cluster.log_tails()
     );
+}
+
+/// A leader whose disk stalls (each group commit of its WAL held for longer than its lease)
+/// keeps its lease: writes beyond what its WAL may hold unflushed wait before they are
+/// proposed, not in Raft's append, where the leader would stop reading its followers'
+/// answers. Every write is taken, no election follows, and all survive kill -9 of every node.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_whose_disk_stalls_keeps_its_lease_and_takes_every_write() {
+    const WRITES: i64 = 64;
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.wait_for_leader().await;
+    let client = cluster.client(leader).await;
+    write_one(client.clone(), "stalled", 0)
+        .await
+        .expect("create the table");
+    let term = |status: Option<Value>| status.and_then(|s| s["term"].as_u64());
+    let term_before = term(cluster.status(leader).await);
+    let sync_delay = |ms: u64| {
+        let client = client.clone();
+        async move {
+            client
+                .action("inject_fault", &json!({ "wal_sync_delay_ms": ms }))
+                .await
+                .expect("inject_fault");
+        }
+    };
+    // About 1 MiB each: 64 MiB, over both the leader's bound on its writes not yet flushed
+    // and the flusher's own. The suite's lease is 800 ms.
+    sync_delay(2_000).await;
+    let writes = (1..=WRITES)
+        .map(|seq| WriteItem::plain(data::batch(1, seq, 32_000)))
+        .collect();
+    let acks = client
+        .write_all("stalled", writes, Level::Replicated)
+        .await
+        .unwrap_or_else(|e| panic!("writes to a stalled leader: {e}\n{}", cluster.log_tails()));
+    sync_delay(0).await;
+    let replicated = lsns_at(&acks, Level::Replicated);
+    assert_eq!(replicated.len(), WRITES as usize, "{acks:?}");
+    assert_eq!(
+        term(cluster.status(leader).await),
+        term_before,
+        "no election: {}",
+        cluster.log_tails()
+    );
+
+    let last = replicated.iter().copied().max().unwrap_or_default();
+    for id in 1..=3 {
+        cluster.kill9(id);
+    }
+    for id in 1..=3 {
+        cluster.spawn(id);
+    }
+    cluster.wait_for_leader().await;
+    for id in 1..=3 {
+        let (_, batches) = cluster
+            .client(id)
+            .await
+            .read(&read_all("stalled", last))
+            .await
+            .unwrap_or_else(|e| panic!("read from node {id}: {e}\n{}", cluster.log_tails()));
+        let mut seqs: Vec<i64> = batches.iter().map(|(_, b)| data::keys([b])[0].1).collect();
+        seqs.dedup();
+        assert_eq!(
+            seqs,
+            (0..=WRITES).collect::<Vec<_>>(),
+            "node {id} holds every write once, in order"
+        );
+    }
 }

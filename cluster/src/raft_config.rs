@@ -33,6 +33,11 @@ pub fn build(timing: &RaftTiming) -> Result<Arc<Config>, openraft::ConfigError> 
         // read acknowledgements between client writes, not after a whole burst of them: a
         // burst used to hold back the acks that renew the leader's lease.
         broadcast_submitted_on_append: Some(true),
+        // So a restarted leader does not take up its old term again: its followers may hold
+        // entries it sent them before its own fsync, which the crash took from its log, and
+        // leading again in the same term it would write other entries under those log ids.
+        // It starts as a follower; a new election (a new term) settles whose log leads.
+        enable_leader_restore: Some(false),
         ..Default::default()
     };
     Ok(Arc::new(config.validate()?))

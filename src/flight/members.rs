@@ -142,6 +142,8 @@ struct Fault {
     isolate: Option<bool>,
     /// Answer the leader's AppendEntries this much late (0: at once).
     answer_delay_ms: Option<u64>,
+    /// Hold each WAL group commit this long before it writes and syncs (0: not at all).
+    wal_sync_delay_ms: Option<u64>,
     /// Stop the tier worker at this stage (`null`: let it go on).
     #[serde(default, deserialize_with = "present")]
     tier_pause: Option<Option<TierStage>>,
@@ -170,6 +172,11 @@ pub fn inject_fault(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
         ctx.faults
             .set_answer_delay(std::time::Duration::from_millis(ms));
         tracing::warn!(answer_delay_ms = ms, "raft answer delay injected");
+    }
+    if let Some(ms) = req.wal_sync_delay_ms {
+        ctx.wal_faults
+            .set_sync_delay(std::time::Duration::from_millis(ms));
+        tracing::warn!(wal_sync_delay_ms = ms, "wal sync delay injected");
     }
     if let Some(stage) = req.tier_pause {
         let tiering = ctx.tiering.as_ref().ok_or_else(|| {

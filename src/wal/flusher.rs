@@ -16,15 +16,21 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
 use super::error::WalResult;
 use super::segment::Segment;
-use super::WalObserver;
+use super::{WalFaults, WalObserver};
 
 /// How many appends may wait for a flush before `append` itself waits (backpressure).
 pub const FLUSH_QUEUE_MAX: usize = 4096;
 
 /// Encoded records handed to the flusher and not yet written or durable, at most (on top of
-/// one append larger than this): `append` waits for room. Below the tail cache's bound, so
-/// that the cache holds every entry not yet written (readers never `pread` those).
-pub const UNFLUSHED_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// one append larger than this): `append` waits for room, on openraft's core task, where the
+/// wait would keep a leader from reading its followers' answers. So it is a last resort, set
+/// above what reaches the log without a wait: the leader's own writes, held back before they
+/// are proposed ([`crate::acks::PENDING_BYTES_MAX`]), and a follower's, which the leader's
+/// pipeline bounds (two append budgets in flight). Below the tail cache's bound, so that the
+/// cache holds every entry not yet written (readers never `pread` those).
+pub const UNFLUSHED_BYTES_MAX: usize = 48 * 1024 * 1024;
+
+const _: () = assert!(UNFLUSHED_BYTES_MAX < super::tail::TAIL_BYTES_MAX);
 
 /// The unit in which [`UNFLUSHED_BYTES_MAX`] is counted by a semaphore.
 pub const UNFLUSHED_UNIT_BYTES: usize = 4096;
@@ -66,9 +72,10 @@ pub enum FlushRequest {
 pub fn spawn(
     observer: Arc<dyn WalObserver>,
     written: Arc<AtomicU64>,
+    faults: WalFaults,
 ) -> mpsc::Sender<FlushRequest> {
     let (tx, rx) = mpsc::channel(FLUSH_QUEUE_MAX);
-    tokio::spawn(run(rx, observer, written));
+    tokio::spawn(run(rx, observer, written, faults));
     tx
 }
 
@@ -101,6 +108,7 @@ async fn run(
     mut rx: mpsc::Receiver<FlushRequest>,
     observer: Arc<dyn WalObserver>,
     written: Arc<AtomicU64>,
+    faults: WalFaults,
 ) {
     let mut batch = Vec::with_capacity(FLUSH_QUEUE_MAX);
     while rx.recv_many(&mut batch, FLUSH_QUEUE_MAX).await > 0 {
@@ -111,7 +119,12 @@ async fn run(
                 FlushRequest::Barrier(_) => Vec::new(),
             })
             .collect();
-        let synced = tokio::task::spawn_blocking(move || write_and_sync(&writes)).await;
+        let faults = faults.clone();
+        let synced = tokio::task::spawn_blocking(move || {
+            faults.stall_sync();
+            write_and_sync(&writes)
+        })
+        .await;
         let result = match synced {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),

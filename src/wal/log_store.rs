@@ -29,7 +29,7 @@ use super::record;
 use super::recovery;
 use super::segment::{sync_dir, RecordLoc, Segment, SegmentId};
 use super::tail::{TailCache, TAIL_BYTES_MAX};
-use super::WalObserver;
+use super::{WalFaults, WalObserver};
 
 /// The committed id is written at most this often (the state machine is rebuilt from the log
 /// at start, up to it; entries committed after it are applied once the leader says so), so
@@ -43,6 +43,8 @@ pub struct WalConfig {
     pub dir: PathBuf,
     /// A segment is sealed and a new one started once it holds this many bytes.
     pub segment_bytes_max: u64,
+    /// Where tests inject disk faults (none by default).
+    pub faults: WalFaults,
 }
 
 /// The record index: where every entry of the log is.
@@ -255,7 +257,7 @@ impl LogStore {
         shared.write_index().last_log_id = last_log_id;
 
         let written = Arc::new(AtomicU64::new(last_log_id.map_or(0, |l| l.index)));
-        let flush_tx = flusher::spawn(observer.clone(), written.clone());
+        let flush_tx = flusher::spawn(observer.clone(), written.clone(), config.faults.clone());
         Ok(Self {
             config,
             shared,
@@ -604,8 +606,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.shared.meta.save_committed(&committed)?)
     }
 
+    /// The committed id saved, or the end of the log where that is lower. Raft learns an
+    /// entry is committed from a quorum that need not include this node's disk: the id is
+    /// saved while entries up to it may still wait for the flusher, and a crash then leaves
+    /// the log ending below it, while openraft applies the log up to it at start. Every entry
+    /// the log holds below the saved id is committed (they were flushed in log order, and a
+    /// truncation never cuts committed entries), so its end is the committed id to restart at;
+    /// the leader sends the rest.
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(self.shared.meta.committed()?)
+        let saved = self.shared.meta.committed()?;
+        let last = self.shared.read_index().last_log_id;
+        Ok(match (saved, last) {
+            (Some(saved), Some(last)) if last.index < saved.index => Some(last),
+            (Some(_), None) => None,
+            (saved, _) => saved,
+        })
     }
 
     async fn append<I>(

@@ -7,6 +7,7 @@
 //! it. Vote, committed and purged log ids live in sled (`meta.rs`).
 
 mod error;
+mod faults;
 mod flusher;
 mod log_store;
 mod meta;
@@ -16,6 +17,8 @@ mod segment;
 mod tail;
 
 pub use error::{WalError, WalResult};
+pub use faults::WalFaults;
+pub use flusher::UNFLUSHED_BYTES_MAX;
 pub use log_store::{LogReader, LogStore, WalConfig};
 
 use arka_cluster::types::Entry;

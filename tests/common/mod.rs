@@ -313,7 +313,11 @@ impl Cluster {
             .arg("server")
             .arg("--config")
             .arg(&config)
-            .env("RUST_LOG", "info,openraft=warn")
+            // ARKA_TEST_LOG (a RUST_LOG filter) shows more of the nodes' logs when a test fails.
+            .env(
+                "RUST_LOG",
+                std::env::var("ARKA_TEST_LOG").unwrap_or("info,openraft=warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
