@@ -106,9 +106,11 @@ pub struct NodeConfig {
     pub wal_retention_bytes: u64,
     /// ...and so are entries older than this.
     pub wal_retention_ms: u64,
-    /// Writes are refused (RESOURCE_EXHAUSTED) while the WAL holds more than this, which
-    /// happens only when object storage falls behind.
+    /// Writes are held, then refused (RESOURCE_EXHAUSTED), while the WAL holds more than
+    /// this, which happens only when object storage falls behind.
     pub wal_bytes_max: u64,
+    /// How long a write is held while the WAL is over `wal_bytes_max` before it is refused.
+    pub wal_full_hold_ms: u64,
 }
 
 impl Default for NodeConfig {
@@ -144,6 +146,7 @@ impl Default for NodeConfig {
             wal_retention_bytes: 1024 * 1024 * 1024,
             wal_retention_ms: 60 * 60 * 1000,
             wal_bytes_max: 16 * 1024 * 1024 * 1024,
+            wal_full_hold_ms: 10_000,
         }
     }
 }

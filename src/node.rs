@@ -123,6 +123,7 @@ impl Node {
         let wal_guard = tiering.clone().map(|tiering| WalGuard {
             tiering,
             wal_bytes_max: config.wal_bytes_max,
+            hold: Duration::from_millis(config.wal_full_hold_ms),
         });
         let writes = Arc::new(WritePath::new(
             raft.clone(),

@@ -302,3 +302,49 @@ async fn writes_are_refused_past_the_wal_bound_until_the_store_is_back() {
     )
     .await;
 }
+
+/// A writer faster than object storage is slowed, not failed: a write that finds the WAL over
+/// its bound waits until tiering trims it, and is then taken.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_is_held_while_the_wal_is_over_its_bound_and_taken_once_tiering_trims_it() {
+    let s3 = S3Server::start().await;
+    let mut proxy = Proxy::start(s3.addr).await;
+    let bounds = "segment-bytes-max = 16384\nwal-retention-bytes = 32768\nwal-bytes-max = 131072\nwal-full-hold-ms = 120000\n";
+    let cluster = tiered_cluster(&proxy, bounds).await;
+    write(&cluster, 0..2, Level::Committed).await;
+
+    proxy.down().await;
+    let client = cluster.client(1).await;
+    // One write of about 200 KB is taken (the WAL was under its bound) and puts it over.
+    let over = vec![WriteItem::plain(data::batch(1, 2, 7_000))];
+    client
+        .write_all("events", over, Level::Replicated)
+        .await
+        .expect("the write that fills the WAL");
+    eventually("the WAL to be over its bound", DEADLINE, || async {
+        let wal_bytes = cluster.status(1).await?["tier"]["wal_bytes"].as_u64()?;
+        (wal_bytes > 131_072).then_some(())
+    })
+    .await;
+
+    let held = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let writes = vec![WriteItem::plain(data::batch(1, 3, 4))];
+            client.write_all("events", writes, Level::Replicated).await
+        })
+    };
+    // A node that refused the write at once would have answered by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !held.is_finished(),
+        "the write is held while the WAL is over its bound: {:?}",
+        held.await
+    );
+    proxy.up().await;
+    let acks = held
+        .await
+        .expect("join")
+        .expect("the held write is taken once tiering trimmed the WAL");
+    assert_eq!(lsns_at(&acks, Level::Replicated).len(), 1, "{acks:?}");
+}

@@ -18,13 +18,12 @@ mod worker;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use arka_cluster::Lsn;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use catalog::check_options as check_catalog_options;
 pub use designate::designate_worker;
@@ -113,7 +112,7 @@ pub struct Tiering {
     flush_rx: Mutex<Option<mpsc::Receiver<FlushRequest>>>,
     status: Mutex<WorkerStatus>,
     /// Bytes of this node's WAL on disk, as last measured by the purge task.
-    wal_bytes: AtomicU64,
+    wal_bytes: watch::Sender<u64>,
 }
 
 impl Tiering {
@@ -127,7 +126,7 @@ impl Tiering {
             flush_tx,
             flush_rx: Mutex::new(Some(flush_rx)),
             status: Mutex::new(WorkerStatus::default()),
-            wal_bytes: AtomicU64::new(0),
+            wal_bytes: watch::channel(0).0,
         })
     }
 
@@ -165,10 +164,18 @@ impl Tiering {
     }
 
     pub fn wal_bytes(&self) -> u64 {
-        self.wal_bytes.load(Ordering::Relaxed)
+        *self.wal_bytes.borrow()
+    }
+
+    /// Waits until the WAL holds at most `bytes`, for `wait` at most; true if it does.
+    pub async fn wait_for_wal_bytes_at_most(&self, bytes: u64, wait: Duration) -> bool {
+        let mut measured = self.wal_bytes.subscribe();
+        let under = measured.wait_for(|now| *now <= bytes);
+        let waited = tokio::time::timeout(wait, under).await;
+        matches!(waited, Ok(Ok(_)))
     }
 
     fn set_wal_bytes(&self, bytes: u64) {
-        self.wal_bytes.store(bytes, Ordering::Relaxed);
+        self.wal_bytes.send_replace(bytes);
     }
 }

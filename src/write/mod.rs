@@ -91,10 +91,12 @@ pub enum Submitted {
     },
 }
 
-/// Refuses writes while the WAL is over its bound (tiering fell behind).
+/// Holds, then refuses, writes while the WAL is over its bound (tiering fell behind).
 pub struct WalGuard {
     pub tiering: Arc<Tiering>,
     pub wal_bytes_max: u64,
+    /// How long a write is held while the WAL is over its bound before it is refused.
+    pub hold: Duration,
 }
 
 pub struct WritePath {
@@ -195,18 +197,27 @@ impl WritePath {
             .await
     }
 
-    fn ensure_wal_room(&self) -> Result<()> {
+    /// Holds a write while this node's WAL is over `wal-bytes-max` (tiering fell behind),
+    /// until tiering trims it back under, for `wal-full-hold-ms` at most; then refuses it.
+    /// A writer that outpaces object storage is slowed to its pace, and sees an error only
+    /// when the store has stopped taking data.
+    async fn wait_for_wal_room(&self) -> Result<()> {
         let Some(guard) = &self.wal_guard else {
             return Ok(());
         };
-        let bytes = guard.tiering.wal_bytes();
-        if bytes <= guard.wal_bytes_max {
+        if guard
+            .tiering
+            .wait_for_wal_bytes_at_most(guard.wal_bytes_max, guard.hold)
+            .await
+        {
             return Ok(());
         }
         let tier = self.sm.tier();
         Err(Error::ResourceExhausted(format!(
-            "the WAL holds {bytes} bytes, over wal-bytes-max {}: object storage is behind (OBJECT_STORAGE watermark {}, replicated {}; tier worker error: {}); writes resume once tiering catches up",
+            "the WAL holds {} bytes, over wal-bytes-max {}, and tiering did not trim it within {} ms: object storage is behind (OBJECT_STORAGE watermark {}, replicated {}; tier worker error: {}); writes resume once tiering catches up",
+            guard.tiering.wal_bytes(),
             guard.wal_bytes_max,
+            guard.hold.as_millis(),
             tier.s3_lsn,
             self.sm.applied_lsn(),
             guard.tiering.status().last_error.as_deref().unwrap_or("none"),
@@ -214,10 +225,11 @@ impl WritePath {
     }
 
     /// Checks, encodes and proposes one write. Waits (backpressure) while the node's
-    /// in-flight bytes are at their bound.
+    /// in-flight bytes or its WAL are at their bounds.
     pub async fn submit(&self, write: IncomingWrite) -> Result<Submitted> {
+        self.ensure_leader()?;
+        self.wait_for_wal_room().await?;
         self.ensure_writable_leader().await?;
-        self.ensure_wal_room()?;
         let rows = write.batch.num_rows() as u64;
         if let Some(p) = &write.producer {
             // The state machine decides again when it applies the write; this answers a
