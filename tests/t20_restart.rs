@@ -447,13 +447,7 @@ async fn a_leader_killed_while_its_disk_lags_the_commit_index_restarts_with_ever
     cluster.spawn(lagging);
     cluster.wait_for_leader().await;
     for id in 1..=3 {
-        let (_, batches) = cluster
-            .client(id)
-            .await
-            .read(&read_all("lagging", last))
-            .await
-            .unwrap_or_else(|e| panic!("read from node {id}: {e}\n{}", cluster.log_tails()));
-        let seqs: Vec<i64> = batches.iter().map(|(_, b)| data::keys([b])[0].1).collect();
+        let seqs = cluster.seqs_on(id, "lagging", last).await;
         assert_eq!(
             seqs,
             (0..seq).collect::<Vec<_>>(),

@@ -61,13 +61,7 @@ async fn members_snapshot_at_their_own_positions_and_restart_from_them() {
         }
     }
 
-    for id in 1..=3 {
-        cluster.kill9(id);
-    }
-    for id in 1..=3 {
-        cluster.spawn(id);
-    }
-    cluster.wait_for_leader().await;
+    cluster.kill9_all_and_restart().await;
     for id in 1..=3 {
         let status = eventually("the node to serve again", DEADLINE, || cluster.status(id)).await;
         assert_eq!(

@@ -252,12 +252,15 @@ async fn writes_go_on_while_the_store_is_down_and_tiering_catches_up() {
     );
 }
 
+/// WAL bounds small enough for a test to go past: 128 KiB at most, 32 KiB kept once tiered.
+const SMALL_WAL: &str =
+    "segment-bytes-max = 16384\nwal-retention-bytes = 32768\nwal-bytes-max = 131072\n";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn writes_are_refused_past_the_wal_bound_until_the_store_is_back() {
     let s3 = S3Server::start().await;
     let mut proxy = Proxy::start(s3.addr).await;
-    let bounds = "segment-bytes-max = 16384\nwal-retention-bytes = 32768\nwal-bytes-max = 131072\n";
-    let cluster = tiered_cluster(&proxy, bounds).await;
+    let cluster = tiered_cluster(&proxy, SMALL_WAL).await;
     write(&cluster, 0..2, Level::Committed).await;
 
     proxy.down().await;
@@ -309,8 +312,8 @@ async fn writes_are_refused_past_the_wal_bound_until_the_store_is_back() {
 async fn a_write_is_held_while_the_wal_is_over_its_bound_and_taken_once_tiering_trims_it() {
     let s3 = S3Server::start().await;
     let mut proxy = Proxy::start(s3.addr).await;
-    let bounds = "segment-bytes-max = 16384\nwal-retention-bytes = 32768\nwal-bytes-max = 131072\nwal-full-hold-ms = 120000\n";
-    let cluster = tiered_cluster(&proxy, bounds).await;
+    let bounds = format!("{SMALL_WAL}wal-full-hold-ms = 120000\n");
+    let cluster = tiered_cluster(&proxy, &bounds).await;
     write(&cluster, 0..2, Level::Committed).await;
 
     proxy.down().await;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use arka::client::{Client, WriteItem};
 use arka::durability::Level;
 use arrow_flight::FlightDescriptor;
-use common::{data, lsns_at, read_all, Cluster, DEADLINE};
+use common::{data, lsns_at, Cluster, DEADLINE};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -242,22 +242,9 @@ async fn a_leader_whose_disk_stalls_keeps_its_lease_and_takes_every_write() {
     );
 
     let last = replicated.iter().copied().max().unwrap_or_default();
+    cluster.kill9_all_and_restart().await;
     for id in 1..=3 {
-        cluster.kill9(id);
-    }
-    for id in 1..=3 {
-        cluster.spawn(id);
-    }
-    cluster.wait_for_leader().await;
-    for id in 1..=3 {
-        let (_, batches) = cluster
-            .client(id)
-            .await
-            .read(&read_all("stalled", last))
-            .await
-            .unwrap_or_else(|e| panic!("read from node {id}: {e}\n{}", cluster.log_tails()));
-        let mut seqs: Vec<i64> = batches.iter().map(|(_, b)| data::keys([b])[0].1).collect();
-        seqs.dedup();
+        let seqs = cluster.seqs_on(id, "stalled", last).await;
         assert_eq!(
             seqs,
             (0..=WRITES).collect::<Vec<_>>(),

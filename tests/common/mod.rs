@@ -341,6 +341,37 @@ impl Cluster {
         }
     }
 
+    /// kill -9 of every node, then every node started again; returns once they agree on a
+    /// leader.
+    pub async fn kill9_all_and_restart(&mut self) -> u64 {
+        let ids: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
+        for id in &ids {
+            self.kill9(*id);
+        }
+        for id in &ids {
+            self.spawn(*id);
+        }
+        self.wait_for_leader().await
+    }
+
+    /// The seq (second key column of `data::batch`) of each write node `id` holds in `table`,
+    /// one per LSN, in LSN order, read once it applied `min_lsn`.
+    pub async fn seqs_on(&self, id: u64, table: &str, min_lsn: u64) -> Vec<i64> {
+        let (_, batches) = self
+            .client(id)
+            .await
+            .read(&read_all(table, min_lsn))
+            .await
+            .unwrap_or_else(|e| panic!("read from node {id}: {e}\n{}", self.log_tails()));
+        let mut writes: Vec<(u64, i64)> = batches
+            .iter()
+            .map(|(lsn, b)| (*lsn, data::keys([b])[0].1))
+            .collect();
+        // A large write may come back in several batches at its one LSN.
+        writes.dedup_by_key(|(lsn, _)| *lsn);
+        writes.into_iter().map(|(_, seq)| seq).collect()
+    }
+
     pub fn pause(&self, id: u64) {
         self.signal(id, libc::SIGSTOP);
     }
