@@ -14,7 +14,7 @@ use std::time::Duration;
 use arka::client::{Ack, WriteItem};
 use arka::durability::Level;
 use common::{data, eventually, lsns_at, Cluster, DEADLINE};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -350,4 +350,53 @@ async fn a_write_is_held_while_the_wal_is_over_its_bound_and_taken_once_tiering_
         .expect("join")
         .expect("the held write is taken once tiering trimmed the WAL");
     assert_eq!(lsns_at(&acks, Level::Replicated).len(), 1, "{acks:?}");
+}
+
+/// The status of a node the tier worker's designation left does not keep, as the worker's,
+/// the error it had while it was the worker.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_is_no_longer_the_tier_worker_shows_no_worker_error() {
+    let s3 = S3Server::start().await;
+    let mut proxy = Proxy::start(s3.addr).await;
+    let cluster = tiered_cluster(&proxy, "").await;
+    write(&cluster, 0..2, Level::Committed).await;
+    let worker = cluster.follower_tier_worker(1).await;
+
+    proxy.down().await;
+    write(&cluster, 2..4, Level::Replicated).await;
+    eventually(
+        "the worker to report the store's failure",
+        DEADLINE,
+        || async {
+            let status = cluster.status(worker).await?;
+            status["tier"]["worker_last_error"].as_str().map(|_| ())
+        },
+    )
+    .await;
+    let cluster = &cluster;
+    let isolate = |on: bool| async move {
+        cluster
+            .client(worker)
+            .await
+            .action("inject_fault", &json!({ "isolate": on }))
+            .await
+            .expect("inject_fault");
+    };
+    isolate(true).await;
+    eventually("another node to be designated", DEADLINE, || async {
+        let designated = cluster.status(1).await?["tier_worker"].as_u64()?;
+        (designated != worker).then_some(())
+    })
+    .await;
+    isolate(false).await;
+    eventually(
+        "the former worker to show no worker error",
+        DEADLINE,
+        || async {
+            let status = cluster.status(worker).await?;
+            let moved = status["tier_worker"].as_u64() != Some(worker);
+            (moved && status["tier"]["worker_last_error"].is_null()).then_some(())
+        },
+    )
+    .await;
 }

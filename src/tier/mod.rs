@@ -148,6 +148,11 @@ impl Tiering {
             .clone()
     }
 
+    /// Forgets the worker's errors: the node no longer tiers, and they were its own.
+    fn clear_status(&self) {
+        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = WorkerStatus::default();
+    }
+
     fn record(&self, step: Step, outcome: Result<(), &TierError>) {
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         match outcome {

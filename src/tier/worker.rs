@@ -46,6 +46,9 @@ pub async fn run(ctx: Arc<NodeContext>, tiering: Arc<Tiering>) {
     loop {
         if !worker.is_worker() {
             worker.fail_flushes("this node is no longer the tier worker");
+            // Its status would otherwise show, as the worker's, an error of a worker that
+            // moved on.
+            worker.tiering.clear_status();
             worker.wait_for_designation(&mut flush_rx).await;
             continue;
         }
