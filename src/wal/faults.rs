@@ -19,11 +19,11 @@ impl WalFaults {
         self.sync_delay_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// Blocks the calling thread for the injected delay, if any.
-    pub(super) fn stall_sync(&self) {
+    /// Waits out the injected delay, if any, before a group commit.
+    pub(super) async fn stall_sync(&self) {
         let ms = self.sync_delay_ms.load(Ordering::Relaxed);
         if ms > 0 {
-            std::thread::sleep(Duration::from_millis(ms));
+            tokio::time::sleep(Duration::from_millis(ms)).await;
         }
     }
 }

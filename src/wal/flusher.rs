@@ -119,12 +119,8 @@ async fn run(
                 FlushRequest::Barrier(_) => Vec::new(),
             })
             .collect();
-        let faults = faults.clone();
-        let synced = tokio::task::spawn_blocking(move || {
-            faults.stall_sync();
-            write_and_sync(&writes)
-        })
-        .await;
+        faults.stall_sync().await;
+        let synced = tokio::task::spawn_blocking(move || write_and_sync(&writes)).await;
         let result = match synced {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),

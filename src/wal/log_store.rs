@@ -616,10 +616,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
         let saved = self.shared.meta.committed()?;
         let last = self.shared.read_index().last_log_id;
-        Ok(match (saved, last) {
-            (Some(saved), Some(last)) if last.index < saved.index => Some(last),
-            (Some(_), None) => None,
-            (saved, _) => saved,
+        Ok(match saved {
+            Some(saved) if last.is_none_or(|l| l.index < saved.index) => last,
+            saved => saved,
         })
     }
 
