@@ -100,6 +100,9 @@ pub struct NodeConfig {
     pub commit_interval_ms: u64,
     /// The tier worker seals and uploads a range this often.
     pub tier_interval_ms: u64,
+    /// A table whose Iceberg commit has failed for this long is held back: the other tables
+    /// go on reaching COMMITTED, and its writers waiting for COMMITTED get an error.
+    pub tier_hold_table_after_ms: u64,
     /// A range holds at most about this many bytes of encoded batches.
     pub tier_range_bytes_max: u64,
     /// Once in object storage, log entries beyond the newest this many bytes are purged...
@@ -142,6 +145,7 @@ impl Default for NodeConfig {
             catalog_options: BTreeMap::new(),
             commit_interval_ms: 60_000,
             tier_interval_ms: 200,
+            tier_hold_table_after_ms: 60_000,
             tier_range_bytes_max: 64 * 1024 * 1024,
             wal_retention_bytes: 1024 * 1024 * 1024,
             wal_retention_ms: 60 * 60 * 1000,

@@ -54,6 +54,14 @@ pub struct TieredFile {
     pub bytes: u64,
 }
 
+/// A table the tier worker holds back from Iceberg: its catalog commit kept failing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldBackTable {
+    pub table: String,
+    /// The last error of its commit, as the catalog gave it.
+    pub reason: String,
+}
+
 /// The application data of a Raft log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -101,6 +109,15 @@ pub enum Command {
     /// epoch. A variant of its own rather than a field of [`WriteCommand`], so that log
     /// entries written before producer sessions existed still decode.
     SessionWrite { epoch: u64, write: WriteCommand },
+    /// The tier worker committed every table but `held_back` up to `committed_lsn`; each
+    /// held-back table stays where it was committed before. Supersedes
+    /// [`Command::TierCommitted`] (which still decodes, as a report that holds nothing back).
+    TierCommittedTables {
+        worker: NodeId,
+        committed_lsn: u64,
+        held_back: Vec<HeldBackTable>,
+        request: RequestId,
+    },
 }
 
 /// The write a log entry carries, if it carries one.
@@ -138,6 +155,7 @@ impl Command {
             | Command::AssignTierWorker { request, .. }
             | Command::TierUploaded { request, .. }
             | Command::TierCommitted { request, .. }
+            | Command::TierCommittedTables { request, .. }
             | Command::SetRetention { request, .. } => *request,
         }
     }
@@ -160,6 +178,17 @@ impl fmt::Display for Command {
             } => write!(f, "tiered ({from_lsn}, {to_lsn}]"),
             Command::TierCommitted { committed_lsn, .. } => {
                 write!(f, "committed to iceberg up to {committed_lsn}")
+            }
+            Command::TierCommittedTables {
+                committed_lsn,
+                held_back,
+                ..
+            } => {
+                write!(f, "committed to iceberg up to {committed_lsn}")?;
+                for held in held_back {
+                    write!(f, ", {} held back", held.table)?;
+                }
+                Ok(())
             }
             Command::SetRetention { bytes, ms, .. } => {
                 write!(f, "wal retention {bytes} bytes, {ms} ms")

@@ -16,5 +16,7 @@ pub mod raft_config;
 pub mod types;
 
 pub use cluster_id::ClusterId;
-pub use command::{write_of, Command, CommandResponse, ProducerSeq, TieredFile, WriteCommand};
+pub use command::{
+    write_of, Command, CommandResponse, HeldBackTable, ProducerSeq, TieredFile, WriteCommand,
+};
 pub use types::{Lsn, NodeId, NodeInfo, RequestId, TypeConfig};

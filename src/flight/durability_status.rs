@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::actions::parse_body;
 use crate::context::NodeContext;
-use crate::durability::Watermarks;
+use crate::durability::{Level, Watermarks};
 use crate::error::{Error, Result};
 use crate::table::TableName;
 
@@ -59,7 +59,7 @@ pub fn answer(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     out["tier_worker"] = json!(ctx.state.tier().worker);
     if let Some(lsn) = req.last_known_lsn {
         out["last_known_lsn"] = json!(lsn);
-        out["level"] = json!(w.level_of(lsn));
+        out["level"] = json!(level_of_write(ctx, &w, lsn));
     }
     if let Some(leader) = appended_by(&req)? {
         // Checked above: a leader comes with `last_known_lsn` and without `producer_id`.
@@ -92,7 +92,7 @@ pub fn answer(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
         WriteFate::Written(lsn) => {
             out["status"] = json!("written");
             out["lsn"] = json!(lsn);
-            out["level"] = json!(w.level_of(lsn));
+            out["level"] = json!(level_of_write(ctx, &w, lsn));
         }
         WriteFate::NotWritten => {
             out["status"] = json!("not_written");
@@ -113,6 +113,20 @@ pub fn answer(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
         }
     }
     Ok(out)
+}
+
+/// The level the write at `lsn` reached: the watermarks' answer, or COMMITTED where the tier
+/// worker holds other tables back below it but its own table is committed past it.
+fn level_of_write(ctx: &NodeContext, w: &Watermarks, lsn: u64) -> Option<Level> {
+    let level = w.level_of(lsn);
+    let commits = ctx.state.table_commits();
+    if level != Some(Level::ObjectStorage) || lsn > commits.upto() {
+        return level;
+    }
+    match ctx.state.indexed_table_of(Lsn(lsn)) {
+        Some(table) if lsn <= commits.position(table.as_str()) => Some(Level::Committed),
+        _ => level,
+    }
 }
 
 /// The leader the query names, if it names one, checked to come with the LSN it appended
@@ -200,7 +214,7 @@ fn add_events(
         .state
         .producer_writes_after(producer_id, Lsn(after), limit);
     let events: Vec<Value> = (page.writes.iter())
-        .map(|(seq, lsn)| json!({"seq": seq, "lsn": lsn, "level": w.level_of(*lsn)}))
+        .map(|(seq, lsn)| json!({"seq": seq, "lsn": lsn, "level": level_of_write(ctx, w, *lsn)}))
         .collect();
     let next = page
         .writes

@@ -107,7 +107,17 @@ fn tier_json(ctx: &NodeContext) -> Value {
         "wal_bytes": tiering.wal_bytes(),
         "wal_first_index": ctx.log.first_index(),
         "retention": tier.retention,
+        "held_back": held_back_json(ctx),
     })
+}
+
+/// The tables the tier worker holds back from Iceberg: `[{table, committed_lsn, reason}]`.
+fn held_back_json(ctx: &NodeContext) -> Value {
+    let commits = ctx.state.table_commits();
+    let held = commits.held().iter().map(|(table, held)| {
+        json!({"table": table, "committed_lsn": held.committed_lsn, "reason": held.reason})
+    });
+    Value::Array(held.collect())
 }
 
 fn int(v: &Value, key: &str) -> Option<i64> {

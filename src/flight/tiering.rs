@@ -51,10 +51,16 @@ pub async fn flush(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
             )))
         })?;
     // Tier reports above the last data entry are never tiered themselves.
-    let target = upto.min(ctx.state.last_data_lsn());
-    let mut tier = ctx.state.subscribe_tier();
-    let reached = tier.wait_for(|t| t.committed_lsn >= target);
+    let target = upto.min(ctx.state.last_data_lsn()).get();
+    let mut commits = ctx.state.subscribe_table_commits();
+    let reached = commits.wait_for(|c| c.upto() >= target);
     let _ = tokio::time::timeout(APPLY_WAIT_MAX, reached).await;
+    if let Some((table, held)) = ctx.state.table_commits().held_below(target) {
+        return Err(Error::FailedPrecondition(format!(
+            "flush: {}; every other table is committed (see tier.held_back in status)",
+            held.explain(table)
+        )));
+    }
     let mut out =
         serde_json::to_value(ctx.watermarks()).map_err(|e| Error::internal("watermarks", e))?;
     out["flushed_lsn"] = json!(upto);

@@ -16,6 +16,7 @@ use super::dedup::Dedup;
 use super::error::{StateError, StateResult};
 use super::leaderships::Leaderships;
 use super::sessions::Sessions;
+use super::table_commits::TableCommits;
 use super::tier::{Retention, TierState};
 use crate::ipc;
 use crate::table::{fit_schema, SchemaFit, TableName};
@@ -34,6 +35,8 @@ pub struct StateData {
     pub sessions: Sessions,
     pub leaderships: Leaderships,
     pub tier: TierState,
+    /// How far each table is committed to Iceberg; `tier.committed_lsn` is its watermark.
+    pub commits: TableCommits,
     /// Each table's tiered files by their last LSN.
     pub tiered: BTreeMap<TableName, ChunkMap<u64, TieredFile>>,
     /// The last applied entry that is not a tier report.
@@ -117,7 +120,13 @@ impl StateData {
                 worker,
                 committed_lsn,
                 ..
-            } => self.apply_tier_committed(*worker, *committed_lsn),
+            } => self.apply_tier_committed(*worker, *committed_lsn, &[]),
+            Command::TierCommittedTables {
+                worker,
+                committed_lsn,
+                held_back,
+                ..
+            } => self.apply_tier_committed(*worker, *committed_lsn, held_back),
             Command::SetRetention { bytes, ms, .. } => {
                 self.tier.retention = Some(Retention {
                     bytes: *bytes,
@@ -244,6 +253,9 @@ impl StateData {
         self.index.remove(&name);
         // Its objects stay in object storage and Iceberg; this node no longer reads them.
         self.tiered.remove(&name);
+        // Nor does it hold back the COMMITTED watermark any longer.
+        self.commits.forget(name.as_str());
+        self.tier.committed_lsn = self.tier.committed_lsn.max(Lsn(self.commits.watermark()));
         CommandResponse::TableDropped { existed }
     }
 
@@ -315,12 +327,15 @@ impl StateData {
         &mut self,
         worker: arka_cluster::NodeId,
         committed_lsn: u64,
+        held_back: &[arka_cluster::HeldBackTable],
     ) -> CommandResponse {
         if let Some(refused) = refuse_report(&self.tier, worker) {
             return refused;
         }
         let tier = &mut self.tier;
-        tier.committed_lsn = Lsn(committed_lsn).min(tier.s3_lsn).max(tier.committed_lsn);
+        self.commits
+            .commit(committed_lsn.min(tier.s3_lsn.get()), held_back);
+        tier.committed_lsn = tier.committed_lsn.max(Lsn(self.commits.watermark()));
         CommandResponse::Done
     }
 

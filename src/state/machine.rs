@@ -20,6 +20,7 @@ use super::dedup::{DEDUP_ENTRIES_MAX, DEDUP_WINDOW};
 use super::error::StateResult;
 use super::sessions::SESSIONS_MAX;
 use super::snapshot::{decode_image, encode_image, Image, SnapshotFiles};
+use super::table_commits::TableCommits;
 use super::tier::TierState;
 use crate::table::TableName;
 use crate::wal::LogReader;
@@ -29,6 +30,7 @@ struct Inner {
     snapshots: SnapshotFiles,
     applied_tx: watch::Sender<u64>,
     tier_tx: watch::Sender<TierState>,
+    commits_tx: watch::Sender<Arc<TableCommits>>,
 }
 
 /// Read access to the state machine, cheap to clone.
@@ -75,6 +77,7 @@ impl StateMachine {
                 snapshots: SnapshotFiles::open(snapshot_dir)?,
                 applied_tx: watch::channel(0).0,
                 tier_tx: watch::channel(TierState::default()).0,
+                commits_tx: watch::channel(Arc::default()).0,
             }),
         })
     }
@@ -101,6 +104,13 @@ impl StateMachine {
         self.inner.tier_tx.send_if_modified(|t| {
             let changed = *t != tier;
             *t = tier;
+            changed
+        });
+        self.inner.commits_tx.send_if_modified(|c| {
+            let changed = **c != data.commits;
+            if changed {
+                *c = Arc::new(data.commits.clone());
+            }
             changed
         });
     }
@@ -139,6 +149,15 @@ impl StateMachine {
             .take(limit)
             .map(|(l, e)| (Lsn(*l), *e))
             .collect()
+    }
+
+    /// The table of the write at `lsn`, while the index holds it (it is in this node's WAL, or
+    /// above the OBJECT_STORAGE watermark).
+    pub fn indexed_table_of(&self, lsn: Lsn) -> Option<TableName> {
+        let data = self.read();
+        let mut tables = data.index.iter();
+        let (name, _) = tables.find(|(_, writes)| writes.get(&lsn.get()).is_some())?;
+        Some(name.clone())
     }
 
     /// True when the state machine took the write at `lsn` into `table`: it refuses some
@@ -217,6 +236,16 @@ impl StateMachine {
     /// tier worker use it.
     pub fn subscribe_tier(&self) -> watch::Receiver<TierState> {
         self.inner.tier_tx.subscribe()
+    }
+
+    /// How far each table is committed to Iceberg.
+    pub fn table_commits(&self) -> Arc<TableCommits> {
+        self.inner.commits_tx.borrow().clone()
+    }
+
+    /// Watches [`StateMachine::table_commits`]: sessions waiting for COMMITTED use it.
+    pub fn subscribe_table_commits(&self) -> watch::Receiver<Arc<TableCommits>> {
+        self.inner.commits_tx.subscribe()
     }
 
     /// The tiered file of `table` that holds `lsn`, if that range is tiered.

@@ -17,6 +17,7 @@ mod machine;
 mod sessions;
 mod snapshot;
 pub mod snapshot_schedule;
+mod table_commits;
 mod tier;
 
 pub use catalog::{IndexEntry, TableInfo};
@@ -27,4 +28,5 @@ pub use leaderships::LEADERSHIPS_MAX;
 pub use machine::{ProducerWrites, SnapshotBuilder, StateMachine, StateMachineStore, StateSizes};
 pub use sessions::SESSIONS_MAX;
 pub use snapshot::Image;
+pub use table_commits::{HeldBack, TableCommits};
 pub use tier::{Retention, TierState};

@@ -23,6 +23,7 @@ use super::dedup::Dedup;
 use super::error::{decode, encode, StateError, StateResult};
 use super::leaderships::Leaderships;
 use super::sessions::Sessions;
+use super::table_commits::TableCommits;
 use super::tier::TierState;
 use crate::table::TableName;
 
@@ -49,6 +50,9 @@ pub struct Image {
     /// Encoded after the sessions, for the same reason.
     #[serde(skip)]
     leaderships: Leaderships,
+    /// Encoded after the leaderships, for the same reason.
+    #[serde(skip)]
+    commits: TableCommits,
 }
 
 impl StateData {
@@ -71,6 +75,7 @@ impl StateData {
             last_data_lsn: self.last_data_lsn,
             sessions: self.sessions.clone(),
             leaderships: self.leaderships.clone(),
+            commits: self.commits.clone(),
         }
     }
 
@@ -89,10 +94,13 @@ impl StateData {
             dedup: image.dedup,
             sessions: image.sessions,
             leaderships: image.leaderships,
+            commits: image.commits,
             tier: image.tier,
             last_data_lsn: image.last_data_lsn,
             ..Default::default()
         };
+        // Images taken before tables could be held back hold only the watermark.
+        data.commits.raise_to(data.tier.committed_lsn.get());
         for (n, meta, counts) in image.tables {
             data.tables.insert(name(&n)?, table_info(meta, counts)?);
         }
@@ -136,12 +144,14 @@ impl<'de> Deserialize<'de> for TieredFiles {
     }
 }
 
-/// Encodes an image as openraft carries it between nodes: the image, then its sessions, then
-/// its leaderships. Each part added later goes after the others, so older images decode.
+/// Encodes an image as openraft carries it between nodes: the image, then its sessions, its
+/// leaderships and its table commits. Each part added later goes after the others, so older
+/// images decode.
 pub fn encode_image(image: &Image) -> StateResult<Vec<u8>> {
     let mut bytes = encode(image)?;
     bytes.extend(encode(&image.sessions)?);
     bytes.extend(encode(&image.leaderships)?);
+    bytes.extend(encode(&image.commits)?);
     Ok(bytes)
 }
 
@@ -157,8 +167,13 @@ pub fn decode_image(bytes: &[u8]) -> StateResult<Image> {
     }
     let (sessions, rest) = postcard::take_from_bytes(rest).map_err(corrupt)?;
     image.sessions = sessions;
+    if rest.is_empty() {
+        return Ok(image);
+    }
+    let (leaderships, rest) = postcard::take_from_bytes(rest).map_err(corrupt)?;
+    image.leaderships = leaderships;
     if !rest.is_empty() {
-        image.leaderships = postcard::from_bytes(rest).map_err(corrupt)?;
+        image.commits = postcard::from_bytes(rest).map_err(corrupt)?;
     }
     Ok(image)
 }
@@ -304,9 +319,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_image_keeps_its_sessions_and_leaderships_and_older_images_still_decode() {
+    fn an_image_keeps_its_sessions_leaderships_and_holds_and_older_images_still_decode() {
         let mut data = StateData::default();
         data.sessions.register("p", 7, 3);
+        let held = arka_cluster::HeldBackTable {
+            table: "b".into(),
+            reason: "refused".into(),
+        };
+        data.commits.commit(5, &[]);
+        data.commits.commit(9, &[held]);
+        data.tier.committed_lsn = arka_cluster::Lsn(data.commits.watermark());
         let leader = openraft::impls::leader_id_adv::LeaderId {
             term: 4,
             node_id: arka_cluster::NodeId(2),
@@ -318,6 +340,7 @@ mod tests {
         let restored = StateData::from_image(decoded).expect("state");
         assert_eq!(restored.sessions.len(), 1);
         assert_eq!(restored.leaderships.leader_at(9), Some(leader));
+        assert_eq!(restored.commits, data.commits);
 
         let before_sessions = encode(&image).expect("encode without sessions");
         let decoded = decode_image(&before_sessions).expect("decode an older image");
@@ -328,5 +351,16 @@ mod tests {
         let decoded = decode_image(&before_leaderships).expect("decode an older image");
         assert_eq!(decoded.sessions, image.sessions);
         assert_eq!(decoded.leaderships, Leaderships::default());
+
+        let mut before_holds = before_leaderships;
+        before_holds.extend(encode(&image.leaderships).expect("encode the leaderships"));
+        let decoded = decode_image(&before_holds).expect("decode an older image");
+        assert_eq!(decoded.leaderships, image.leaderships);
+        let restored = StateData::from_image(decoded).expect("state");
+        assert_eq!(
+            restored.commits.position("a"),
+            5,
+            "the watermark, for every table"
+        );
     }
 }

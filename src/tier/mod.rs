@@ -5,6 +5,7 @@
 mod catalog;
 mod designate;
 mod error;
+mod failing;
 mod iceberg;
 mod iceberg_io;
 pub mod lake_types;
@@ -48,6 +49,7 @@ pub struct TierSettings {
     pub commit_interval: Duration,
     pub tier_interval: Duration,
     pub range_bytes_max: u64,
+    pub hold_table_after: Duration,
 }
 
 impl TierSettings {
@@ -66,6 +68,7 @@ impl TierSettings {
             commit_interval: Duration::from_millis(config.commit_interval_ms),
             tier_interval: Duration::from_millis(config.tier_interval_ms),
             range_bytes_max: config.tier_range_bytes_max,
+            hold_table_after: Duration::from_millis(config.tier_hold_table_after_ms),
         })
     }
 }

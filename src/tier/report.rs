@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use arka_cluster::{Command, CommandResponse, Lsn, NodeId, RequestId, TieredFile};
+use arka_cluster::{Command, CommandResponse, HeldBackTable, Lsn, NodeId, RequestId, TieredFile};
 use serde::{Deserialize, Serialize};
 
 use crate::context::NodeContext;
@@ -22,8 +22,13 @@ pub enum TierReport {
         to_lsn: Lsn,
         files: Vec<TieredFile>,
     },
-    /// Everything up to `committed_lsn` is in committed Iceberg snapshots.
-    Committed { worker: NodeId, committed_lsn: Lsn },
+    /// Every table but those `held_back` is in committed Iceberg snapshots up to
+    /// `committed_lsn`.
+    Committed {
+        worker: NodeId,
+        committed_lsn: Lsn,
+        held_back: Vec<HeldBackTable>,
+    },
 }
 
 impl TierReport {
@@ -44,9 +49,11 @@ impl TierReport {
             TierReport::Committed {
                 worker,
                 committed_lsn,
-            } => Command::TierCommitted {
+                held_back,
+            } => Command::TierCommittedTables {
                 worker,
                 committed_lsn: committed_lsn.get(),
+                held_back,
                 request,
             },
         }

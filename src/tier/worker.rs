@@ -11,6 +11,7 @@ use openraft::EntryPayload;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::failing::FailingTables;
 use super::iceberg::IcebergTables;
 use super::range::{self, EncodedFile};
 use super::report::{self, TierReport};
@@ -41,6 +42,7 @@ pub async fn run(ctx: Arc<NodeContext>, tiering: Arc<Tiering>) {
         tiering,
         tables: None,
         flushes: Vec::new(),
+        failing: FailingTables::default(),
     };
     let mut backoff = BACKOFF_MIN;
     loop {
@@ -71,13 +73,19 @@ struct Worker {
     tables: Option<IcebergTables>,
     /// Flushes waiting for the next commit.
     flushes: Vec<FlushRequest>,
+    /// Tables whose last commit attempt failed, and since when.
+    failing: FailingTables,
 }
 
 /// Entries the tier worker itself causes; they hold no data to tier.
 pub fn is_tier_report(entry: &arka_cluster::types::Entry) -> bool {
     matches!(
         &entry.payload,
-        EntryPayload::Normal(Command::TierUploaded { .. } | Command::TierCommitted { .. })
+        EntryPayload::Normal(
+            Command::TierUploaded { .. }
+                | Command::TierCommitted { .. }
+                | Command::TierCommittedTables { .. }
+        )
     )
 }
 
@@ -251,10 +259,13 @@ impl Worker {
         })
     }
 
-    /// Commits every uploaded file above the COMMITTED watermark to its Iceberg table, then
-    /// reports the new watermark. Returns the stage where a fault point stopped it, if one did.
+    /// Commits every table's uploaded files above its position to Iceberg, then reports the
+    /// new position. A table whose commit has failed for `hold_table_after` is reported held
+    /// back, so the others move on; until then its failure fails the attempt, which is retried.
+    /// Returns the stage where a fault point stopped it, if one did.
     async fn commit(&mut self) -> Result<Option<TierStage>, TierError> {
         let tier = self.ctx.state.tier();
+        let commits = self.ctx.state.table_commits();
         let upto = tier.s3_lsn;
         if upto <= tier.committed_lsn {
             return Ok(None);
@@ -272,12 +283,14 @@ impl Worker {
             }
         };
         let tables = self.tables.insert(tables);
+        let mut failed = Vec::new();
         for (name, info) in self.ctx.state.tables() {
-            let files = self.ctx.state.tiered_files(&name, tier.committed_lsn, upto);
+            let from = Lsn(commits.position(name.as_str()));
+            let files = self.ctx.state.tiered_files(&name, from, upto);
             if files.is_empty() {
                 continue;
             }
-            tables
+            let appended = tables
                 .append(
                     name.as_str(),
                     &info.schema,
@@ -285,17 +298,30 @@ impl Worker {
                     &files,
                     upto.get(),
                 )
-                .await?;
+                .await;
+            if let Err(e) = appended {
+                tracing::warn!(table = %name, error = %e, "committing a table to iceberg failed");
+                failed.push((name.to_string(), e));
+            }
+        }
+        let hold_after = self.tiering.settings.hold_table_after;
+        let held_back = (self.failing).update(failed, &commits, hold_after, Instant::now())?;
+        let same_holds = (commits.held().keys()).eq(held_back.iter().map(|h| &h.table));
+        if upto.get() <= commits.upto() && same_holds {
+            // Only held-back tables had anything to commit, and they still fail.
+            return Ok(None);
         }
         if self.tiering.pause.stops_at(TierStage::BeforeWatermark) {
             return Ok(Some(TierStage::BeforeWatermark));
         }
+        let held: Vec<String> = held_back.iter().map(|h| h.table.clone()).collect();
         let report = TierReport::Committed {
             worker: self.ctx.node_id,
             committed_lsn: upto,
+            held_back,
         };
         self.report(report).await?;
-        self.wait_tier(|t| t.committed_lsn >= upto).await?;
+        self.wait_applied_commits(upto, &held).await?;
         self.tiering.record(Step::Commit, Ok(()));
         Ok(None)
     }
@@ -306,14 +332,27 @@ impl Worker {
             .map_err(|e| TierError::Report(e.to_string()))
     }
 
-    /// Waits until this node applied the effect of its report.
+    /// Waits until this node applied the effect of its upload report.
     async fn wait_tier(&self, reached: impl Fn(&TierState) -> bool) -> Result<(), TierError> {
         let mut tier = self.ctx.state.subscribe_tier();
-        let outcome = tokio::time::timeout(APPLY_WAIT_MAX, tier.wait_for(|t| reached(t)))
-            .await
-            .map(|r| r.is_ok());
-        match outcome {
-            Ok(true) => Ok(()),
+        let applied = tier.wait_for(|t| reached(t));
+        self.applied_in_time(applied).await
+    }
+
+    /// Waits until this node applied its commit report: up to `upto`, holding back `held`.
+    async fn wait_applied_commits(&self, upto: Lsn, held: &[String]) -> Result<(), TierError> {
+        let mut commits = self.ctx.state.subscribe_table_commits();
+        let applied =
+            commits.wait_for(|c| c.upto() >= upto.get() && c.held().keys().eq(held.iter()));
+        self.applied_in_time(applied).await
+    }
+
+    async fn applied_in_time<T, E>(
+        &self,
+        applied: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<(), TierError> {
+        match tokio::time::timeout(APPLY_WAIT_MAX, applied).await {
+            Ok(Ok(_)) => Ok(()),
             _ => Err(TierError::Report(format!(
                 "the report was accepted but not applied on node {} within {APPLY_WAIT_MAX:?}",
                 self.ctx.node_id

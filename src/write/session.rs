@@ -15,6 +15,7 @@ use super::ack_rows::AckRows;
 use super::{IncomingWrite, Submitted, WritePath};
 use crate::durability::Level;
 use crate::error::{Error, Result};
+use crate::state::{HeldBack, TableCommits};
 
 /// One acknowledgement row: write `write_no` of the session reached `level`.
 #[derive(Debug, Clone)]
@@ -120,16 +121,40 @@ impl Session {
         self.rows.push(event);
     }
 
-    /// Raises the writes the tier watermarks passed, in LSN order.
-    fn raise_to_tier(&mut self, s3_lsn: u64, committed_lsn: u64) {
+    /// Raises the writes the tier watermarks passed, in LSN order. A write whose table the
+    /// tier worker holds back below it ends the session: it cannot reach COMMITTED until the
+    /// catalog takes the table.
+    fn raise_to_tier(&mut self, s3_lsn: u64, commits: &TableCommits) -> Result<()> {
         let above_s3 = self.awaiting_s3.split_off(&(s3_lsn + 1, 0));
         for (lsn, no) in std::mem::replace(&mut self.awaiting_s3, above_s3) {
             self.raise(no, lsn, Level::ObjectStorage);
         }
-        let above_committed = self.awaiting_commit.split_off(&(committed_lsn + 1, 0));
-        for (lsn, no) in std::mem::replace(&mut self.awaiting_commit, above_committed) {
+        let watermark = commits.watermark();
+        let above_watermark = self.awaiting_commit.split_off(&(watermark + 1, 0));
+        for (lsn, no) in std::mem::replace(&mut self.awaiting_commit, above_watermark) {
             self.raise(no, lsn, Level::Committed);
         }
+        if commits.held().is_empty() {
+            return Ok(());
+        }
+        // Above the watermark, each write's own table says.
+        let mut reached = Vec::new();
+        for &(lsn, no) in &self.awaiting_commit {
+            let Some(table) = self.writes.get(&no).map(|w| w.table.as_str()) else {
+                continue;
+            };
+            if let Some(held) = commits.held_back(table).filter(|h| lsn > h.committed_lsn) {
+                return Err(held_back_error(table, lsn, held));
+            }
+            if lsn <= commits.position(table) {
+                reached.push((lsn, no));
+            }
+        }
+        for (lsn, no) in reached {
+            self.awaiting_commit.remove(&(lsn, no));
+            self.raise(no, lsn, Level::Committed);
+        }
+        Ok(())
     }
 
     /// True when every write reached the session's final level.
@@ -167,6 +192,15 @@ impl Session {
     }
 }
 
+/// What a writer waiting for COMMITTED is told when its table is held back.
+fn held_back_error(table: &str, lsn: u64, held: &HeldBack) -> Error {
+    Error::FailedPrecondition(format!(
+        "{}; the write at LSN {lsn} is durable (REPLICATED) and reaches COMMITTED once the \
+         catalog takes the table (see tier.held_back in status)",
+        held.explain(table)
+    ))
+}
+
 type LsnFuture = futures::future::BoxFuture<'static, (u64, Option<LogId>)>;
 type OutcomeFuture = futures::future::BoxFuture<'static, (u64, Result<CommandResponse>)>;
 
@@ -196,6 +230,7 @@ where
 {
     let mut disk = path.acks().subscribe_disk();
     let mut tier = path.state().subscribe_tier();
+    let mut commits = path.state().subscribe_table_commits();
     let mut session = Session {
         path,
         limits,
@@ -225,6 +260,7 @@ where
             Some((no, lsn)) = lsns.next() => on_lsn(&mut session, no, lsn),
             Some((no, outcome)) = outcomes.next() => on_outcome(&mut session, no, outcome)?,
             Ok(()) = tier.changed() => {}
+            Ok(()) = commits.changed() => {}
             Ok(()) = disk.changed() => {}
         }
         // Everything else that is ready goes into the same ack batch: one batch per wake-up,
@@ -237,8 +273,15 @@ where
         }
         session.raise_to_disk(*disk.borrow_and_update());
         if !session.awaiting_s3.is_empty() || !session.awaiting_commit.is_empty() {
-            let t = *tier.borrow_and_update();
-            session.raise_to_tier(t.s3_lsn.get(), t.committed_lsn.get());
+            let s3_lsn = tier.borrow_and_update().s3_lsn.get();
+            let commits = commits.borrow_and_update().clone();
+            if let Err(e) = session.raise_to_tier(s3_lsn, &commits) {
+                // The acks the session earned go out before its error.
+                if let Some(rows) = session.rows.take_batch() {
+                    out.send(Ok(rows)).await.map_err(|_| Error::Shutdown)?;
+                }
+                return Err(e);
+            }
         }
         if let Some(rows) = session.rows.take_batch() {
             out.send(Ok(rows)).await.map_err(|_| Error::Shutdown)?;

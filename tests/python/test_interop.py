@@ -14,6 +14,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import time
 import uuid
 
 import pyarrow as pa
@@ -629,3 +630,44 @@ def test_bad_producer_metadata(leader):
     with raises(INVALID_ARGUMENT, "producer_id"):
         write_exchange(leader, unique_table_name(), [make_batch([1])], [b'{"producer_id": 5}'])
     assert_still_serving(leader)
+
+
+def wait_for(what, check, deadline_s=TIMEOUT):
+    """Polls `check` until it returns a true value, failing after `deadline_s` seconds."""
+    end = time.monotonic() + deadline_s
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < end, f"{what}: not within {deadline_s} s"
+        time.sleep(0.1)
+
+
+def held_back(addr):
+    return {h["table"]: h for h in do_action(addr, "status")["tier"]["held_back"]}
+
+
+def test_a_table_the_catalog_refuses_is_held_back_alone(addrs, leader):
+    """A table whose Iceberg commit keeps failing (a regular file where the catalog puts its
+    directory) is held back alone: a writer waiting for COMMITTED on it gets an error naming
+    it, another table's writer gets COMMITTED, and status lists it until the catalog takes
+    it. The cluster's hold time is short (tier-hold-table-after-ms, set by the test runner)."""
+    store = do_action(leader, "status")["tier"]["object_store"]
+    table = unique_table_name()
+    blocker = pathlib.Path(store.removeprefix("file://")) / "warehouse" / "arka" / table
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_bytes(b"not a directory")
+    try:
+        with raises(FAILED_PRECONDITION, f"table {table} is held back", "Not a directory"):
+            write_exchange(leader, table, [make_batch([1])], [None], ack_until="COMMITTED")
+        plain = unique_table_name()
+        acks = write_exchange(leader, plain, [make_batch([1])], [None], ack_until="COMMITTED")
+        assert "COMMITTED" in {row["durability_level"] for row in acks.to_pylist()}
+        for addr in addrs:
+            wait_for(f"{addr} to list {table} as held back", lambda: table in held_back(addr))
+    finally:
+        blocker.unlink()
+    for addr in addrs:
+        wait_for(f"{addr} to release {table}", lambda: not held_back(addr))
+    acks = write_exchange(leader, table, [make_batch([2])], [None], ack_until="COMMITTED")
+    assert "COMMITTED" in {row["durability_level"] for row in acks.to_pylist()}
