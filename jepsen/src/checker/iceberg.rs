@@ -1,0 +1,65 @@
+//! The lake agrees with the log: an Iceberg table read up to its snapshot's `arka.lsn` (the
+//! COMMITTED position) holds exactly the writes the log holds up to there, each once.
+
+use super::facts::{Facts, Read};
+use super::{Class, Findings};
+
+pub fn check(facts: &Facts, findings: &mut Findings) {
+    for lake in &facts.iceberg {
+        let Some(upto) = lake.upto else { continue };
+        let log = facts
+            .final_reads()
+            .find(|r| r.table == lake.table && r.upto.is_some_and(|u| u >= upto));
+        let Some(log) = log else { continue };
+        let expected = up_to(log, upto);
+        let mut got = up_to(lake, upto);
+        got.sort_unstable();
+        if got == expected {
+            continue;
+        }
+        let missing = expected.iter().filter(|e| !got.contains(e)).count();
+        let extra = got.iter().filter(|g| !expected.contains(g)).count();
+        let detail = format!(
+            "Iceberg table {} up to LSN {upto} has {} writes against {} in {}: {missing} missing, {extra} not in the log or repeated",
+            lake.table,
+            got.len(),
+            expected.len(),
+            log.source()
+        );
+        findings.add(Class::IcebergMismatch, detail);
+    }
+}
+
+fn up_to(read: &Read, upto: u64) -> Vec<(u64, i64)> {
+    (read.entries.iter().copied())
+        .filter(|(lsn, _)| *lsn <= upto)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::History;
+    use super::super::{check, Class};
+
+    #[test]
+    fn an_iceberg_table_missing_or_repeating_a_committed_write_mismatches() {
+        let mut h = History::default();
+        h.send_ok(1, "t", 10, 5);
+        h.send_ok(1, "t", 11, 6);
+        h.final_read(1, "t", &[(5, 10), (6, 11)], 6);
+        h.iceberg_read("t", &[(5, 10)], 6);
+        h.iceberg_read("t", &[(5, 10), (5, 10), (6, 11)], 6);
+        let verdict = check(&h.ops);
+        assert_eq!(verdict.count(Class::IcebergMismatch), 2, "{verdict:#?}");
+    }
+
+    #[test]
+    fn the_lake_may_lag_the_log() {
+        let mut h = History::default();
+        h.send_ok(1, "t", 10, 5);
+        h.send_ok(1, "t", 11, 6);
+        h.final_read(1, "t", &[(5, 10), (6, 11)], 6);
+        h.iceberg_read("t", &[(5, 10)], 5);
+        assert!(check(&h.ops).valid);
+    }
+}
