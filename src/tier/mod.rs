@@ -9,6 +9,7 @@ mod failing;
 mod iceberg;
 mod iceberg_io;
 pub mod lake_types;
+mod low_priority;
 pub mod parquet_file;
 mod pause;
 mod purge;

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::failing::FailingTables;
 use super::iceberg::IcebergTables;
+use super::low_priority::LowPriorityThread;
 use super::range::{self, EncodedFile};
 use super::report::{self, TierReport};
 use super::{FlushRequest, Step, TierError, TierStage, Tiering};
@@ -37,9 +38,17 @@ pub async fn run(ctx: Arc<NodeContext>, tiering: Arc<Tiering>) {
     else {
         return;
     };
+    let sealer = match LowPriorityThread::start("arka-tier") {
+        Ok(sealer) => sealer,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the tier worker's thread: this node will not tier");
+            return;
+        }
+    };
     let mut worker = Worker {
         ctx,
         tiering,
+        sealer,
         tables: None,
         flushes: Vec::new(),
         failing: FailingTables::default(),
@@ -69,6 +78,8 @@ pub async fn run(ctx: Arc<NodeContext>, tiering: Arc<Tiering>) {
 struct Worker {
     ctx: Arc<NodeContext>,
     tiering: Arc<Tiering>,
+    /// Seals ranges (WAL reads and Parquet encoding) at a lower CPU priority.
+    sealer: LowPriorityThread,
     /// Opened when this node first becomes the tier worker.
     tables: Option<IcebergTables>,
     /// Flushes waiting for the next commit.
@@ -214,10 +225,10 @@ impl Worker {
         }
         let ctx = self.ctx.clone();
         let bytes_max = self.tiering.settings.range_bytes_max;
-        let sealed =
-            tokio::task::spawn_blocking(move || range::seal(&ctx, from, applied, bytes_max))
-                .await
-                .map_err(|e| TierError::Log(format!("sealing the range above {from}: {e}")))??;
+        let sealed = (self.sealer)
+            .run(move || range::seal(&ctx, from, applied, bytes_max))
+            .await
+            .ok_or_else(|| TierError::Log(format!("sealing the range above {from} panicked")))??;
         if !sealed.has_data {
             // Only the tier worker's own reports are above the watermark: there is nothing
             // to tier (reporting them would only add another report).
