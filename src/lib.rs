@@ -14,6 +14,7 @@ pub mod error;
 pub mod flight;
 pub mod internal;
 pub mod ipc;
+mod low_priority;
 pub mod membership;
 pub mod node;
 pub mod raft;

@@ -15,6 +15,8 @@ pub enum StateError {
     Decode { key: String, reason: String },
     #[error("cannot encode state machine value: {0}")]
     Encode(String),
+    #[error("cannot start the snapshot thread: {0}")]
+    Thread(io::Error),
 }
 
 impl From<StateError> for io::Error {

@@ -17,11 +17,12 @@ use tokio::sync::watch;
 use super::catalog::{IndexEntry, TableInfo};
 use super::data::StateData;
 use super::dedup::{DEDUP_ENTRIES_MAX, DEDUP_WINDOW};
-use super::error::StateResult;
+use super::error::{StateError, StateResult};
 use super::sessions::SESSIONS_MAX;
 use super::snapshot::{decode_image, encode_image, Image, SnapshotFiles};
 use super::table_commits::TableCommits;
 use super::tier::TierState;
+use crate::low_priority::LowPriorityThread;
 use crate::table::TableName;
 use crate::wal::LogReader;
 
@@ -31,6 +32,8 @@ struct Inner {
     applied_tx: watch::Sender<u64>,
     tier_tx: watch::Sender<TierState>,
     commits_tx: watch::Sender<Arc<TableCommits>>,
+    /// Encodes and saves snapshots at a lower CPU priority than the write path.
+    snapshot_thread: LowPriorityThread,
 }
 
 /// Read access to the state machine, cheap to clone.
@@ -78,6 +81,8 @@ impl StateMachine {
                 applied_tx: watch::channel(0).0,
                 tier_tx: watch::channel(TierState::default()).0,
                 commits_tx: watch::channel(Arc::default()).0,
+                snapshot_thread: LowPriorityThread::start("arka-snapshot")
+                    .map_err(StateError::Thread)?,
             }),
         })
     }
@@ -317,6 +322,7 @@ pub struct SnapshotBuilder {
     meta: SnapshotMeta,
     image: Image,
     snapshots: SnapshotFiles,
+    thread: LowPriorityThread,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -327,8 +333,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         // A builder builds one snapshot: its copy of the state is moved, not copied again.
         let image = std::mem::take(&mut self.image);
         let snapshots = self.snapshots.clone();
-        // Encoding and fsyncing a large state is kept off the runtime threads.
-        let data = tokio::task::spawn_blocking(move || -> StateResult<Vec<u8>> {
+        // Encoding and fsyncing a large state is kept off the runtime threads, and yields
+        // the CPU to them.
+        let build = move || -> StateResult<Vec<u8>> {
             let started = std::time::Instant::now();
             let data = encode_image(&image)?;
             let encoded = started.elapsed();
@@ -341,9 +348,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 "snapshot saved"
             );
             Ok(data)
-        })
-        .await
-        .map_err(io::Error::other)??;
+        };
+        let data = (self.thread.run(build).await)
+            .ok_or_else(|| io::Error::other("building the snapshot panicked"))??;
         Ok(openraft::Snapshot {
             meta: self.meta.clone(),
             snapshot: data,
@@ -391,6 +398,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: data.meta(),
             image: data.image(),
             snapshots: self.sm.inner.snapshots.clone(),
+            thread: self.sm.inner.snapshot_thread.clone(),
         };
         tracing::info!(
             copy_ms = started.elapsed().as_millis() as u64,

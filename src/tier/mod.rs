@@ -9,7 +9,6 @@ mod failing;
 mod iceberg;
 mod iceberg_io;
 pub mod lake_types;
-mod low_priority;
 pub mod parquet_file;
 mod pause;
 mod purge;

@@ -13,11 +13,11 @@ use tokio::time::Instant;
 
 use super::failing::FailingTables;
 use super::iceberg::IcebergTables;
-use super::low_priority::LowPriorityThread;
 use super::range::{self, EncodedFile};
 use super::report::{self, TierReport};
 use super::{FlushRequest, Step, TierError, TierStage, Tiering};
 use crate::context::NodeContext;
+use crate::low_priority::LowPriorityThread;
 use crate::state::TierState;
 
 /// Backoff between failed attempts.

@@ -1,7 +1,8 @@
-//! A thread for the tier worker's CPU-heavy steps (reading a range back from the WAL and
-//! encoding it as Parquet), at a lower CPU priority than the rest of the node. Tiering is
-//! background work with seconds of slack; on a busy node its bursts must yield to the
-//! threads that take writes and answer Raft, as a database runs compaction at low priority.
+//! A thread for a node's CPU-heavy background work (the tier worker reading a range back
+//! from the WAL and encoding it as Parquet, a snapshot's encoding), at a lower CPU priority
+//! than the rest of the node. That work has seconds of slack; on a busy node its bursts
+//! must yield to the threads that take writes and answer Raft, as a database runs
+//! compaction at low priority.
 
 use std::panic::AssertUnwindSafe;
 
@@ -12,14 +13,16 @@ const NICE_INCREMENT: i32 = 10;
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// A handle to the thread; clones share it, and it ends when the last is dropped.
+#[derive(Clone)]
 pub struct LowPriorityThread {
     jobs: mpsc::Sender<Job>,
 }
 
 impl LowPriorityThread {
-    /// Starts the thread; it ends when this handle is dropped.
+    /// Starts the thread.
     pub fn start(name: &str) -> std::io::Result<Self> {
-        // The worker waits for each job before it sends the next.
+        // Each user waits for its job before it sends the next.
         let (jobs, mut rx) = mpsc::channel::<Job>(1);
         std::thread::Builder::new()
             .name(name.to_string())
@@ -59,7 +62,7 @@ fn lower_this_threads_priority() {
     if result != 0 {
         tracing::warn!(
             error = %std::io::Error::last_os_error(),
-            "could not lower the tier worker thread's CPU priority"
+            "could not lower a background thread's CPU priority"
         );
     }
 }
