@@ -1,6 +1,13 @@
-//! Chaos tests for arka in the manner of Jepsen: the history of a run, the checker that
-//! names every anomaly in it, and the report.
+//! Chaos tests for arka in the manner of Jepsen: a run against a real cluster on its own
+//! network with a nemesis injecting faults, the history it records, the checker that names
+//! every anomaly in it, and the report.
 
 pub mod checker;
+mod cluster;
 pub mod history;
+mod nemesis;
+mod net;
+mod recorder;
 pub mod report;
+pub mod run;
+mod workload;

@@ -7,9 +7,10 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
-use arka_jepsen::{checker, history, report};
+use arka_jepsen::{checker, history, report, run};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -25,9 +26,28 @@ enum Command {
     Check {
         /// The history, as JSON lines.
         history: PathBuf,
-        /// Also write `verdict.json` into this folder.
+        /// Also write `verdict.json` and `verdict.md` into this folder.
         #[arg(long)]
         report: Option<PathBuf>,
+    },
+    /// Runs the queue workload against a new cluster while a nemesis injects faults, then
+    /// checks the history. Needs root (it makes network namespaces).
+    Run {
+        /// The `arka` binary the nodes run.
+        #[arg(long)]
+        arka: PathBuf,
+        /// The run's folder: node data and logs, `history.jsonl`, the verdict.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seconds of load under faults.
+        #[arg(long, default_value_t = 60)]
+        time_limit: u64,
+        /// The nemesis: kill.
+        #[arg(long, default_value = "kill")]
+        nemesis: String,
+        /// Seed of the fault schedule.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -55,6 +75,29 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             if let Some(dir) = report {
                 report::write_verdict(&dir, &verdict)?;
             }
+            Ok(verdict.valid)
+        }
+        Command::Run {
+            arka,
+            out,
+            time_limit,
+            nemesis,
+            seed,
+        } => {
+            let config = run::RunConfig {
+                arka,
+                out,
+                time_limit: Duration::from_secs(time_limit),
+                nemesis,
+                seed,
+                nodes: 3,
+                producers: 4,
+                tables: 2,
+            };
+            let runtime = tokio::runtime::Runtime::new().context("start the runtime")?;
+            let verdict = runtime.block_on(run::run(&config))?;
+            print!("{}", report::verdict_table(&verdict));
+            println!("report: {}", config.out.display());
             Ok(verdict.valid)
         }
     }

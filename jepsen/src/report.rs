@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::checker::{Class, Verdict};
+use crate::history::{write_jsonl, Op};
 
 /// The verdict as Markdown tables: anomalies by class, then availability by fault window.
 pub fn verdict_table(verdict: &Verdict) -> String {
@@ -52,10 +53,22 @@ pub fn verdict_table(verdict: &Verdict) -> String {
     out
 }
 
-/// Writes `verdict.json` into `dir`.
+/// Writes the verdict into `dir`: `verdict.json` for tools, `verdict.md` for people.
 pub fn write_verdict(dir: &Path, verdict: &Verdict) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let path = dir.join("verdict.json");
     let json = serde_json::to_vec_pretty(verdict).context("encode the verdict")?;
-    std::fs::write(&path, json).with_context(|| format!("write {}", path.display()))
+    write(&dir.join("verdict.json"), &json)?;
+    write(&dir.join("verdict.md"), verdict_table(verdict).as_bytes())
+}
+
+/// Writes a run's report into `dir`: its history (`history.jsonl`) and its verdict.
+pub fn write_run(dir: &Path, ops: &[Op], verdict: &Verdict) -> anyhow::Result<()> {
+    let mut history = Vec::new();
+    write_jsonl(ops, &mut history).context("encode the history")?;
+    write(&dir.join("history.jsonl"), &history)?;
+    write_verdict(dir, verdict)
+}
+
+fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("write {}", path.display()))
 }

@@ -1,0 +1,185 @@
+//! A cluster of real `arka server` processes, one per host of the test network, with its
+//! data, logs, object store and catalog in the run's folder.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+use arka::client::Client;
+use tokio::time::Instant;
+
+use crate::net::Network;
+
+const FLIGHT_PORT: u16 = 8815;
+const RAFT_PORT: u16 = 7815;
+const GOSSIP_PORT: u16 = 6815;
+
+pub struct Cluster {
+    pub net: Network,
+    arka: PathBuf,
+    dir: PathBuf,
+    children: Vec<Option<Child>>,
+}
+
+impl Cluster {
+    /// Starts `nodes` nodes of a new cluster, each on its own host, and waits for a leader.
+    pub async fn start(arka: &Path, dir: &Path, nodes: usize) -> anyhow::Result<Self> {
+        let mut cluster = Cluster {
+            net: Network::create(nodes)?,
+            arka: arka.to_path_buf(),
+            dir: dir.to_path_buf(),
+            children: (0..nodes).map(|_| None).collect(),
+        };
+        for id in 1..=nodes {
+            cluster.spawn(id)?;
+        }
+        cluster.wait_for_leader(Duration::from_secs(60)).await?;
+        Ok(cluster)
+    }
+
+    pub fn nodes(&self) -> usize {
+        self.children.len()
+    }
+
+    /// Node `id`'s Flight address, as clients give it.
+    pub fn flight_addr(&self, id: usize) -> String {
+        format!("grpc://{}:{FLIGHT_PORT}", self.net.addr(id))
+    }
+
+    pub fn flight_addrs(&self) -> Vec<String> {
+        (1..=self.nodes()).map(|id| self.flight_addr(id)).collect()
+    }
+
+    /// Starts (or restarts) node `id` on its data dir.
+    pub fn spawn(&mut self, id: usize) -> anyhow::Result<()> {
+        let config = self.write_config(id)?;
+        let log = self.dir.join(format!("node-{id}.log"));
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("open {}", log.display()))?;
+        let child = (self.net.command_on(id, &self.arka))
+            .arg("server")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("start node {id}"))?;
+        self.children[id - 1] = Some(child);
+        Ok(())
+    }
+
+    /// kill -9 of node `id`, reaped; a node that is down already is left alone.
+    pub fn kill9(&mut self, id: usize) {
+        if let Some(mut child) = self.children[id - 1].take() {
+            // `ip netns exec` execs the server: the child is the node itself.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&self, id: usize) -> bool {
+        self.children[id - 1].is_some()
+    }
+
+    /// Starts every node that is down.
+    pub fn restart_stopped(&mut self) -> anyhow::Result<()> {
+        for id in 1..=self.nodes() {
+            if !self.is_running(id) {
+                self.spawn(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until a running node names a leader; returns its id.
+    pub async fn wait_for_leader(&self, within: Duration) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + within;
+        loop {
+            for id in (1..=self.nodes()).filter(|id| self.is_running(*id)) {
+                if let Some(leader) = self.leader_seen_by(id).await {
+                    return Ok(leader);
+                }
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!(
+                    "no leader within {within:?}; see the node logs in {}",
+                    self.dir.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The node a running node names as leader, if one does.
+    pub async fn leader_now(&self) -> Option<usize> {
+        for id in (1..=self.nodes()).filter(|id| self.is_running(*id)) {
+            if let Some(leader) = self.leader_seen_by(id).await {
+                return usize::try_from(leader)
+                    .ok()
+                    .filter(|l| (1..=self.nodes()).contains(l));
+            }
+        }
+        None
+    }
+
+    async fn leader_seen_by(&self, id: usize) -> Option<u64> {
+        let ask = async {
+            let client = Client::connect(&self.flight_addr(id)).await.ok()?;
+            let status = client
+                .action("status", &serde_json::Value::Null)
+                .await
+                .ok()?;
+            status["leader_id"].as_u64()
+        };
+        tokio::time::timeout(Duration::from_secs(2), ask)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    fn write_config(&self, id: usize) -> anyhow::Result<PathBuf> {
+        let addr = self.net.addr(id);
+        let mut text = format!(
+            "node-id = {id}\ndata-dir = {:?}\nflight-addr = \"{addr}:{FLIGHT_PORT}\"\nraft-addr = \"{addr}:{RAFT_PORT}\"\ngossip-addr = \"{addr}:{GOSSIP_PORT}\"\nfault-injection = true\n",
+            self.dir.join(format!("node-{id}")).display().to_string(),
+        );
+        let objects = format!("file://{}", self.dir.join("objects").display());
+        let catalog = format!("sqlite:{}?mode=rwc", self.dir.join("catalog.db").display());
+        text.push_str(&format!(
+            "object-store-url = {objects:?}\ncatalog-url = {catalog:?}\ncommit-interval-ms = 1000\n"
+        ));
+        let seeds: Vec<String> = (1..=self.nodes())
+            .filter(|other| *other != id)
+            .map(|other| format!("\"{}:{GOSSIP_PORT}\"", self.net.addr(other)))
+            .collect();
+        text.push_str(&format!("join = [{}]\n", seeds.join(", ")));
+        if id == 1 {
+            text.push_str("bootstrap = true\ninitial-members = [\n");
+            for member in 1..=self.nodes() {
+                let addr = self.net.addr(member);
+                text.push_str(&format!(
+                    "  {{ node-id = {member}, raft-addr = \"{addr}:{RAFT_PORT}\", flight-addr = \"{addr}:{FLIGHT_PORT}\" }},\n"
+                ));
+            }
+            text.push_str("]\n");
+        }
+        let path = self.dir.join(format!("node-{id}.toml"));
+        std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+        Ok(path)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for id in 1..=self.nodes() {
+            self.kill9(id);
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! kill -9: of one node at random, of the leader, or of a majority (the leader and another
+//! node), restarted on their data when the fault ends.
+
+use super::{Nemesis, Rng};
+use crate::cluster::Cluster;
+
+#[derive(Default)]
+pub struct Kill {
+    killed: Vec<usize>,
+}
+
+impl Nemesis for Kill {
+    fn name(&self) -> &'static str {
+        "kill"
+    }
+
+    fn start(
+        &mut self,
+        cluster: &mut Cluster,
+        leader: Option<usize>,
+        rng: &mut Rng,
+    ) -> anyhow::Result<String> {
+        let nodes = cluster.nodes();
+        let random = |rng: &mut Rng| 1 + rng.below(nodes as u64) as usize;
+        let (what, targets) = match (rng.below(3), leader) {
+            (0, Some(leader)) => ("the leader", vec![leader]),
+            (1, Some(leader)) => {
+                let other = 1 + (leader + rng.below(nodes as u64 - 1) as usize) % nodes;
+                ("a majority", vec![leader, other])
+            }
+            _ => ("a node", vec![random(rng)]),
+        };
+        for node in &targets {
+            cluster.kill9(*node);
+        }
+        let names: Vec<String> = targets.iter().map(|n| format!("n{n}")).collect();
+        self.killed = targets;
+        Ok(format!("kill -9 {what} ({})", names.join(", ")))
+    }
+
+    fn stop(&mut self, cluster: &mut Cluster) -> anyhow::Result<()> {
+        for node in self.killed.drain(..) {
+            cluster.spawn(node)?;
+        }
+        Ok(())
+    }
+}

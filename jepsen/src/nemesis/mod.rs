@@ -1,0 +1,94 @@
+//! The nemeses, one file each: they inject faults into the cluster on a schedule drawn from
+//! the run's seed, and record each fault's window in the history.
+
+mod kill;
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::cluster::Cluster;
+use crate::history::{Function, Op, OpType, NEMESIS};
+use crate::recorder::Recorder;
+
+pub use kill::Kill;
+
+/// A small deterministic generator, so that a seed replays a run's fault schedule.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+
+    /// A duration between `min` and `max`.
+    pub fn between(&mut self, min: Duration, max: Duration) -> Duration {
+        let span = max.saturating_sub(min).as_millis() as u64;
+        min + Duration::from_millis(self.below(span + 1))
+    }
+}
+
+/// One kind of fault.
+pub trait Nemesis {
+    /// Its name on the command line and in the report.
+    fn name(&self) -> &'static str;
+
+    /// Injects one fault, chosen with `rng` (`leader`: the node that leads now, if one
+    /// does); returns what it did, for the history.
+    fn start(
+        &mut self,
+        cluster: &mut Cluster,
+        leader: Option<usize>,
+        rng: &mut Rng,
+    ) -> anyhow::Result<String>;
+
+    /// Ends the fault it started.
+    fn stop(&mut self, cluster: &mut Cluster) -> anyhow::Result<()>;
+}
+
+/// The nemeses by name.
+pub fn by_name(name: &str) -> anyhow::Result<Box<dyn Nemesis + Send>> {
+    match name {
+        "kill" => Ok(Box::new(Kill::default())),
+        other => anyhow::bail!("unknown nemesis {other:?} (known: kill)"),
+    }
+}
+
+/// Runs `nemesis` until `until`: a calm spell, a fault for a while, and again.
+pub async fn run(
+    nemesis: &mut (dyn Nemesis + Send),
+    cluster: &mut Cluster,
+    rng: &mut Rng,
+    recorder: &Recorder,
+    until: Instant,
+) -> anyhow::Result<()> {
+    let calm = (Duration::from_secs(2), Duration::from_secs(5));
+    let fault = (Duration::from_secs(2), Duration::from_secs(6));
+    loop {
+        tokio::time::sleep(rng.between(calm.0, calm.1)).await;
+        if Instant::now() >= until {
+            return Ok(());
+        }
+        let leader = cluster.leader_now().await;
+        let what = nemesis.start(cluster, leader, rng)?;
+        record(recorder, Function::StartFault, &what);
+        tokio::time::sleep(rng.between(fault.0, fault.1)).await;
+        nemesis.stop(cluster)?;
+        record(recorder, Function::StopFault, &what);
+    }
+}
+
+fn record(recorder: &Recorder, f: Function, what: &str) {
+    let mut op = Op::new(NEMESIS, OpType::Info, f);
+    op.fault = Some(what.to_string());
+    recorder.record(op);
+}

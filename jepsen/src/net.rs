@@ -1,0 +1,134 @@
+//! The test network: each node is a host of its own, a network namespace with one veth
+//! link to a bridge the harness makes, so that faults between nodes are real packet loss
+//! between hosts. The harness itself (the clients) sits on the bridge's address. Everything
+//! is made with iproute2 and removed when the network is dropped; leftovers of a run that
+//! was killed are removed before the next one starts.
+
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+const BRIDGE: &str = "arkajbr0";
+/// The first three octets of the test subnet; the bridge is `.1`, node `i` is `.(10 + i)`.
+const SUBNET: &str = "10.77.0";
+/// Namespaces and veth names: `arkaj-n<i>` and `arkaj<i>` / `arkaj<i>p`.
+const NS_PREFIX: &str = "arkaj-n";
+const VETH_PREFIX: &str = "arkaj";
+/// Hosts a network has at most (addresses `.11` to `.(10 + HOSTS_MAX)`).
+pub const HOSTS_MAX: usize = 9;
+
+/// The network; dropping it removes it.
+pub struct Network(());
+
+impl Network {
+    /// Makes the bridge and `hosts` namespaces linked to it.
+    pub fn create(hosts: usize) -> anyhow::Result<Self> {
+        if hosts == 0 || hosts > HOSTS_MAX {
+            bail!("a test network has 1 to {HOSTS_MAX} hosts, not {hosts}");
+        }
+        remove_leftovers();
+        let net = Network(());
+        ip(&["link", "add", BRIDGE, "type", "bridge"])?;
+        ip(&["addr", "add", &format!("{SUBNET}.1/24"), "dev", BRIDGE])?;
+        ip(&["link", "set", BRIDGE, "up"])?;
+        // A host whose FORWARD policy drops (Docker's does) would drop bridged traffic
+        // between the namespaces when bridge netfilter is on.
+        run("iptables", &forward_rule("-I"))?;
+        for i in 1..=hosts {
+            net.add_host(i)?;
+        }
+        Ok(net)
+    }
+
+    fn add_host(&self, i: usize) -> anyhow::Result<()> {
+        let ns = namespace(i);
+        let (outer, inner) = (format!("{VETH_PREFIX}{i}"), format!("{VETH_PREFIX}{i}p"));
+        ip(&["netns", "add", &ns])?;
+        ip(&[
+            "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+        ])?;
+        ip(&["link", "set", &inner, "netns", &ns])?;
+        ip(&["link", "set", &outer, "master", BRIDGE, "up"])?;
+        let addr = format!("{}/24", self.addr(i));
+        ip(&[
+            "netns", "exec", &ns, "ip", "addr", "add", &addr, "dev", &inner,
+        ])?;
+        ip(&["netns", "exec", &ns, "ip", "link", "set", &inner, "up"])?;
+        ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"])
+    }
+
+    /// Host `i`'s address (1-based).
+    pub fn addr(&self, i: usize) -> String {
+        format!("{SUBNET}.{}", 10 + i)
+    }
+
+    /// A command that runs `program` on host `i`.
+    pub fn command_on(&self, i: usize, program: &std::path::Path) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &namespace(i)]).arg(program);
+        command
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        remove_leftovers();
+    }
+}
+
+fn namespace(i: usize) -> String {
+    format!("{NS_PREFIX}{i}")
+}
+
+fn forward_rule(op: &str) -> Vec<String> {
+    [op, "FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// Removes every namespace, link and rule a network makes; what is not there is skipped.
+fn remove_leftovers() {
+    for i in 1..=HOSTS_MAX {
+        let _ = quiet("ip", &["netns", "del", &namespace(i)]);
+        let _ = quiet("ip", &["link", "del", &format!("{VETH_PREFIX}{i}")]);
+    }
+    let _ = quiet("ip", &["link", "del", BRIDGE]);
+    while quiet(
+        "iptables",
+        &forward_rule("-D")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    ) {}
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    run("ip", args)
+}
+
+fn run<S: AsRef<std::ffi::OsStr>>(program: &str, args: &[S]) -> anyhow::Result<()> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("run {program}"))?;
+    if !out.status.success() {
+        let words: Vec<String> = args
+            .iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect();
+        bail!(
+            "{program} {}: {}",
+            words.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Runs a command for its success only.
+fn quiet(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|out| out.status.success())
+}

@@ -1,0 +1,79 @@
+//! One run: a cluster on its own network, the queue workload while the nemesis injects
+//! faults, healing, the final reads from every node, and the report.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::time::Instant;
+
+use crate::checker::{self, Verdict};
+use crate::cluster::Cluster;
+use crate::history::{Function, OpType};
+use crate::nemesis::{self, Rng};
+use crate::recorder::Recorder;
+use crate::{report, workload};
+
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The `arka` binary the nodes run.
+    pub arka: PathBuf,
+    /// The run's folder: node data and logs, the history, the verdict.
+    pub out: PathBuf,
+    pub time_limit: Duration,
+    pub nemesis: String,
+    pub seed: u64,
+    pub nodes: usize,
+    pub producers: u64,
+    pub tables: usize,
+}
+
+/// How long the cluster may take to elect a leader after healing.
+const HEAL_WAIT_MAX: Duration = Duration::from_secs(60);
+
+pub async fn run(config: &RunConfig) -> anyhow::Result<Verdict> {
+    std::fs::create_dir_all(&config.out)
+        .with_context(|| format!("create {}", config.out.display()))?;
+    let mut nemesis = nemesis::by_name(&config.nemesis)?;
+    let mut cluster = Cluster::start(&config.arka, &config.out, config.nodes).await?;
+    let recorder = Recorder::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let producers: Vec<_> = (0..config.producers)
+        .map(|p| {
+            let table = workload::table_name(p as usize % config.tables);
+            let (addrs, recorder, stop) = (cluster.flight_addrs(), recorder.clone(), stop.clone());
+            tokio::spawn(workload::produce(addrs, p, table, recorder, stop))
+        })
+        .collect();
+    let mut rng = Rng::new(config.seed);
+    let until = Instant::now() + config.time_limit;
+    let faults = nemesis::run(nemesis.as_mut(), &mut cluster, &mut rng, &recorder, until).await;
+    stop.store(true, Ordering::Relaxed);
+    for producer in producers {
+        let _ = producer.await;
+    }
+    faults.with_context(|| format!("nemesis {}", nemesis.name()))?;
+
+    cluster.restart_stopped()?;
+    cluster.wait_for_leader(HEAL_WAIT_MAX).await?;
+    let ops = recorder.ops();
+    let highest = (ops.iter())
+        .filter(|op| op.f == Function::Send && op.kind == OpType::Ok)
+        .filter_map(|op| op.lsn)
+        .max()
+        .unwrap_or(0);
+    for node in 1..=config.nodes {
+        for t in 0..config.tables {
+            let addr = cluster.flight_addr(node);
+            let table = workload::table_name(t);
+            workload::final_read(&addr, node as u64, &table, highest, &recorder).await;
+        }
+    }
+    drop(cluster);
+    let ops = recorder.ops();
+    let verdict = checker::check(&ops);
+    report::write_run(&config.out, &ops, &verdict)?;
+    Ok(verdict)
+}
