@@ -84,6 +84,17 @@ impl Cluster {
         }
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT) to node `id`, if it is running.
+    pub fn signal(&self, id: usize, signal: i32) {
+        let Some(child) = &self.children[id - 1] else {
+            return;
+        };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // SAFETY: kill(2) on our own child process.
+            unsafe { libc::kill(pid, signal) };
+        }
+    }
+
     pub fn is_running(&self, id: usize) -> bool {
         self.children[id - 1].is_some()
     }

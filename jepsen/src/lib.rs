@@ -11,3 +11,5 @@ mod recorder;
 pub mod report;
 pub mod run;
 mod workload;
+
+pub use nemesis::NAMES as NEMESES;

@@ -62,6 +62,29 @@ impl Network {
         format!("{SUBNET}.{}", 10 + i)
     }
 
+    /// Drops every packet between host `i` and each of `others` (both ways), in host `i`'s
+    /// own firewall; the harness's own address still reaches it.
+    pub fn cut(&self, i: usize, others: &[usize]) -> anyhow::Result<()> {
+        let ns = namespace(i);
+        for other in others {
+            let addr = self.addr(*other);
+            ip(&[
+                "netns", "exec", &ns, "iptables", "-A", "INPUT", "-s", &addr, "-j", "DROP",
+            ])?;
+            ip(&[
+                "netns", "exec", &ns, "iptables", "-A", "OUTPUT", "-d", &addr, "-j", "DROP",
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Removes every cut of host `i`.
+    pub fn heal(&self, i: usize) -> anyhow::Result<()> {
+        let ns = namespace(i);
+        ip(&["netns", "exec", &ns, "iptables", "-F", "INPUT"])?;
+        ip(&["netns", "exec", &ns, "iptables", "-F", "OUTPUT"])
+    }
+
     /// A command that runs `program` on host `i`.
     pub fn command_on(&self, i: usize, program: &std::path::Path) -> Command {
         let mut command = Command::new("ip");

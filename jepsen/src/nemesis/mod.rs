@@ -2,6 +2,8 @@
 //! the run's seed, and record each fault's window in the history.
 
 mod kill;
+mod partition;
+mod pause;
 
 use std::time::Duration;
 
@@ -12,6 +14,11 @@ use crate::history::{Function, Op, OpType, NEMESIS};
 use crate::recorder::Recorder;
 
 pub use kill::Kill;
+pub use partition::Partition;
+pub use pause::Pause;
+
+/// Every nemesis, by name.
+pub const NAMES: [&str; 3] = ["kill", "pause", "partition"];
 
 /// A small deterministic generator, so that a seed replays a run's fault schedule.
 pub struct Rng(u64);
@@ -59,7 +66,9 @@ pub trait Nemesis {
 pub fn by_name(name: &str) -> anyhow::Result<Box<dyn Nemesis + Send>> {
     match name {
         "kill" => Ok(Box::new(Kill::default())),
-        other => anyhow::bail!("unknown nemesis {other:?} (known: kill)"),
+        "pause" => Ok(Box::new(Pause::default())),
+        "partition" => Ok(Box::new(Partition::default())),
+        other => anyhow::bail!("unknown nemesis {other:?} (known: {})", NAMES.join(", ")),
     }
 }
 

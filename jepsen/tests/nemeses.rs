@@ -1,6 +1,7 @@
-//! A short pass of the kill nemesis against a real cluster in network namespaces (needs
-//! root, as CI has): the queue workload under kill -9 of a node, of the leader and of a
-//! majority must end with a valid verdict, and the report must hold the history.
+//! A short pass of every nemesis against a real cluster in network namespaces (needs root,
+//! as CI has): the queue workload under each (kill -9, SIGSTOP, partitions) must end with a
+//! valid verdict, and the report must hold the history with the nemesis's faults. The
+//! passes share the test network, so they run one after the other in one test.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -22,32 +23,40 @@ fn arka_binary() -> PathBuf {
 }
 
 #[test]
-fn the_queue_workload_under_kill_9_gives_a_valid_verdict() {
+fn the_queue_workload_under_every_nemesis_gives_a_valid_verdict() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "this test makes network namespaces: run it as root"
-    );
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(root, "this test makes network namespaces: run it as root");
+    for nemesis in arka_jepsen::NEMESES {
+        short_pass(nemesis);
+    }
+}
+
+/// 20 s of the queue workload under `nemesis`, checked.
+fn short_pass(nemesis: &str) {
     let out = tempfile::TempDir::new().expect("tempdir");
+    let args = [
+        "run",
+        "--time-limit",
+        "20",
+        "--seed",
+        "3",
+        "--nemesis",
+        nemesis,
+    ];
     let run = Command::new(env!("CARGO_BIN_EXE_arka-jepsen"))
-        .args([
-            "run",
-            "--nemesis",
-            "kill",
-            "--time-limit",
-            "20",
-            "--seed",
-            "3",
-            "--arka",
-        ])
+        .args(args)
+        .arg("--arka")
         .arg(arka_binary())
         .arg("--out")
         .arg(out.path())
         .output()
         .expect("run arka-jepsen");
-    let printed =
-        String::from_utf8_lossy(&run.stdout).to_string() + &String::from_utf8_lossy(&run.stderr);
+    let printed = format!(
+        "nemesis {nemesis}:\n{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert_eq!(run.status.code(), Some(0), "{printed}");
     let verdict: serde_json::Value = serde_json::from_slice(
         &std::fs::read(out.path().join("verdict.json")).expect("verdict.json"),

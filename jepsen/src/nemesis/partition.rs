@@ -1,0 +1,41 @@
+//! Network partitions between the nodes' hosts (the clients still reach every node): the
+//! leader cut off from the others, or one node at random (a minority on one side, the
+//! majority on the other). Healing removes every cut.
+
+use super::{Nemesis, Rng};
+use crate::cluster::Cluster;
+
+#[derive(Default)]
+pub struct Partition {
+    cut: Option<usize>,
+}
+
+impl Nemesis for Partition {
+    fn name(&self) -> &'static str {
+        "partition"
+    }
+
+    fn start(
+        &mut self,
+        cluster: &mut Cluster,
+        leader: Option<usize>,
+        rng: &mut Rng,
+    ) -> anyhow::Result<String> {
+        let nodes = cluster.nodes();
+        let (what, node) = match (rng.below(2), leader) {
+            (0, Some(leader)) => ("the leader", leader),
+            _ => ("a node", 1 + rng.below(nodes as u64) as usize),
+        };
+        let others: Vec<usize> = (1..=nodes).filter(|n| *n != node).collect();
+        cluster.net.cut(node, &others)?;
+        self.cut = Some(node);
+        Ok(format!("isolate {what} (n{node})"))
+    }
+
+    fn stop(&mut self, cluster: &mut Cluster) -> anyhow::Result<()> {
+        if let Some(node) = self.cut.take() {
+            cluster.net.heal(node)?;
+        }
+        Ok(())
+    }
+}
