@@ -143,13 +143,7 @@ async fn a_table_the_catalog_refuses_is_held_back_alone_and_committed_once_it_is
     );
 
     // The hold is in every node's snapshot and survives kill -9 of every node.
-    for id in 1..=3 {
-        let client = cluster.client(id).await;
-        client
-            .action("snapshot", &Value::Null)
-            .await
-            .expect("snapshot");
-    }
+    cluster.snapshot_every_node().await;
     cluster.kill9_all_and_restart().await;
     wait_held_back_everywhere(&cluster, &expected).await;
 

@@ -9,7 +9,7 @@ use arka::client::{ClientError, ClusterClient, Producer, ProducerConfig, WriteIt
 use arka::durability::Level;
 use arrow::record_batch::RecordBatch;
 use common::{data, eventually, read_all, Cluster, DEADLINE};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const TABLE: &str = "sessions";
 
@@ -131,13 +131,7 @@ async fn sessions_survive_a_snapshot_and_kill_9_of_every_node() {
     let first_epoch = first.epoch();
     drop(first);
     // The session is in every node's snapshot, and no longer in the WAL they replay.
-    for id in 1..=3 {
-        let client = cluster.client(id).await;
-        client
-            .action("snapshot", &Value::Null)
-            .await
-            .expect("snapshot");
-    }
+    cluster.snapshot_every_node().await;
     let leader = kill_every_node_and_restart(&mut cluster).await;
     lsns.push(
         write_in_session(&cluster, leader, first_epoch, 3)

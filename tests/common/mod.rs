@@ -354,6 +354,16 @@ impl Cluster {
         self.wait_for_leader().await
     }
 
+    /// Has every running node take a snapshot now, so that what follows a restart comes
+    /// from the snapshot rather than from the WAL entries above it.
+    pub async fn snapshot_every_node(&self) {
+        for id in self.running() {
+            let client = self.client(id).await;
+            let taken = client.action("snapshot", &Value::Null).await;
+            taken.unwrap_or_else(|e| panic!("snapshot on node {id}: {e}"));
+        }
+    }
+
     /// The seq (second key column of `data::batch`) of each write node `id` holds in `table`,
     /// one per LSN, in LSN order, read once it applied `min_lsn`.
     pub async fn seqs_on(&self, id: u64, table: &str, min_lsn: u64) -> Vec<i64> {

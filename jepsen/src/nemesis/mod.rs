@@ -62,6 +62,18 @@ pub trait Nemesis {
     fn stop(&mut self, cluster: &mut Cluster) -> anyhow::Result<()>;
 }
 
+/// The leader (when one leads) or a node at random, with either chance; and which it is.
+pub fn leader_or_any(
+    cluster: &Cluster,
+    leader: Option<usize>,
+    rng: &mut Rng,
+) -> (&'static str, usize) {
+    match (rng.below(2), leader) {
+        (0, Some(leader)) => ("the leader", leader),
+        _ => ("a node", 1 + rng.below(cluster.nodes() as u64) as usize),
+    }
+}
+
 /// The nemeses by name.
 pub fn by_name(name: &str) -> anyhow::Result<Box<dyn Nemesis + Send>> {
     match name {

@@ -2,7 +2,7 @@
 //! leader cut off from the others, or one node at random (a minority on one side, the
 //! majority on the other). Healing removes every cut.
 
-use super::{Nemesis, Rng};
+use super::{leader_or_any, Nemesis, Rng};
 use crate::cluster::Cluster;
 
 #[derive(Default)]
@@ -21,12 +21,8 @@ impl Nemesis for Partition {
         leader: Option<usize>,
         rng: &mut Rng,
     ) -> anyhow::Result<String> {
-        let nodes = cluster.nodes();
-        let (what, node) = match (rng.below(2), leader) {
-            (0, Some(leader)) => ("the leader", leader),
-            _ => ("a node", 1 + rng.below(nodes as u64) as usize),
-        };
-        let others: Vec<usize> = (1..=nodes).filter(|n| *n != node).collect();
+        let (what, node) = leader_or_any(cluster, leader, rng);
+        let others: Vec<usize> = (1..=cluster.nodes()).filter(|n| *n != node).collect();
         cluster.net.cut(node, &others)?;
         self.cut = Some(node);
         Ok(format!("isolate {what} (n{node})"))

@@ -1,7 +1,7 @@
 //! SIGSTOP of one node at random or of the leader, SIGCONT when the fault ends: a process
 //! that stops answering without dying, as a long GC pause or a stalled VM does.
 
-use super::{Nemesis, Rng};
+use super::{leader_or_any, Nemesis, Rng};
 use crate::cluster::Cluster;
 
 #[derive(Default)]
@@ -20,10 +20,7 @@ impl Nemesis for Pause {
         leader: Option<usize>,
         rng: &mut Rng,
     ) -> anyhow::Result<String> {
-        let (what, node) = match (rng.below(2), leader) {
-            (0, Some(leader)) => ("the leader", leader),
-            _ => ("a node", 1 + rng.below(cluster.nodes() as u64) as usize),
-        };
+        let (what, node) = leader_or_any(cluster, leader, rng);
         cluster.signal(node, libc::SIGSTOP);
         self.paused = Some(node);
         Ok(format!("pause {what} (n{node})"))
