@@ -1,4 +1,5 @@
-//! The Rust client's producer rides through a kill -9 of the leader with no error and no
+//! The Rust client's producer rides through a kill -9 of the leader, and through a leader
+//! that stops answering without closing its connections (SIGSTOP), with no error and no
 //! duplicate.
 
 mod common;
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use arka::client::{ClusterClient, ProducerConfig};
+use arka::durability::Level;
 use arka::flight::ReadTicket;
 use common::{data, eventually, Cluster, DEADLINE};
 
@@ -79,4 +81,44 @@ async fn a_producer_finishes_on_the_new_leader_after_kill_9_with_each_batch_once
         stored, distinct,
         "the table holds the writes at their acked LSNs"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_producer_moves_on_from_a_paused_leader_with_each_batch_once() {
+    let cluster = Cluster::start(3).await;
+    let seeds: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
+    let client = ClusterClient::connect(&seeds).await.expect("connect");
+    let producer = client
+        .producer("paused", ProducerConfig::new("paused-writer"))
+        .await
+        .expect("producer");
+    let send = |seq| producer.send(data::batch(3, seq, 1));
+    let first = send(0).await.expect("send");
+    first.wait(Level::Replicated).await.expect("replicated");
+
+    // The leader's process stops; its connections stay open and silent.
+    let leader = cluster.wait_for_leader().await;
+    cluster.pause(leader);
+    let mut lsns = Vec::new();
+    for seq in 1..4 {
+        let handle = send(seq).await.expect("send");
+        let acked = tokio::time::timeout(DEADLINE, handle.wait(Level::Replicated))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("write {seq} still waits on the paused leader after {DEADLINE:?}")
+            });
+        lsns.push(acked.expect("replicated by the new leader"));
+    }
+    cluster.resume(leader);
+    producer.close().await.expect("close");
+
+    let last = *lsns.last().expect("lsn");
+    for id in 1..=3 {
+        let seqs = cluster.seqs_on(id, "paused", last).await;
+        assert_eq!(
+            seqs,
+            vec![0, 1, 2, 3],
+            "node {id} holds each write once, in order"
+        );
+    }
 }

@@ -32,6 +32,9 @@ impl Default for RetryPolicy {
     }
 }
 
+/// How long one node may take to say where the leader is.
+const ASK_LEADER_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Exponential backoff between retries, bounded by a deadline.
 pub(crate) struct Backoff {
     policy: RetryPolicy,
@@ -207,7 +210,22 @@ impl ClusterClient {
         Err(last.unwrap_or_else(|| ClientError::Decode("no seeds".into())))
     }
 
+    /// [`ClusterClient::ask_where_the_leader_is`], given up after [`ASK_LEADER_TIMEOUT`]: a
+    /// node that stopped answering without closing its connection (paused, or its host cut
+    /// off) must not hold up the search, which goes on to the next seed.
     async fn ask_leader(&self, addr: &str) -> Result<String, ClientError> {
+        match tokio::time::timeout(ASK_LEADER_TIMEOUT, self.ask_where_the_leader_is(addr)).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                self.forget_node(addr);
+                Err(ClientError::Status(tonic::Status::unavailable(format!(
+                    "{addr} did not say where the leader is within {ASK_LEADER_TIMEOUT:?}"
+                ))))
+            }
+        }
+    }
+
+    async fn ask_where_the_leader_is(&self, addr: &str) -> Result<String, ClientError> {
         let client = self.node(addr).await?;
         let descriptor = FlightDescriptor::new_path(vec!["streaming_write".into()]);
         let info = match client.flight().get_flight_info(descriptor).await {

@@ -9,16 +9,22 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::cluster::{is_retryable, Backoff, ClusterClient, RetryPolicy};
 use super::{Ack, ClientError, WriteItem};
 use crate::durability::Level;
+
+/// See [`ProducerConfig::ack_timeout`]: several election timeouts, so a new leader is known
+/// by then, and below the seconds a lost lease holds writes on the old leader.
+const ACK_TIMEOUT_DEFAULT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
@@ -31,6 +37,11 @@ pub struct ProducerConfig {
     /// The level at which a write is done and leaves the window.
     pub ack_until: Level,
     pub retry: RetryPolicy,
+    /// A stream that brings no ack for this long while writes wait for one is given up, and
+    /// its writes are resent (with their seqs) to whichever node leads by then: a leader
+    /// that stops answering without closing the connection (paused, or cut off from its
+    /// followers) would otherwise hold them for as long as it is silent.
+    pub ack_timeout: Duration,
 }
 
 impl ProducerConfig {
@@ -40,6 +51,7 @@ impl ProducerConfig {
             window: 1024,
             ack_until: Level::Replicated,
             retry: RetryPolicy::default(),
+            ack_timeout: ACK_TIMEOUT_DEFAULT,
         }
     }
 }
@@ -325,6 +337,8 @@ impl Driver {
         let mut to_send: VecDeque<i64> = self.pending.keys().copied().collect();
         let mut input = Some(input);
         let mut progressed = false;
+        // When the stream last showed it is alive (or writes began to wait on it).
+        let mut heard = Instant::now();
         loop {
             if !*open && to_send.is_empty() {
                 // Closing the input lets the server end the stream once all writes are done.
@@ -333,6 +347,9 @@ impl Driver {
             tokio::select! {
                 item = submitted.recv(), if *open => match item {
                     Some((seq, pending)) => {
+                        if self.pending.is_empty() {
+                            heard = Instant::now();
+                        }
                         debug_assert_eq!(seq, self.next_seq_expected);
                         self.next_seq_expected = seq + 1;
                         self.pending.insert(seq, pending);
@@ -351,6 +368,7 @@ impl Driver {
                 batch = acks.next() => match batch {
                     Some(Ok(rows)) => {
                         progressed = true;
+                        heard = Instant::now();
                         self.apply(&rows);
                     }
                     Some(Err(error)) => return self.retry(leader, error, progressed),
@@ -360,6 +378,14 @@ impl Driver {
                         return self.retry(leader, error, progressed);
                     }
                 },
+                _ = tokio::time::sleep_until(heard + self.config.ack_timeout), if !self.pending.is_empty() => {
+                    let error = ClientError::Status(tonic::Status::unavailable(format!(
+                        "no ack from {} for {:?} while writes waited: trying the leader again",
+                        leader.addr(),
+                        self.config.ack_timeout
+                    )));
+                    return self.retry(leader, error, progressed);
+                }
             }
         }
     }
