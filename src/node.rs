@@ -31,7 +31,7 @@ use crate::raft::Raft;
 use crate::state::snapshot_schedule;
 use crate::state::{Retention, StateMachine, StateMachineStore};
 use crate::tier::{self, TierSettings, Tiering};
-use crate::wal::{LogStore, WalConfig, WalFaults};
+use crate::wal::{LogReader, LogStore, WalConfig, WalFaults};
 use crate::write::{WalGuard, WriteLimits, WritePath};
 
 /// Largest Flight message accepted; batches above `batch-bytes-max` are refused with a clear
@@ -47,6 +47,20 @@ pub struct Node {
     /// Tasks that only observe and gossip; aborted on shutdown.
     background: Vec<tokio::task::JoinHandle<()>>,
     db: sled::Db,
+}
+
+/// With fault injection on, SIGPWR simulates a power loss: the WAL drops every byte it
+/// had not made durable and the process dies (chaos runs and crash tests send it).
+fn lose_power_on_sigpwr(log: LogReader) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut power = signal(SignalKind::from_raw(libc::SIGPWR)).context("listen for SIGPWR")?;
+    tokio::spawn(async move {
+        if power.recv().await.is_some() {
+            tracing::warn!("SIGPWR: simulating a power loss");
+            let _ = tokio::task::spawn_blocking(move || log.lose_power()).await;
+        }
+    });
+    Ok(())
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
@@ -73,6 +87,9 @@ impl Node {
             .context("open wal")?
             .with_read_bytes_max(config.replication_bytes_max as usize);
         let log = log_store.reader();
+        if config.fault_injection {
+            lose_power_on_sigpwr(log.clone())?;
+        }
         let state =
             StateMachine::open(config.data_dir.join("snapshots")).context("open state machine")?;
 

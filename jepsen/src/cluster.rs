@@ -15,6 +15,8 @@ use crate::net::Network;
 const FLIGHT_PORT: u16 = 8815;
 const RAFT_PORT: u16 = 7815;
 const GOSSIP_PORT: u16 = 6815;
+/// How long a node may take to drop its unsynced bytes and die at a power loss.
+const POWER_LOSS_WAIT_MAX: Duration = Duration::from_secs(10);
 
 pub struct Cluster {
     pub net: Network,
@@ -84,6 +86,31 @@ impl Cluster {
         }
     }
 
+    /// A power loss of the nodes `ids` at once (SIGPWR: each drops what its WAL had not
+    /// fsynced and dies); returns once every one of them is gone.
+    pub fn power_loss(&mut self, ids: &[usize]) -> anyhow::Result<()> {
+        for id in ids {
+            self.signal(*id, libc::SIGPWR);
+        }
+        let deadline = std::time::Instant::now() + POWER_LOSS_WAIT_MAX;
+        for id in ids {
+            let Some(mut child) = self.children[id - 1].take() else {
+                continue;
+            };
+            while child.try_wait()?.is_none() {
+                if std::time::Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    anyhow::bail!(
+                        "node {id} did not stop within {POWER_LOSS_WAIT_MAX:?} of its power loss"
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        Ok(())
+    }
+
     /// Sends `signal` (SIGSTOP, SIGCONT) to node `id`, if it is running.
     pub fn signal(&self, id: usize, signal: i32) {
         let Some(child) = &self.children[id - 1] else {
@@ -138,6 +165,19 @@ impl Cluster {
             }
         }
         None
+    }
+
+    /// Makes every node's WAL skip its fsyncs from now on (until it restarts).
+    pub async fn skip_fsync(&self) -> anyhow::Result<()> {
+        for id in 1..=self.nodes() {
+            let client = Client::connect(&self.flight_addr(id))
+                .await
+                .with_context(|| format!("connect to node {id}"))?;
+            let fault = serde_json::json!({ "wal_skip_fsync": true });
+            (client.action("inject_fault", &fault).await)
+                .with_context(|| format!("make node {id} skip its fsyncs"))?;
+        }
+        Ok(())
     }
 
     async fn leader_seen_by(&self, id: usize) -> Option<u64> {

@@ -42,12 +42,16 @@ enum Command {
         /// Seconds of load under faults.
         #[arg(long, default_value_t = 60)]
         time_limit: u64,
-        /// The nemesis: kill, pause or partition.
+        /// The nemesis: kill, pause, partition or power-loss.
         #[arg(long, default_value = "kill")]
         nemesis: String,
         /// Seed of the fault schedule.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Make the nodes' WAL skip its fsyncs (a disk that lies), to see the checker
+        /// report the writes a power loss then loses.
+        #[arg(long)]
+        skip_fsync: bool,
     },
 }
 
@@ -83,6 +87,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             time_limit,
             nemesis,
             seed,
+            skip_fsync,
         } => {
             let config = run::RunConfig {
                 arka,
@@ -90,6 +95,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 time_limit: Duration::from_secs(time_limit),
                 nemesis,
                 seed,
+                skip_fsync,
                 nodes: 3,
                 producers: 4,
                 tables: 2,

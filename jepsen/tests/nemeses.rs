@@ -1,7 +1,8 @@
 //! A short pass of every nemesis against a real cluster in network namespaces (needs root,
-//! as CI has): the queue workload under each (kill -9, SIGSTOP, partitions) must end with a
-//! valid verdict, and the report must hold the history with the nemesis's faults. The
-//! passes share the test network, so they run one after the other in one test.
+//! as CI has): the queue workload under each (kill -9, SIGSTOP, partitions, power loss)
+//! must end with a valid verdict, and the report must hold the history with the nemesis's
+//! faults; and with disks that skip their fsyncs, power losses must show up as lost writes.
+//! The passes share the test network, so they run one after the other in one test.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -28,12 +29,30 @@ fn the_queue_workload_under_every_nemesis_gives_a_valid_verdict() {
     let root = unsafe { libc::geteuid() } == 0;
     assert!(root, "this test makes network namespaces: run it as root");
     for nemesis in arka_jepsen::NEMESES {
-        short_pass(nemesis);
+        let pass = short_pass(nemesis, &[]);
+        assert_eq!(pass.status, Some(0), "{}", pass.printed);
+        assert_eq!(pass.verdict["valid"], true, "{}", pass.printed);
     }
+    // Disks that skip their fsyncs, and a power loss of every node: the writes acknowledged
+    // since the start are gone from every node, and the checker must say so.
+    let pass = short_pass("power-loss", &["--skip-fsync"]);
+    assert_eq!(pass.status, Some(1), "an invalid verdict: {}", pass.printed);
+    assert!(
+        pass.verdict["anomalies"]["lost"]["count"].as_u64() > Some(0),
+        "lost writes reported: {}",
+        pass.printed
+    );
 }
 
-/// 20 s of the queue workload under `nemesis`, checked.
-fn short_pass(nemesis: &str) {
+struct Pass {
+    status: Option<i32>,
+    verdict: serde_json::Value,
+    printed: String,
+}
+
+/// 20 s of the queue workload under `nemesis`, checked; asserts that the run was made and
+/// recorded in full.
+fn short_pass(nemesis: &str, extra_args: &[&str]) -> Pass {
     let out = tempfile::TempDir::new().expect("tempdir");
     let args = [
         "run",
@@ -46,6 +65,7 @@ fn short_pass(nemesis: &str) {
     ];
     let run = Command::new(env!("CARGO_BIN_EXE_arka-jepsen"))
         .args(args)
+        .args(extra_args)
         .arg("--arka")
         .arg(arka_binary())
         .arg("--out")
@@ -53,16 +73,14 @@ fn short_pass(nemesis: &str) {
         .output()
         .expect("run arka-jepsen");
     let printed = format!(
-        "nemesis {nemesis}:\n{}{}",
+        "nemesis {nemesis} {extra_args:?}:\n{}{}",
         String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr)
     );
-    assert_eq!(run.status.code(), Some(0), "{printed}");
     let verdict: serde_json::Value = serde_json::from_slice(
         &std::fs::read(out.path().join("verdict.json")).expect("verdict.json"),
     )
-    .expect("verdict");
-    assert_eq!(verdict["valid"], true, "{printed}");
+    .unwrap_or_else(|e| panic!("verdict: {e}\n{printed}"));
     assert!(
         verdict["counts"]["sends_ok"].as_u64() > Some(100),
         "{printed}"
@@ -76,4 +94,9 @@ fn short_pass(nemesis: &str) {
         history.contains(r#""f":"start_fault""#),
         "the nemesis acted: {printed}"
     );
+    Pass {
+        status: run.status.code(),
+        verdict,
+        printed,
+    }
 }

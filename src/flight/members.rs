@@ -144,6 +144,8 @@ struct Fault {
     answer_delay_ms: Option<u64>,
     /// Hold each WAL group commit this long before it writes and syncs (0: not at all).
     wal_sync_delay_ms: Option<u64>,
+    /// Skip the WAL's `fdatasync` and report writes durable anyway (a disk that lies).
+    wal_skip_fsync: Option<bool>,
     /// Stop the tier worker at this stage (`null`: let it go on).
     #[serde(default, deserialize_with = "present")]
     tier_pause: Option<Option<TierStage>>,
@@ -177,6 +179,10 @@ pub fn inject_fault(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
         ctx.wal_faults
             .set_sync_delay(std::time::Duration::from_millis(ms));
         tracing::warn!(wal_sync_delay_ms = ms, "wal sync delay injected");
+    }
+    if let Some(skip) = req.wal_skip_fsync {
+        ctx.wal_faults.set_skip_fsync(skip);
+        tracing::warn!(wal_skip_fsync = skip, "wal fsync fault injected");
     }
     if let Some(stage) = req.tier_pause {
         let tiering = ctx.tiering.as_ref().ok_or_else(|| {

@@ -79,8 +79,13 @@ pub fn spawn(
     tx
 }
 
-/// Makes each segment written to durable up to the length written to it.
-fn sync_all(written: &mut Vec<(Arc<Segment>, u64)>) -> WalResult<()> {
+/// Makes each segment written to durable up to the length written to it (unless `faults`
+/// skip the `fdatasync`).
+fn sync_all(written: &mut Vec<(Arc<Segment>, u64)>, faults: &WalFaults) -> WalResult<()> {
+    if faults.skips_fsync() {
+        written.clear();
+        return Ok(());
+    }
     written
         .drain(..)
         .try_for_each(|(segment, len)| segment.sync_up_to(len))
@@ -88,11 +93,12 @@ fn sync_all(written: &mut Vec<(Arc<Segment>, u64)>) -> WalResult<()> {
 
 /// Writes the records in log order and makes them durable. A segment is published only
 /// after everything before it is durable.
-fn write_and_sync(writes: &[SegmentWrite]) -> WalResult<()> {
+fn write_and_sync(writes: &[SegmentWrite], faults: &WalFaults) -> WalResult<()> {
+    let _powered = faults.powered();
     let mut written: Vec<(Arc<Segment>, u64)> = Vec::new();
     for write in writes {
         if write.opens_segment {
-            sync_all(&mut written)?;
+            sync_all(&mut written, faults)?;
             write.segment.publish()?;
         }
         write.segment.write_at(write.offset, &write.bytes)?;
@@ -101,7 +107,7 @@ fn write_and_sync(writes: &[SegmentWrite]) -> WalResult<()> {
             None => written.push((write.segment.clone(), write.end())),
         }
     }
-    sync_all(&mut written)
+    sync_all(&mut written, faults)
 }
 
 async fn run(
@@ -120,7 +126,8 @@ async fn run(
             })
             .collect();
         faults.stall_sync().await;
-        let synced = tokio::task::spawn_blocking(move || write_and_sync(&writes)).await;
+        let on_disk = faults.clone();
+        let synced = tokio::task::spawn_blocking(move || write_and_sync(&writes, &on_disk)).await;
         let result = match synced {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),

@@ -73,6 +73,7 @@ impl WalIndex {
 struct Shared {
     index: RwLock<WalIndex>,
     meta: Meta,
+    faults: WalFaults,
 }
 
 impl Shared {
@@ -239,6 +240,7 @@ impl LogStore {
         let shared = Arc::new(Shared {
             index: RwLock::new(index),
             meta,
+            faults: config.faults.clone(),
         });
         let last_log_id = {
             let index = shared.read_index();
@@ -538,6 +540,19 @@ impl LogReader {
     /// The first LSN still in the WAL (everything below was purged).
     pub fn first_index(&self) -> Lsn {
         Lsn(self.shared.read_index().first_index)
+    }
+
+    /// A power loss, simulated for chaos runs (fault injection only): every byte the WAL
+    /// wrote but had not made durable is dropped, and the process dies.
+    pub fn lose_power(&self) -> ! {
+        self.shared.faults.lose_power(|| {
+            self.shared
+                .read_index()
+                .segments
+                .values()
+                .cloned()
+                .collect()
+        })
     }
 
     /// Bytes of the WAL's segment files.

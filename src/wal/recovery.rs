@@ -173,9 +173,12 @@ pub fn recover(dir: &Path, purged: Option<u64>) -> WalResult<Recovered> {
         seq.out.segments.push(Arc::new(segment));
     }
     // What was read back may still be only in the page cache (the process died before its
-    // flush): make it durable before anyone is told it is on disk.
-    if let Some(tail) = seq.out.segments.last() {
-        tail.sync_up_to(seq.out.tail_offset)?;
+    // flush): make it durable before anyone is told it is on disk. Sealed segments were
+    // synced before the next one was published; syncing them again costs little, and it
+    // lets each one know how much of it is durable.
+    for segment in &seq.out.segments {
+        let len = segment.len()?;
+        segment.sync_up_to(len)?;
     }
     Ok(seq.out)
 }

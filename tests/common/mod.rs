@@ -341,6 +341,28 @@ impl Cluster {
         }
     }
 
+    /// A power loss of every node in `ids` at once (SIGPWR, which nodes with fault
+    /// injection take as one: the WAL drops what it had not fsynced and the process dies);
+    /// returns once every one of them is gone.
+    pub async fn power_loss(&mut self, ids: &[u64]) {
+        for id in ids {
+            self.signal(*id, libc::SIGPWR);
+        }
+        for id in ids {
+            let node = &mut self.nodes[(*id - 1) as usize];
+            let mut child = node.child.take().expect("node is running");
+            eventually(
+                &format!("node {id} stops at its power loss"),
+                DEADLINE,
+                || {
+                    let exited = child.try_wait().expect("wait for node").is_some();
+                    async move { exited.then_some(()) }
+                },
+            )
+            .await;
+        }
+    }
+
     /// kill -9 of every node, then every node started again; returns once they agree on a
     /// leader.
     pub async fn kill9_all_and_restart(&mut self) -> u64 {

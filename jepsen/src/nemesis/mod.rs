@@ -4,6 +4,7 @@
 mod kill;
 mod partition;
 mod pause;
+mod power_loss;
 
 use std::time::Duration;
 
@@ -16,9 +17,10 @@ use crate::recorder::Recorder;
 pub use kill::Kill;
 pub use partition::Partition;
 pub use pause::Pause;
+pub use power_loss::PowerLoss;
 
 /// Every nemesis, by name.
-pub const NAMES: [&str; 3] = ["kill", "pause", "partition"];
+pub const NAMES: [&str; 4] = ["kill", "pause", "partition", "power-loss"];
 
 /// A small deterministic generator, so that a seed replays a run's fault schedule.
 pub struct Rng(u64);
@@ -74,9 +76,11 @@ pub fn leader_or_any(
     }
 }
 
-/// The nemeses by name.
-pub fn by_name(name: &str) -> anyhow::Result<Box<dyn Nemesis + Send>> {
+/// The nemeses by name; `skip_fsync`: the run's disks skip their fsyncs.
+pub fn by_name(name: &str, skip_fsync: bool) -> anyhow::Result<Box<dyn Nemesis + Send>> {
     match name {
+        "power-loss" if skip_fsync => Ok(Box::new(PowerLoss::every_node_at_once())),
+        "power-loss" => Ok(Box::new(PowerLoss::default())),
         "kill" => Ok(Box::new(Kill::default())),
         "pause" => Ok(Box::new(Pause::default())),
         "partition" => Ok(Box::new(Partition::default())),
