@@ -23,7 +23,9 @@ pub enum OpType {
 pub enum Function {
     /// Append `value` to `table`; ok carries the acked `lsn`, `level` and `node`.
     Send,
-    /// Read `table` from `node` during the run; ok carries `entries` and `upto`.
+    /// Read `table` during the run: a range with `min_lsn` from `node`, or a stretch of a
+    /// `follow` tail (no `node`: the tail moves between nodes); ok carries `entries`, `from`
+    /// and `upto`.
     Read,
     /// The read of `table` from `node` after healing, waiting (bounded) for the highest
     /// acked LSN; ok carries `entries` and `upto`.
@@ -69,10 +71,13 @@ pub struct Op {
     /// What a read returned, as `(lsn, value)` in the order it came.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entries: Option<Vec<(u64, i64)>>,
-    /// The highest LSN a read covers: every write of the table at or below it that the node
-    /// holds is in `entries`.
+    /// The highest LSN a read covers: every write of the table at or below it (and at or
+    /// above `from`) that the node holds is in `entries`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upto: Option<u64>,
+    /// The lowest LSN a read covers (absent: the start of the table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,6 +100,7 @@ impl Op {
             node: None,
             entries: None,
             upto: None,
+            from: None,
             fault: None,
             error: None,
         }

@@ -4,6 +4,7 @@
 
 pub mod checker;
 mod cluster;
+mod consumers;
 pub mod history;
 mod nemesis;
 mod net;

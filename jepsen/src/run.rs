@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::checker::{self, Verdict};
 use crate::cluster::Cluster;
+use crate::consumers::{self, Watched};
 use crate::history::{Function, OpType};
 use crate::nemesis::{self, Rng};
 use crate::recorder::Recorder;
@@ -33,6 +34,8 @@ pub struct RunConfig {
     pub tables: usize,
 }
 
+/// Consumers reading ranges from random nodes (and one `follow` tail per table).
+const RANGE_READERS: u64 = 2;
 /// How long the cluster may take to elect a leader after healing.
 const HEAL_WAIT_MAX: Duration = Duration::from_secs(60);
 
@@ -46,19 +49,37 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<Verdict> {
     }
     let recorder = Recorder::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let producers: Vec<_> = (0..config.producers)
+    let tables: Vec<Watched> = (0..config.tables)
+        .map(|t| Watched {
+            table: workload::table_name(t),
+            acked: Arc::default(),
+        })
+        .collect();
+    let addrs = cluster.flight_addrs();
+    let mut clients: Vec<_> = (0..config.producers)
         .map(|p| {
-            let table = workload::table_name(p as usize % config.tables);
-            let (addrs, recorder, stop) = (cluster.flight_addrs(), recorder.clone(), stop.clone());
+            let table = tables[p as usize % config.tables].clone();
+            let (addrs, recorder, stop) = (addrs.clone(), recorder.clone(), stop.clone());
             tokio::spawn(workload::produce(addrs, p, table, recorder, stop))
         })
         .collect();
+    for c in 0..RANGE_READERS {
+        let (addrs, recorder, stop) = (addrs.clone(), recorder.clone(), stop.clone());
+        let read =
+            consumers::read_ranges(addrs, 500 + c, tables.clone(), config.seed, recorder, stop);
+        clients.push(tokio::spawn(read));
+    }
+    for (t, watched) in tables.iter().enumerate() {
+        let (addrs, recorder, stop) = (addrs.clone(), recorder.clone(), stop.clone());
+        let tail = consumers::follow(addrs, 600 + t as u64, watched.table.clone(), recorder, stop);
+        clients.push(tokio::spawn(tail));
+    }
     let mut rng = Rng::new(config.seed);
     let until = Instant::now() + config.time_limit;
     let faults = nemesis::run(nemesis.as_mut(), &mut cluster, &mut rng, &recorder, until).await;
     stop.store(true, Ordering::Relaxed);
-    for producer in producers {
-        let _ = producer.await;
+    for client in clients {
+        let _ = client.await;
     }
     faults.with_context(|| format!("nemesis {}", nemesis.name()))?;
 

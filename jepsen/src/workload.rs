@@ -1,6 +1,6 @@
 //! The queue workload: producers with producer sessions append unique values to several
-//! tables, through the Rust client, each value in a one-row batch; after healing, every
-//! table is read from every node.
+//! tables, through the Rust client, each value in a one-row batch, while consumers read
+//! (`consumers.rs`); after healing, every table is read from every node.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use arrow::array::{Array, Int64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 
+use crate::consumers::Watched;
 use crate::history::{Function, Op, OpType};
 use crate::recorder::Recorder;
 
@@ -40,14 +41,15 @@ fn batch(value: i64) -> anyhow::Result<RecordBatch> {
 }
 
 /// Producer `process` appends `process * 10^9 + k` for k = 0, 1, … to its table until
-/// `stop`, one send at a time, recording each.
+/// `stop`, one send at a time, recording each and raising the table's highest acked LSN.
 pub async fn produce(
     addrs: Vec<String>,
     process: u64,
-    table: String,
+    table: Watched,
     recorder: Recorder,
     stop: Arc<AtomicBool>,
 ) {
+    let Watched { table, acked } = table;
     let mut next = process as i64 * 1_000_000_000;
     while !stop.load(Ordering::Relaxed) {
         let producer = async {
@@ -76,6 +78,7 @@ pub async fn produce(
             done.value = Some(value);
             match outcome {
                 Ok(Ok(lsn)) => {
+                    acked.fetch_max(lsn, Ordering::Relaxed);
                     done.lsn = Some(lsn);
                     done.level = Some(Level::Replicated);
                     recorder.record(done);
@@ -136,7 +139,7 @@ pub async fn final_read(addr: &str, node: u64, table: &str, min_lsn: u64, record
 }
 
 /// `(lsn, value)` of every row read.
-fn entries_of(batches: &[(u64, RecordBatch)]) -> anyhow::Result<Vec<(u64, i64)>> {
+pub(crate) fn entries_of(batches: &[(u64, RecordBatch)]) -> anyhow::Result<Vec<(u64, i64)>> {
     let mut entries = Vec::new();
     for (lsn, batch) in batches {
         let values = batch

@@ -50,10 +50,16 @@ pub struct Read<'a> {
     pub table: &'a str,
     pub entries: &'a [(u64, i64)],
     pub upto: Option<u64>,
+    pub from: u64,
     pub is_final: bool,
 }
 
 impl Read<'_> {
+    /// Whether every write of the table at `lsn` that the node holds is in this read.
+    pub fn covers(&self, lsn: u64) -> bool {
+        self.from <= lsn && self.upto.is_some_and(|upto| upto >= lsn)
+    }
+
     /// Where the read came from, for messages.
     pub fn source(&self) -> String {
         let kind = if self.is_final { "final read" } else { "read" };
@@ -129,6 +135,7 @@ impl<'a> Facts<'a> {
                         table: op.table.as_deref().unwrap_or_default(),
                         entries: op.entries.as_deref().unwrap_or_default(),
                         upto: op.upto,
+                        from: op.from.unwrap_or(0),
                         is_final: op.f == Function::FinalRead,
                     };
                     match op.f {

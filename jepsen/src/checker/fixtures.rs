@@ -52,6 +52,19 @@ impl History {
         self.read_as(Function::Read, node, table, entries, upto);
     }
 
+    /// A read during the run of the LSNs `from..=upto` only.
+    pub fn read_range(
+        &mut self,
+        node: u64,
+        table: &str,
+        entries: &[(u64, i64)],
+        from: u64,
+        upto: u64,
+    ) {
+        self.read(node, table, entries, upto);
+        self.ops.last_mut().expect("just pushed").from = Some(from);
+    }
+
     pub fn final_read(&mut self, node: u64, table: &str, entries: &[(u64, i64)], upto: u64) {
         self.read_as(Function::FinalRead, node, table, entries, upto);
     }

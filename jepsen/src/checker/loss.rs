@@ -1,6 +1,7 @@
-//! What must still be readable after healing: every write acked at REPLICATED or above, and
-//! every write any read returned (reads return committed data only), on every node whose
-//! final read reaches its LSN; and the nodes' final reads agree.
+//! What must be readable: every write acked at REPLICATED or above, and every write any read
+//! returned (reads return committed data only), in every read whose range holds its LSN (a
+//! read during the run, with `min_lsn`, or a final read after healing); and the nodes' final
+//! reads agree.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -12,17 +13,17 @@ type Value<'a> = (&'a str, i64);
 
 pub fn check(facts: &Facts, findings: &mut Findings) {
     let known = known_values(facts);
-    let finals: Vec<&Read> = facts.final_reads().collect();
-    let held: Vec<HashSet<i64>> = (finals.iter())
+    let reads = &facts.reads;
+    let held: Vec<HashSet<i64>> = (reads.iter())
         .map(|r| r.entries.iter().map(|(_, v)| *v).collect())
         .collect();
     for (&(table, value), &(lsn, acked)) in &known {
-        let covering: Vec<usize> = (0..finals.len())
-            .filter(|&i| finals[i].table == table && finals[i].upto.is_some_and(|u| u >= lsn))
+        let covering: Vec<usize> = (0..reads.len())
+            .filter(|&i| reads[i].table == table && reads[i].covers(lsn))
             .collect();
         let missing: Vec<String> = (covering.iter())
             .filter(|&&i| !held[i].contains(&value))
-            .map(|&i| finals[i].source())
+            .map(|&i| reads[i].source())
             .collect();
         if !missing.is_empty() {
             let how = if acked { "acked" } else { "read" };
@@ -33,11 +34,12 @@ pub fn check(facts: &Facts, findings: &mut Findings) {
             findings.add(Class::Lost, detail);
         } else if covering.is_empty() && acked && !seen_anywhere(facts, table, value) {
             let detail = format!(
-                "value {value} of {table}, acked at LSN {lsn}, was never read: no final read reached it"
+                "value {value} of {table}, acked at LSN {lsn}, was never read: no read reached it"
             );
             findings.add(Class::Unseen, detail);
         }
     }
+    let finals: Vec<&Read> = facts.final_reads().collect();
     check_divergence(&finals, findings);
 }
 
@@ -113,6 +115,19 @@ mod tests {
         h.send_ok(1, "t", 10, 5);
         h.send_ok(1, "t", 11, 6);
         h.final_read(1, "t", &[(6, 11)], 6);
+        let verdict = check(&h.ops);
+        assert_eq!(verdict.count(Class::Lost), 1, "{verdict:#?}");
+    }
+
+    #[test]
+    fn a_read_during_the_run_must_hold_every_acked_write_in_its_range() {
+        let mut h = History::default();
+        h.send_ok(1, "t", 10, 5);
+        h.send_ok(1, "t", 11, 6);
+        h.read_range(2, "t", &[(6, 11)], 6, 6);
+        h.final_read(1, "t", &[(5, 10), (6, 11)], 6);
+        assert!(check(&h.ops).valid, "LSN 5 is below the read's range");
+        h.read_range(3, "t", &[(6, 11)], 4, 6);
         let verdict = check(&h.ops);
         assert_eq!(verdict.count(Class::Lost), 1, "{verdict:#?}");
     }
