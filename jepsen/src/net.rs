@@ -14,6 +14,8 @@ const SUBNET: &str = "10.77.0";
 /// Namespaces and veth names: `arkaj-n<i>` and `arkaj<i>` / `arkaj<i>p`.
 const NS_PREFIX: &str = "arkaj-n";
 const VETH_PREFIX: &str = "arkaj";
+/// The longest a degraded link queues a packet before it drops it.
+const QUEUE_DELAY_MAX: &str = "300ms";
 /// Hosts a network has at most (addresses `.11` to `.(10 + HOSTS_MAX)`).
 pub const HOSTS_MAX: usize = 9;
 
@@ -42,7 +44,7 @@ impl Network {
 
     fn add_host(&self, i: usize) -> anyhow::Result<()> {
         let ns = namespace(i);
-        let (outer, inner) = (format!("{VETH_PREFIX}{i}"), format!("{VETH_PREFIX}{i}p"));
+        let (outer, inner) = veths(i);
         ip(&["netns", "add", &ns])?;
         ip(&[
             "link", "add", &outer, "type", "veth", "peer", "name", &inner,
@@ -85,6 +87,66 @@ impl Network {
         ip(&["netns", "exec", &ns, "iptables", "-F", "OUTPUT"])
     }
 
+    /// Makes host `i`'s link lossy and slow, both ways: its firewall drops each packet with
+    /// `loss_percent` chance, and a token bucket on each end of its link holds traffic to
+    /// `rate_kbit`, queueing packets for up to [`QUEUE_DELAY_MAX`] before it drops them.
+    /// (`tc netem` would add delay and loss directly, but not every kernel has it.)
+    pub fn degrade(&self, i: usize, loss_percent: u32, rate_kbit: u32) -> anyhow::Result<()> {
+        let ns = namespace(i);
+        let chance = format!("{:.2}", f64::from(loss_percent) / 100.0);
+        for chain in ["INPUT", "OUTPUT"] {
+            ip(&[
+                "netns",
+                "exec",
+                &ns,
+                "iptables",
+                "-A",
+                chain,
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                &chance,
+                "-j",
+                "DROP",
+            ])?;
+        }
+        let bucket = |dev: &str| -> Vec<String> {
+            let rate = format!("{rate_kbit}kbit");
+            [
+                "qdisc", "replace", "dev", dev, "root", "tbf", "rate", &rate, "burst", "32kb",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["latency".into(), QUEUE_DELAY_MAX.into()])
+            .collect()
+        };
+        let (outer, inner) = veths(i);
+        run("tc", &bucket(&outer))?;
+        let mut in_ns = vec!["netns".to_string(), "exec".into(), ns, "tc".into()];
+        in_ns.extend(bucket(&inner));
+        run("ip", &in_ns)
+    }
+
+    /// Undoes [`Network::degrade`] (and every cut) of host `i`.
+    pub fn restore(&self, i: usize) -> anyhow::Result<()> {
+        let (outer, inner) = veths(i);
+        run("tc", &["qdisc", "del", "dev", &outer, "root"])?;
+        ip(&[
+            "netns",
+            "exec",
+            &namespace(i),
+            "tc",
+            "qdisc",
+            "del",
+            "dev",
+            &inner,
+            "root",
+        ])?;
+        self.heal(i)
+    }
+
     /// A command that runs `program` on host `i`.
     pub fn command_on(&self, i: usize, program: &std::path::Path) -> Command {
         let mut command = Command::new("ip");
@@ -101,6 +163,11 @@ impl Drop for Network {
 
 fn namespace(i: usize) -> String {
     format!("{NS_PREFIX}{i}")
+}
+
+/// Host `i`'s link: the end on the bridge, and the end in its namespace.
+fn veths(i: usize) -> (String, String) {
+    (format!("{VETH_PREFIX}{i}"), format!("{VETH_PREFIX}{i}p"))
 }
 
 fn forward_rule(op: &str) -> Vec<String> {

@@ -1,6 +1,7 @@
 //! The nemeses, one file each: they inject faults into the cluster on a schedule drawn from
 //! the run's seed, and record each fault's window in the history.
 
+mod degrade;
 mod kill;
 mod partition;
 mod pause;
@@ -14,13 +15,14 @@ use crate::cluster::Cluster;
 use crate::history::{Function, Op, OpType, NEMESIS};
 use crate::recorder::Recorder;
 
+pub use degrade::Degrade;
 pub use kill::Kill;
 pub use partition::Partition;
 pub use pause::Pause;
 pub use power_loss::PowerLoss;
 
 /// Every nemesis, by name.
-pub const NAMES: [&str; 4] = ["kill", "pause", "partition", "power-loss"];
+pub const NAMES: [&str; 5] = ["kill", "pause", "partition", "power-loss", "degrade"];
 
 /// A small deterministic generator, so that a seed replays a run's fault schedule.
 pub struct Rng(u64);
@@ -82,6 +84,7 @@ pub fn by_name(name: &str, skip_fsync: bool) -> anyhow::Result<Box<dyn Nemesis +
         "power-loss" if skip_fsync => Ok(Box::new(PowerLoss::every_node_at_once())),
         "power-loss" => Ok(Box::new(PowerLoss::default())),
         "kill" => Ok(Box::new(Kill::default())),
+        "degrade" => Ok(Box::new(Degrade::default())),
         "pause" => Ok(Box::new(Pause::default())),
         "partition" => Ok(Box::new(Partition::default())),
         other => anyhow::bail!("unknown nemesis {other:?} (known: {})", NAMES.join(", ")),
