@@ -2,13 +2,16 @@
 //! reads with `min_lsn` (the highest LSN acked so far) from random nodes, over plain
 //! Flight, and `follow` tails through the Rust client's reader, which moves to another
 //! replica when its own fails. Each read, and each stretch of a tail, is recorded with the
-//! LSN range it covers, so the checker can tell a write missing from it.
+//! LSN range it covers, so the checker can tell a write missing from it. A level checker
+//! asks random nodes how durable acked writes are, so the checker can tell a level that
+//! fell.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arka::client::{Client, ClusterClient};
+use arka::durability::Level;
 use arka::flight::ReadTicket;
 use futures::StreamExt;
 use tokio::time::Instant;
@@ -26,6 +29,8 @@ const READ_SPAN: u64 = 1_000;
 const READ_WAIT_MAX: Duration = Duration::from_secs(5);
 /// How long a stretch of a tail runs before it is recorded.
 const TAIL_STRETCH: Duration = Duration::from_secs(1);
+/// Pause between two level checks.
+const LEVEL_EVERY: Duration = Duration::from_millis(200);
 /// Pause before a tail that ended is started again.
 const TAIL_RETRY_PAUSE: Duration = Duration::from_millis(500);
 
@@ -159,5 +164,57 @@ pub async fn follow(
         if ended {
             tokio::time::sleep(TAIL_RETRY_PAUSE).await;
         }
+    }
+}
+
+/// Process `process` asks a random node every [`LEVEL_EVERY`] until `stop` how durable the
+/// highest acked write of a random table is (`get_durability_status` with
+/// `last_known_lsn`: an LSN acked at `REPLICATED` holds that write for good).
+pub async fn check_levels(
+    addrs: Vec<String>,
+    process: u64,
+    tables: Vec<Watched>,
+    seed: u64,
+    recorder: Recorder,
+    stop: Arc<AtomicBool>,
+) {
+    let mut rng = Rng::new(seed ^ process);
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(LEVEL_EVERY).await;
+        let lsn = tables[rng.below(tables.len() as u64) as usize]
+            .acked
+            .load(Ordering::Relaxed);
+        let node = rng.below(addrs.len() as u64) as usize;
+        if lsn == 0 {
+            continue;
+        }
+        let mut invoke = Op::new(process, OpType::Invoke, Function::Level);
+        invoke.lsn = Some(lsn);
+        invoke.node = Some(node as u64 + 1);
+        recorder.record(invoke.clone());
+        let ask = async {
+            let client = Client::connect(&addrs[node]).await?;
+            let body = serde_json::json!({ "last_known_lsn": lsn });
+            let answer = client.action("get_durability_status", &body).await?;
+            Ok::<_, anyhow::Error>(serde_json::from_value::<Option<Level>>(
+                answer["level"].clone(),
+            )?)
+        };
+        let mut done = Op {
+            kind: OpType::Ok,
+            ..invoke
+        };
+        match tokio::time::timeout(READ_WAIT_MAX, ask).await {
+            Ok(Ok(level)) => done.level = level,
+            Ok(Err(e)) => {
+                done.kind = OpType::Fail;
+                done.error = Some(e.to_string());
+            }
+            Err(_) => {
+                done.kind = OpType::Fail;
+                done.error = Some(format!("no answer within {READ_WAIT_MAX:?}"));
+            }
+        }
+        recorder.record(done);
     }
 }

@@ -6,6 +6,7 @@ pub mod checker;
 mod cluster;
 mod consumers;
 pub mod history;
+mod lake;
 mod nemesis;
 mod net;
 mod recorder;

@@ -15,7 +15,7 @@ use crate::consumers::{self, Watched};
 use crate::history::{Function, OpType};
 use crate::nemesis::{self, Rng};
 use crate::recorder::Recorder;
-use crate::{report, workload};
+use crate::{lake, report, workload};
 
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -36,6 +36,8 @@ pub struct RunConfig {
 
 /// Consumers reading ranges from random nodes (and one `follow` tail per table).
 const RANGE_READERS: u64 = 2;
+/// The process that asks nodes how durable acked writes are.
+const LEVEL_CHECKER: u64 = 700;
 /// How long the cluster may take to elect a leader after healing.
 const HEAL_WAIT_MAX: Duration = Duration::from_secs(60);
 
@@ -69,6 +71,15 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<Verdict> {
             consumers::read_ranges(addrs, 500 + c, tables.clone(), config.seed, recorder, stop);
         clients.push(tokio::spawn(read));
     }
+    let levels = consumers::check_levels(
+        addrs.clone(),
+        LEVEL_CHECKER,
+        tables.clone(),
+        config.seed,
+        recorder.clone(),
+        stop.clone(),
+    );
+    clients.push(tokio::spawn(levels));
     for (t, watched) in tables.iter().enumerate() {
         let (addrs, recorder, stop) = (addrs.clone(), recorder.clone(), stop.clone());
         let tail = consumers::follow(addrs, 600 + t as u64, watched.table.clone(), recorder, stop);
@@ -85,12 +96,18 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<Verdict> {
 
     cluster.restart_stopped()?;
     cluster.wait_for_leader(HEAL_WAIT_MAX).await?;
+    // The lake first, so that the final reads reach as far as it does and the checker can
+    // hold it against them.
+    let names: Vec<String> = tables.iter().map(|w| w.table.clone()).collect();
+    let lake_upto =
+        lake::read_tables(&cluster.flight_addr(1), &config.out, &names, &recorder).await;
     let ops = recorder.ops();
     let highest = (ops.iter())
         .filter(|op| op.f == Function::Send && op.kind == OpType::Ok)
         .filter_map(|op| op.lsn)
         .max()
-        .unwrap_or(0);
+        .unwrap_or(0)
+        .max(lake_upto);
     for node in 1..=config.nodes {
         for t in 0..config.tables {
             let addr = cluster.flight_addr(node);

@@ -33,6 +33,18 @@ fn the_queue_workload_under_every_nemesis_gives_a_valid_verdict() {
         let pass = short_pass(nemesis, &[]);
         assert_eq!(pass.status, Some(0), "{}", pass.printed);
         assert_eq!(pass.verdict["valid"], true, "{}", pass.printed);
+        let counts = &pass.verdict["counts"];
+        assert!(counts["reads_ok"].as_u64() > Some(0), "{}", pass.printed);
+        assert!(
+            counts["level_checks"].as_u64() > Some(0),
+            "{}",
+            pass.printed
+        );
+        assert_eq!(
+            counts["iceberg_reads"], 2,
+            "every table read from Iceberg: {}",
+            pass.printed
+        );
     }
     // Disks that skip their fsyncs, and a power loss of every node: the writes acknowledged
     // since the start are gone from every node, and the checker must say so.

@@ -1,0 +1,89 @@
+//! The lake after healing: everything applied is flushed to Iceberg, then each table is
+//! read back through PyIceberg (a reader that shares no code with arka) from the catalog
+//! and object store the nodes commit to, and recorded with its snapshot's `arka.lsn`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context;
+use arka::client::Client;
+use serde_json::Value;
+
+use crate::history::{Function, Op, OpType};
+use crate::recorder::Recorder;
+
+/// The process that reads the lake.
+const LAKE_READER: u64 = 900;
+/// How long the flush may take (it follows the tier worker while it moves).
+const FLUSH_WAIT_MAX: Duration = Duration::from_secs(90);
+/// The PyIceberg reader the test suite uses too.
+const ICEBERG_READ: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/python/iceberg_read.py"
+);
+
+/// Flushes through the node at `addr` and records each of `tables` as Iceberg has it;
+/// returns the highest `arka.lsn` read.
+pub async fn read_tables(addr: &str, dir: &Path, tables: &[String], recorder: &Recorder) -> u64 {
+    let mut highest = 0;
+    let flushed = async {
+        let client = Client::connect(addr).await?;
+        client.action("flush", &Value::Null).await?;
+        Ok::<_, anyhow::Error>(())
+    };
+    if let Err(e) = tokio::time::timeout(FLUSH_WAIT_MAX, flushed).await {
+        // The reads still check what the lake holds, up to its snapshots.
+        eprintln!("arka-jepsen: flush before the Iceberg reads: no answer within {FLUSH_WAIT_MAX:?} ({e})");
+    }
+    for table in tables {
+        let mut invoke = Op::new(LAKE_READER, OpType::Invoke, Function::IcebergRead);
+        invoke.table = Some(table.clone());
+        recorder.record(invoke.clone());
+        let mut done = Op {
+            kind: OpType::Ok,
+            ..invoke
+        };
+        match read_table(dir, table) {
+            Ok((upto, entries)) => {
+                highest = highest.max(upto);
+                done.upto = Some(upto);
+                done.entries = Some(entries);
+            }
+            Err(e) => {
+                done.kind = OpType::Fail;
+                done.error = Some(format!("{e:#}"));
+            }
+        }
+        recorder.record(done);
+    }
+    highest
+}
+
+/// `(arka.lsn of the current snapshot, (lsn, value) of each row in LSN order)`.
+fn read_table(dir: &Path, table: &str) -> anyhow::Result<(u64, Vec<(u64, i64)>)> {
+    let catalog = dir.join("catalog.db");
+    let warehouse = format!("file://{}/warehouse", dir.join("objects").display());
+    let out = Command::new("python3")
+        .arg(ICEBERG_READ)
+        .arg(&catalog)
+        .arg(&warehouse)
+        .arg(table)
+        .output()
+        .context("run python3")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "PyIceberg read of {table}: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let read: Value = serde_json::from_slice(&out.stdout).context("PyIceberg's answer")?;
+    let rows = read["rows"].as_array().cloned().unwrap_or_default();
+    let entries = rows
+        .iter()
+        .map(|row| match (row["_lsn"].as_u64(), row["value"].as_i64()) {
+            (Some(lsn), Some(value)) => Ok((lsn, value)),
+            _ => anyhow::bail!("a row of {table} without _lsn and value: {row}"),
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok((read["snapshot_lsn"].as_u64().unwrap_or(0), entries))
+}
