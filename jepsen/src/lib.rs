@@ -9,6 +9,7 @@ pub mod history;
 mod lake;
 mod nemesis;
 mod net;
+mod plots;
 mod recorder;
 pub mod report;
 pub mod run;

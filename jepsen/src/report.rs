@@ -66,7 +66,8 @@ pub fn write_run(dir: &Path, ops: &[Op], verdict: &Verdict) -> anyhow::Result<()
     let mut history = Vec::new();
     write_jsonl(ops, &mut history).context("encode the history")?;
     write(&dir.join("history.jsonl"), &history)?;
-    write_verdict(dir, verdict)
+    write_verdict(dir, verdict)?;
+    crate::plots::write(dir, ops)
 }
 
 fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

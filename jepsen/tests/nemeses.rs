@@ -107,6 +107,10 @@ fn short_pass(nemesis: &str, extra_args: &[&str]) -> Pass {
         history.contains(r#""f":"start_fault""#),
         "the nemesis acted: {printed}"
     );
+    for plot in ["throughput.png", "latency.png"] {
+        let png = std::fs::read(out.path().join(plot)).unwrap_or_else(|e| panic!("{plot}: {e}"));
+        assert!(png.starts_with(b"\x89PNG"), "{plot} is a PNG: {printed}");
+    }
     Pass {
         status: run.status.code(),
         verdict,
