@@ -50,6 +50,16 @@ impl Cluster {
         format!("grpc://{}:{FLIGHT_PORT}", self.net.addr(id))
     }
 
+    /// Node `id`'s Flight address as `host:port`, as the membership names it.
+    pub fn flight_socket_addr(&self, id: usize) -> String {
+        format!("{}:{FLIGHT_PORT}", self.net.addr(id))
+    }
+
+    /// Node `id`'s Raft address as `host:port`.
+    pub fn raft_addr(&self, id: usize) -> String {
+        format!("{}:{RAFT_PORT}", self.net.addr(id))
+    }
+
     pub fn flight_addrs(&self) -> Vec<String> {
         (1..=self.nodes()).map(|id| self.flight_addr(id)).collect()
     }

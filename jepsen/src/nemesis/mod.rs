@@ -3,12 +3,14 @@
 
 mod degrade;
 mod kill;
+mod membership;
 mod partition;
 mod pause;
 mod power_loss;
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use crate::cluster::Cluster;
@@ -17,12 +19,20 @@ use crate::recorder::Recorder;
 
 pub use degrade::Degrade;
 pub use kill::Kill;
+pub use membership::Membership;
 pub use partition::Partition;
 pub use pause::Pause;
 pub use power_loss::PowerLoss;
 
 /// Every nemesis, by name.
-pub const NAMES: [&str; 5] = ["kill", "pause", "partition", "power-loss", "degrade"];
+pub const NAMES: [&str; 6] = [
+    "kill",
+    "pause",
+    "partition",
+    "power-loss",
+    "degrade",
+    "membership",
+];
 
 /// A small deterministic generator, so that a seed replays a run's fault schedule.
 pub struct Rng(u64);
@@ -55,15 +65,15 @@ pub trait Nemesis {
 
     /// Injects one fault, chosen with `rng` (`leader`: the node that leads now, if one
     /// does); returns what it did, for the history.
-    fn start(
-        &mut self,
-        cluster: &mut Cluster,
+    fn start<'a>(
+        &'a mut self,
+        cluster: &'a mut Cluster,
         leader: Option<usize>,
-        rng: &mut Rng,
-    ) -> anyhow::Result<String>;
+        rng: &'a mut Rng,
+    ) -> BoxFuture<'a, anyhow::Result<String>>;
 
     /// Ends the fault it started.
-    fn stop(&mut self, cluster: &mut Cluster) -> anyhow::Result<()>;
+    fn stop<'a>(&'a mut self, cluster: &'a mut Cluster) -> BoxFuture<'a, anyhow::Result<()>>;
 }
 
 /// The leader (when one leads) or a node at random, with either chance; and which it is.
@@ -85,6 +95,7 @@ pub fn by_name(name: &str, skip_fsync: bool) -> anyhow::Result<Box<dyn Nemesis +
         "power-loss" => Ok(Box::new(PowerLoss::default())),
         "kill" => Ok(Box::new(Kill::default())),
         "degrade" => Ok(Box::new(Degrade::default())),
+        "membership" => Ok(Box::new(Membership::default())),
         "pause" => Ok(Box::new(Pause::default())),
         "partition" => Ok(Box::new(Partition::default())),
         other => anyhow::bail!("unknown nemesis {other:?} (known: {})", NAMES.join(", ")),
@@ -107,10 +118,10 @@ pub async fn run(
             return Ok(());
         }
         let leader = cluster.leader_now().await;
-        let what = nemesis.start(cluster, leader, rng)?;
+        let what = nemesis.start(cluster, leader, rng).await?;
         record(recorder, Function::StartFault, &what);
         tokio::time::sleep(rng.between(fault.0, fault.1)).await;
-        nemesis.stop(cluster)?;
+        nemesis.stop(cluster).await?;
         record(recorder, Function::StopFault, &what);
     }
 }

@@ -1,6 +1,8 @@
 //! SIGSTOP of one node at random or of the leader, SIGCONT when the fault ends: a process
 //! that stops answering without dying, as a long GC pause or a stalled VM does.
 
+use futures::future::BoxFuture;
+
 use super::{leader_or_any, Nemesis, Rng};
 use crate::cluster::Cluster;
 
@@ -14,22 +16,26 @@ impl Nemesis for Pause {
         "pause"
     }
 
-    fn start(
-        &mut self,
-        cluster: &mut Cluster,
+    fn start<'a>(
+        &'a mut self,
+        cluster: &'a mut Cluster,
         leader: Option<usize>,
-        rng: &mut Rng,
-    ) -> anyhow::Result<String> {
-        let (what, node) = leader_or_any(cluster, leader, rng);
-        cluster.signal(node, libc::SIGSTOP);
-        self.paused = Some(node);
-        Ok(format!("pause {what} (n{node})"))
+        rng: &'a mut Rng,
+    ) -> BoxFuture<'a, anyhow::Result<String>> {
+        Box::pin(async move {
+            let (what, node) = leader_or_any(cluster, leader, rng);
+            cluster.signal(node, libc::SIGSTOP);
+            self.paused = Some(node);
+            Ok(format!("pause {what} (n{node})"))
+        })
     }
 
-    fn stop(&mut self, cluster: &mut Cluster) -> anyhow::Result<()> {
-        if let Some(node) = self.paused.take() {
-            cluster.signal(node, libc::SIGCONT);
-        }
-        Ok(())
+    fn stop<'a>(&'a mut self, cluster: &'a mut Cluster) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            if let Some(node) = self.paused.take() {
+                cluster.signal(node, libc::SIGCONT);
+            }
+            Ok(())
+        })
     }
 }

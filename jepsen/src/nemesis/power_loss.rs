@@ -4,6 +4,8 @@
 //! With `skip_fsync` the nodes' disks lie about their flushes and every power loss hits all
 //! nodes at once: acknowledged writes are lost, which the checker must report.
 
+use futures::future::BoxFuture;
+
 use super::{Nemesis, Rng};
 use crate::cluster::Cluster;
 
@@ -28,29 +30,33 @@ impl Nemesis for PowerLoss {
         "power-loss"
     }
 
-    fn start(
-        &mut self,
-        cluster: &mut Cluster,
+    fn start<'a>(
+        &'a mut self,
+        cluster: &'a mut Cluster,
         leader: Option<usize>,
-        rng: &mut Rng,
-    ) -> anyhow::Result<String> {
-        let nodes = cluster.nodes();
-        let every: Vec<usize> = (1..=nodes).collect();
-        let (what, targets) = match (self.every_node, rng.below(3), leader) {
-            (true, _, _) | (false, 0, _) => ("every node", every),
-            (false, 1, Some(leader)) => ("the leader", vec![leader]),
-            _ => ("a node", vec![1 + rng.below(nodes as u64) as usize]),
-        };
-        cluster.power_loss(&targets)?;
-        let names: Vec<String> = targets.iter().map(|n| format!("n{n}")).collect();
-        self.down = targets;
-        Ok(format!("power loss of {what} ({})", names.join(", ")))
+        rng: &'a mut Rng,
+    ) -> BoxFuture<'a, anyhow::Result<String>> {
+        Box::pin(async move {
+            let nodes = cluster.nodes();
+            let every: Vec<usize> = (1..=nodes).collect();
+            let (what, targets) = match (self.every_node, rng.below(3), leader) {
+                (true, _, _) | (false, 0, _) => ("every node", every),
+                (false, 1, Some(leader)) => ("the leader", vec![leader]),
+                _ => ("a node", vec![1 + rng.below(nodes as u64) as usize]),
+            };
+            cluster.power_loss(&targets)?;
+            let names: Vec<String> = targets.iter().map(|n| format!("n{n}")).collect();
+            self.down = targets;
+            Ok(format!("power loss of {what} ({})", names.join(", ")))
+        })
     }
 
-    fn stop(&mut self, cluster: &mut Cluster) -> anyhow::Result<()> {
-        for node in self.down.drain(..) {
-            cluster.spawn(node)?;
-        }
-        Ok(())
+    fn stop<'a>(&'a mut self, cluster: &'a mut Cluster) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            for node in self.down.drain(..) {
+                cluster.spawn(node)?;
+            }
+            Ok(())
+        })
     }
 }
