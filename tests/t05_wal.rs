@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arka::state::{StateMachine, StateMachineStore};
-use arka::wal::{LogStore, NoopObserver, WalConfig};
+use arka::wal::{LogStore, NoopObserver, WalConfig, WalFaults};
 use arka_cluster::types::{Entry, LogId};
 use arka_cluster::{NodeId, TypeConfig};
 use openraft::entry::RaftEntry;
@@ -64,11 +64,20 @@ async fn open(dir: &Path, segment_bytes_max: u64) -> (LogStore, StateMachineStor
 }
 
 async fn open_log(dir: &Path, segment_bytes_max: u64) -> Result<LogStore, String> {
+    open_log_with(dir, segment_bytes_max, WalFaults::default()).await
+}
+
+/// Opens the log with disk fault points the test holds.
+async fn open_log_with(
+    dir: &Path,
+    segment_bytes_max: u64,
+    faults: WalFaults,
+) -> Result<LogStore, String> {
     let db = open_db(dir).await?;
     let config = WalConfig {
         dir: dir.join("wal"),
         segment_bytes_max,
-        faults: Default::default(),
+        faults,
     };
     LogStore::open(config, db, Arc::new(NoopObserver))
         .await
@@ -88,6 +97,14 @@ fn blank(term: u64, index: u64) -> Entry {
 async fn append_durably(log: &mut LogStore, entries: Vec<Entry>) {
     // Returns only after the flush callback reported the entries durable.
     log.blocking_append(entries).await.expect("append");
+}
+
+/// Appends `entries` as a crash finds a group commit in flight: written to the segment but
+/// not yet made durable (the fsync is skipped, so the WAL does not count them durable).
+async fn append_in_flight(log: &mut LogStore, faults: &WalFaults, entries: Vec<Entry>) {
+    faults.set_skip_fsync(true);
+    append_durably(log, entries).await;
+    faults.set_skip_fsync(false);
 }
 
 async fn indexes(log: &mut LogStore) -> Vec<u64> {
@@ -131,8 +148,11 @@ async fn passes_openraft_storage_suite_with_tiny_segments() {
 async fn torn_tail_is_truncated_to_the_last_valid_record() {
     let dir = TempDir::new().expect("tempdir");
     {
-        let mut log = open_log(dir.path(), 1 << 20).await.expect("open");
-        append_durably(&mut log, (1..=10).map(|i| blank(1, i)).collect()).await;
+        let faults = WalFaults::default();
+        let mut log = open_log_with(dir.path(), 1 << 20, faults.clone())
+            .await
+            .expect("open");
+        append_in_flight(&mut log, &faults, (1..=10).map(|i| blank(1, i)).collect()).await;
     }
     let file = segments(dir.path()).pop().expect("segment");
     let len = std::fs::metadata(&file).expect("meta").len();
@@ -170,12 +190,15 @@ async fn garbage_after_the_tail_is_truncated() {
     assert_eq!(indexes(&mut log).await, vec![1, 2, 3]);
 }
 
-/// Two groups of five records, each made durable before the next is written: the second
-/// group's records vouch that the first was fsynced.
+/// Two groups of five records: the first made durable, the second in flight when the
+/// crash comes; the second group's records vouch that the first was fsynced.
 async fn two_durable_groups(dir: &Path) -> (std::path::PathBuf, usize) {
-    let mut log = open_log(dir, 1 << 20).await.expect("open");
+    let faults = WalFaults::default();
+    let mut log = open_log_with(dir, 1 << 20, faults.clone())
+        .await
+        .expect("open");
     append_durably(&mut log, (1..=5).map(|i| blank(1, i)).collect()).await;
-    append_durably(&mut log, (6..=10).map(|i| blank(1, i)).collect()).await;
+    append_in_flight(&mut log, &faults, (6..=10).map(|i| blank(1, i)).collect()).await;
     drop(log);
     let file = segments(dir).pop().expect("segment");
     let len = std::fs::metadata(&file).expect("meta").len() as usize;
@@ -256,14 +279,45 @@ async fn damage_in_a_sealed_segment_is_reported() {
     assert!(err.contains(&sealed.display().to_string()), "{err}");
 }
 
-/// Simulates a crash after every prefix of a group of appended records: whatever the cut,
-/// reopening yields exactly the records that were whole, and never an error.
+/// A log cut below what it had made durable (a damaged or truncated disk, not a crash) is
+/// refused, naming the loss, rather than reopened without the acknowledged entries.
 #[tokio::test]
-async fn reopens_after_a_crash_at_every_byte_of_the_last_append() {
+async fn a_log_cut_below_its_durable_end_is_refused() {
     let dir = TempDir::new().expect("tempdir");
     {
         let mut log = open_log(dir.path(), 1 << 20).await.expect("open");
         append_durably(&mut log, (1..=3).map(|i| blank(1, i)).collect()).await;
+    }
+    let file = segments(dir.path()).pop().expect("segment");
+    let len = std::fs::metadata(&file).expect("meta").len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .expect("open");
+    f.set_len(len / 2).expect("truncate");
+    drop(f);
+    let err = open_log(dir.path(), 1 << 20)
+        .await
+        .err()
+        .expect("a lost durable tail is an error");
+    assert!(
+        err.contains("ends at entry 1") && err.contains("entries up to 3 had been made durable"),
+        "{err}"
+    );
+}
+
+/// Simulates a crash after every prefix of a group of appended records not yet durable:
+/// whatever the cut, reopening yields exactly the records that were whole, and never an
+/// error.
+#[tokio::test]
+async fn reopens_after_a_crash_at_every_byte_of_the_last_append() {
+    let dir = TempDir::new().expect("tempdir");
+    {
+        let faults = WalFaults::default();
+        let mut log = open_log_with(dir.path(), 1 << 20, faults.clone())
+            .await
+            .expect("open");
+        append_in_flight(&mut log, &faults, (1..=3).map(|i| blank(1, i)).collect()).await;
     }
     let file = segments(dir.path()).pop().expect("segment");
     let full = std::fs::read(&file).expect("read");

@@ -17,6 +17,15 @@ pub enum WalError {
         offset: u64,
         reason: String,
     },
+    /// The log ends below what it had made durable: the disk lost acknowledged entries
+    /// (damaged, truncated, or restored from an older copy). A node that went on would count
+    /// toward quorums on entries it no longer holds, so it refuses to start.
+    #[error("the wal in {dir} ends at entry {end}, but entries up to {durable} had been made durable here: the disk lost the end of the log. Replace this node: remove it from the membership, wipe its data directory, start it again and add it back")]
+    LostTail {
+        dir: PathBuf,
+        end: u64,
+        durable: u64,
+    },
     #[error("wal metadata (sled): {0}")]
     Meta(#[from] sled::Error),
     #[error("wal metadata key {key}: {reason}")]

@@ -9,12 +9,14 @@
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arka_cluster::TypeConfig;
 use openraft::storage::IOFlushed;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
 use super::error::WalResult;
+use super::meta::Meta;
 use super::segment::Segment;
 use super::{WalFaults, WalObserver};
 
@@ -31,6 +33,9 @@ pub const FLUSH_QUEUE_MAX: usize = 4096;
 pub const UNFLUSHED_BYTES_MAX: usize = 48 * 1024 * 1024;
 
 const _: () = assert!(UNFLUSHED_BYTES_MAX < super::tail::TAIL_BYTES_MAX);
+
+/// How often the durable end of the log is saved, at most (each save is one metadata fsync).
+const DURABLE_SAVE_EVERY: Duration = Duration::from_millis(200);
 
 /// The unit in which [`UNFLUSHED_BYTES_MAX`] is counted by a semaphore.
 pub const UNFLUSHED_UNIT_BYTES: usize = 4096;
@@ -73,10 +78,42 @@ pub fn spawn(
     observer: Arc<dyn WalObserver>,
     written: Arc<AtomicU64>,
     faults: WalFaults,
+    meta: Meta,
 ) -> mpsc::Sender<FlushRequest> {
     let (tx, rx) = mpsc::channel(FLUSH_QUEUE_MAX);
-    tokio::spawn(run(rx, observer, written, faults));
+    let marker = DurableMarker {
+        meta,
+        saved_at: None,
+    };
+    tokio::spawn(run(rx, observer, written, faults, marker));
     tx
+}
+
+/// Saves how far the log is durable, at most every [`DURABLE_SAVE_EVERY`], so that a restart
+/// can tell a log that lost its durable end (a damaged or truncated disk) from one that
+/// lost only what was never made durable.
+struct DurableMarker {
+    meta: Meta,
+    saved_at: Option<Instant>,
+}
+
+impl DurableMarker {
+    /// Notes that the log is durable up to `index`. Saved here, between group commits, so
+    /// that a truncation (which waits for the flusher first) lowers it after any save.
+    async fn durable_up_to(&mut self, index: u64, faults: &WalFaults) {
+        // A disk that skips its fsyncs keeps none of what it wrote since, this included.
+        if faults.skips_fsync()
+            || self
+                .saved_at
+                .is_some_and(|at| at.elapsed() < DURABLE_SAVE_EVERY)
+        {
+            return;
+        }
+        self.saved_at = Some(Instant::now());
+        if let Err(e) = self.meta.save_durable(index).await {
+            tracing::warn!(error = %e, "wal: saving the durable end failed");
+        }
+    }
 }
 
 /// Makes each segment written to durable up to the length written to it (unless `faults`
@@ -115,6 +152,7 @@ async fn run(
     observer: Arc<dyn WalObserver>,
     written: Arc<AtomicU64>,
     faults: WalFaults,
+    mut marker: DurableMarker,
 ) {
     let mut batch = Vec::with_capacity(FLUSH_QUEUE_MAX);
     while rx.recv_many(&mut batch, FLUSH_QUEUE_MAX).await > 0 {
@@ -145,6 +183,7 @@ async fn run(
         if let (Ok(()), Some(last)) = (&result, last) {
             written.store(last, Ordering::Release);
             observer.flushed(last);
+            marker.durable_up_to(last, &faults).await;
         }
         for request in batch.drain(..) {
             match request {

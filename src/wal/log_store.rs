@@ -126,6 +126,20 @@ impl Shared {
     }
 }
 
+/// Refuses a log that ends below the durable end saved in `meta` (purged entries count as
+/// held: a purge or a snapshot install removes them on purpose).
+fn refuse_a_lost_tail(dir: &std::path::Path, meta: &Meta, last: Option<LogId>) -> WalResult<()> {
+    let end = last.map_or(0, |l| l.index);
+    match meta.durable()? {
+        Some(durable) if durable > end => Err(WalError::LostTail {
+            dir: dir.to_path_buf(),
+            end,
+            durable,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Bytes a read may still return; the first entry always fits.
 struct Budget {
     left: usize,
@@ -257,9 +271,15 @@ impl LogStore {
             None => last_purged,
         };
         shared.write_index().last_log_id = last_log_id;
+        refuse_a_lost_tail(&config.dir, &shared.meta, last_log_id)?;
 
         let written = Arc::new(AtomicU64::new(last_log_id.map_or(0, |l| l.index)));
-        let flush_tx = flusher::spawn(observer.clone(), written.clone(), config.faults.clone());
+        let flush_tx = flusher::spawn(
+            observer.clone(),
+            written.clone(),
+            config.faults.clone(),
+            shared.meta.clone(),
+        );
         Ok(Self {
             config,
             shared,
@@ -669,6 +689,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), io::Error> {
         self.wait_for_flushes().await?;
+        // The durable end goes down first, so a crash after the cut finds no loss.
+        let end = last.map_or(0, |l| l.index);
+        if self
+            .shared
+            .meta
+            .durable()?
+            .is_some_and(|durable| durable > end)
+        {
+            self.shared.meta.save_durable(end).await?;
+        }
         self.truncate_index_after(last)?;
         self.observer.truncated(last.map(|l| l.index).unwrap_or(0));
         Ok(())

@@ -1,4 +1,5 @@
-//! Raft log metadata in sled: vote, committed and purged log ids. Keys never change.
+//! Raft log metadata in sled: vote, committed and purged log ids, and how far the log was
+//! known durable. Keys never change.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -9,6 +10,7 @@ use arka_cluster::types::{LogId, Vote};
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const PURGED: &str = "purged";
+const DURABLE: &str = "durable";
 
 #[derive(Clone)]
 pub struct Meta {
@@ -61,6 +63,20 @@ impl Meta {
     /// Not flushed: losing it only makes a restart re-apply from the state machine's position.
     pub fn save_committed(&self, committed: &Option<LogId>) -> WalResult<()> {
         self.put(COMMITTED, committed)
+    }
+
+    /// An index up to which the log was durable when it was saved (a lower bound of the
+    /// durable end, saved now and then; lowered before a truncation cuts the log below it).
+    pub fn durable(&self) -> WalResult<Option<u64>> {
+        self.get(DURABLE)
+    }
+
+    /// Saves it durably: a restart that finds the log ending below it knows the disk lost
+    /// what it had made durable.
+    pub async fn save_durable(&self, index: u64) -> WalResult<()> {
+        self.put(DURABLE, &index)?;
+        self.db.flush_async().await?;
+        Ok(())
     }
 
     pub fn purged(&self) -> WalResult<Option<LogId>> {
