@@ -23,6 +23,9 @@ pub struct Cluster {
     arka: PathBuf,
     dir: PathBuf,
     children: Vec<Option<Child>>,
+    /// Node 1 bootstrapped the cluster: from now on it starts without `bootstrap`, so that
+    /// a node 1 whose data was wiped joins this cluster rather than founding another.
+    bootstrapped: bool,
 }
 
 impl Cluster {
@@ -33,11 +36,13 @@ impl Cluster {
             arka: arka.to_path_buf(),
             dir: dir.to_path_buf(),
             children: (0..nodes).map(|_| None).collect(),
+            bootstrapped: false,
         };
         for id in 1..=nodes {
             cluster.spawn(id)?;
         }
         cluster.wait_for_leader(Duration::from_secs(60)).await?;
+        cluster.bootstrapped = true;
         Ok(cluster)
     }
 
@@ -136,6 +141,32 @@ impl Cluster {
         self.children[id - 1].is_some()
     }
 
+    /// Node `id`'s data directory.
+    pub fn data_dir(&self, id: usize) -> PathBuf {
+        self.dir.join(format!("node-{id}"))
+    }
+
+    /// Waits until node `id` answers `status` (true) or its process has ended by itself,
+    /// as a node that refuses its data does (false, and it is no longer running).
+    pub async fn wait_up_or_exited(&mut self, id: usize, within: Duration) -> anyhow::Result<bool> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(child) = self.children[id - 1].as_mut() {
+                if child.try_wait()?.is_some() {
+                    self.children[id - 1] = None;
+                    return Ok(false);
+                }
+            }
+            if self.leader_seen_by(id).await.is_some() {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!("node {id} neither came up nor stopped within {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Starts every node that is down.
     pub fn restart_stopped(&mut self) -> anyhow::Result<()> {
         for id in 1..=self.nodes() {
@@ -209,7 +240,7 @@ impl Cluster {
         let addr = self.net.addr(id);
         let mut text = format!(
             "node-id = {id}\ndata-dir = {:?}\nflight-addr = \"{addr}:{FLIGHT_PORT}\"\nraft-addr = \"{addr}:{RAFT_PORT}\"\ngossip-addr = \"{addr}:{GOSSIP_PORT}\"\nfault-injection = true\n",
-            self.dir.join(format!("node-{id}")).display().to_string(),
+            self.data_dir(id).display().to_string(),
         );
         let objects = format!("file://{}", self.dir.join("objects").display());
         let catalog = format!("sqlite:{}?mode=rwc", self.dir.join("catalog.db").display());
@@ -221,7 +252,7 @@ impl Cluster {
             .map(|other| format!("\"{}:{GOSSIP_PORT}\"", self.net.addr(other)))
             .collect();
         text.push_str(&format!("join = [{}]\n", seeds.join(", ")));
-        if id == 1 {
+        if id == 1 && !self.bootstrapped {
             text.push_str("bootstrap = true\ninitial-members = [\n");
             for member in 1..=self.nodes() {
                 let addr = self.net.addr(member);

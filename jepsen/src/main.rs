@@ -42,7 +42,7 @@ enum Command {
         /// Seconds of load under faults.
         #[arg(long, default_value_t = 60)]
         time_limit: u64,
-        /// The nemesis: kill, pause, partition, power-loss, degrade or membership.
+        /// The nemesis: kill, pause, partition, power-loss, degrade, membership or wal-damage.
         #[arg(long, default_value = "kill")]
         nemesis: String,
         /// Seed of the fault schedule.

@@ -76,7 +76,7 @@ fn with_outcome(what: String, outcome: Result<(), arka::client::ClientError>) ->
 
 /// Adds `node` back as a voter on its old address and data, asking again (it waits for the
 /// node to catch up, which a busy cluster may not give it in one try) until it is a member.
-async fn add_back(cluster: &Cluster, node: usize) -> anyhow::Result<()> {
+pub(super) async fn add_back(cluster: &Cluster, node: usize) -> anyhow::Result<()> {
     let client = ClusterClient::connect(&cluster.flight_addrs()).await?;
     let body = json!({
         "node_id": node,

@@ -7,6 +7,7 @@ mod membership;
 mod partition;
 mod pause;
 mod power_loss;
+mod wal_damage;
 
 use std::time::Duration;
 
@@ -23,15 +24,17 @@ pub use membership::Membership;
 pub use partition::Partition;
 pub use pause::Pause;
 pub use power_loss::PowerLoss;
+pub use wal_damage::WalDamage;
 
 /// Every nemesis, by name.
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     "kill",
     "pause",
     "partition",
     "power-loss",
     "degrade",
     "membership",
+    "wal-damage",
 ];
 
 /// A small deterministic generator, so that a seed replays a run's fault schedule.
@@ -96,6 +99,7 @@ pub fn by_name(name: &str, skip_fsync: bool) -> anyhow::Result<Box<dyn Nemesis +
         "kill" => Ok(Box::new(Kill::default())),
         "degrade" => Ok(Box::new(Degrade::default())),
         "membership" => Ok(Box::new(Membership::default())),
+        "wal-damage" => Ok(Box::new(WalDamage::default())),
         "pause" => Ok(Box::new(Pause::default())),
         "partition" => Ok(Box::new(Partition::default())),
         other => anyhow::bail!("unknown nemesis {other:?} (known: {})", NAMES.join(", ")),
