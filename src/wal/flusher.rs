@@ -98,8 +98,8 @@ struct DurableMarker {
 }
 
 impl DurableMarker {
-    /// Notes that the log is durable up to `index`. Saved here, between group commits, so
-    /// that a truncation (which waits for the flusher first) lowers it after any save.
+    /// Notes that the log is durable up to `index`. Saved by the flusher, before it answers
+    /// a truncation's barrier, so that the truncation lowers it after any save.
     async fn durable_up_to(&mut self, index: u64, faults: &WalFaults) {
         // A disk that skips its fsyncs keeps none of what it wrote since, this included.
         if faults.skips_fsync()
@@ -183,17 +183,23 @@ async fn run(
         if let (Ok(()), Some(last)) = (&result, last) {
             written.store(last, Ordering::Release);
             observer.flushed(last);
-            marker.durable_up_to(last, &faults).await;
         }
+        let mut barriers = Vec::new();
         for request in batch.drain(..) {
             match request {
                 FlushRequest::Append { callback, .. } => {
                     callback.io_completed(result.clone().map_err(io::Error::other));
                 }
-                FlushRequest::Barrier(done) => {
-                    let _ = done.send(());
-                }
+                FlushRequest::Barrier(done) => barriers.push(done),
             }
+        }
+        // After the appends are answered (their acks do not wait for it), and before a
+        // truncation waiting on a barrier may lower it.
+        if let (Ok(()), Some(last)) = (&result, last) {
+            marker.durable_up_to(last, &faults).await;
+        }
+        for done in barriers {
+            let _ = done.send(());
         }
     }
 }
