@@ -8,67 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use arka::client::{Ack, Client, WriteItem};
 use arka::durability::Level;
+use common::crash::{acks_until_replicated, replicated_by_seq, restart_all_and_read};
 use common::{data, eventually, read_all, Cluster, DEADLINE};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-
-/// `seq -> lsn` of the writes that reached REPLICATED.
-fn replicated_by_seq(acks: &[Ack]) -> BTreeMap<i64, u64> {
-    acks.iter()
-        .filter(|a| a.level == Level::Replicated)
-        .map(|a| (a.seq.expect("seq"), a.lsn))
-        .collect()
-}
-
-/// What one node holds of a table: `seq -> lsn` of the writes read, how many writes and rows.
-struct ReadBack {
-    by_seq: BTreeMap<i64, u64>,
-    writes: usize,
-    rows: usize,
-}
-
-/// Restarts every node (all were killed) and reads `table` from each once it applied `max`.
-async fn restart_all_and_read(
-    cluster: &mut Cluster,
-    table: &str,
-    max: u64,
-) -> Vec<(u64, ReadBack)> {
-    for id in 1..=3 {
-        cluster.spawn(id);
-    }
-    cluster.wait_for_leader().await;
-    let mut nodes = Vec::new();
-    for id in 1..=3 {
-        let (_, batches) = cluster
-            .client(id)
-            .await
-            .read(&read_all(table, max))
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "read from node {id}: {e}; node logs:\n{}",
-                    cluster.log_tails()
-                )
-            });
-        let by_seq = batches
-            .iter()
-            .map(|(lsn, b)| (data::keys([b])[0].1, *lsn))
-            .collect();
-        let rows = batches.iter().map(|(_, b)| b.num_rows()).sum();
-        let writes = batches.len();
-        nodes.push((
-            id,
-            ReadBack {
-                by_seq,
-                writes,
-                rows,
-            },
-        ));
-    }
-    nodes
-}
 
 /// A cluster whose followers were killed after `table` was created: the leader (node 1) can
 /// still accept writes, but none can reach REPLICATED.
@@ -146,15 +91,7 @@ async fn replicated_writes_survive_kill9_of_every_node_mid_stream_across_segment
             .await
             .expect("open stream"),
     );
-    let mut before: Vec<Ack> = Vec::new();
-    while replicated_by_seq(&before).len() < 500 {
-        let batch = tokio::time::timeout(DEADLINE, acks.next())
-            .await
-            .expect("acks arrive")
-            .expect("stream open")
-            .expect("acks");
-        before.extend(batch);
-    }
+    let before = acks_until_replicated(&mut acks, 500).await;
     for id in 1..=3 {
         cluster.kill9(id);
     }

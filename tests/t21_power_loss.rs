@@ -5,51 +5,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
-use arka::client::{Ack, WriteItem};
+use arka::client::WriteItem;
 use arka::durability::Level;
-use common::{data, Cluster, DEADLINE};
-use futures::StreamExt;
+use common::crash::{acks_until_replicated, replicated_by_seq, restart_all_and_read};
+use common::{data, Cluster};
 use serde_json::json;
 
 const NODES: [u64; 3] = [1, 2, 3];
-
-/// `seq -> lsn` of the writes that reached REPLICATED.
-fn replicated_by_seq(acks: &[Ack]) -> BTreeMap<i64, u64> {
-    acks.iter()
-        .filter(|a| a.level == Level::Replicated)
-        .map(|a| (a.seq.expect("seq"), a.lsn))
-        .collect()
-}
-
-/// Starts every node again and returns what each holds of `table` (`seq -> lsn`), read
-/// once it applied `min_lsn`.
-async fn restart_and_read(
-    cluster: &mut Cluster,
-    table: &str,
-    min_lsn: u64,
-) -> Vec<(u64, BTreeMap<i64, u64>, usize)> {
-    for id in NODES {
-        cluster.spawn(id);
-    }
-    cluster.wait_for_leader().await;
-    let mut nodes = Vec::new();
-    for id in NODES {
-        let (_, batches) = cluster
-            .client(id)
-            .await
-            .read(&common::read_all(table, min_lsn))
-            .await
-            .unwrap_or_else(|e| panic!("read from node {id}: {e}\n{}", cluster.log_tails()));
-        let by_seq = batches
-            .iter()
-            .map(|(lsn, b)| (data::keys([b])[0].1, *lsn))
-            .collect();
-        nodes.push((id, by_seq, batches.len()));
-    }
-    nodes
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replicated_writes_survive_a_power_loss_of_every_node_mid_stream() {
@@ -66,26 +28,18 @@ async fn replicated_writes_survive_a_power_loss_of_every_node_mid_stream() {
             .await
             .expect("open stream"),
     );
-    let mut before: Vec<Ack> = Vec::new();
-    while replicated_by_seq(&before).len() < 500 {
-        let batch = tokio::time::timeout(DEADLINE, acks.next())
-            .await
-            .expect("acks arrive")
-            .expect("stream open")
-            .expect("acks");
-        before.extend(batch);
-    }
+    let before = acks_until_replicated(&mut acks, 500).await;
     cluster.power_loss(&NODES).await;
     drop(acks);
     let acked = replicated_by_seq(&before);
     assert!(acked.len() < 3000, "the power loss came mid-stream");
 
     let max = *acked.values().max().expect("lsn");
-    for (id, got, writes) in restart_and_read(&mut cluster, "powered", max).await {
-        assert_eq!(got.len(), writes, "node {id}: no write twice");
+    for (id, got) in restart_all_and_read(&mut cluster, "powered", max).await {
+        assert_eq!(got.by_seq.len(), got.writes, "node {id}: no write twice");
         for (seq, lsn) in &acked {
             assert_eq!(
-                got.get(seq),
+                got.by_seq.get(seq),
                 Some(lsn),
                 "node {id}: acked write {seq} is back at its LSN"
             );
@@ -122,9 +76,9 @@ async fn a_disk_that_skips_its_fsyncs_loses_acknowledged_writes_in_a_power_loss(
     cluster.power_loss(&NODES).await;
     let synced = replicated_by_seq(&synced);
     let max = *synced.values().max().expect("lsn");
-    for (id, got, _) in restart_and_read(&mut cluster, "lying", max).await {
+    for (id, got) in restart_all_and_read(&mut cluster, "lying", max).await {
         assert_eq!(
-            got, synced,
+            got.by_seq, synced,
             "node {id}: the writes fsynced before the fault are back, those acked without an fsync are lost"
         );
     }

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::history::{Function, Op, OpType};
 use crate::nemesis::Rng;
-use crate::recorder::Recorder;
+use crate::recorder::{complete_within, Recorder};
 use crate::workload::entries_of;
 
 /// Pause between two ranged reads of one consumer.
@@ -76,25 +76,12 @@ pub async fn read_ranges(
             let (_, batches) = client.read(&ticket).await?;
             entries_of(&batches)
         };
-        let mut done = Op {
-            kind: OpType::Ok,
-            ..invoke
-        };
-        match tokio::time::timeout(READ_WAIT_MAX, read).await {
-            Ok(Ok(entries)) => {
-                done.entries = Some(entries);
-                done.from = Some(from);
-                done.upto = Some(upto);
-            }
-            Ok(Err(e)) => {
-                done.kind = OpType::Fail;
-                done.error = Some(e.to_string());
-            }
-            Err(_) => {
-                done.kind = OpType::Fail;
-                done.error = Some(format!("no answer within {READ_WAIT_MAX:?}"));
-            }
+        let (mut done, entries) = complete_within(&invoke, READ_WAIT_MAX, read).await;
+        if entries.is_some() {
+            done.from = Some(from);
+            done.upto = Some(upto);
         }
+        done.entries = entries;
         recorder.record(done);
     }
 }
@@ -200,21 +187,8 @@ pub async fn check_levels(
                 answer["level"].clone(),
             )?)
         };
-        let mut done = Op {
-            kind: OpType::Ok,
-            ..invoke
-        };
-        match tokio::time::timeout(READ_WAIT_MAX, ask).await {
-            Ok(Ok(level)) => done.level = level,
-            Ok(Err(e)) => {
-                done.kind = OpType::Fail;
-                done.error = Some(e.to_string());
-            }
-            Err(_) => {
-                done.kind = OpType::Fail;
-                done.error = Some(format!("no answer within {READ_WAIT_MAX:?}"));
-            }
-        }
+        let (mut done, level) = complete_within(&invoke, READ_WAIT_MAX, ask).await;
+        done.level = level.flatten();
         recorder.record(done);
     }
 }

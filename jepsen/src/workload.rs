@@ -15,7 +15,7 @@ use arrow::record_batch::RecordBatch;
 
 use crate::consumers::Watched;
 use crate::history::{Function, Op, OpType};
-use crate::recorder::Recorder;
+use crate::recorder::{complete_within, Recorder};
 
 /// How long a send may take before it is recorded as indeterminate.
 const SEND_WAIT_MAX: Duration = Duration::from_secs(10);
@@ -107,7 +107,7 @@ pub async fn final_read(addr: &str, node: u64, table: &str, min_lsn: u64, record
     let mut invoke = Op::new(process, OpType::Invoke, Function::FinalRead);
     invoke.table = Some(table.to_string());
     invoke.node = Some(node);
-    recorder.record(invoke);
+    recorder.record(invoke.clone());
     let ticket = ReadTicket {
         table: table.to_string(),
         min_lsn: Some(min_lsn),
@@ -118,23 +118,11 @@ pub async fn final_read(addr: &str, node: u64, table: &str, min_lsn: u64, record
         let (_, batches) = client.read(&ticket).await?;
         entries_of(&batches)
     };
-    let mut done = Op::new(process, OpType::Ok, Function::FinalRead);
-    done.table = Some(table.to_string());
-    done.node = Some(node);
-    match tokio::time::timeout(FINAL_READ_WAIT_MAX, read).await {
-        Ok(Ok(entries)) => {
-            done.entries = Some(entries);
-            done.upto = Some(min_lsn);
-        }
-        Ok(Err(e)) => {
-            done.kind = OpType::Fail;
-            done.error = Some(e.to_string());
-        }
-        Err(_) => {
-            done.kind = OpType::Fail;
-            done.error = Some(format!("no answer within {FINAL_READ_WAIT_MAX:?}"));
-        }
+    let (mut done, entries) = complete_within(&invoke, FINAL_READ_WAIT_MAX, read).await;
+    if entries.is_some() {
+        done.upto = Some(min_lsn);
     }
+    done.entries = entries;
     recorder.record(done);
 }
 

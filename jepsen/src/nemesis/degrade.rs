@@ -4,7 +4,7 @@
 
 use futures::future::BoxFuture;
 
-use super::{Nemesis, Rng};
+use super::{every_leader_or_any, node_names, Nemesis, Rng};
 use crate::cluster::Cluster;
 
 #[derive(Default)]
@@ -24,23 +24,17 @@ impl Nemesis for Degrade {
         rng: &'a mut Rng,
     ) -> BoxFuture<'a, anyhow::Result<String>> {
         Box::pin(async move {
-            let nodes = cluster.nodes();
-            let (what, targets) = match (rng.below(3), leader) {
-                (0, _) => ("every node", (1..=nodes).collect()),
-                (1, Some(leader)) => ("the leader", vec![leader]),
-                _ => ("a node", vec![1 + rng.below(nodes as u64) as usize]),
-            };
+            let (what, targets) = every_leader_or_any(cluster, leader, rng);
             let loss_percent = [5, 20][rng.below(2) as usize];
             let rate_kbit = [2_000, 10_000][rng.below(2) as usize];
             self.degraded = targets.clone();
             for node in &targets {
                 cluster.net.degrade(*node, loss_percent, rate_kbit)?;
             }
-            let names: Vec<String> = targets.iter().map(|n| format!("n{n}")).collect();
             Ok(format!(
                 "{loss_percent}% loss and {} Mbit/s on the links of {what} ({})",
                 rate_kbit / 1000,
-                names.join(", ")
+                node_names(&targets)
             ))
         })
     }

@@ -3,7 +3,7 @@
 
 use futures::future::BoxFuture;
 
-use super::{Nemesis, Rng};
+use super::{node_names, Nemesis, Rng};
 use crate::cluster::Cluster;
 
 #[derive(Default)]
@@ -36,9 +36,9 @@ impl Nemesis for Kill {
             for node in &targets {
                 cluster.kill9(*node);
             }
-            let names: Vec<String> = targets.iter().map(|n| format!("n{n}")).collect();
+            let names = node_names(&targets);
             self.killed = targets;
-            Ok(format!("kill -9 {what} ({})", names.join(", ")))
+            Ok(format!("kill -9 {what} ({names})"))
         })
     }
 

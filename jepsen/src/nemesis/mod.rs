@@ -91,6 +91,27 @@ pub fn leader_or_any(
     }
 }
 
+/// Every node, the leader (when one leads) or a node at random, with equal chances; and
+/// which it is.
+pub fn every_leader_or_any(
+    cluster: &Cluster,
+    leader: Option<usize>,
+    rng: &mut Rng,
+) -> (&'static str, Vec<usize>) {
+    let nodes = cluster.nodes();
+    match (rng.below(3), leader) {
+        (0, _) => ("every node", (1..=nodes).collect()),
+        (1, Some(leader)) => ("the leader", vec![leader]),
+        _ => ("a node", vec![1 + rng.below(nodes as u64) as usize]),
+    }
+}
+
+/// `n1, n3` for the nodes 1 and 3, for fault descriptions.
+pub fn node_names(nodes: &[usize]) -> String {
+    let names: Vec<String> = nodes.iter().map(|n| format!("n{n}")).collect();
+    names.join(", ")
+}
+
 /// The nemeses by name; `skip_fsync`: the run's disks skip their fsyncs.
 pub fn by_name(name: &str, skip_fsync: bool) -> anyhow::Result<Box<dyn Nemesis + Send>> {
     match name {

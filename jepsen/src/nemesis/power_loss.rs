@@ -6,7 +6,7 @@
 
 use futures::future::BoxFuture;
 
-use super::{Nemesis, Rng};
+use super::{every_leader_or_any, node_names, Nemesis, Rng};
 use crate::cluster::Cluster;
 
 #[derive(Default)]
@@ -37,17 +37,15 @@ impl Nemesis for PowerLoss {
         rng: &'a mut Rng,
     ) -> BoxFuture<'a, anyhow::Result<String>> {
         Box::pin(async move {
-            let nodes = cluster.nodes();
-            let every: Vec<usize> = (1..=nodes).collect();
-            let (what, targets) = match (self.every_node, rng.below(3), leader) {
-                (true, _, _) | (false, 0, _) => ("every node", every),
-                (false, 1, Some(leader)) => ("the leader", vec![leader]),
-                _ => ("a node", vec![1 + rng.below(nodes as u64) as usize]),
+            let (what, targets) = if self.every_node {
+                ("every node", (1..=cluster.nodes()).collect())
+            } else {
+                every_leader_or_any(cluster, leader, rng)
             };
             cluster.power_loss(&targets)?;
-            let names: Vec<String> = targets.iter().map(|n| format!("n{n}")).collect();
+            let names = node_names(&targets);
             self.down = targets;
-            Ok(format!("power loss of {what} ({})", names.join(", ")))
+            Ok(format!("power loss of {what} ({names})"))
         })
     }
 
