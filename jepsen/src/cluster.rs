@@ -1,5 +1,6 @@
 //! A cluster of real `arka server` processes, one per host of the test network, with its
-//! data, logs, object store and catalog in the run's folder.
+//! data and logs in the run's folder, and its lake there too (a local object store and an
+//! SQLite catalog) or on services of its own on the network ([`RemoteLake`]).
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use arka::client::Client;
 use tokio::time::Instant;
 
 use crate::net::Network;
+use crate::remote_lake::RemoteLake;
 
 const FLIGHT_PORT: u16 = 8815;
 const RAFT_PORT: u16 = 7815;
@@ -19,6 +21,9 @@ const GOSSIP_PORT: u16 = 6815;
 const POWER_LOSS_WAIT_MAX: Duration = Duration::from_secs(10);
 
 pub struct Cluster {
+    /// The lake's services, when the lake is remote. Declared before the network, so that
+    /// they stop before their address goes.
+    pub lake: Option<RemoteLake>,
     pub net: Network,
     arka: PathBuf,
     dir: PathBuf,
@@ -29,10 +34,22 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `nodes` nodes of a new cluster, each on its own host, and waits for a leader.
-    pub async fn start(arka: &Path, dir: &Path, nodes: usize) -> anyhow::Result<Self> {
+    /// Starts `nodes` nodes of a new cluster, each on its own host, and waits for a leader;
+    /// `remote_lake`: with the lake on services of its own.
+    pub async fn start(
+        arka: &Path,
+        dir: &Path,
+        nodes: usize,
+        remote_lake: bool,
+    ) -> anyhow::Result<Self> {
+        let net = Network::create(nodes)?;
+        let lake = match remote_lake {
+            true => Some(RemoteLake::start(&net.bridge_addr(), dir)?),
+            false => None,
+        };
         let mut cluster = Cluster {
-            net: Network::create(nodes)?,
+            lake,
+            net,
             arka: arka.to_path_buf(),
             dir: dir.to_path_buf(),
             children: (0..nodes).map(|_| None).collect(),
@@ -221,6 +238,18 @@ impl Cluster {
         Ok(())
     }
 
+    /// The arguments of `iceberg_read.py` that read the cluster's lake: catalog, warehouse,
+    /// then the reader's properties.
+    pub fn lake_reader_args(&self) -> Vec<String> {
+        match &self.lake {
+            Some(lake) => lake.reader_args(),
+            None => vec![
+                self.dir.join("catalog.db").display().to_string(),
+                format!("file://{}/warehouse", self.dir.join("objects").display()),
+            ],
+        }
+    }
+
     async fn leader_seen_by(&self, id: usize) -> Option<u64> {
         let ask = async {
             let client = Client::connect(&self.flight_addr(id)).await.ok()?;
@@ -242,11 +271,17 @@ impl Cluster {
             "node-id = {id}\ndata-dir = {:?}\nflight-addr = \"{addr}:{FLIGHT_PORT}\"\nraft-addr = \"{addr}:{RAFT_PORT}\"\ngossip-addr = \"{addr}:{GOSSIP_PORT}\"\nfault-injection = true\n",
             self.data_dir(id).display().to_string(),
         );
-        let objects = format!("file://{}", self.dir.join("objects").display());
-        let catalog = format!("sqlite:{}?mode=rwc", self.dir.join("catalog.db").display());
-        text.push_str(&format!(
-            "object-store-url = {objects:?}\ncatalog-url = {catalog:?}\ncommit-interval-ms = 1000\n"
-        ));
+        match &self.lake {
+            Some(lake) => text.push_str(&lake.node_config()),
+            None => {
+                let objects = format!("file://{}", self.dir.join("objects").display());
+                let catalog = format!("sqlite:{}?mode=rwc", self.dir.join("catalog.db").display());
+                text.push_str(&format!(
+                    "object-store-url = {objects:?}\ncatalog-url = {catalog:?}\n"
+                ));
+            }
+        }
+        text.push_str("commit-interval-ms = 1000\n");
         let seeds: Vec<String> = (1..=self.nodes())
             .filter(|other| *other != id)
             .map(|other| format!("\"{}:{GOSSIP_PORT}\"", self.net.addr(other)))

@@ -33,6 +33,9 @@ pub enum Function {
     /// The Iceberg table `table` as a reader of the catalog sees it; `upto` is the snapshot's
     /// `arka.lsn`.
     IcebergRead,
+    /// `flush` after healing, asked of `node`; ok carries `lsn`, the `flushed_lsn` it
+    /// answered: every write up to there is in the Iceberg tables.
+    Flush,
     /// `get_durability_status` of the write at `lsn`, asked of `node`; ok carries `level`
     /// (absent: not reached there).
     Level,

@@ -2,7 +2,6 @@
 //! read back through PyIceberg (a reader that shares no code with arka) from the catalog
 //! and object store the nodes commit to, and recorded with its snapshot's `arka.lsn`.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -23,19 +22,17 @@ const ICEBERG_READ: &str = concat!(
     "/../tests/python/iceberg_read.py"
 );
 
-/// Flushes through the node at `addr` and records each of `tables` as Iceberg has it;
-/// returns the highest `arka.lsn` read.
-pub async fn read_tables(addr: &str, dir: &Path, tables: &[String], recorder: &Recorder) -> u64 {
+/// Flushes through the node at `addr` and records each of `tables` as Iceberg has it, read
+/// by `iceberg_read.py` with `reader_args` (catalog, warehouse, properties); returns the
+/// highest `arka.lsn` read.
+pub async fn read_tables(
+    addr: &str,
+    reader_args: &[String],
+    tables: &[String],
+    recorder: &Recorder,
+) -> u64 {
     let mut highest = 0;
-    let flushed = async {
-        let client = Client::connect(addr).await?;
-        client.action("flush", &Value::Null).await?;
-        Ok::<_, anyhow::Error>(())
-    };
-    if let Err(e) = tokio::time::timeout(FLUSH_WAIT_MAX, flushed).await {
-        // The reads still check what the lake holds, up to its snapshots.
-        eprintln!("arka-jepsen: flush before the Iceberg reads: no answer within {FLUSH_WAIT_MAX:?} ({e})");
-    }
+    flush(addr, recorder).await;
     for table in tables {
         let mut invoke = Op::new(LAKE_READER, OpType::Invoke, Function::IcebergRead);
         invoke.table = Some(table.clone());
@@ -44,7 +41,7 @@ pub async fn read_tables(addr: &str, dir: &Path, tables: &[String], recorder: &R
             kind: OpType::Ok,
             ..invoke
         };
-        match read_table(dir, table) {
+        match read_table(reader_args, table) {
             Ok((upto, entries)) => {
                 highest = highest.max(upto);
                 done.upto = Some(upto);
@@ -60,15 +57,45 @@ pub async fn read_tables(addr: &str, dir: &Path, tables: &[String], recorder: &R
     highest
 }
 
+/// Has the node at `addr` flush everything it applied to the lake, and records the answer.
+async fn flush(addr: &str, recorder: &Recorder) {
+    let invoke = Op::new(LAKE_READER, OpType::Invoke, Function::Flush);
+    recorder.record(invoke.clone());
+    let flushed = async {
+        let client = Client::connect(addr).await?;
+        let answer = client.action("flush", &Value::Null).await?;
+        (answer["flushed_lsn"].as_u64()).context("flush answered without flushed_lsn")
+    };
+    let mut done = invoke;
+    match tokio::time::timeout(FLUSH_WAIT_MAX, flushed).await {
+        Ok(Ok(lsn)) => {
+            done.kind = OpType::Ok;
+            done.lsn = Some(lsn);
+        }
+        Ok(Err(e)) => {
+            done.kind = OpType::Fail;
+            done.error = Some(format!("{e:#}"));
+        }
+        // The reads still check what the lake holds, up to its snapshots.
+        Err(_) => {
+            done.kind = OpType::Info;
+            done.error = Some(format!("no answer within {FLUSH_WAIT_MAX:?}"));
+        }
+    }
+    if let Some(e) = &done.error {
+        eprintln!("arka-jepsen: flush before the Iceberg reads: {e}");
+    }
+    recorder.record(done);
+}
+
 /// `(arka.lsn of the current snapshot, (lsn, value) of each row in LSN order)`.
-fn read_table(dir: &Path, table: &str) -> anyhow::Result<(u64, Vec<(u64, i64)>)> {
-    let catalog = dir.join("catalog.db");
-    let warehouse = format!("file://{}/warehouse", dir.join("objects").display());
+fn read_table(reader_args: &[String], table: &str) -> anyhow::Result<(u64, Vec<(u64, i64)>)> {
+    let (lake, properties) = reader_args.split_at(reader_args.len().min(2));
     let out = Command::new("python3")
         .arg(ICEBERG_READ)
-        .arg(&catalog)
-        .arg(&warehouse)
+        .args(lake)
         .arg(table)
+        .args(properties)
         .output()
         .context("run python3")?;
     anyhow::ensure!(

@@ -11,6 +11,7 @@ mod nemesis;
 mod net;
 mod plots;
 mod recorder;
+mod remote_lake;
 pub mod report;
 pub mod run;
 mod workload;

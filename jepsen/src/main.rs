@@ -42,7 +42,8 @@ enum Command {
         /// Seconds of load under faults.
         #[arg(long, default_value_t = 60)]
         time_limit: u64,
-        /// The nemesis: kill, pause, partition, power-loss, degrade, membership or wal-damage.
+        /// The nemesis: kill, pause, partition, power-loss, degrade, membership, wal-damage or
+        /// lake-outage.
         #[arg(long, default_value = "kill")]
         nemesis: String,
         /// Seed of the fault schedule.

@@ -64,6 +64,73 @@ impl Network {
         format!("{SUBNET}.{}", 10 + i)
     }
 
+    /// The bridge's address: where the harness, and services beside the cluster, listen.
+    pub fn bridge_addr(&self) -> String {
+        format!("{SUBNET}.1")
+    }
+
+    /// Drops every packet host `i` sends to the bridge's `port` and every one it gets from
+    /// there (a service beside the cluster cut off); [`Network::heal`] undoes it.
+    pub fn cut_service(&self, i: usize, port: u16) -> anyhow::Result<()> {
+        let ns = namespace(i);
+        let (addr, port) = (self.bridge_addr(), port.to_string());
+        ip(&[
+            "netns", "exec", &ns, "iptables", "-A", "OUTPUT", "-p", "tcp", "-d", &addr, "--dport",
+            &port, "-j", "DROP",
+        ])?;
+        ip(&[
+            "netns", "exec", &ns, "iptables", "-A", "INPUT", "-p", "tcp", "-s", &addr, "--sport",
+            &port, "-j", "DROP",
+        ])
+    }
+
+    /// Drops every packet with data that host `i` gets from the bridge's `port`: its requests
+    /// reach the service and are carried out, but no answer comes back (connections are set
+    /// up and acknowledged, as the packets without data still pass);
+    /// [`Network::heal`] undoes it.
+    pub fn lose_service_answers(&self, i: usize, port: u16) -> anyhow::Result<()> {
+        let ns = namespace(i);
+        let (addr, port) = (self.bridge_addr(), port.to_string());
+        ip(&[
+            "netns",
+            "exec",
+            &ns,
+            "iptables",
+            "-A",
+            "INPUT",
+            "-p",
+            "tcp",
+            "-s",
+            &addr,
+            "--sport",
+            &port,
+            "-m",
+            "length",
+            "--length",
+            "100:65535",
+            "-j",
+            "DROP",
+        ])
+    }
+
+    /// Aborts host `i`'s connections to the bridge's `port` (`ss -K`): its clients see them
+    /// fail at once, whatever they were waiting for.
+    pub fn abort_service_connections(&self, i: usize, port: u16) -> anyhow::Result<()> {
+        let (addr, port) = (self.bridge_addr(), port.to_string());
+        ip(&[
+            "netns",
+            "exec",
+            &namespace(i),
+            "ss",
+            "-K",
+            "dst",
+            &addr,
+            "dport",
+            "=",
+            &port,
+        ])
+    }
+
     /// Drops every packet between host `i` and each of `others` (both ways), in host `i`'s
     /// own firewall; the harness's own address still reaches it.
     pub fn cut(&self, i: usize, others: &[usize]) -> anyhow::Result<()> {

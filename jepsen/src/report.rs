@@ -27,8 +27,9 @@ pub fn verdict_table(verdict: &Verdict) -> String {
     let c = &verdict.counts;
     let _ = writeln!(
         out,
-        "\nsends: {} ({} ok, {} failed, {} indeterminate); reads: {}; final reads: {}; Iceberg reads: {}; level checks: {}\n",
+        "\nsends: {} ({} ok, {} failed, {} indeterminate); reads: {}; final reads: {}; flushed up to: {}; Iceberg reads: {}; level checks: {}\n",
         c.sends, c.sends_ok, c.sends_failed, c.sends_indeterminate, c.reads_ok, c.final_reads,
+        c.flushed_lsn.map_or("no answer".to_string(), |lsn| format!("LSN {lsn}")),
         c.iceberg_reads, c.level_checks
     );
     let _ = writeln!(

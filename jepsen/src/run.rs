@@ -45,7 +45,8 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<Verdict> {
     std::fs::create_dir_all(&config.out)
         .with_context(|| format!("create {}", config.out.display()))?;
     let mut nemesis = nemesis::by_name(&config.nemesis, config.skip_fsync)?;
-    let mut cluster = Cluster::start(&config.arka, &config.out, config.nodes).await?;
+    let remote_lake = nemesis.needs_remote_lake();
+    let mut cluster = Cluster::start(&config.arka, &config.out, config.nodes, remote_lake).await?;
     if config.skip_fsync {
         cluster.skip_fsync().await?;
     }
@@ -99,8 +100,8 @@ pub async fn run(config: &RunConfig) -> anyhow::Result<Verdict> {
     // The lake first, so that the final reads reach as far as it does and the checker can
     // hold it against them.
     let names: Vec<String> = tables.iter().map(|w| w.table.clone()).collect();
-    let lake_upto =
-        lake::read_tables(&cluster.flight_addr(1), &config.out, &names, &recorder).await;
+    let (addr, reader_args) = (cluster.flight_addr(1), cluster.lake_reader_args());
+    let lake_upto = lake::read_tables(&addr, &reader_args, &names, &recorder).await;
     let ops = recorder.ops();
     let highest = (ops.iter())
         .filter(|op| op.f == Function::Send && op.kind == OpType::Ok)

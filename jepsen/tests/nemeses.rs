@@ -1,9 +1,10 @@
 //! A short pass of every nemesis against a real cluster in network namespaces (needs root,
 //! as CI has): the queue workload under each (kill -9, SIGSTOP, partitions, power loss, a
-//! lossy and slow network, membership changes, WAL damage) must end with a valid verdict,
-//! and the report must hold the history with the nemesis's faults; and with disks that
-//! skip their fsyncs, power losses must show up as lost writes. The passes share the test
-//! network, so they run one after the other in one test.
+//! lossy and slow network, membership changes, WAL damage, the object store and catalog
+//! going away) must end with a valid verdict, and the report must hold the history with the
+//! nemesis's faults; and with disks that skip their fsyncs, power losses must show up as
+//! lost writes. The passes share the test network, so they run one after the other in one
+//! test.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -38,6 +39,11 @@ fn the_queue_workload_under_every_nemesis_gives_a_valid_verdict() {
         assert!(
             counts["level_checks"].as_u64() > Some(0),
             "{}",
+            pass.printed
+        );
+        assert!(
+            counts["flushed_lsn"].as_u64() > Some(0),
+            "the flush after healing answered: {}",
             pass.printed
         );
         assert_eq!(

@@ -1,14 +1,17 @@
 """An Iceberg REST catalog server for tests, backed by PyIceberg's SQL catalog.
 
-Usage: rest_catalog.py PORT CATALOG_DB WAREHOUSE_URL
+Usage: rest_catalog.py [HOST:]PORT CATALOG_DB WAREHOUSE_URL [KEY=VALUE ...]
 
 Serves the part of the Iceberg REST catalog protocol a writer and a reader use (config,
-namespaces, tables: create, load, exists, commit, drop) on 127.0.0.1:PORT (0: any free
-port), and prints "listening PORT" once it accepts connections. Table metadata lives in the
+namespaces, tables: create, load, exists, commit, drop) on HOST:PORT (HOST: 127.0.0.1 unless
+given; PORT 0: any free port), and prints "listening PORT" once it accepts connections.
+KEY=VALUE are properties of the catalog's own file IO, e.g. s3.endpoint=http://127.0.0.1:9000
+for a warehouse in an S3 bucket. Table metadata lives in the
 SQLite file CATALOG_DB; metadata files are written by PyIceberg, as a REST catalog service
 writes them.
 """
 
+import functools
 import json
 import re
 import sys
@@ -16,6 +19,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlparse
 
+import pyarrow.fs
 from pyiceberg.catalog.rest import CreateTableRequest, TableResponse
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import (
@@ -156,10 +160,21 @@ def loaded(table: Table) -> object:
     return json.loads(response.model_dump_json(by_alias=True))
 
 
+def small_files_in_one_put() -> None:
+    """pyarrow's S3 output streams upload even a small file in parts unless opened lazily,
+    and moto (the S3 server the tests run) answers the parts' completion in a form pyarrow
+    takes for an error; opened lazily, a metadata file is one PutObject. PyIceberg builds
+    its S3 file system when it writes, from pyarrow.fs."""
+    pyarrow.fs.S3FileSystem = functools.partial(pyarrow.fs.S3FileSystem, allow_delayed_open=True)
+
+
 def main() -> None:
-    port, db, warehouse = sys.argv[1:]
-    Handler.catalog = SqlCatalog("rest", uri=f"sqlite:///{db}", warehouse=warehouse)
-    server = ThreadingHTTPServer(("127.0.0.1", int(port)), Handler)
+    small_files_in_one_put()
+    listen, db, warehouse, *props = sys.argv[1:]
+    host, _, port = listen.rpartition(":")
+    properties = dict(p.split("=", 1) for p in props)
+    Handler.catalog = SqlCatalog("rest", uri=f"sqlite:///{db}", warehouse=warehouse, **properties)
+    server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
     print(f"listening {server.server_address[1]}", flush=True)
     server.serve_forever()
 

@@ -84,6 +84,8 @@ pub struct Facts<'a> {
     /// Ok reads of the log (during the run and final), in history order.
     pub reads: Vec<Read<'a>>,
     pub iceberg: Vec<Read<'a>>,
+    /// The highest `flushed_lsn` a `flush` answered: the lake holds every write up to it.
+    pub flushed: Option<u64>,
     /// Levels nodes reported: from acks (the node that acked) and from level checks.
     pub levels: Vec<LevelSeen>,
     level_checks: usize,
@@ -143,6 +145,9 @@ impl<'a> Facts<'a> {
                         _ => facts.reads.push(read),
                     }
                 }
+                (Function::Flush, OpType::Ok) => {
+                    facts.flushed = facts.flushed.max(op.lsn);
+                }
                 (Function::Level, OpType::Ok) => {
                     facts.level_checks += 1;
                     if let (Some(node), Some(lsn)) = (op.node, op.lsn) {
@@ -175,6 +180,7 @@ impl<'a> Facts<'a> {
             reads_ok: self.reads.iter().filter(|r| !r.is_final).count(),
             final_reads: self.final_reads().count(),
             iceberg_reads: self.iceberg.len(),
+            flushed_lsn: self.flushed,
             level_checks: self.level_checks,
         }
     }

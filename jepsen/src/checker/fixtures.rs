@@ -73,6 +73,12 @@ impl History {
         self.read_as(Function::IcebergRead, 0, table, entries, upto);
     }
 
+    /// A `flush` that answered `flushed_lsn`.
+    pub fn flush_ok(&mut self, flushed_lsn: u64) {
+        self.push(Op::new(900, OpType::Invoke, Function::Flush));
+        self.push(Op::new(900, OpType::Ok, Function::Flush)).lsn = Some(flushed_lsn);
+    }
+
     fn read_as(&mut self, f: Function, node: u64, table: &str, entries: &[(u64, i64)], upto: u64) {
         let process = 100 + node;
         let invoke = self.push(Op::new(process, OpType::Invoke, f));

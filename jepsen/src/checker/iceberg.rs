@@ -1,10 +1,16 @@
 //! The lake agrees with the log: an Iceberg table read up to its snapshot's `arka.lsn` (the
-//! COMMITTED position) holds exactly the writes the log holds up to there, each once.
+//! COMMITTED position) holds exactly the writes the log holds up to there, each once; and
+//! after a `flush` answered, it holds every acked write up to the LSN that flush named.
 
 use super::facts::{Facts, Read};
 use super::{Class, Findings};
 
 pub fn check(facts: &Facts, findings: &mut Findings) {
+    agrees_with_the_log(facts, findings);
+    holds_what_was_flushed(facts, findings);
+}
+
+fn agrees_with_the_log(facts: &Facts, findings: &mut Findings) {
     for lake in &facts.iceberg {
         let Some(upto) = lake.upto else { continue };
         let log = facts
@@ -30,6 +36,32 @@ pub fn check(facts: &Facts, findings: &mut Findings) {
     }
 }
 
+/// The lake may lag the log, but not behind a `flush` that answered: each acked write at or
+/// below its `flushed_lsn` (at REPLICATED or above) is in the table's Iceberg read.
+fn holds_what_was_flushed(facts: &Facts, findings: &mut Findings) {
+    let Some(flushed) = facts.flushed else { return };
+    for lake in &facts.iceberg {
+        let missing: Vec<u64> = (facts.sends.iter())
+            .filter(|s| s.table == lake.table)
+            .filter_map(|s| {
+                s.durable_lsn()
+                    .filter(|lsn| *lsn <= flushed)
+                    .map(|lsn| (lsn, s.value))
+            })
+            .filter(|write| !lake.entries.contains(write))
+            .map(|(lsn, _)| lsn)
+            .collect();
+        if let Some(first) = missing.first() {
+            let detail = format!(
+                "Iceberg table {} lacks {} acked writes at or below the flushed LSN {flushed} (the first at LSN {first})",
+                lake.table,
+                missing.len()
+            );
+            findings.add(Class::IcebergMismatch, detail);
+        }
+    }
+}
+
 fn up_to(read: &Read, upto: u64) -> Vec<(u64, i64)> {
     (read.entries.iter().copied())
         .filter(|(lsn, _)| *lsn <= upto)
@@ -51,6 +83,28 @@ mod tests {
         h.iceberg_read("t", &[(5, 10), (5, 10), (6, 11)], 6);
         let verdict = check(&h.ops);
         assert_eq!(verdict.count(Class::IcebergMismatch), 2, "{verdict:#?}");
+    }
+
+    #[test]
+    fn an_iceberg_table_without_a_flushed_write_mismatches() {
+        let mut h = History::default();
+        h.send_ok(1, "t", 10, 5);
+        h.send_ok(1, "t", 11, 6);
+        h.send_ok(1, "t", 12, 7);
+        h.final_read(1, "t", &[(5, 10), (6, 11), (7, 12)], 7);
+        h.flush_ok(6);
+        h.iceberg_read("t", &[(5, 10)], 5);
+        let verdict = check(&h.ops);
+        assert_eq!(verdict.count(Class::IcebergMismatch), 1, "{verdict:#?}");
+
+        let mut h = History::default();
+        h.send_ok(1, "t", 10, 5);
+        h.send_ok(1, "t", 11, 6);
+        h.send_ok(1, "t", 12, 7);
+        h.final_read(1, "t", &[(5, 10), (6, 11), (7, 12)], 7);
+        h.flush_ok(6);
+        h.iceberg_read("t", &[(5, 10), (6, 11)], 6);
+        assert!(check(&h.ops).valid, "the write above the flush may lag");
     }
 
     #[test]

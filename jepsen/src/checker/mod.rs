@@ -79,6 +79,8 @@ pub struct Counts {
     pub reads_ok: usize,
     pub final_reads: usize,
     pub iceberg_reads: usize,
+    /// The `flushed_lsn` the flush after healing answered (absent: it did not answer).
+    pub flushed_lsn: Option<u64>,
     pub level_checks: usize,
 }
 

@@ -3,6 +3,7 @@
 
 mod degrade;
 mod kill;
+mod lake_outage;
 mod membership;
 mod partition;
 mod pause;
@@ -20,6 +21,7 @@ use crate::recorder::Recorder;
 
 pub use degrade::Degrade;
 pub use kill::Kill;
+pub use lake_outage::LakeOutage;
 pub use membership::Membership;
 pub use partition::Partition;
 pub use pause::Pause;
@@ -27,7 +29,7 @@ pub use power_loss::PowerLoss;
 pub use wal_damage::WalDamage;
 
 /// Every nemesis, by name.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 8] = [
     "kill",
     "pause",
     "partition",
@@ -35,6 +37,7 @@ pub const NAMES: [&str; 7] = [
     "degrade",
     "membership",
     "wal-damage",
+    "lake-outage",
 ];
 
 /// A small deterministic generator, so that a seed replays a run's fault schedule.
@@ -77,6 +80,16 @@ pub trait Nemesis {
 
     /// Ends the fault it started.
     fn stop<'a>(&'a mut self, cluster: &'a mut Cluster) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// Whether the cluster's lake must be on services of its own, for this nemesis to act on.
+    fn needs_remote_lake(&self) -> bool {
+        false
+    }
+
+    /// The shortest and the longest a fault lasts.
+    fn fault_length(&self) -> (Duration, Duration) {
+        (Duration::from_secs(2), Duration::from_secs(6))
+    }
 }
 
 /// The leader (when one leads) or a node at random, with either chance; and which it is.
@@ -121,6 +134,7 @@ pub fn by_name(name: &str, skip_fsync: bool) -> anyhow::Result<Box<dyn Nemesis +
         "degrade" => Ok(Box::new(Degrade::default())),
         "membership" => Ok(Box::new(Membership::default())),
         "wal-damage" => Ok(Box::new(WalDamage::default())),
+        "lake-outage" => Ok(Box::new(LakeOutage::default())),
         "pause" => Ok(Box::new(Pause::default())),
         "partition" => Ok(Box::new(Partition::default())),
         other => anyhow::bail!("unknown nemesis {other:?} (known: {})", NAMES.join(", ")),
@@ -136,7 +150,7 @@ pub async fn run(
     until: Instant,
 ) -> anyhow::Result<()> {
     let calm = (Duration::from_secs(2), Duration::from_secs(5));
-    let fault = (Duration::from_secs(2), Duration::from_secs(6));
+    let fault = nemesis.fault_length();
     loop {
         tokio::time::sleep(rng.between(calm.0, calm.1)).await;
         if Instant::now() >= until {
