@@ -36,8 +36,8 @@ fn agrees_with_the_log(facts: &Facts, findings: &mut Findings) {
     }
 }
 
-/// The lake may lag the log, but not behind a `flush` that answered: each acked write at or
-/// below its `flushed_lsn` (at REPLICATED or above) is in the table's Iceberg read.
+/// The lake may lag the log, but not behind a `flush` that answered: each write acked at
+/// REPLICATED or above at an LSN up to its `flushed_lsn` is in the table's Iceberg read.
 fn holds_what_was_flushed(facts: &Facts, findings: &mut Findings) {
     let Some(flushed) = facts.flushed else { return };
     for lake in &facts.iceberg {

@@ -13,6 +13,7 @@ mod wal_damage;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use tokio::time::Instant;
 
 use crate::cluster::Cluster;
@@ -80,6 +81,16 @@ pub trait Nemesis {
 
     /// Ends the fault it started.
     fn stop<'a>(&'a mut self, cluster: &'a mut Cluster) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// Keeps the fault on for `length` (a flapping fault comes and goes meanwhile).
+    fn hold<'a>(
+        &'a mut self,
+        _cluster: &'a mut Cluster,
+        length: Duration,
+        _rng: &'a mut Rng,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(tokio::time::sleep(length).map(Ok))
+    }
 
     /// Whether the cluster's lake must be on services of its own, for this nemesis to act on.
     fn needs_remote_lake(&self) -> bool {
@@ -159,7 +170,8 @@ pub async fn run(
         let leader = cluster.leader_now().await;
         let what = nemesis.start(cluster, leader, rng).await?;
         record(recorder, Function::StartFault, &what);
-        tokio::time::sleep(rng.between(fault.0, fault.1)).await;
+        let length = rng.between(fault.0, fault.1);
+        nemesis.hold(cluster, length, rng).await?;
         nemesis.stop(cluster).await?;
         record(recorder, Function::StopFault, &what);
     }
