@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct ObjectStorage {
     base: Url,
     store: Arc<dyn ObjectStore>,
+    /// The base directory of a local store: its puts are synced to disk before they count.
+    local_root: Option<PathBuf>,
 }
 
 impl ObjectStorage {
@@ -37,6 +40,7 @@ impl ObjectStorage {
     pub fn open(url: &str, options: &BTreeMap<String, String>) -> Result<Self, TierError> {
         let bad = |reason: String| TierError::Config(format!("object-store-url {url:?}: {reason}"));
         let base = Url::parse(url.trim_end_matches('/')).map_err(|e| bad(e.to_string()))?;
+        let mut local_root = None;
         let store: Arc<dyn ObjectStore> = match base.scheme() {
             "file" => {
                 let dir = base
@@ -44,6 +48,7 @@ impl ObjectStorage {
                     .map_err(|_| bad("not an absolute local path".into()))?;
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| bad(format!("create {}: {e}", dir.display())))?;
+                local_root = Some(dir);
                 Arc::new(LocalFileSystem::new())
             }
             "s3" | "s3a" => Arc::new(open_s3(&base, options).map_err(|e| bad(e.to_string()))?),
@@ -53,7 +58,11 @@ impl ObjectStorage {
                 Arc::from(store)
             }
         };
-        Ok(Self { base, store })
+        Ok(Self {
+            base,
+            store,
+            local_root,
+        })
     }
 
     /// The base URL, without a trailing `/`.
@@ -78,12 +87,17 @@ impl ObjectStorage {
         Path::from_url_path(parsed.path()).map_err(|e| TierError::Config(format!("{url:?}: {e}")))
     }
 
+    /// Stores `bytes` at `url`; once it returns, the object survives a crash of this host,
+    /// as an S3 put's does.
     pub async fn put(&self, url: &str, bytes: Bytes) -> Result<(), TierError> {
         let path = self.path_of(url)?;
         self.store
             .put(&path, PutPayload::from(bytes))
             .await
             .map_err(|e| TierError::store("put", url, e))?;
+        if let Some(root) = &self.local_root {
+            sync_local(url, root.clone()).await?;
+        }
         Ok(())
     }
 
@@ -125,6 +139,39 @@ impl ObjectStorage {
             Err(e) => Err(TierError::store("delete", url, e)),
         }
     }
+}
+
+/// A local store writes through the page cache and renames the file into place, making the
+/// directories on its way: the file, and each directory from its own up to the store's
+/// root, are synced so that a power loss cannot take an object away after the tier worker
+/// reported it (and the WAL may have been trimmed on the strength of that report).
+async fn sync_local(url: &str, root: PathBuf) -> Result<(), TierError> {
+    let file = (Url::parse(url).ok())
+        .and_then(|u| u.to_file_path().ok())
+        .ok_or_else(|| TierError::Config(format!("{url:?} is not a local path")))?;
+    let failed = |e: std::io::Error| {
+        let source = object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(e),
+        };
+        TierError::store("sync", url, source)
+    };
+    tokio::task::spawn_blocking(move || sync_file_and_dirs(&file, &root))
+        .await
+        .map_err(|e| failed(std::io::Error::other(e)))?
+        .map_err(failed)
+}
+
+/// fsyncs `file`, then each directory from its parent up to `root` (inclusive).
+fn sync_file_and_dirs(file: &std::path::Path, root: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(file)?.sync_all()?;
+    for dir in file.ancestors().skip(1) {
+        std::fs::File::open(dir)?.sync_all()?;
+        if dir == root || !dir.starts_with(root) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn open_s3(
