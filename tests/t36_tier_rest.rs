@@ -3,13 +3,15 @@
 //! tables, snapshots and schema changes, and PyIceberg's REST client reads the rows back.
 //! While the catalog is down, writes still reach OBJECT_STORAGE (also through a tier worker
 //! chosen meanwhile) and COMMITTED waits; once it is back, every row is committed exactly
-//! once.
+//! once. A commit the catalog carried out but whose answer was lost is not made twice.
 
 mod common;
 
 use std::fs::File;
 use std::net::SocketAddr;
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arka::client::WriteItem;
@@ -18,7 +20,8 @@ use arrow::record_batch::RecordBatch;
 use common::{data, eventually, free_port, iceberg_rows_in, lsns_at, Cluster, DEADLINE};
 use serde_json::Value;
 use tempfile::TempDir;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 /// The REST catalog service on a fixed port, with its state in its own directory, so it can
@@ -101,6 +104,90 @@ async fn start_cluster(catalog: &RestCatalog) -> Cluster {
     Cluster::start_tiered_with_catalog(3, None, &catalog.uri(), 500, "").await
 }
 
+/// An HTTP/1.1 proxy to the catalog that, while `losing` is set, passes a table commit
+/// (`POST …/tables/NAME`) on to the catalog and then closes the client's connection instead
+/// of giving it the answer: the commit happened, its sender sees a broken connection.
+struct AnswerLosingProxy {
+    addr: SocketAddr,
+    losing: Arc<AtomicBool>,
+    lost: Arc<AtomicUsize>,
+}
+
+impl AnswerLosingProxy {
+    async fn start(target: SocketAddr) -> AnswerLosingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let proxy = AnswerLosingProxy {
+            addr: listener.local_addr().expect("proxy addr"),
+            losing: Arc::default(),
+            lost: Arc::default(),
+        };
+        let (losing, lost) = (proxy.losing.clone(), proxy.lost.clone());
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let (losing, lost) = (losing.clone(), lost.clone());
+                tokio::spawn(async move {
+                    if let Ok(outbound) = TcpStream::connect(target).await {
+                        relay(inbound, outbound, &losing, &lost).await;
+                    }
+                });
+            }
+        });
+        proxy
+    }
+
+    fn uri(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Relays one connection until either side closes it, or until the answer to a commit sent
+/// while `losing` arrives: then the connection is dropped with the answer.
+async fn relay(
+    mut inbound: TcpStream,
+    mut outbound: TcpStream,
+    losing: &AtomicBool,
+    lost: &AtomicUsize,
+) {
+    let (mut from_client, mut to_client) = inbound.split();
+    let (mut from_catalog, mut to_catalog) = outbound.split();
+    let commit_sent = AtomicBool::new(false);
+    let requests = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = from_client.read(&mut buf).await.unwrap_or(0);
+            if n == 0 || to_catalog.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+            let request = String::from_utf8_lossy(&buf[..n]);
+            if losing.load(Ordering::SeqCst)
+                && request.starts_with("POST /v1/namespaces/arka/tables/")
+            {
+                commit_sent.store(true, Ordering::SeqCst);
+            }
+        }
+    };
+    let answers = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = from_catalog.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            if commit_sent.load(Ordering::SeqCst) {
+                lost.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            if to_client.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = requests => {}
+        () = answers => {}
+    }
+}
+
 /// Writes `batches` to `events`, acked at `level`; returns their LSNs.
 async fn write(cluster: &Cluster, batches: &[RecordBatch], level: Level) -> Vec<u64> {
     let writes = batches.iter().cloned().map(WriteItem::plain).collect();
@@ -178,6 +265,42 @@ async fn commits_wait_for_a_catalog_that_is_down_and_resume_exactly_once() {
 
     catalog.up().await;
     let last = *lsns.last().expect("lsn");
+    eventually("COMMITTED to reach the last write", DEADLINE, || async {
+        let status = cluster.status(1).await?;
+        (status["committed_lsn"].as_u64()? >= last).then_some(())
+    })
+    .await;
+    let (_, rows) = read_back(&cluster, &catalog);
+    let expected = data::rows_of(&lsns.into_iter().zip(batches).collect::<Vec<_>>());
+    assert_eq!(rows, expected, "every row is in Iceberg exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_whose_answer_is_lost_is_not_made_twice() {
+    let catalog = RestCatalog::start().await;
+    let proxy = AnswerLosingProxy::start(catalog.addr).await;
+    let cluster = Cluster::start_tiered_with_catalog(3, None, &proxy.uri(), 500, "").await;
+    let mut batches: Vec<RecordBatch> = (0..5).map(|s| data::batch(1, s, 2)).collect();
+    let mut lsns = write(&cluster, &batches, Level::Committed).await;
+
+    proxy.losing.store(true, Ordering::SeqCst);
+    let more: Vec<RecordBatch> = (5..10).map(|s| data::batch(1, s, 2)).collect();
+    lsns.extend(write(&cluster, &more, Level::ObjectStorage).await);
+    batches.extend(more);
+    let last = *lsns.last().expect("lsn");
+    // The catalog holds the new rows (read past the proxy) while their commit's answer was
+    // lost to the tier worker.
+    eventually(
+        "a commit carried out with its answer lost",
+        DEADLINE,
+        || async {
+            let lost = proxy.lost.load(Ordering::SeqCst) > 0;
+            (lost && read_back(&cluster, &catalog).0 >= last).then_some(())
+        },
+    )
+    .await;
+
+    proxy.losing.store(false, Ordering::SeqCst);
     eventually("COMMITTED to reach the last write", DEADLINE, || async {
         let status = cluster.status(1).await?;
         (status["committed_lsn"].as_u64()? >= last).then_some(())
