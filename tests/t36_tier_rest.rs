@@ -201,6 +201,25 @@ async fn write(cluster: &Cluster, batches: &[RecordBatch], level: Level) -> Vec<
     lsns
 }
 
+/// Waits until COMMITTED reaches the last of `lsns`, then asserts that Iceberg holds each of
+/// `batches` (written at `lsns`) exactly once.
+async fn committed_exactly_once(
+    cluster: &Cluster,
+    catalog: &RestCatalog,
+    lsns: Vec<u64>,
+    batches: Vec<RecordBatch>,
+) {
+    let last = *lsns.last().expect("lsn");
+    eventually("COMMITTED to reach the last write", DEADLINE, || async {
+        let status = cluster.status(1).await?;
+        (status["committed_lsn"].as_u64()? >= last).then_some(())
+    })
+    .await;
+    let (_, rows) = read_back(cluster, catalog);
+    let expected = data::rows_of(&lsns.into_iter().zip(batches).collect::<Vec<_>>());
+    assert_eq!(rows, expected, "every row is in Iceberg exactly once");
+}
+
 fn read_back(cluster: &Cluster, catalog: &RestCatalog) -> (u64, Vec<Value>) {
     let warehouse = format!("{}/warehouse", cluster.local_store_url());
     iceberg_rows_in(&catalog.uri(), &warehouse, "events", &[])
@@ -264,15 +283,7 @@ async fn commits_wait_for_a_catalog_that_is_down_and_resume_exactly_once() {
     batches.extend(more);
 
     catalog.up().await;
-    let last = *lsns.last().expect("lsn");
-    eventually("COMMITTED to reach the last write", DEADLINE, || async {
-        let status = cluster.status(1).await?;
-        (status["committed_lsn"].as_u64()? >= last).then_some(())
-    })
-    .await;
-    let (_, rows) = read_back(&cluster, &catalog);
-    let expected = data::rows_of(&lsns.into_iter().zip(batches).collect::<Vec<_>>());
-    assert_eq!(rows, expected, "every row is in Iceberg exactly once");
+    committed_exactly_once(&cluster, &catalog, lsns, batches).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -301,12 +312,5 @@ async fn a_commit_whose_answer_is_lost_is_not_made_twice() {
     .await;
 
     proxy.losing.store(false, Ordering::SeqCst);
-    eventually("COMMITTED to reach the last write", DEADLINE, || async {
-        let status = cluster.status(1).await?;
-        (status["committed_lsn"].as_u64()? >= last).then_some(())
-    })
-    .await;
-    let (_, rows) = read_back(&cluster, &catalog);
-    let expected = data::rows_of(&lsns.into_iter().zip(batches).collect::<Vec<_>>());
-    assert_eq!(rows, expected, "every row is in Iceberg exactly once");
+    committed_exactly_once(&cluster, &catalog, lsns, batches).await;
 }

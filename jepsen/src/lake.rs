@@ -91,19 +91,13 @@ async fn flush(addr: &str, recorder: &Recorder) {
 /// `(arka.lsn of the current snapshot, (lsn, value) of each row in LSN order)`.
 fn read_table(reader_args: &[String], table: &str) -> anyhow::Result<(u64, Vec<(u64, i64)>)> {
     let (lake, properties) = reader_args.split_at(reader_args.len().min(2));
-    let out = Command::new("python3")
-        .arg(ICEBERG_READ)
+    let mut read = Command::new("python3");
+    read.arg(ICEBERG_READ)
         .args(lake)
         .arg(table)
-        .args(properties)
-        .output()
-        .context("run python3")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "PyIceberg read of {table}: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    let read: Value = serde_json::from_slice(&out.stdout).context("PyIceberg's answer")?;
+        .args(properties);
+    let out = python_output(&mut read, &format!("PyIceberg read of {table}"))?;
+    let read: Value = serde_json::from_slice(&out).context("PyIceberg's answer")?;
     let rows = read["rows"].as_array().cloned().unwrap_or_default();
     let entries = rows
         .iter()
@@ -113,4 +107,16 @@ fn read_table(reader_args: &[String], table: &str) -> anyhow::Result<(u64, Vec<(
         })
         .collect::<anyhow::Result<_>>()?;
     Ok((read["snapshot_lsn"].as_u64().unwrap_or(0), entries))
+}
+
+/// Runs a `python3` command and returns what it printed; a failure says `what` failed and
+/// what Python printed on stderr.
+pub fn python_output(python: &mut Command, what: &str) -> anyhow::Result<Vec<u8>> {
+    let out = python.output().context("run python3")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(out.stdout)
 }

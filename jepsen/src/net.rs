@@ -52,11 +52,9 @@ impl Network {
         ip(&["link", "set", &inner, "netns", &ns])?;
         ip(&["link", "set", &outer, "master", BRIDGE, "up"])?;
         let addr = format!("{}/24", self.addr(i));
-        ip(&[
-            "netns", "exec", &ns, "ip", "addr", "add", &addr, "dev", &inner,
-        ])?;
-        ip(&["netns", "exec", &ns, "ip", "link", "set", &inner, "up"])?;
-        ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"])
+        on_host(i, "ip", &["addr", "add", &addr, "dev", &inner])?;
+        on_host(i, "ip", &["link", "set", &inner, "up"])?;
+        on_host(i, "ip", &["link", "set", "lo", "up"])
     }
 
     /// Host `i`'s address (1-based).
@@ -72,16 +70,15 @@ impl Network {
     /// Drops every packet host `i` sends to the bridge's `port` and every one it gets from
     /// there (a service beside the cluster cut off); [`Network::heal`] undoes it.
     pub fn cut_service(&self, i: usize, port: u16) -> anyhow::Result<()> {
-        let ns = namespace(i);
         let (addr, port) = (self.bridge_addr(), port.to_string());
-        ip(&[
-            "netns", "exec", &ns, "iptables", "-A", "OUTPUT", "-p", "tcp", "-d", &addr, "--dport",
-            &port, "-j", "DROP",
-        ])?;
-        ip(&[
-            "netns", "exec", &ns, "iptables", "-A", "INPUT", "-p", "tcp", "-s", &addr, "--sport",
-            &port, "-j", "DROP",
-        ])
+        let out = [
+            "-A", "OUTPUT", "-p", "tcp", "-d", &addr, "--dport", &port, "-j", "DROP",
+        ];
+        on_host(i, "iptables", &out)?;
+        let back = [
+            "-A", "INPUT", "-p", "tcp", "-s", &addr, "--sport", &port, "-j", "DROP",
+        ];
+        on_host(i, "iptables", &back)
     }
 
     /// Drops every packet with data that host `i` gets from the bridge's `port`: its requests
@@ -89,69 +86,34 @@ impl Network {
     /// up and acknowledged, as the packets without data still pass);
     /// [`Network::heal`] undoes it.
     pub fn lose_service_answers(&self, i: usize, port: u16) -> anyhow::Result<()> {
-        let ns = namespace(i);
         let (addr, port) = (self.bridge_addr(), port.to_string());
-        ip(&[
-            "netns",
-            "exec",
-            &ns,
-            "iptables",
-            "-A",
-            "INPUT",
-            "-p",
-            "tcp",
-            "-s",
-            &addr,
-            "--sport",
-            &port,
-            "-m",
-            "length",
-            "--length",
-            "100:65535",
-            "-j",
-            "DROP",
-        ])
+        let answers = ["-A", "INPUT", "-p", "tcp", "-s", &addr, "--sport", &port];
+        let with_data = ["-m", "length", "--length", "100:65535", "-j", "DROP"];
+        on_host(i, "iptables", &[&answers[..], &with_data[..]].concat())
     }
 
     /// Aborts host `i`'s connections to the bridge's `port` (`ss -K`): its clients see them
     /// fail at once, whatever they were waiting for.
     pub fn abort_service_connections(&self, i: usize, port: u16) -> anyhow::Result<()> {
         let (addr, port) = (self.bridge_addr(), port.to_string());
-        ip(&[
-            "netns",
-            "exec",
-            &namespace(i),
-            "ss",
-            "-K",
-            "dst",
-            &addr,
-            "dport",
-            "=",
-            &port,
-        ])
+        on_host(i, "ss", &["-K", "dst", &addr, "dport", "=", &port])
     }
 
     /// Drops every packet between host `i` and each of `others` (both ways), in host `i`'s
     /// own firewall; the harness's own address still reaches it.
     pub fn cut(&self, i: usize, others: &[usize]) -> anyhow::Result<()> {
-        let ns = namespace(i);
         for other in others {
             let addr = self.addr(*other);
-            ip(&[
-                "netns", "exec", &ns, "iptables", "-A", "INPUT", "-s", &addr, "-j", "DROP",
-            ])?;
-            ip(&[
-                "netns", "exec", &ns, "iptables", "-A", "OUTPUT", "-d", &addr, "-j", "DROP",
-            ])?;
+            on_host(i, "iptables", &["-A", "INPUT", "-s", &addr, "-j", "DROP"])?;
+            on_host(i, "iptables", &["-A", "OUTPUT", "-d", &addr, "-j", "DROP"])?;
         }
         Ok(())
     }
 
     /// Removes every cut of host `i`.
     pub fn heal(&self, i: usize) -> anyhow::Result<()> {
-        let ns = namespace(i);
-        ip(&["netns", "exec", &ns, "iptables", "-F", "INPUT"])?;
-        ip(&["netns", "exec", &ns, "iptables", "-F", "OUTPUT"])
+        on_host(i, "iptables", &["-F", "INPUT"])?;
+        on_host(i, "iptables", &["-F", "OUTPUT"])
     }
 
     /// Makes host `i`'s link lossy and slow, both ways: its firewall drops each packet with
@@ -159,25 +121,11 @@ impl Network {
     /// `rate_kbit`, queueing packets for up to [`QUEUE_DELAY_MAX`] before it drops them.
     /// (`tc netem` would add delay and loss directly, but not every kernel has it.)
     pub fn degrade(&self, i: usize, loss_percent: u32, rate_kbit: u32) -> anyhow::Result<()> {
-        let ns = namespace(i);
         let chance = format!("{:.2}", f64::from(loss_percent) / 100.0);
         for chain in ["INPUT", "OUTPUT"] {
-            ip(&[
-                "netns",
-                "exec",
-                &ns,
-                "iptables",
-                "-A",
-                chain,
-                "-m",
-                "statistic",
-                "--mode",
-                "random",
-                "--probability",
-                &chance,
-                "-j",
-                "DROP",
-            ])?;
+            let random = ["-A", chain, "-m", "statistic", "--mode", "random"];
+            let drop = ["--probability", &chance, "-j", "DROP"];
+            on_host(i, "iptables", &[&random[..], &drop[..]].concat())?;
         }
         let bucket = |dev: &str| -> Vec<String> {
             let rate = format!("{rate_kbit}kbit");
@@ -191,26 +139,14 @@ impl Network {
         };
         let (outer, inner) = veths(i);
         run("tc", &bucket(&outer))?;
-        let mut in_ns = vec!["netns".to_string(), "exec".into(), ns, "tc".into()];
-        in_ns.extend(bucket(&inner));
-        run("ip", &in_ns)
+        on_host(i, "tc", &bucket(&inner))
     }
 
     /// Undoes [`Network::degrade`] (and every cut) of host `i`.
     pub fn restore(&self, i: usize) -> anyhow::Result<()> {
         let (outer, inner) = veths(i);
         run("tc", &["qdisc", "del", "dev", &outer, "root"])?;
-        ip(&[
-            "netns",
-            "exec",
-            &namespace(i),
-            "tc",
-            "qdisc",
-            "del",
-            "dev",
-            &inner,
-            "root",
-        ])?;
+        on_host(i, "tc", &["qdisc", "del", "dev", &inner, "root"])?;
         self.heal(i)
     }
 
@@ -261,6 +197,14 @@ fn remove_leftovers() {
 
 fn ip(args: &[&str]) -> anyhow::Result<()> {
     run("ip", args)
+}
+
+/// Runs `program` with `args` on host `i` (in its namespace).
+fn on_host<S: AsRef<std::ffi::OsStr>>(i: usize, program: &str, args: &[S]) -> anyhow::Result<()> {
+    let mut all: Vec<std::ffi::OsString> = vec!["netns".into(), "exec".into()];
+    all.extend([namespace(i).into(), program.into()]);
+    all.extend(args.iter().map(|a| a.as_ref().to_os_string()));
+    run("ip", &all)
 }
 
 fn run<S: AsRef<std::ffi::OsStr>>(program: &str, args: &[S]) -> anyhow::Result<()> {

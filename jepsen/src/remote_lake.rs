@@ -5,13 +5,15 @@
 //! them over their own links, and the lake-outage nemesis can cut them off or stop the
 //! catalog while the data stays.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+
+use crate::lake::python_output;
 
 const S3_PORT: u16 = 9000;
 const CATALOG_PORT: u16 = 8181;
@@ -42,12 +44,9 @@ impl RemoteLake {
             s3: None,
             catalog: None,
         };
-        let s3 = Command::new("python3")
-            .args(["-m", "moto.server", "-H", host, "-p", &S3_PORT.to_string()])
-            .stdin(Stdio::null())
-            .stdout(lake.log("s3")?)
-            .stderr(lake.log("s3")?)
-            .spawn()
+        let mut moto = Command::new("python3");
+        moto.args(["-m", "moto.server", "-H", host, "-p", &S3_PORT.to_string()]);
+        let s3 = (lake.spawn_logged(&mut moto, "s3"))
             .context("start the S3 server (pip install 'moto[server]')")?;
         lake.s3 = Some(s3);
         wait_listening(lake.addr(S3_PORT)?, "the S3 server")?;
@@ -79,16 +78,14 @@ impl RemoteLake {
 
     /// Starts the catalog (again), on its database of before.
     pub fn start_catalog(&mut self) -> anyhow::Result<()> {
-        let child = Command::new("python3")
+        let mut catalog = Command::new("python3");
+        catalog
             .arg(REST_CATALOG)
             .arg(format!("{}:{CATALOG_PORT}", self.host))
             .arg(self.dir.join("rest-catalog.db"))
             .arg(warehouse())
-            .args(self.s3_properties())
-            .stdin(Stdio::null())
-            .stdout(self.log("rest-catalog")?)
-            .stderr(self.log("rest-catalog")?)
-            .spawn()
+            .args(self.s3_properties());
+        let child = (self.spawn_logged(&mut catalog, "rest-catalog"))
             .context("start the REST catalog (pip install pyiceberg)")?;
         self.catalog = Some(child);
         wait_listening(self.addr(CATALOG_PORT)?, "the REST catalog")
@@ -122,15 +119,9 @@ impl RemoteLake {
             "import boto3\nboto3.client('s3', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test').create_bucket(Bucket='{BUCKET}')\n",
             self.s3_endpoint()
         );
-        let out = Command::new("python3")
-            .args(["-c", &script])
-            .output()
-            .context("run python3")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "make the bucket {BUCKET}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        let mut python = Command::new("python3");
+        python.args(["-c", &script]);
+        python_output(&mut python, &format!("make the bucket {BUCKET}"))?;
         Ok(())
     }
 
@@ -139,10 +130,16 @@ impl RemoteLake {
         addr.parse().with_context(|| format!("address {addr}"))
     }
 
-    fn log(&self, name: &str) -> anyhow::Result<File> {
+    /// Starts `command` with its output appended to `NAME.log` in the run's folder.
+    fn spawn_logged(&self, command: &mut Command, name: &str) -> anyhow::Result<Child> {
         let path = self.dir.join(format!("{name}.log"));
-        (OpenOptions::new().create(true).append(true).open(&path))
-            .with_context(|| format!("open {}", path.display()))
+        let log = (OpenOptions::new().create(true).append(true).open(&path))
+            .with_context(|| format!("open {}", path.display()))?;
+        command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        Ok(command.spawn()?)
     }
 }
 

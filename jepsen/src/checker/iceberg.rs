@@ -85,25 +85,24 @@ mod tests {
         assert_eq!(verdict.count(Class::IcebergMismatch), 2, "{verdict:#?}");
     }
 
+    /// Three writes at LSNs 5 to 7, a flush that answered 6, and the lake as `lake` has it.
+    fn flushed_up_to_6(lake: &[(u64, i64)], lake_upto: u64) -> History {
+        let mut h = History::default();
+        h.send_ok(1, "t", 10, 5);
+        h.send_ok(1, "t", 11, 6);
+        h.send_ok(1, "t", 12, 7);
+        h.final_read(1, "t", &[(5, 10), (6, 11), (7, 12)], 7);
+        h.flush_ok(6);
+        h.iceberg_read("t", lake, lake_upto);
+        h
+    }
+
     #[test]
     fn an_iceberg_table_without_a_flushed_write_mismatches() {
-        let mut h = History::default();
-        h.send_ok(1, "t", 10, 5);
-        h.send_ok(1, "t", 11, 6);
-        h.send_ok(1, "t", 12, 7);
-        h.final_read(1, "t", &[(5, 10), (6, 11), (7, 12)], 7);
-        h.flush_ok(6);
-        h.iceberg_read("t", &[(5, 10)], 5);
-        let verdict = check(&h.ops);
+        let verdict = check(&flushed_up_to_6(&[(5, 10)], 5).ops);
         assert_eq!(verdict.count(Class::IcebergMismatch), 1, "{verdict:#?}");
 
-        let mut h = History::default();
-        h.send_ok(1, "t", 10, 5);
-        h.send_ok(1, "t", 11, 6);
-        h.send_ok(1, "t", 12, 7);
-        h.final_read(1, "t", &[(5, 10), (6, 11), (7, 12)], 7);
-        h.flush_ok(6);
-        h.iceberg_read("t", &[(5, 10), (6, 11)], 6);
+        let h = flushed_up_to_6(&[(5, 10), (6, 11)], 6);
         assert!(check(&h.ops).valid, "the write above the flush may lag");
     }
 

@@ -5,7 +5,7 @@
 //! that lost acknowledged writes; the fault's end then does what an operator does: remove
 //! the node from the membership, wipe its data, start it and add it back.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -88,16 +88,19 @@ fn name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Cuts between 1 byte and half of the segment off its end.
-fn cut_tail(path: &Path, rng: &mut Rng) -> anyhow::Result<String> {
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
+/// The segment at `path`, open to read and write, and its length; `None` when it is empty.
+fn open_segment(path: &Path) -> anyhow::Result<Option<(File, u64)>> {
+    let file = (OpenOptions::new().read(true).write(true).open(path))
         .with_context(|| format!("open {}", path.display()))?;
     let len = file.metadata()?.len();
-    if len == 0 {
+    Ok((len > 0).then_some((file, len)))
+}
+
+/// Cuts between 1 byte and half of the segment off its end.
+fn cut_tail(path: &Path, rng: &mut Rng) -> anyhow::Result<String> {
+    let Some((file, len)) = open_segment(path)? else {
         return Ok(format!("{} is empty", name(path)));
-    }
+    };
     let cut = 1 + rng.below(len.div_ceil(2));
     file.set_len(len - cut)?;
     file.sync_all()?;
@@ -109,15 +112,9 @@ fn cut_tail(path: &Path, rng: &mut Rng) -> anyhow::Result<String> {
 
 /// Flips one bit of one byte at random.
 fn flip_a_bit(path: &Path, rng: &mut Rng) -> anyhow::Result<String> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("open {}", path.display()))?;
-    let len = file.metadata()?.len();
-    if len == 0 {
+    let Some((file, len)) = open_segment(path)? else {
         return Ok(format!("{} is empty", name(path)));
-    }
+    };
     let (offset, bit) = (rng.below(len), rng.below(8));
     let mut byte = [0u8];
     file.read_exact_at(&mut byte, offset)?;
