@@ -48,6 +48,11 @@ pub struct WriteArgs {
     /// Runs per level (the table shows medians).
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Seconds of the same load written before each level's runs and left out of the
+    /// figures, so that they show a cluster in its steady state (a fresh cluster's first
+    /// seconds are slower); 0 measures from the first write.
+    #[arg(long, default_value_t = 0)]
+    warmup_secs: u64,
     /// Table to write to.
     #[arg(long, default_value = "bench")]
     table: String,
@@ -246,6 +251,23 @@ pub async fn run(args: WriteArgs) -> anyhow::Result<()> {
     }
     let mut rows = Vec::new();
     for level in &args.levels {
+        if args.warmup_secs > 0 {
+            eprintln!("{level} warm-up, {} s (not counted)", args.warmup_secs);
+            let warmup = WriteArgs {
+                duration_secs: args.warmup_secs,
+                ..args.clone()
+            };
+            one_run(
+                &leader,
+                procs.as_ref(),
+                &clients,
+                &warmup,
+                *level,
+                0,
+                &batch,
+            )
+            .await?;
+        }
         let mut runs = Vec::new();
         for run in 1..=args.runs {
             eprintln!("{level} run {run}/{}", args.runs);
@@ -267,11 +289,12 @@ pub async fn run(args: WriteArgs) -> anyhow::Result<()> {
         |r| format!("{r} writes/s offered"),
     );
     let title = format!(
-        "arka bench write: {} streams x window {}, ~{} B batches, {offered}, {} s runs against {}",
+        "arka bench write: {} streams x window {}, ~{} B batches, {offered}, {} s runs after {} s of warm-up against {}",
         args.streams,
         args.window,
         args.batch_bytes,
         args.duration_secs,
+        args.warmup_secs,
         leader.addr()
     );
     print_table(&title, &rows);
