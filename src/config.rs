@@ -55,6 +55,17 @@ pub struct NodeConfig {
     /// When this node joins through gossip, the leader promotes it to voter once it has caught
     /// up; off, it stays a learner until `add_node` promotes it.
     pub auto_promote: bool,
+    /// The leader promotes learners that asked for it (`auto-promote`) by itself only up to
+    /// this many voters, only learners that are replicating, and only to an odd count (in
+    /// pairs). An odd number; `add_node` can still add voters explicitly.
+    pub voters_max: usize,
+    /// File holding the cluster secret: at least 16 bytes (surrounding whitespace is not
+    /// part of it), the same on every member. Every node-to-node message (Raft, internal
+    /// requests, gossip) is signed with it, and a node refuses what is not, so that only
+    /// holders of the secret can join or speak to the cluster. Required. Make one with
+    /// `head -c 32 /dev/urandom | base64 > cluster.secret` and keep it readable only by the
+    /// node's user.
+    pub cluster_secret_file: Option<PathBuf>,
     /// Allow the `inject_fault` action (isolate this node from its peers). For tests and
     /// chaos runs only.
     pub fault_injection: bool,
@@ -126,6 +137,8 @@ impl Default for NodeConfig {
             gossip_addr: "127.0.0.1:6815".into(),
             join: Vec::new(),
             auto_promote: true,
+            voters_max: arka_cluster::membership::VOTERS_MAX_DEFAULT,
+            cluster_secret_file: None,
             fault_injection: false,
             initial_members: Vec::new(),
             bootstrap: false,
@@ -185,6 +198,17 @@ impl NodeConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.cluster_secret_file.is_none() {
+            return invalid(
+                "cluster-secret-file is not set: every member needs the same secret file (make one with `head -c 32 /dev/urandom | base64 > cluster.secret`)".into(),
+            );
+        }
+        if self.voters_max % 2 == 0 {
+            return invalid(format!(
+                "voters-max ({}) must be odd: an even count of voters tolerates no more failures than one fewer",
+                self.voters_max
+            ));
+        }
         if self.election_timeout_min_ms <= self.heartbeat_interval_ms {
             return invalid(format!(
                 "election-timeout-min-ms ({}) must be above heartbeat-interval-ms ({})",
@@ -248,6 +272,7 @@ mod tests {
             r#"
             node-id = 2
             data-dir = "d"
+            cluster-secret-file = "s"
             bootstrap = true
             initial-members = [{ node-id = 2, raft-addr = "h:1", flight-addr = "h:2" }]
             "#,
@@ -263,7 +288,10 @@ mod tests {
 
     #[test]
     fn catalog_settings_are_checked() {
-        let config = |text: &str| toml::from_str::<NodeConfig>(text).expect("parse");
+        let config = |text: &str| {
+            let text = format!("cluster-secret-file = \"s\"\n{text}");
+            toml::from_str::<NodeConfig>(&text).expect("parse")
+        };
         let rest = config("catalog-url = \"http://cat:8181\"\ncatalog-options = { token = \"t\" }");
         rest.validate().expect("REST catalog with options");
         let err = config("catalog-url = \"sqlite:c.db\"\ncatalog-options = { token = \"t\" }")
@@ -282,6 +310,26 @@ mod tests {
             .validate()
             .expect_err("unknown catalog");
         assert!(err.to_string().contains("catalog-url"), "{err}");
+    }
+
+    #[test]
+    fn voters_max_is_odd() {
+        let config = |text: &str| {
+            let text = format!("cluster-secret-file = \"s\"\n{text}");
+            toml::from_str::<NodeConfig>(&text).expect("parse")
+        };
+        config("voters-max = 3").validate().expect("odd");
+        let err = config("voters-max = 4").validate().expect_err("even");
+        assert!(
+            err.to_string().contains("voters-max (4) must be odd"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_node_needs_a_cluster_secret() {
+        let err = NodeConfig::default().validate().expect_err("no secret");
+        assert!(err.to_string().contains("cluster-secret-file"), "{err}");
     }
 
     #[test]

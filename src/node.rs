@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use arka_cluster::cluster_id::{ClusterId, Persist};
 use arka_cluster::fault::NetworkFaults;
-use arka_cluster::gossip::{Gossip, GossipConfig, GossipTiming, NodeState, Peer, UdpDatagrams};
+use arka_cluster::gossip::{
+    Gossip, GossipConfig, GossipTiming, NodeState, Peer, SealedDatagrams, UdpDatagrams,
+};
 use arka_cluster::network::{
     InternalClient, NetworkFactory, RaftRpcService, TcpConnector, GRPC_MESSAGE_BYTES_MAX,
 };
 use arka_cluster::raft_config::{self, RaftTiming};
-use arka_cluster::{NodeId, NodeInfo};
+use arka_cluster::{ClusterSecret, NodeId, NodeInfo};
 use arka_proto::raft::raft_service_server::RaftServiceServer;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
@@ -99,7 +101,7 @@ impl Node {
             election_timeout_max_ms: config.election_timeout_max_ms,
         };
         let faults = NetworkFaults::default();
-        let cluster_id = open_cluster_id(&db)?;
+        let cluster_id = open_cluster_id(&db, load_secret(&config)?)?;
         let network =
             NetworkFactory::new(Arc::new(TcpConnector), faults.clone(), cluster_id.clone())
                 .with_append_bytes_max(config.replication_bytes_max as usize);
@@ -129,7 +131,7 @@ impl Node {
         if bootstrapping {
             create_cluster_id(&config, &cluster_id)?;
         }
-        let gossip = start_gossip(&config, faults.clone(), cluster_id.get()).await?;
+        let gossip = start_gossip(&config, faults.clone(), &cluster_id).await?;
 
         let limits = WriteLimits {
             batch_bytes_max: config.batch_bytes_max,
@@ -188,7 +190,11 @@ impl Node {
         let applied = ctx.state.subscribe_applied();
         let clock_ctx = ctx.clone();
         let agent_ctx = ctx.clone();
-        let joining = !config.join.is_empty();
+        let policy = membership::agent::JoinPolicy {
+            joining: !config.join.is_empty(),
+            auto_promote: config.auto_promote,
+            voters_max: config.voters_max,
+        };
         let mut background = vec![
             tokio::spawn(async move { clock_ctx.apply_clock.follow(applied).await }),
             tokio::spawn(snapshot_schedule::run(
@@ -196,11 +202,7 @@ impl Node {
                 config.node_id,
                 config.snapshot_every_entries,
             )),
-            tokio::spawn(membership::agent::run(
-                agent_ctx,
-                joining,
-                config.auto_promote,
-            )),
+            tokio::spawn(membership::agent::run(agent_ctx, policy)),
         ];
         if let Some(tiering) = tiering {
             let retention = Retention {
@@ -267,9 +269,18 @@ fn open_tiering(config: &NodeConfig) -> anyhow::Result<Option<Arc<Tiering>>> {
     Ok(Some(Arc::new(tiering)))
 }
 
+/// The cluster secret from `cluster-secret-file`.
+fn load_secret(config: &NodeConfig) -> anyhow::Result<ClusterSecret> {
+    let path = config
+        .cluster_secret_file
+        .as_deref()
+        .context("cluster-secret-file is not set")?;
+    Ok(ClusterSecret::from_file(path)?)
+}
+
 /// The cluster id stored by an earlier run (none before this node joined or bootstrapped a
 /// cluster), and how a new one is stored: in the metadata store, flushed before use.
-fn open_cluster_id(db: &sled::Db) -> anyhow::Result<ClusterId> {
+fn open_cluster_id(db: &sled::Db, secret: ClusterSecret) -> anyhow::Result<ClusterId> {
     const KEY: &[u8] = b"cluster_id";
     let tree = db.open_tree("node").context("open node metadata")?;
     let known = tree
@@ -282,7 +293,7 @@ fn open_cluster_id(db: &sled::Db) -> anyhow::Result<ClusterId> {
             .map(|_| ())
             .map_err(|e| format!("store cluster id: {e}"))
     });
-    Ok(ClusterId::new(known, persist))
+    Ok(ClusterId::new(known, persist, secret))
 }
 
 /// Resolves `HOST:PORT`, for gossip, which speaks to socket addresses.
@@ -298,12 +309,14 @@ async fn resolve(what: &str, addr: &str) -> anyhow::Result<SocketAddr> {
 async fn start_gossip(
     config: &NodeConfig,
     faults: NetworkFaults,
-    cluster_id: Option<String>,
+    cluster_id: &ClusterId,
 ) -> anyhow::Result<Gossip> {
     let bind = resolve("gossip address", &config.gossip_addr).await?;
-    let datagrams = UdpDatagrams::bind(bind, faults)
+    let udp = UdpDatagrams::bind(bind, faults)
         .await
         .with_context(|| format!("bind gossip address {bind}"))?;
+    let gossip_addr = udp.local_addr()?;
+    let datagrams = SealedDatagrams::new(udp, cluster_id.secret().clone());
     let mut seeds = Vec::new();
     for seed in &config.join {
         seeds.push(resolve("join address", seed).await?);
@@ -313,7 +326,7 @@ async fn start_gossip(
         .unwrap_or_default();
     let identity = Peer {
         node_id: config.node_id,
-        gossip_addr: datagrams.local_addr()?,
+        gossip_addr,
         raft_addr: config.raft_addr.clone(),
         flight_addr: config.flight_addr.clone(),
         incarnation: since_epoch.as_millis() as u64,
@@ -327,7 +340,7 @@ async fn start_gossip(
     };
     let initial = NodeState {
         node_id: config.node_id,
-        cluster_id,
+        cluster_id: cluster_id.get(),
         ..Default::default()
     };
     Ok(Gossip::start(gossip_config, datagrams, initial))

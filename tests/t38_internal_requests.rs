@@ -10,8 +10,7 @@ use arka::internal::InternalRequest;
 use arka::tier::report::TierReport;
 use arka_cluster::{codec, Lsn, NodeId, TieredFile};
 use arka_proto::raft::raft_service_client::RaftServiceClient;
-use arka_proto::raft::RaftPayload;
-use common::{data, lsns_at, read_all, Cluster};
+use common::{data, lsns_at, node_message, read_all, Cluster, TEST_SECRET};
 use serde_json::{json, Value};
 
 /// Tiering on, but the tier worker uploads only when asked (`flush`) or once an hour, so the
@@ -21,15 +20,18 @@ const CONFIG: &str = "object-store-url = \"file://{dir}/objects\"\n\
                       commit-interval-ms = 3600000\n\
                       tier-interval-ms = 3600000\n";
 
-async fn internal(raft_addr: &str, cluster_id: &str, request: &InternalRequest) -> tonic::Status {
+/// Sends `request` signed with `secret` as a node of `cluster_id`; returns the refusal.
+async fn internal(
+    raft_addr: &str,
+    secret: &str,
+    cluster_id: &str,
+    request: &InternalRequest,
+) -> tonic::Status {
     let mut client = RaftServiceClient::connect(format!("http://{raft_addr}"))
         .await
         .expect("connect to the raft port");
-    let payload = RaftPayload {
-        version: codec::WIRE_VERSION,
-        data: codec::encode("internal request", request).expect("encode"),
-        cluster_id: cluster_id.to_string(),
-    };
+    let data = codec::encode("internal request", request).expect("encode");
+    let payload = node_message(secret, cluster_id, data);
     client
         .internal(payload)
         .await
@@ -83,14 +85,19 @@ async fn no_client_can_move_the_tier_watermark_past_untiered_writes() {
         })
     };
 
-    // Outside the cluster: refused before it is even decoded.
+    // Without the cluster secret, even naming the right cluster: refused before it is
+    // decoded.
+    let stranger = "a secret that is not the cluster's";
+    let refused = internal(raft_addr, stranger, &cluster_id, &uploaded(Vec::new())).await;
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    // With the secret but outside the cluster: refused before it is decoded.
     for id in ["", "0000000000000bad"] {
-        let refused = internal(raft_addr, id, &uploaded(Vec::new())).await;
+        let refused = internal(raft_addr, TEST_SECRET, id, &uploaded(Vec::new())).await;
         assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
     }
-    // With the cluster id: a report without files for the writes, or with a file outside
-    // the object store, is refused.
-    let refused = internal(raft_addr, &cluster_id, &uploaded(Vec::new())).await;
+    // A member: a report without files for the writes, or with a file outside the object
+    // store, is refused.
+    let refused = internal(raft_addr, TEST_SECRET, &cluster_id, &uploaded(Vec::new())).await;
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
     assert!(refused.message().contains("names no file"), "{refused:?}");
     let elsewhere = TieredFile {
@@ -101,7 +108,13 @@ async fn no_client_can_move_the_tier_watermark_past_untiered_writes() {
         rows: 15,
         bytes: 1,
     };
-    let refused = internal(raft_addr, &cluster_id, &uploaded(vec![elsewhere])).await;
+    let refused = internal(
+        raft_addr,
+        TEST_SECRET,
+        &cluster_id,
+        &uploaded(vec![elsewhere]),
+    )
+    .await;
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
     assert!(
         refused.message().contains("is not a file under"),

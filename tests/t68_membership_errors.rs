@@ -3,7 +3,7 @@
 mod common;
 
 use arka::client::Client;
-use common::Cluster;
+use common::{Cluster, TEST_SECRET};
 use serde_json::{json, Value};
 use tonic::Code::{InvalidArgument, NotFound, Unavailable};
 
@@ -164,18 +164,15 @@ async fn another_clusters_node_is_refused_and_its_traffic_rejected() {
     .await;
     assert_eq!(membership(&leader).await, before);
 
-    // A Raft message stamped with our cluster id, sent straight to their node, is refused
-    // before it is even decoded.
+    // A Raft message signed by our cluster (both test clusters hold the same secret) and
+    // stamped with our cluster id, sent straight to their node, is refused before it is
+    // even decoded.
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", other.raft))
         .expect("endpoint")
         .connect()
         .await
         .expect("connect");
-    let request = arka_proto::raft::RaftPayload {
-        version: arka_cluster::codec::WIRE_VERSION,
-        data: vec![0; 16],
-        cluster_id: ours_id.as_str().expect("id").to_string(),
-    };
+    let request = common::node_message(TEST_SECRET, ours_id.as_str().expect("id"), vec![0; 16]);
     let refused = arka_proto::raft::raft_service_client::RaftServiceClient::new(channel)
         .append_entries(request)
         .await

@@ -13,10 +13,12 @@ pub mod gossip;
 pub mod membership;
 pub mod network;
 pub mod raft_config;
+pub mod secret;
 pub mod types;
 
 pub use cluster_id::ClusterId;
 pub use command::{
     write_of, Command, CommandResponse, HeldBackTable, ProducerSeq, TieredFile, WriteCommand,
 };
+pub use secret::ClusterSecret;
 pub use types::{Lsn, NodeId, NodeInfo, RequestId, TypeConfig};

@@ -8,19 +8,23 @@ use std::time::Duration;
 
 use openraft::storage::RaftStateMachine;
 use openraft::type_config::async_runtime::WatchReceiver;
-use openraft::{ChangeMembers, Raft, RaftMetrics, ServerState};
+use openraft::{ChangeMembers, Instant, Raft, RaftMetrics, ServerState};
 
 use arka_proto::raft::raft_service_client::RaftServiceClient;
-use arka_proto::raft::RaftPayload;
 
 use crate::cluster_id::ClusterId;
-use crate::codec::{self, WIRE_VERSION};
+use crate::codec;
 use crate::gossip::{ClusterView, Liveness};
 use crate::network::Identity;
 use crate::types::{NodeId, NodeInfo, TypeConfig};
 
 /// A learner whose log is at most this many entries behind the leader's counts as caught up.
 pub const CAUGHT_UP_LAG_MAX: u64 = 1_000;
+/// A learner is promoted by itself only if the leader heard from it (a heartbeat or an
+/// append answered) within this long.
+pub const PROMOTE_IF_HEARD_WITHIN: Duration = Duration::from_secs(3);
+/// Voters that promotion by itself grows a cluster to at most (`voters-max`).
+pub const VOTERS_MAX_DEFAULT: usize = 5;
 /// How long `add` waits for a new node to say who it is.
 const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a leadership transfer may take before the call gives up.
@@ -87,6 +91,43 @@ pub fn members(metrics: &RaftMetrics<TypeConfig>) -> Members {
     }
 }
 
+/// Whether learner `node` is really replicating, as the leader sees it: it acknowledged the
+/// log up to the membership that holds it, is caught up, and answered recently. A node that
+/// never answered has no matched log id and is never counted (a young cluster's short log
+/// does not make a silent node look caught up).
+pub fn replicating(metrics: &RaftMetrics<TypeConfig>, node: NodeId) -> bool {
+    let Some(Some(matched)) = metrics.replication.as_ref().and_then(|r| r.get(&node)) else {
+        return false;
+    };
+    let membership_index = metrics
+        .membership_config
+        .log_id()
+        .as_ref()
+        .map_or(0, |l| l.index);
+    let heard_recently = metrics
+        .heartbeat
+        .as_ref()
+        .and_then(|h| h.get(&node).cloned().flatten())
+        .is_some_and(|at| at.elapsed() < PROMOTE_IF_HEARD_WITHIN);
+    let lag = metrics
+        .last_log_index
+        .unwrap_or(0)
+        .saturating_sub(matched.index);
+    matched.index >= membership_index && lag <= CAUGHT_UP_LAG_MAX && heard_recently
+}
+
+/// How many of `candidates` learners to promote at once so that the voters stay an odd count
+/// and at most `voters_max`: an even count adds no failure tolerance and makes a split vote
+/// possible, so learners are promoted in pairs (or one, to make an even count odd).
+pub fn voters_to_add(voters: usize, candidates: usize, voters_max: usize) -> usize {
+    let room = voters_max.saturating_sub(voters).min(candidates);
+    if (voters + room) % 2 == 1 {
+        room
+    } else {
+        room.saturating_sub(1)
+    }
+}
+
 /// How many entries `node` is behind the leader's log, from the leader's replication progress.
 pub fn lag_entries(metrics: &RaftMetrics<TypeConfig>, node: NodeId) -> Option<u64> {
     let matched = metrics.replication.as_ref()?.get(&node)?;
@@ -128,16 +169,13 @@ impl<SM: RaftStateMachine<TypeConfig>> MembershipOps<SM> {
                 .connect()
                 .await
                 .ok()?;
-            let request = RaftPayload {
-                version: WIRE_VERSION,
-                data: Vec::new(),
-                cluster_id: String::new(),
-            };
+            let request = self.cluster_id.seal(Vec::new());
             let response = RaftServiceClient::new(channel)
                 .identify(request)
                 .await
                 .ok()?
                 .into_inner();
+            self.cluster_id.authenticate(&response).ok()?;
             codec::decode::<Identity>("identify", &response.data).ok()
         };
         let (found, theirs) = tokio::time::timeout(IDENTIFY_TIMEOUT, ask)
@@ -271,14 +309,17 @@ impl<SM: RaftStateMachine<TypeConfig>> MembershipOps<SM> {
         Ok(())
     }
 
-    /// On the leader: adds every live node that asked through gossip to join as a learner, and
-    /// promotes every live learner that asked for it once it has caught up. Nodes that are
-    /// suspect or dead are left alone; nothing is ever removed here.
-    pub async fn reconcile_joins(&self, view: &ClusterView) {
+    /// On the leader: adds every live node that asked through gossip to join as a learner
+    /// (gossip is signed with the cluster secret, so only holders of it can ask), and
+    /// promotes live learners that asked for it and are [`replicating`], as many at once as
+    /// [`voters_to_add`] allows. Nodes that are suspect or dead are left alone; nothing is
+    /// ever removed here.
+    pub async fn reconcile_joins(&self, view: &ClusterView, voters_max: usize) {
         let Ok(metrics) = self.leader_metrics() else {
             return;
         };
         let members = members(&metrics);
+        let mut candidates = Vec::new();
         for (id, peer) in &view.peers {
             let Some((state, _)) = &peer.state else {
                 continue;
@@ -298,13 +339,54 @@ impl<SM: RaftStateMachine<TypeConfig>> MembershipOps<SM> {
             } else if state.auto_promote
                 && members.all.contains(id)
                 && !members.voters.contains(id)
-                && lag_entries(&metrics, *id).is_some_and(|lag| lag <= CAUGHT_UP_LAG_MAX)
+                && replicating(&metrics, *id)
             {
-                tracing::info!(node_id = %id, "promoting a caught-up learner to voter");
-                if let Err(e) = self.promote(*id).await {
-                    tracing::warn!(node_id = %id, error = %e, "cannot promote learner");
-                }
+                candidates.push((lag_entries(&metrics, *id).unwrap_or(0), *id));
             }
+        }
+        candidates.sort_unstable();
+        let promote = voters_to_add(members.voters.len(), candidates.len(), voters_max);
+        if promote == 0 {
+            return;
+        }
+        let ids: BTreeSet<NodeId> = candidates.iter().take(promote).map(|(_, id)| *id).collect();
+        tracing::info!(nodes = ?ids, voters = members.voters.len() + promote, "promoting caught-up learners to voters");
+        if let Err(e) = self
+            .raft
+            .change_membership(ChangeMembers::AddVoterIds(ids), true)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot promote learners");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::voters_to_add;
+
+    #[test]
+    fn learners_are_promoted_to_an_odd_count_of_voters_within_the_bound() {
+        // (voters, candidates, max) → promoted
+        for (voters, candidates, max, promoted) in [
+            (3, 1, 5, 0),
+            (3, 2, 5, 2),
+            (3, 5, 5, 2),
+            (5, 2, 5, 0),
+            (4, 1, 5, 1),
+            (4, 3, 5, 1),
+            (1, 1, 5, 0),
+            (1, 2, 5, 2),
+            (3, 3, 7, 2),
+            (3, 4, 7, 4),
+            (3, 2, 3, 0),
+        ] {
+            assert_eq!(
+                voters_to_add(voters, candidates, max),
+                promoted,
+                "{voters} voters, {candidates} candidates, at most {max}"
+            );
+            assert!(voters + promoted <= max.max(voters));
         }
     }
 }

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arka_cluster::codec::{self, WIRE_VERSION};
+use arka_cluster::codec;
 use arka_cluster::fault::NetworkFaults;
 use arka_cluster::network::{NetworkFactory, TcpConnector};
 use arka_cluster::types::{Entry, LogId, Vote};
-use arka_cluster::{ClusterId, NodeId, NodeInfo, TypeConfig};
+use arka_cluster::{ClusterId, ClusterSecret, NodeId, NodeInfo, TypeConfig};
 use arka_proto::raft::raft_service_server::{RaftService, RaftServiceServer};
 use arka_proto::raft::RaftPayload;
 use futures::stream::BoxStream;
@@ -61,12 +61,14 @@ fn request(index: u64) -> AppendEntriesRequest<TypeConfig> {
     }
 }
 
+/// The cluster both ends of these tests belong to.
+fn cluster_id() -> ClusterId {
+    let secret = ClusterSecret::new(b"append stream test secret").expect("secret");
+    ClusterId::new(Some("c".into()), Arc::new(|_| Ok(())), secret)
+}
+
 fn payload<T: serde::Serialize>(value: &T) -> RaftPayload {
-    RaftPayload {
-        version: WIRE_VERSION,
-        data: codec::encode("test", value).expect("encode"),
-        cluster_id: String::new(),
-    }
+    cluster_id().seal(codec::encode("test", value).expect("encode"))
 }
 
 fn last_log_id(payload: &RaftPayload) -> Option<LogId> {
@@ -175,9 +177,11 @@ async fn connect(mode: Follower) -> (arka_cluster::network::PeerConnection, Arc<
             .add_service(RaftServiceServer::new(follower))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let cluster_id = ClusterId::new(Some("c".into()), Arc::new(|_| Ok(())));
-    let mut factory =
-        NetworkFactory::new(Arc::new(TcpConnector), NetworkFaults::default(), cluster_id);
+    let mut factory = NetworkFactory::new(
+        Arc::new(TcpConnector),
+        NetworkFaults::default(),
+        cluster_id(),
+    );
     let node = NodeInfo {
         raft_addr: addr.to_string(),
         flight_addr: String::new(),

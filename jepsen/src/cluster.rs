@@ -265,6 +265,16 @@ impl Cluster {
             .flatten()
     }
 
+    /// The run's cluster secret, made on first use.
+    fn secret_file(&self) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join("cluster.secret");
+        if !path.exists() {
+            let secret = format!("jepsen secret {:016x}", rand_secret());
+            std::fs::write(&path, secret).with_context(|| format!("write {}", path.display()))?;
+        }
+        Ok(path)
+    }
+
     fn write_config(&self, id: usize) -> anyhow::Result<PathBuf> {
         let addr = self.net.addr(id);
         let mut text = format!(
@@ -282,6 +292,10 @@ impl Cluster {
             }
         }
         text.push_str("commit-interval-ms = 1000\n");
+        text.push_str(&format!(
+            "cluster-secret-file = {:?}\n",
+            self.secret_file()?.display().to_string()
+        ));
         let seeds: Vec<String> = (1..=self.nodes())
             .filter(|other| *other != id)
             .map(|other| format!("\"{}:{GOSSIP_PORT}\"", self.net.addr(other)))
@@ -309,4 +323,12 @@ impl Drop for Cluster {
             self.kill9(id);
         }
     }
+}
+
+/// A secret for one run (its strength is not the point: only the run's nodes see it).
+fn rand_secret() -> u64 {
+    std::hash::BuildHasher::hash_one(
+        &std::collections::hash_map::RandomState::new(),
+        std::process::id(),
+    )
 }

@@ -32,14 +32,16 @@ pub struct DevArgs {
     commit_interval_ms: u64,
 }
 
-/// What the nodes of a dev cluster share: one object store and one Iceberg catalog.
-pub struct DevTiering {
+/// What the nodes of a dev cluster share: one object store, one Iceberg catalog and the
+/// cluster secret.
+pub struct DevShared {
     pub object_store_url: String,
     pub catalog_url: String,
     pub commit_interval_ms: u64,
+    pub secret_file: PathBuf,
 }
 
-impl DevTiering {
+impl DevShared {
     /// Under the dev data dir, which is created (its path must be absolute in URLs).
     pub fn under(
         data_dir: &Path,
@@ -54,6 +56,7 @@ impl DevTiering {
             object_store_url,
             catalog_url: crate::tier::default_catalog_url(&root),
             commit_interval_ms,
+            secret_file: super::secrets::ensure_secret_file(&root.join("cluster.secret"))?,
         })
     }
 }
@@ -85,7 +88,7 @@ pub fn server_args(
     node: &DevNode,
     all: &[DevNode],
     data_dir: &Path,
-    tiering: &DevTiering,
+    tiering: &DevShared,
 ) -> Vec<String> {
     let mut args = vec![
         "server".to_string(),
@@ -108,6 +111,8 @@ pub fn server_args(
         tiering.catalog_url.clone(),
         "--commit-interval-ms".into(),
         tiering.commit_interval_ms.to_string(),
+        "--cluster-secret-file".into(),
+        tiering.secret_file.display().to_string(),
     ];
     let seeds: Vec<&str> = all
         .iter()
@@ -162,7 +167,7 @@ fn worker_threads_env(nodes: u64) -> Option<(&'static str, String)> {
 pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let exe = std::env::current_exe()?;
     let nodes = dev_nodes(args.nodes, args.base_port);
-    let tiering = DevTiering::under(
+    let tiering = DevShared::under(
         &args.data_dir,
         args.object_store_url,
         args.commit_interval_ms,

@@ -3,6 +3,7 @@
 mod admin;
 mod bench;
 mod dev;
+mod secrets;
 mod server;
 
 use clap::{Parser, Subcommand};

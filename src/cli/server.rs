@@ -57,6 +57,9 @@ pub struct ServerArgs {
     /// How often the tier worker commits to Iceberg, in milliseconds.
     #[arg(long, env = "ARKA_COMMIT_INTERVAL_MS")]
     commit_interval_ms: Option<u64>,
+    /// File holding the cluster secret (the same on every member).
+    #[arg(long, env = "ARKA_CLUSTER_SECRET_FILE")]
+    cluster_secret_file: Option<PathBuf>,
     /// Allow the `inject_fault` action (tests and chaos runs only).
     #[arg(long, env = "ARKA_FAULT_INJECTION")]
     fault_injection: bool,
@@ -92,6 +95,9 @@ impl ServerArgs {
         }
         if self.no_auto_promote {
             config.auto_promote = false;
+        }
+        if self.cluster_secret_file.is_some() {
+            config.cluster_secret_file = self.cluster_secret_file;
         }
         config.fault_injection |= self.fault_injection;
         if self.object_store_url.is_some() {

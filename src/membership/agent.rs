@@ -12,8 +12,19 @@ use crate::raft::role_name;
 
 const TICK: Duration = Duration::from_millis(250);
 
+/// How this node joins, and how its leader grows the voters.
+#[derive(Debug, Clone, Copy)]
+pub struct JoinPolicy {
+    /// The node was started with `--join`.
+    pub joining: bool,
+    /// It asks the leader to promote it once it replicates.
+    pub auto_promote: bool,
+    /// As leader: the voters that auto-promotion grows the cluster to at most.
+    pub voters_max: usize,
+}
+
 /// What this node publishes, from its Raft metrics and watermarks.
-fn local_state(ctx: &NodeContext, joining: bool, auto_promote: bool) -> NodeState {
+fn local_state(ctx: &NodeContext, policy: JoinPolicy) -> NodeState {
     let metrics = ctx.raft.metrics().borrow_watched().clone();
     let w = ctx.watermarks();
     let in_membership = metrics
@@ -35,22 +46,23 @@ fn local_state(ctx: &NodeContext, joining: bool, auto_promote: bool) -> NodeStat
         wal_first_index: ctx.log.first_index().get(),
         s3_lsn: w.s3_lsn,
         committed_lsn: w.committed_lsn,
-        join_requested: joining && !in_membership,
-        auto_promote,
+        join_requested: policy.joining && !in_membership,
+        auto_promote: policy.auto_promote,
         cluster_id: ctx.cluster_id.get(),
     }
 }
 
-/// Runs until the node stops. `joining`: the node was started with `--join`.
-pub async fn run(ctx: Arc<NodeContext>, joining: bool, auto_promote: bool) {
+/// Runs until the node stops.
+pub async fn run(ctx: Arc<NodeContext>, policy: JoinPolicy) {
     let ops = ctx.membership();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let state = local_state(&ctx, joining, auto_promote);
+        let state = local_state(&ctx, policy);
         ctx.gossip.update_local(|s| *s = state);
-        ops.reconcile_joins(&ctx.gossip.view()).await;
+        ops.reconcile_joins(&ctx.gossip.view(), policy.voters_max)
+            .await;
         crate::tier::designate_worker(&ctx).await;
     }
 }

@@ -27,6 +27,21 @@ pub fn lsns_at(acks: &[arka::client::Ack], level: arka::durability::Level) -> Ve
     lsns
 }
 
+/// The cluster secret of test clusters.
+pub const TEST_SECRET: &str = "test cluster secret, 32 bytes..";
+
+/// A node-to-node message signed as a holder of `secret` that belongs to cluster
+/// `cluster_id` ("" for none) signs it.
+pub fn node_message(
+    secret: &str,
+    cluster_id: &str,
+    data: Vec<u8>,
+) -> arka_proto::raft::RaftPayload {
+    let secret = arka_cluster::ClusterSecret::new(secret.as_bytes()).expect("secret");
+    let persist: arka_cluster::cluster_id::Persist = std::sync::Arc::new(|_| Ok(()));
+    arka_cluster::ClusterId::new(Some(cluster_id.to_string()), persist, secret).seal(data)
+}
+
 /// How long a cluster condition may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -256,6 +271,15 @@ impl Cluster {
         self.node(id).addr()
     }
 
+    /// The cluster's secret file, made on first use.
+    pub fn secret_file(&self) -> PathBuf {
+        let path = self.dir.path().join("cluster.secret");
+        if !path.exists() {
+            std::fs::write(&path, TEST_SECRET).expect("write cluster secret");
+        }
+        path
+    }
+
     fn config_file(&self, id: u64) -> PathBuf {
         let node = self.node(id);
         let mut text = format!(
@@ -266,6 +290,10 @@ impl Cluster {
             node.gossip
         );
         text.push_str("fault-injection = true\n");
+        text.push_str(&format!(
+            "cluster-secret-file = {:?}\n",
+            self.secret_file().display().to_string()
+        ));
         // The suite runs many clusters at once on a small machine. The default Raft timing
         // (tuned for sub-second failover) lets a starved follower start an election now and
         // then; tests that address a fixed leader want elections only when they cause them.

@@ -25,8 +25,9 @@ use tokio::task::JoinHandle;
 
 pub use identity::Peer;
 pub use state::NodeState;
-pub use transport::{Datagrams, UdpDatagrams};
+pub use transport::{Datagrams, SealedDatagrams, UdpDatagrams};
 
+use crate::secret::TAG_BYTES;
 use crate::types::NodeId;
 use state::StateBook;
 pub use state::{STATES_MAX, STATE_FORGET_AFTER};
@@ -76,6 +77,9 @@ impl GossipTiming {
 
     fn foca_config(&self) -> foca::Config {
         let mut config = foca::Config::new_lan(NonZeroU32::MIN.saturating_add(8));
+        // Room for the tag [`SealedDatagrams`] appends, within the same datagram size.
+        config.max_packet_size = NonZeroUsize::new(config.max_packet_size.get() - TAG_BYTES)
+            .unwrap_or(config.max_packet_size);
         config.probe_period = self.probe_period;
         config.probe_rtt = self.probe_rtt;
         config.suspect_to_down_after = self.suspect_to_down;

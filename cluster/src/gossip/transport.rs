@@ -3,10 +3,13 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
 use crate::fault::NetworkFaults;
+use crate::secret::ClusterSecret;
 
 pub trait Datagrams: Send + Sync + 'static {
     fn send_to(&self, data: &[u8], to: SocketAddr) -> impl Future<Output = io::Result<()>> + Send;
@@ -46,6 +49,68 @@ impl Datagrams for UdpDatagrams {
             let received = self.socket.recv_from(buf).await?;
             if !self.faults.is_isolated() {
                 return Ok(received);
+            }
+        }
+    }
+}
+
+/// Gossip datagrams signed with the cluster secret: each one sent ends with its tag, and a
+/// received one whose tag does not verify is dropped before foca sees it, so that a stranger
+/// can neither announce a member nor change one's state.
+pub struct SealedDatagrams<D> {
+    inner: D,
+    secret: ClusterSecret,
+    refused: Mutex<Refused>,
+}
+
+/// Refused datagrams, counted and logged at most once per [`REFUSED_LOG_EVERY`].
+#[derive(Default)]
+struct Refused {
+    count: u64,
+    logged_at: Option<Instant>,
+}
+
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl<D: Datagrams> SealedDatagrams<D> {
+    pub fn new(inner: D, secret: ClusterSecret) -> Self {
+        Self {
+            inner,
+            secret,
+            refused: Mutex::default(),
+        }
+    }
+
+    fn refuse(&self, from: SocketAddr) {
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        refused.count += 1;
+        let due = refused
+            .logged_at
+            .is_none_or(|at| at.elapsed() >= REFUSED_LOG_EVERY);
+        if due {
+            refused.logged_at = Some(Instant::now());
+            tracing::warn!(
+                %from,
+                refused_total = refused.count,
+                "gossip: refused a datagram not signed with this cluster's secret"
+            );
+        }
+    }
+}
+
+impl<D: Datagrams> Datagrams for SealedDatagrams<D> {
+    async fn send_to(&self, data: &[u8], to: SocketAddr) -> io::Result<()> {
+        self.inner
+            .send_to(&self.secret.seal_datagram(data), to)
+            .await
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        loop {
+            let (len, from) = self.inner.recv_from(buf).await?;
+            match self.secret.open_datagram(&buf[..len]) {
+                Some(datagram) => return Ok((datagram.len(), from)),
+                None => self.refuse(from),
             }
         }
     }

@@ -27,7 +27,7 @@ use super::pipeline::{self, InFlight, Incoming, Outgoing};
 use super::snapshot::{messages, SNAPSHOT_CHUNK_BYTES};
 use super::{GRPC_MESSAGE_BYTES_MAX, HTTP2_CONNECTION_WINDOW_BYTES, HTTP2_STREAM_WINDOW_BYTES};
 use crate::cluster_id::ClusterId;
-use crate::codec::{self, WIRE_VERSION};
+use crate::codec;
 use crate::fault::NetworkFaults;
 use crate::types::{NodeId, NodeInfo, TypeConfig, Vote};
 
@@ -190,12 +190,7 @@ impl PeerConnection {
     {
         let data = codec::encode(what, request);
         self.exchange(what, ttl, move |client, cluster_id| {
-            let payload = RaftPayload {
-                version: WIRE_VERSION,
-                data: data?,
-                cluster_id,
-            };
-            Ok(rpc(client, payload))
+            Ok(rpc(client, cluster_id.seal(data?)))
         })
         .await
     }
@@ -225,7 +220,7 @@ impl PeerConnection {
             requests,
             in_flight: in_flight.clone(),
             bytes_max: self.append_bytes_max,
-            cluster_id: self.cluster_id.get().unwrap_or_default(),
+            cluster_id: self.cluster_id.clone(),
             faults: self.faults.clone(),
         });
         let opened = match tokio::time::timeout(ttl, client.append_stream(requests)).await {
@@ -245,14 +240,15 @@ impl PeerConnection {
             in_flight,
             ttl,
             target,
+            cluster_id: self.cluster_id.clone(),
         });
         Ok(Box::pin(answers.inspect(move |answer| {
             reachability.record(target, answer)
         })))
     }
 
-    /// Runs one exchange that `send` starts with the client and this node's cluster id, and
-    /// decodes the answer; transport failures become `Unreachable` (so openraft backs off),
+    /// Runs one exchange that `send` starts with the client and this node's cluster identity
+    /// (to sign the request with), and authenticates and decodes the answer; transport failures become `Unreachable` (so openraft backs off),
     /// everything else `Network`.
     async fn exchange<Resp, F>(
         &self,
@@ -262,7 +258,7 @@ impl PeerConnection {
     ) -> Result<Resp, RPCError<TypeConfig>>
     where
         Resp: DeserializeOwned,
-        F: FnOnce(RaftServiceClient<Channel>, String) -> Result<RpcFuture, codec::CodecError>,
+        F: FnOnce(RaftServiceClient<Channel>, &ClusterId) -> Result<RpcFuture, codec::CodecError>,
     {
         let result = async {
             if self.faults.is_isolated() {
@@ -274,8 +270,7 @@ impl PeerConnection {
                 Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&self.error(e)))),
             };
             let network = |e: String| RPCError::Network(NetworkError::new(&self.error(e)));
-            let sent = send(client, self.cluster_id.get().unwrap_or_default())
-                .map_err(|e| network(e.to_string()))?;
+            let sent = send(client, &self.cluster_id).map_err(|e| network(e.to_string()))?;
             let response = match tokio::time::timeout(ttl, sent).await {
                 Err(_) => {
                     let e = self.error(format!("{what} timed out after {ttl:?}"));
@@ -286,11 +281,9 @@ impl PeerConnection {
                 }
                 Ok(Ok(response)) => response.into_inner(),
             };
-            if response.version != WIRE_VERSION {
-                return Err(network(
-                    codec::CodecError::Version(response.version).to_string(),
-                ));
-            }
+            self.cluster_id
+                .authenticate(&response)
+                .map_err(|refused| network(refused.message().to_string()))?;
             codec::decode(what, &response.data).map_err(|e| network(e.to_string()))
         }
         .await;
@@ -376,7 +369,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         let ttl = option.hard_ttl().max(SNAPSHOT_TIMEOUT_MIN)
             + SNAPSHOT_TIME_PER_CHUNK * (data.len() / SNAPSHOT_CHUNK_BYTES) as u32;
         let send = self.exchange("install_snapshot", ttl, move |mut client, cluster_id| {
-            let messages = messages(&vote, &meta, &data, &cluster_id)?;
+            let messages = messages(&vote, &meta, &data, cluster_id)?;
             Ok(Box::pin(async move {
                 client
                     .install_snapshot_stream(futures::stream::iter(messages))

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arka_proto::raft::raft_service_client::RaftServiceClient;
-use arka_proto::raft::RaftPayload;
 use futures::future::BoxFuture;
 use tonic::transport::Channel;
 use tonic::Status;
@@ -17,7 +16,6 @@ use tonic::Status;
 use super::client::ChannelConnector;
 use super::GRPC_MESSAGE_BYTES_MAX;
 use crate::cluster_id::ClusterId;
-use crate::codec::{CodecError, WIRE_VERSION};
 use crate::fault::NetworkFaults;
 
 /// Answers the internal requests a node receives.
@@ -84,11 +82,7 @@ impl InternalClient {
         let mut client = RaftServiceClient::new(self.channel(raft_addr)?)
             .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
-        let payload = RaftPayload {
-            version: WIRE_VERSION,
-            data: request,
-            cluster_id: self.cluster_id.get().unwrap_or_default(),
-        };
+        let payload = self.cluster_id.seal(request);
         let response = tokio::time::timeout(timeout, client.internal(payload))
             .await
             .map_err(|_| {
@@ -97,11 +91,7 @@ impl InternalClient {
                 ))
             })??
             .into_inner();
-        if response.version != WIRE_VERSION {
-            return Err(Status::internal(
-                CodecError::Version(response.version).to_string(),
-            ));
-        }
+        self.cluster_id.authenticate(&response)?;
         Ok(response.data)
     }
 }

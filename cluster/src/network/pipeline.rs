@@ -19,7 +19,8 @@ use tonic::Streaming;
 
 use super::budget::{cut_to_budget, entry_bytes};
 use super::client::{status_error, PeerError};
-use crate::codec::{self, WIRE_VERSION};
+use crate::cluster_id::ClusterId;
+use crate::codec;
 use crate::fault::NetworkFaults;
 use crate::types::{NodeId, TypeConfig};
 
@@ -111,7 +112,7 @@ pub struct Outgoing<S> {
     pub requests: S,
     pub in_flight: InFlight,
     pub bytes_max: usize,
-    pub cluster_id: String,
+    pub cluster_id: ClusterId,
     pub faults: NetworkFaults,
 }
 
@@ -146,11 +147,7 @@ where
             failed,
             _slots: slots,
         });
-        let payload = RaftPayload {
-            version: WIRE_VERSION,
-            data,
-            cluster_id: out.cluster_id.clone(),
-        };
+        let payload = out.cluster_id.seal(data);
         Some((payload, (!stop).then_some(out)))
     })
 }
@@ -162,6 +159,8 @@ pub struct Incoming {
     /// How long a request may wait for its answer before the follower counts as unreachable.
     pub ttl: Duration,
     pub target: NodeId,
+    /// Answers must be signed with the cluster secret.
+    pub cluster_id: ClusterId,
 }
 
 /// The answer stream: one answer per request, in order. A request that waits longer than
@@ -207,10 +206,8 @@ async fn next_answer(incoming: &mut Incoming) -> Option<Answer> {
         if !incoming.in_flight.answered() {
             return Some(Err(network("an answer to no request".to_string())));
         }
-        if message.version != WIRE_VERSION {
-            return Some(Err(network(
-                codec::CodecError::Version(message.version).to_string(),
-            )));
+        if let Err(refused) = incoming.cluster_id.authenticate(&message) {
+            return Some(Err(network(refused.message().to_string())));
         }
         return Some(
             codec::decode::<StreamAppendResult<TypeConfig>>("append_stream", &message.data)

@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::InternalHandler;
 use crate::cluster_id::ClusterId;
-use crate::codec::{self, WIRE_VERSION};
+use crate::codec;
 use crate::fault::NetworkFaults;
 use crate::types::{SnapshotMeta, TypeConfig, Vote};
 
@@ -54,15 +54,31 @@ impl<SM: RaftStateMachine<TypeConfig>> RaftRpcService<SM> {
 /// leader keeps in flight.
 const DELAYED_ANSWERS_MAX: usize = 4 * super::pipeline::PIPELINE_DEPTH as usize;
 
-/// Refuses every request while the node is isolated by an injected fault, and requests from
-/// another cluster.
+/// Refuses every request while the node is isolated by an injected fault, requests not
+/// signed with the cluster secret, and requests from another cluster.
 fn admit(faults: &NetworkFaults, cluster_id: &ClusterId, req: &RaftPayload) -> Result<(), Status> {
+    refuse_if_isolated(faults)?;
+    cluster_id
+        .admit(req)
+        .inspect_err(|refused| log_refusal(req, refused))
+}
+
+fn refuse_if_isolated(faults: &NetworkFaults) -> Result<(), Status> {
     if faults.is_isolated() {
         return Err(Status::unavailable("node is isolated by an injected fault"));
     }
-    cluster_id
-        .admit(&req.cluster_id)
-        .map_err(Status::failed_precondition)
+    Ok(())
+}
+
+/// Refused node-to-node messages are logged: a stranger probing the Raft port, or a member
+/// configured with another secret, is something the operator must see.
+fn log_refusal(req: &RaftPayload, refused: &Status) {
+    tracing::warn!(
+        code = ?refused.code(),
+        cluster_id = %req.cluster_id,
+        reason = refused.message(),
+        "refused a node-to-node message"
+    );
 }
 
 /// The AppendEntries requests of a pipelined stream, each admitted and decoded. The first
@@ -110,36 +126,34 @@ where
             .install_full_snapshot(vote, snapshot)
             .await
             .map_err(|e| raft_failed("install_snapshot", e))?;
-        encode_response("install_snapshot", &resp)
+        encode_response(&self.cluster_id, "install_snapshot", &resp)
     }
 }
 
 /// The answer to `Identify`.
 pub type Identity = (crate::types::NodeId, Option<String>);
 
+/// Decodes an admitted request (its version was checked with its tag).
 fn decode_request<T: DeserializeOwned>(what: &'static str, req: RaftPayload) -> Result<T, Status> {
-    if req.version != WIRE_VERSION {
-        return Err(Status::invalid_argument(
-            codec::CodecError::Version(req.version).to_string(),
-        ));
-    }
     codec::decode(what, &req.data).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 fn encode_response<T: Serialize>(
+    cluster_id: &ClusterId,
     what: &'static str,
     value: &T,
 ) -> Result<Response<RaftPayload>, Status> {
-    encode_payload(what, value).map(Response::new)
+    encode_payload(cluster_id, what, value).map(Response::new)
 }
 
-fn encode_payload<T: Serialize>(what: &'static str, value: &T) -> Result<RaftPayload, Status> {
+/// An answer, signed like a request so that the asker knows a member answered.
+fn encode_payload<T: Serialize>(
+    cluster_id: &ClusterId,
+    what: &'static str,
+    value: &T,
+) -> Result<RaftPayload, Status> {
     let data = codec::encode(what, value).map_err(|e| Status::internal(e.to_string()))?;
-    Ok(RaftPayload {
-        version: WIRE_VERSION,
-        data,
-        cluster_id: String::new(),
-    })
+    Ok(cluster_id.seal(data))
 }
 
 fn raft_failed(what: &str, e: impl std::fmt::Display) -> Status {
@@ -160,7 +174,7 @@ where
             .vote(rpc)
             .await
             .map_err(|e| raft_failed("vote", e))?;
-        encode_response("vote", &resp)
+        encode_response(&self.cluster_id, "vote", &resp)
     }
 
     async fn pre_vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
@@ -172,7 +186,7 @@ where
             .pre_vote(rpc)
             .await
             .map_err(|e| raft_failed("pre_vote", e))?;
-        encode_response("pre_vote", &resp)
+        encode_response(&self.cluster_id, "pre_vote", &resp)
     }
 
     async fn append_entries(
@@ -188,7 +202,7 @@ where
             .await
             .map_err(|e| raft_failed("append_entries", e))?;
         self.faults.delay_answer().await;
-        encode_response("append_entries", &resp)
+        encode_response(&self.cluster_id, "append_entries", &resp)
     }
 
     type AppendStreamStream = BoxStream<'static, Result<RaftPayload, Status>>;
@@ -205,6 +219,7 @@ where
             refusal.clone(),
         );
         let faults = self.faults.clone();
+        let sealer = self.cluster_id.clone();
         let answers = self
             .raft
             .stream_append(requests)
@@ -218,8 +233,8 @@ where
                 }
             })
             .buffered(DELAYED_ANSWERS_MAX)
-            .map(|answer| match answer {
-                Ok(result) => encode_payload("append_stream", &result),
+            .map(move |answer| match answer {
+                Ok(result) => encode_payload(&sealer, "append_stream", &result),
                 Err(fatal) => Err(raft_failed("append_stream", fatal)),
             });
         let refused = futures::stream::once(async move {
@@ -245,7 +260,10 @@ where
         req: Request<tonic::Streaming<RaftPayload>>,
     ) -> Result<Response<RaftPayload>, Status> {
         let (vote, meta, data) =
-            super::snapshot::receive(req.into_inner(), |first| self.admit(first)).await?;
+            super::snapshot::receive(req.into_inner(), &self.cluster_id, |first| {
+                self.admit(first)
+            })
+            .await?;
         self.install(vote, meta, data).await
     }
 
@@ -261,42 +279,31 @@ where
             .handle_transfer_leader(rpc)
             .await
             .map_err(|e| raft_failed("transfer_leader", e))?;
-        encode_response("transfer_leader", &resp)
+        encode_response(&self.cluster_id, "transfer_leader", &resp)
     }
 
     async fn identify(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let _ = req;
+        // Answered to any holder of the secret, also one of no cluster yet (a leader about to
+        // add this node asks before this node has learned the cluster id).
+        let req = req.into_inner();
+        refuse_if_isolated(&self.faults)?;
+        self.cluster_id
+            .authenticate(&req)
+            .inspect_err(|refused| log_refusal(&req, refused))?;
         let node_id = self.raft.metrics().borrow_watched().id;
         let identity: Identity = (node_id, self.cluster_id.get());
-        encode_response("identify", &identity)
+        encode_response(&self.cluster_id, "identify", &identity)
     }
 
     async fn internal(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let req = req.into_inner();
-        if self.faults.is_isolated() {
-            return Err(Status::unavailable("node is isolated by an injected fault"));
-        }
-        if req.version != WIRE_VERSION {
-            return Err(Status::invalid_argument(
-                codec::CodecError::Version(req.version).to_string(),
-            ));
-        }
+        refuse_if_isolated(&self.faults)?;
         // Served only between members of one cluster: unlike a Raft message, an internal
         // request never makes a node adopt the sender's cluster id.
-        match self.cluster_id.get() {
-            Some(ours) if ours == req.cluster_id => {}
-            ours => {
-                return Err(Status::permission_denied(format!(
-                    "internal requests are served only within this node's cluster ({ours:?}); the request names {:?}",
-                    req.cluster_id
-                )))
-            }
-        }
+        self.cluster_id
+            .admit_member(&req)
+            .inspect_err(|refused| log_refusal(&req, refused))?;
         let data = self.internal.handle(req.data).await?;
-        Ok(Response::new(RaftPayload {
-            version: WIRE_VERSION,
-            data,
-            cluster_id: String::new(),
-        }))
+        Ok(Response::new(self.cluster_id.seal(data)))
     }
 }

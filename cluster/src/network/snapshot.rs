@@ -6,7 +6,8 @@ use arka_proto::raft::RaftPayload;
 use futures::{Stream, StreamExt};
 use tonic::Status;
 
-use crate::codec::{self, WIRE_VERSION};
+use crate::cluster_id::ClusterId;
+use crate::codec;
 use crate::types::{SnapshotMeta, Vote};
 
 /// Bytes of snapshot in one message.
@@ -21,25 +22,22 @@ pub fn messages(
     vote: &Vote,
     meta: &SnapshotMeta,
     data: &[u8],
-    cluster_id: &str,
+    cluster_id: &ClusterId,
 ) -> Result<Vec<RaftPayload>, codec::CodecError> {
     let header: Header = (*vote, meta.clone(), data.len() as u64);
-    let payload = |data: Vec<u8>| RaftPayload {
-        version: WIRE_VERSION,
-        data,
-        cluster_id: cluster_id.to_string(),
-    };
-    let mut out = vec![payload(codec::encode("snapshot header", &header)?)];
+    let mut out = vec![cluster_id.seal(codec::encode("snapshot header", &header)?)];
     out.extend(
         data.chunks(SNAPSHOT_CHUNK_BYTES)
-            .map(|c| payload(c.to_vec())),
+            .map(|c| cluster_id.seal(c.to_vec())),
     );
     Ok(out)
 }
 
-/// Reads a snapshot stream. `admit` checks the first message (fault point, cluster id).
+/// Reads a snapshot stream. `admit` checks the first message (fault point, tag, cluster
+/// id); every chunk after it must carry a valid tag too.
 pub async fn receive<S>(
     mut stream: S,
+    cluster_id: &ClusterId,
     admit: impl FnOnce(&RaftPayload) -> Result<(), Status>,
 ) -> Result<(Vote, SnapshotMeta, Vec<u8>), Status>
 where
@@ -50,11 +48,6 @@ where
         .await
         .ok_or_else(|| Status::invalid_argument("snapshot stream without a header"))??;
     admit(&first)?;
-    if first.version != WIRE_VERSION {
-        return Err(Status::invalid_argument(
-            codec::CodecError::Version(first.version).to_string(),
-        ));
-    }
     let (vote, meta, total): Header = codec::decode("snapshot header", &first.data)
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
     if total > SNAPSHOT_BYTES_MAX {
@@ -65,6 +58,7 @@ where
     let mut data = Vec::with_capacity(total as usize);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
+        cluster_id.authenticate(&chunk)?;
         if chunk.data.len() > SNAPSHOT_CHUNK_BYTES || (data.len() + chunk.data.len()) as u64 > total
         {
             return Err(Status::invalid_argument(format!(
@@ -84,7 +78,15 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::secret::ClusterSecret;
+
+    fn cluster(id: &str, secret: &str) -> ClusterId {
+        let secret = ClusterSecret::new(secret.as_bytes()).expect("secret");
+        ClusterId::new(Some(id.to_string()), Arc::new(|_| Ok(())), secret)
+    }
 
     fn stream(
         messages: Vec<RaftPayload>,
@@ -99,10 +101,11 @@ mod tests {
             .collect();
         let vote = Vote::new(3, crate::types::NodeId(1));
         let meta = SnapshotMeta::default();
-        let sent = messages(&vote, &meta, &data, "c1").expect("messages");
+        let c1 = cluster("c1", "0123456789abcdef");
+        let sent = messages(&vote, &meta, &data, &c1).expect("messages");
         assert_eq!(sent.len(), 4, "a header and three chunks");
         assert!(sent.iter().all(|m| m.data.len() <= SNAPSHOT_CHUNK_BYTES));
-        let (got_vote, got_meta, got) = receive(stream(sent), |first| {
+        let (got_vote, got_meta, got) = receive(stream(sent), &c1, |first| {
             assert_eq!(first.cluster_id, "c1");
             Ok(())
         })
@@ -116,19 +119,37 @@ mod tests {
     async fn a_stream_that_does_not_match_its_header_is_refused() {
         let data = vec![7u8; 1000];
         let vote = Vote::new(1, crate::types::NodeId(1));
-        let mut short = messages(&vote, &SnapshotMeta::default(), &data, "").expect("messages");
+        let c = cluster("", "0123456789abcdef");
+        let mut short = messages(&vote, &SnapshotMeta::default(), &data, &c).expect("messages");
         short.pop();
-        let err = receive(stream(short), |_| Ok(())).await.expect_err("short");
+        let err = receive(stream(short), &c, |_| Ok(()))
+            .await
+            .expect_err("short");
         assert!(err.message().contains("ended after 0 of 1000"), "{err}");
 
-        let mut long = messages(&vote, &SnapshotMeta::default(), &data, "").expect("messages");
+        let mut long = messages(&vote, &SnapshotMeta::default(), &data, &c).expect("messages");
         long.push(long[1].clone());
-        let err = receive(stream(long), |_| Ok(())).await.expect_err("long");
+        let err = receive(stream(long), &c, |_| Ok(()))
+            .await
+            .expect_err("long");
         assert!(err.message().contains("more than the 1000 bytes"), "{err}");
 
-        let refused = receive(stream(Vec::new()), |_| Ok(()))
+        let refused = receive(stream(Vec::new()), &c, |_| Ok(()))
             .await
             .expect_err("empty");
         assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    }
+
+    #[tokio::test]
+    async fn a_chunk_not_signed_with_the_secret_is_refused() {
+        let vote = Vote::new(1, crate::types::NodeId(1));
+        let ours = cluster("c", "0123456789abcdef");
+        let theirs = cluster("c", "fedcba9876543210");
+        let mut sent = messages(&vote, &SnapshotMeta::default(), &[7u8; 10], &ours).expect("ours");
+        sent[1] = theirs.seal(vec![9u8; 10]);
+        let err = receive(stream(sent), &ours, |_| Ok(()))
+            .await
+            .expect_err("forged chunk");
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
     }
 }

@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-use crate::cli::dev::{dev_nodes, server_args, DevNode, DevTiering};
+use crate::cli::dev::{dev_nodes, server_args, DevNode, DevShared};
 use crate::client::{Client, ClusterClient, ProducerConfig, WriteHandle};
 
 #[derive(Debug, Args)]
@@ -48,7 +48,7 @@ struct Nodes {
     exe: PathBuf,
     nodes: Vec<DevNode>,
     data_dir: PathBuf,
-    tiering: DevTiering,
+    tiering: DevShared,
     children: Vec<Option<Child>>,
 }
 
@@ -199,7 +199,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         children: (0..count).map(|_| None).collect(),
         nodes,
         data_dir: args.data_dir.clone(),
-        tiering: DevTiering::under(&args.data_dir, None, 2000)?,
+        tiering: DevShared::under(&args.data_dir, None, 2000)?,
     };
     for i in 0..count {
         cluster.spawn(i)?;
