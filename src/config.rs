@@ -66,6 +66,20 @@ pub struct NodeConfig {
     /// `head -c 32 /dev/urandom | base64 > cluster.secret` and keep it readable only by the
     /// node's user.
     pub cluster_secret_file: Option<PathBuf>,
+    /// TLS on the Flight and Raft ports: the cluster CA (PEM). With `tls-cert-file` and
+    /// `tls-key-file` (this node's certificate and key, PEM, good for server and client use):
+    /// clients connect with `grpc+tls://` and trust the CA; peers on the Raft port must
+    /// present a certificate signed by it (mutual TLS). All three or none.
+    pub tls_ca_file: Option<PathBuf>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// The users of the Flight port (TOML, one `[[user]]` table each: `name`,
+    /// `password-hash` from `arka hash-password`, `role` = reader | writer | admin, optional
+    /// `tables` name prefixes and `token-sha256` of a static service token). Set: every call
+    /// but the Handshake needs a bearer token. Unset: clients are not authenticated.
+    pub auth_file: Option<PathBuf>,
+    /// How long a bearer token from the Handshake is good for.
+    pub auth_token_ttl_secs: u64,
     /// Allow the `inject_fault` action (isolate this node from its peers). For tests and
     /// chaos runs only.
     pub fault_injection: bool,
@@ -139,6 +153,11 @@ impl Default for NodeConfig {
             auto_promote: true,
             voters_max: arka_cluster::membership::VOTERS_MAX_DEFAULT,
             cluster_secret_file: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            auth_file: None,
+            auth_token_ttl_secs: 3600,
             fault_injection: false,
             initial_members: Vec::new(),
             bootstrap: false,
@@ -196,12 +215,29 @@ impl NodeConfig {
         })
     }
 
+    /// The TLS files, when TLS is on.
+    pub fn tls_files(&self) -> Option<(&Path, &Path, &Path)> {
+        Some((
+            self.tls_ca_file.as_deref()?,
+            self.tls_cert_file.as_deref()?,
+            self.tls_key_file.as_deref()?,
+        ))
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         if self.cluster_secret_file.is_none() {
             return invalid(
                 "cluster-secret-file is not set: every member needs the same secret file (make one with `head -c 32 /dev/urandom | base64 > cluster.secret`)".into(),
             );
+        }
+        let tls_files = [&self.tls_ca_file, &self.tls_cert_file, &self.tls_key_file];
+        let tls_set = tls_files.iter().filter(|f| f.is_some()).count();
+        if tls_set != 0 && tls_set != 3 {
+            return invalid("TLS needs all of tls-ca-file, tls-cert-file and tls-key-file".into());
+        }
+        if self.auth_token_ttl_secs == 0 {
+            return invalid("auth-token-ttl-secs must be above 0".into());
         }
         if self.voters_max % 2 == 0 {
             return invalid(format!(

@@ -51,7 +51,12 @@ impl NodeContext {
 
     /// Membership changes, as this node (the leader) makes them.
     pub fn membership(&self) -> MembershipOps<StateMachineStore> {
-        MembershipOps::new(self.raft.clone(), self.node_id, self.cluster_id.clone())
+        MembershipOps::new(
+            self.raft.clone(),
+            self.node_id,
+            self.cluster_id.clone(),
+            self.internal.clone(),
+        )
     }
 
     pub fn watermarks(&self) -> Watermarks {

@@ -5,6 +5,7 @@
 //! ([`flight`]).
 
 pub mod acks;
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -22,5 +23,6 @@ pub mod read;
 pub mod state;
 pub mod table;
 pub mod tier;
+pub mod tls;
 pub mod wal;
 pub mod write;

@@ -21,11 +21,15 @@ use arka_proto::raft::raft_service_server::RaftServiceServer;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::ServerTlsConfig;
 
 use crate::acks::AckRouter;
+use crate::auth::{Audit, Authenticator, Users};
 use crate::config::NodeConfig;
 use crate::context::NodeContext;
+use crate::flight::auth::{Authenticate, Guard};
 use crate::flight::ArkaFlight;
 use crate::internal::InternalService;
 use crate::membership::{self, ApplyClock};
@@ -33,6 +37,7 @@ use crate::raft::Raft;
 use crate::state::snapshot_schedule;
 use crate::state::{Retention, StateMachine, StateMachineStore};
 use crate::tier::{self, TierSettings, Tiering};
+use crate::tls::NodeTls;
 use crate::wal::{LogReader, LogStore, WalConfig, WalFaults};
 use crate::write::{WalGuard, WriteLimits, WritePath};
 
@@ -102,11 +107,14 @@ impl Node {
         };
         let faults = NetworkFaults::default();
         let cluster_id = open_cluster_id(&db, load_secret(&config)?)?;
-        let network =
-            NetworkFactory::new(Arc::new(TcpConnector), faults.clone(), cluster_id.clone())
-                .with_append_bytes_max(config.replication_bytes_max as usize);
-        let internal =
-            InternalClient::new(Arc::new(TcpConnector), faults.clone(), cluster_id.clone());
+        let tls = open_tls(&config)?;
+        let connector = Arc::new(
+            tls.as_ref()
+                .map_or_else(TcpConnector::plain, NodeTls::raft_client),
+        );
+        let network = NetworkFactory::new(connector.clone(), faults.clone(), cluster_id.clone())
+            .with_append_bytes_max(config.replication_bytes_max as usize);
+        let internal = InternalClient::new(connector, faults.clone(), cluster_id.clone());
         let raft = Raft::new(
             config.node_id,
             raft_config::build(&timing)?,
@@ -178,13 +186,23 @@ impl Node {
         ))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
-        let raft_server = http2_server()
+        let raft_server = http2_server(tls.as_ref().map(NodeTls::raft_server))?
             .add_service(raft_service)
             .serve_with_incoming_shutdown(accepted(raft_listener), stopped(stop_rx.clone()));
-        let flight_service = FlightServiceServer::new(ArkaFlight::new(ctx.clone()))
-            .max_decoding_message_size(FLIGHT_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(FLIGHT_MESSAGE_BYTES_MAX);
-        let flight_server = http2_server()
+        let audit = Audit::to_file(config.data_dir.join("audit.log"));
+        let authenticator = open_authenticator(&config, cluster_id.secret())?;
+        let flight = ArkaFlight::new(
+            ctx.clone(),
+            authenticator.clone(),
+            Guard::new(audit.clone()),
+        );
+        let flight_service = InterceptedService::new(
+            FlightServiceServer::new(flight)
+                .max_decoding_message_size(FLIGHT_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(FLIGHT_MESSAGE_BYTES_MAX),
+            Authenticate::new(authenticator, audit),
+        );
+        let flight_server = http2_server(tls.as_ref().map(NodeTls::flight_server))?
             .add_service(flight_service)
             .serve_with_incoming_shutdown(accepted(flight_listener), stopped(stop_rx));
         let applied = ctx.state.subscribe_applied();
@@ -267,6 +285,24 @@ fn open_tiering(config: &NodeConfig) -> anyhow::Result<Option<Arc<Tiering>>> {
     };
     let tiering = Tiering::open(settings).context("open the object store")?;
     Ok(Some(Arc::new(tiering)))
+}
+
+/// The users of the Flight port, when `auth-file` is set.
+fn open_authenticator(
+    config: &NodeConfig,
+    secret: &ClusterSecret,
+) -> anyhow::Result<Option<Arc<Authenticator>>> {
+    let Some(path) = &config.auth_file else {
+        tracing::warn!("auth-file is not set: Flight clients are not authenticated and every caller may do everything");
+        return Ok(None);
+    };
+    let users = Users::from_file(path)?;
+    let ttl = Duration::from_secs(config.auth_token_ttl_secs);
+    Ok(Some(Arc::new(Authenticator::new(
+        users,
+        secret.clone(),
+        ttl,
+    ))))
 }
 
 /// The cluster secret from `cluster-secret-file`.
@@ -396,11 +432,26 @@ fn accepted(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
-/// A gRPC server with arka's HTTP/2 windows.
-fn http2_server() -> tonic::transport::Server {
-    tonic::transport::Server::builder()
+/// A gRPC server with arka's HTTP/2 windows, and TLS when `tls` is given.
+fn http2_server(tls: Option<ServerTlsConfig>) -> anyhow::Result<tonic::transport::Server> {
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls).context("TLS configuration")?;
+    }
+    Ok(server
         .initial_stream_window_size(arka_cluster::network::HTTP2_STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(arka_cluster::network::HTTP2_CONNECTION_WINDOW_BYTES)
+        .initial_connection_window_size(arka_cluster::network::HTTP2_CONNECTION_WINDOW_BYTES))
+}
+
+/// The node's TLS files, when TLS is on; the Flight locations it hands out then say
+/// `grpc+tls://`.
+fn open_tls(config: &NodeConfig) -> anyhow::Result<Option<NodeTls>> {
+    let Some((ca, cert, key)) = config.tls_files() else {
+        arka_cluster::types::advertise_flight_tls(false);
+        return Ok(None);
+    };
+    arka_cluster::types::advertise_flight_tls(true);
+    Ok(Some(NodeTls::load(ca, cert, key)?))
 }
 
 #[cfg(test)]

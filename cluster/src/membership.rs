@@ -10,12 +10,9 @@ use openraft::storage::RaftStateMachine;
 use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::{ChangeMembers, Instant, Raft, RaftMetrics, ServerState};
 
-use arka_proto::raft::raft_service_client::RaftServiceClient;
-
 use crate::cluster_id::ClusterId;
-use crate::codec;
 use crate::gossip::{ClusterView, Liveness};
-use crate::network::Identity;
+use crate::network::InternalClient;
 use crate::types::{NodeId, NodeInfo, TypeConfig};
 
 /// A learner whose log is at most this many entries behind the leader's counts as caught up.
@@ -27,6 +24,9 @@ pub const PROMOTE_IF_HEARD_WITHIN: Duration = Duration::from_secs(3);
 pub const VOTERS_MAX_DEFAULT: usize = 5;
 /// How long `add` waits for a new node to say who it is.
 const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a membership change waits for the one before it (a promotion's second phase) to
+/// commit before it gives up.
+pub const SETTLE_WAIT_MAX: Duration = Duration::from_secs(10);
 /// How long a leadership transfer may take before the call gives up.
 pub const TRANSFER_WAIT_MAX: Duration = Duration::from_secs(10);
 
@@ -63,6 +63,8 @@ pub enum MembershipError {
     /// Leadership moved to `0` (to let the leader remove itself); the caller goes on there.
     #[error("leadership moved to node {0}")]
     LeadershipMoved(NodeId),
+    #[error("a membership change is still in progress after {0:?}: it cannot commit without a quorum of both the old and the new voters; bring enough of them back")]
+    Unsettled(Duration),
     #[error("{action} failed: {reason}")]
     Raft {
         action: &'static str,
@@ -140,14 +142,22 @@ pub struct MembershipOps<SM: RaftStateMachine<TypeConfig>> {
     raft: Raft<TypeConfig, SM>,
     node_id: NodeId,
     cluster_id: ClusterId,
+    /// Reaches a node before it is a member (to ask who it is).
+    peers: InternalClient,
 }
 
 impl<SM: RaftStateMachine<TypeConfig>> MembershipOps<SM> {
-    pub fn new(raft: Raft<TypeConfig, SM>, node_id: NodeId, cluster_id: ClusterId) -> Self {
+    pub fn new(
+        raft: Raft<TypeConfig, SM>,
+        node_id: NodeId,
+        cluster_id: ClusterId,
+        peers: InternalClient,
+    ) -> Self {
         Self {
             raft,
             node_id,
             cluster_id,
+            peers,
         }
     }
 
@@ -163,26 +173,11 @@ impl<SM: RaftStateMachine<TypeConfig>> MembershipOps<SM> {
             node_id,
             addr: addr.clone(),
         };
-        let ask = async {
-            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-                .ok()?
-                .connect()
-                .await
-                .ok()?;
-            let request = self.cluster_id.seal(Vec::new());
-            let response = RaftServiceClient::new(channel)
-                .identify(request)
-                .await
-                .ok()?
-                .into_inner();
-            self.cluster_id.authenticate(&response).ok()?;
-            codec::decode::<Identity>("identify", &response.data).ok()
-        };
-        let (found, theirs) = tokio::time::timeout(IDENTIFY_TIMEOUT, ask)
+        let (found, theirs) = self
+            .peers
+            .identify(&addr, IDENTIFY_TIMEOUT)
             .await
-            .ok()
-            .flatten()
-            .ok_or_else(unreachable)?;
+            .map_err(|_| unreachable())?;
         if found != node_id {
             return Err(MembershipError::WrongNode {
                 addr,
@@ -200,6 +195,21 @@ impl<SM: RaftStateMachine<TypeConfig>> MembershipOps<SM> {
 
     fn metrics(&self) -> RaftMetrics<TypeConfig> {
         self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// Waits until no membership change is in progress (the latest membership entry is
+    /// committed), so that a change asked for right after another (a removal after a
+    /// promotion) goes ahead instead of being refused as concurrent.
+    async fn settle(&self) -> Result<(), MembershipError> {
+        let settled = |m: &RaftMetrics<TypeConfig>| {
+            m.membership_config.log_id() == m.committed_membership_config.log_id()
+        };
+        self.raft
+            .wait(Some(SETTLE_WAIT_MAX))
+            .metrics(settled, "membership change settles")
+            .await
+            .map(|_| ())
+            .map_err(|_| MembershipError::Unsettled(SETTLE_WAIT_MAX))
     }
 
     fn leader_metrics(&self) -> Result<RaftMetrics<TypeConfig>, MembershipError> {
@@ -229,6 +239,7 @@ impl<SM: RaftStateMachine<TypeConfig>> MembershipOps<SM> {
             return Err(MembershipError::AlreadyMember(node_id));
         }
         self.check_identity(node_id, &node).await?;
+        self.settle().await?;
         // Blocking: returns once the learner has caught up, so that promoting it cannot stall
         // commits; bounded so that a node that dies while catching up does not hang the call.
         let added = tokio::time::timeout(catch_up_max, self.raft.add_learner(node_id, node, true))
@@ -242,6 +253,7 @@ impl<SM: RaftStateMachine<TypeConfig>> MembershipOps<SM> {
     }
 
     async fn promote(&self, node_id: NodeId) -> Result<(), MembershipError> {
+        self.settle().await?;
         let ids = BTreeSet::from([node_id]);
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(ids), true)
@@ -254,6 +266,8 @@ impl<SM: RaftStateMachine<TypeConfig>> MembershipOps<SM> {
     /// leader moves leadership to the most caught-up other voter first and returns
     /// [`MembershipError::LeadershipMoved`]: the new leader finishes the removal.
     pub async fn remove(&self, node_id: NodeId) -> Result<(), MembershipError> {
+        self.leader_metrics()?;
+        self.settle().await?;
         let metrics = self.leader_metrics()?;
         let members = members(&metrics);
         if !members.all.contains(&node_id) {

@@ -36,6 +36,7 @@ pub enum SecretError {
 pub struct ClusterSecret {
     rpc: hmac::Key,
     gossip: hmac::Key,
+    client_token: hmac::Key,
 }
 
 impl std::fmt::Debug for ClusterSecret {
@@ -58,6 +59,7 @@ impl ClusterSecret {
         Ok(Self {
             rpc: derive(b"arka node-to-node rpc v1"),
             gossip: derive(b"arka gossip datagram v1"),
+            client_token: derive(b"arka client bearer token v1"),
         })
     }
 
@@ -98,6 +100,18 @@ impl ClusterSecret {
         let (datagram, tag) = sealed.split_at(split);
         hmac::verify(&self.gossip, datagram, tag).ok()?;
         Some(datagram)
+    }
+}
+
+impl ClusterSecret {
+    /// The tag of a client bearer token's claims: every member can check a token that any
+    /// member issued.
+    pub fn token_tag(&self, claims: &[u8]) -> Vec<u8> {
+        hmac::sign(&self.client_token, claims).as_ref().to_vec()
+    }
+
+    pub fn token_tag_matches(&self, claims: &[u8], tag: &[u8]) -> bool {
+        hmac::verify(&self.client_token, claims, tag).is_ok()
     }
 }
 

@@ -48,10 +48,25 @@ pub struct NodeInfo {
     pub flight_addr: String,
 }
 
+/// Whether this process's Flight service (and so every member's: TLS is set cluster-wide)
+/// speaks TLS, which makes the locations handed to clients `grpc+tls://`. Set once at node
+/// start, before any location is made; a process that never sets it hands out `grpc://`.
+static FLIGHT_TLS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Makes every Flight location this process hands out `grpc+tls://` (`tls`) or
+/// `grpc://`. The first call wins.
+pub fn advertise_flight_tls(tls: bool) {
+    let _ = FLIGHT_TLS.set(tls);
+}
+
 impl NodeInfo {
-    /// The Flight location clients use, `grpc://HOST:PORT`.
+    /// The Flight location clients use, `grpc://HOST:PORT` (`grpc+tls://` with TLS on).
     pub fn flight_location(&self) -> String {
-        format!("grpc://{}", self.flight_addr)
+        let scheme = match FLIGHT_TLS.get() {
+            Some(true) => "grpc+tls",
+            _ => "grpc",
+        };
+        format!("{scheme}://{}", self.flight_addr)
     }
 }
 

@@ -178,7 +178,7 @@ async fn connect(mode: Follower) -> (arka_cluster::network::PeerConnection, Arc<
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
     let mut factory = NetworkFactory::new(
-        Arc::new(TcpConnector),
+        Arc::new(TcpConnector::plain()),
         NetworkFaults::default(),
         cluster_id(),
     );

@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::Value;
 
-use crate::client::{Client, ClientError, ClusterClient, RetryPolicy};
+use super::connect_args::ConnectArgs;
+use crate::client::{Client, ClientError, ClusterClient, ConnectOptions, RetryPolicy};
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {
@@ -29,6 +30,8 @@ pub struct AdminArgs {
     action: String,
     /// The action's JSON body.
     body: Option<String>,
+    #[command(flatten)]
+    connect: ConnectArgs,
 }
 
 /// Actions answered by the node asked, not the leader.
@@ -57,10 +60,11 @@ fn report_error(action: &str, e: &ClientError) -> i32 {
 pub async fn run(args: AdminArgs) -> anyhow::Result<i32> {
     let first = args.addr.first().cloned().unwrap_or_default();
     let body = args.body.unwrap_or_default().into_bytes();
+    let options = args.connect.options()?;
     let result = if args.action == "status" && !args.raw {
-        return status_table(&first).await;
+        return status_table(&first, &options).await;
     } else if NODE_LOCAL.contains(&args.action.as_str()) {
-        match Client::connect(&first).await {
+        match Client::connect_with(&first, &options).await {
             Ok(client) => client.action_bytes(&args.action, body).await,
             Err(e) => Err(e),
         }
@@ -69,7 +73,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<i32> {
             deadline: Duration::from_secs(10),
             ..RetryPolicy::default()
         };
-        match ClusterClient::connect_with(&args.addr, retry).await {
+        match ClusterClient::connect_with_options(&args.addr, retry, options).await {
             Ok(cluster) => cluster.action_bytes(&args.action, body).await,
             Err(e) => Err(e),
         }
@@ -96,8 +100,8 @@ fn cell(v: &Value) -> String {
 }
 
 /// The member table of `cluster_status`; exit 1 when unhealthy.
-async fn status_table(addr: &str) -> anyhow::Result<i32> {
-    let report = match Client::connect(addr).await {
+async fn status_table(addr: &str, options: &ConnectOptions) -> anyhow::Result<i32> {
+    let report = match Client::connect_with(addr, options).await {
         Ok(client) => client.action("cluster_status", &Value::Null).await,
         Err(e) => Err(e),
     };

@@ -30,15 +30,25 @@ pub struct DevArgs {
     /// How often the tier worker commits to Iceberg, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     commit_interval_ms: u64,
+    /// TLS on every port: makes a CA and node certificates under DATA_DIR/tls (clients trust
+    /// DATA_DIR/tls/ca.pem and connect with grpc+tls://); the Raft port runs mutual TLS.
+    #[arg(long)]
+    tls: bool,
+    /// The users of the Flight port (TOML, see `arka hash-password`): every call but the
+    /// Handshake then needs a bearer token.
+    #[arg(long, value_name = "FILE")]
+    auth_file: Option<PathBuf>,
 }
 
-/// What the nodes of a dev cluster share: one object store, one Iceberg catalog and the
-/// cluster secret.
+/// What the nodes of a dev cluster share: one object store, one Iceberg catalog, the
+/// cluster secret, and the CA and users when secured.
 pub struct DevShared {
     pub object_store_url: String,
     pub catalog_url: String,
     pub commit_interval_ms: u64,
     pub secret_file: PathBuf,
+    pub tls: Option<crate::tls::DevCerts>,
+    pub auth_file: Option<PathBuf>,
 }
 
 impl DevShared {
@@ -57,7 +67,27 @@ impl DevShared {
             catalog_url: crate::tier::default_catalog_url(&root),
             commit_interval_ms,
             secret_file: super::secrets::ensure_secret_file(&root.join("cluster.secret"))?,
+            tls: None,
+            auth_file: None,
         })
+    }
+
+    /// Secures the cluster: TLS certificates for `nodes` nodes on this machine under the
+    /// data dir (`tls`), and the users of `auth_file`.
+    pub fn secured(
+        mut self,
+        data_dir: &Path,
+        nodes: usize,
+        tls: bool,
+        auth_file: Option<PathBuf>,
+    ) -> anyhow::Result<Self> {
+        if tls {
+            let hosts = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+            let dir = data_dir.canonicalize()?.join("tls");
+            self.tls = Some(crate::tls::generate(&dir, nodes, &hosts)?);
+        }
+        self.auth_file = auth_file.map(|f| f.canonicalize()).transpose()?;
+        Ok(self)
     }
 }
 
@@ -114,6 +144,21 @@ pub fn server_args(
         "--cluster-secret-file".into(),
         tiering.secret_file.display().to_string(),
     ];
+    if let Some(tls) = &tiering.tls {
+        let (cert, key) = &tls.nodes[(node.id - 1) as usize];
+        for (flag, path) in [
+            ("--tls-ca-file", &tls.ca),
+            ("--tls-cert-file", cert),
+            ("--tls-key-file", key),
+        ] {
+            args.push(flag.into());
+            args.push(path.display().to_string());
+        }
+    }
+    if let Some(auth_file) = &tiering.auth_file {
+        args.push("--auth-file".into());
+        args.push(auth_file.display().to_string());
+    }
     let seeds: Vec<&str> = all
         .iter()
         .filter(|n| n.id != node.id)
@@ -171,7 +216,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         &args.data_dir,
         args.object_store_url,
         args.commit_interval_ms,
-    )?;
+    )?
+    .secured(&args.data_dir, nodes.len(), args.tls, args.auth_file)?;
+    if let Some(tls) = &tiering.tls {
+        println!("arka dev: TLS on; clients trust {}", tls.ca.display());
+    }
     println!(
         "arka dev: object store {}, iceberg catalog {}",
         tiering.object_store_url, tiering.catalog_url
@@ -185,7 +234,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     for node in &nodes {
         let argv = server_args(node, &nodes, &args.data_dir, &tiering);
         println!("node {}: {} {}", node.id, exe.display(), argv.join(" "));
-        println!("node {}: flight grpc://{}", node.id, node.flight);
+        let scheme = if tiering.tls.is_some() {
+            "grpc+tls"
+        } else {
+            "grpc"
+        };
+        println!("node {}: flight {scheme}://{}", node.id, node.flight);
         let mut child = Command::new(&exe)
             .args(&argv)
             .envs(worker_threads.clone())

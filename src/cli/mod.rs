@@ -2,9 +2,12 @@
 
 mod admin;
 mod bench;
+mod connect_args;
 mod dev;
 mod secrets;
 mod server;
+
+pub(crate) use secrets::write_private;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +32,9 @@ enum Command {
     Admin(admin::AdminArgs),
     /// Drive a running cluster and report throughput and ack latency.
     Bench(bench::BenchArgs),
+    /// Read a password on stdin (its first line) and print its argon2id hash for the auth
+    /// file's `password-hash`.
+    HashPassword,
 }
 
 /// openraft warns on every failed heartbeat and replication attempt to a down peer (many
@@ -52,7 +58,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Dev(args) => dev::run(args).await,
         Command::Admin(args) => admin::run(args).await,
         Command::Bench(args) => bench::run(args).await.map(|()| 0),
+        Command::HashPassword => hash_password().map(|()| 0),
     }
+}
+
+fn hash_password() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    let hash = crate::auth::hash_password(password).map_err(anyhow::Error::msg)?;
+    println!("{hash}");
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

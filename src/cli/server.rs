@@ -60,6 +60,18 @@ pub struct ServerArgs {
     /// File holding the cluster secret (the same on every member).
     #[arg(long, env = "ARKA_CLUSTER_SECRET_FILE")]
     cluster_secret_file: Option<PathBuf>,
+    /// The cluster CA certificate (PEM): turns TLS on, with --tls-cert-file and --tls-key-file.
+    #[arg(long, env = "ARKA_TLS_CA_FILE")]
+    tls_ca_file: Option<PathBuf>,
+    /// This node's certificate (PEM).
+    #[arg(long, env = "ARKA_TLS_CERT_FILE")]
+    tls_cert_file: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, env = "ARKA_TLS_KEY_FILE")]
+    tls_key_file: Option<PathBuf>,
+    /// The users of the Flight port (TOML); unset, clients are not authenticated.
+    #[arg(long, env = "ARKA_AUTH_FILE")]
+    auth_file: Option<PathBuf>,
     /// Allow the `inject_fault` action (tests and chaos runs only).
     #[arg(long, env = "ARKA_FAULT_INJECTION")]
     fault_injection: bool,
@@ -98,6 +110,18 @@ impl ServerArgs {
         }
         if self.cluster_secret_file.is_some() {
             config.cluster_secret_file = self.cluster_secret_file;
+        }
+        if self.auth_file.is_some() {
+            config.auth_file = self.auth_file;
+        }
+        for (flag, key) in [
+            (self.tls_ca_file, &mut config.tls_ca_file),
+            (self.tls_cert_file, &mut config.tls_cert_file),
+            (self.tls_key_file, &mut config.tls_key_file),
+        ] {
+            if flag.is_some() {
+                *key = flag;
+            }
         }
         config.fault_injection |= self.fault_injection;
         if self.object_store_url.is_some() {

@@ -10,7 +10,7 @@ use arrow_flight::FlightDescriptor;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{Client, ClientError};
+use super::{Client, ClientError, ConnectOptions};
 
 /// How long operations keep retrying a cluster that has no leader or an unreachable node.
 #[derive(Debug, Clone)]
@@ -88,6 +88,7 @@ pub fn is_retryable(e: &ClientError) -> bool {
 struct Inner {
     seeds: Vec<String>,
     retry: RetryPolicy,
+    options: ConnectOptions,
     pool: Mutex<HashMap<String, Client>>,
     leader: Mutex<Option<String>>,
     next_replica: AtomicUsize,
@@ -114,6 +115,16 @@ impl ClusterClient {
         seeds: &[S],
         retry: RetryPolicy,
     ) -> Result<Self, ClientError> {
+        Self::connect_with_options(seeds, retry, ConnectOptions::default()).await
+    }
+
+    /// Like [`ClusterClient::connect_with`], reaching every node with TLS and credentials
+    /// as `options` say.
+    pub async fn connect_with_options<S: AsRef<str>>(
+        seeds: &[S],
+        retry: RetryPolicy,
+        options: ConnectOptions,
+    ) -> Result<Self, ClientError> {
         let seeds: Vec<String> = seeds.iter().map(|s| s.as_ref().to_string()).collect();
         if seeds.is_empty() {
             return Err(ClientError::Connect {
@@ -125,6 +136,7 @@ impl ClusterClient {
             inner: Arc::new(Inner {
                 seeds,
                 retry,
+                options,
                 pool: Mutex::new(HashMap::new()),
                 leader: Mutex::new(None),
                 next_replica: AtomicUsize::new(0),
@@ -143,7 +155,7 @@ impl ClusterClient {
         if let Some(client) = lock(&self.inner.pool).get(addr) {
             return Ok(client.clone());
         }
-        let client = Client::connect(addr).await?;
+        let client = Client::connect_with(addr, &self.inner.options).await?;
         lock(&self.inner.pool).insert(addr.to_string(), client.clone());
         Ok(client)
     }

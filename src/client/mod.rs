@@ -49,6 +49,7 @@
 
 mod acks;
 mod cluster;
+mod connect;
 mod producer;
 mod reader;
 
@@ -57,13 +58,12 @@ use std::sync::{Arc, Mutex};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
-use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::{Action, FlightData, FlightDescriptor, Ticket};
 use futures::{Stream, StreamExt, TryStreamExt};
-use tonic::transport::Channel;
 
 pub use acks::Ack;
 pub use cluster::{is_retryable, ClusterClient, RetryPolicy};
+pub use connect::{ConnectOptions, Credentials, FlightClient};
 pub use producer::{Producer, ProducerConfig, Progress, WriteHandle};
 pub use reader::{ReadResult, Reader};
 
@@ -135,42 +135,24 @@ impl WriteItem {
     }
 }
 
-/// `grpc://HOST:PORT` → the `http://` URI tonic connects to.
-pub fn endpoint_uri(addr: &str) -> String {
-    let rest = addr
-        .strip_prefix("grpc://")
-        .or_else(|| addr.strip_prefix("grpc+tcp://"))
-        .or_else(|| addr.strip_prefix("http://"))
-        .unwrap_or(addr);
-    format!("http://{rest}")
-}
-
 #[derive(Clone)]
 pub struct Client {
     addr: String,
-    inner: FlightServiceClient<Channel>,
+    inner: FlightClient,
 }
 
 impl Client {
+    /// A plain connection, without credentials.
     pub async fn connect(addr: &str) -> Result<Self, ClientError> {
-        let connect_error = |reason: String| ClientError::Connect {
-            addr: addr.to_string(),
-            reason,
-        };
-        let channel = tonic::transport::Endpoint::from_shared(endpoint_uri(addr))
-            .map_err(|e| connect_error(e.to_string()))?
-            .tcp_nodelay(true)
-            .initial_stream_window_size(arka_cluster::network::HTTP2_STREAM_WINDOW_BYTES)
-            .initial_connection_window_size(arka_cluster::network::HTTP2_CONNECTION_WINDOW_BYTES)
-            .connect()
-            .await
-            .map_err(|e| connect_error(e.to_string()))?;
-        let inner = FlightServiceClient::new(channel)
-            .max_decoding_message_size(1024 * 1024 * 1024)
-            .max_encoding_message_size(1024 * 1024 * 1024);
+        Self::connect_with(addr, &ConnectOptions::default()).await
+    }
+
+    /// A connection with TLS and credentials as `options` say (signing in first when they
+    /// hold a password).
+    pub async fn connect_with(addr: &str, options: &ConnectOptions) -> Result<Self, ClientError> {
         Ok(Self {
             addr: addr.to_string(),
-            inner,
+            inner: connect::connect(addr, options).await?,
         })
     }
 
@@ -179,7 +161,7 @@ impl Client {
     }
 
     /// The underlying Flight client, for calls this client does not wrap.
-    pub fn flight(&self) -> FlightServiceClient<Channel> {
+    pub fn flight(&self) -> FlightClient {
         self.inner.clone()
     }
 

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::status::status_json;
 use super::{durability_status, members, tiering};
+use crate::auth::Right;
 use crate::context::NodeContext;
 use crate::error::{Error, Result};
 use crate::ipc;
@@ -34,6 +35,48 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("set_retention", "How much of the WAL every node keeps once it is in object storage. Body: {\"bytes\": N, \"ms\": N}."),
     ("inject_fault", "Cut this node off from its peers (Raft and gossip) or heal it, answer the leader's appends late, stall its WAL's group commits or make them skip fdatasync, or stop its tier worker at a stage; only with fault-injection on (which also makes SIGPWR a simulated power loss). Body: {\"isolate\"?: bool, \"answer_delay_ms\"?: int, \"wal_sync_delay_ms\"?: int, \"wal_skip_fsync\"?: bool, \"tier_pause\"?: \"before_commit\" | \"before_watermark\" | null}."),
 ];
+
+/// The right each action needs (an unknown action needs only reading, and is then
+/// `NOT_FOUND`).
+pub fn right_of(action: &str) -> Right {
+    match action {
+        "create_table" | "register_producer" | "flush" => Right::Write,
+        "drop_table" | "drop_dataset" | "snapshot" | "add_node" | "remove_node"
+        | "transfer_leader" | "set_retention" | "inject_fault" => Right::Admin,
+        _ => Right::Read,
+    }
+}
+
+/// Actions whose target is a table, held to the caller's table grants.
+pub fn targets_a_table(action: &str) -> bool {
+    matches!(action, "create_table" | "drop_table" | "drop_dataset")
+}
+
+/// What an action is about, for the audit log and grants: its body's `name` (a table),
+/// `node_id` or `producer_id`, or a bare name; empty when the body names none.
+pub fn target_of(action: &str, body: &[u8]) -> String {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        // `drop_table` takes a bare name.
+        let text = String::from_utf8_lossy(body);
+        return text.trim().chars().take(128).collect();
+    };
+    let key = match action {
+        "add_node" | "remove_node" | "transfer_leader" => "node_id",
+        "register_producer" => "producer_id",
+        _ => "name",
+    };
+    match &value {
+        Value::String(name) => name.chars().take(128).collect(),
+        Value::Object(fields) => fields
+            .get(key)
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .unwrap_or_default()
+            .chars()
+            .take(128)
+            .collect(),
+        _ => String::new(),
+    }
+}
 
 pub fn action_types() -> Vec<ActionType> {
     ACTIONS

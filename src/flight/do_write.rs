@@ -40,16 +40,24 @@ pub fn final_level(
     parse_ack_until(value, default, highest).map_err(Error::InvalidArgument)
 }
 
+/// Refuses a table the caller has no grant for, once the stream names it.
+pub type TableGrant = Box<dyn FnOnce(&str) -> Result<()> + Send>;
+
 /// Starts a session in its own task; its ack batches arrive on the returned receiver.
 fn start_session(
     ctx: Arc<NodeContext>,
     input: Streaming<FlightData>,
     final_level: Level,
+    grant: TableGrant,
 ) -> mpsc::Receiver<Result<Vec<AckEvent>>> {
     let (tx, rx) = mpsc::channel(ACK_QUEUE_MAX);
     tokio::spawn(async move {
-        let writes = match decode_writes(input).await {
-            Ok((_, writes)) => writes,
+        let decoded = decode_writes(input).await.and_then(|(table, writes)| {
+            grant(table.as_str())?;
+            Ok(writes)
+        });
+        let writes = match decoded {
+            Ok(writes) => writes,
             Err(e) => {
                 let _ = tx.send(Err(e)).await;
                 return;
@@ -142,11 +150,12 @@ pub fn do_exchange(
     ctx: Arc<NodeContext>,
     metadata: &tonic::metadata::MetadataMap,
     input: Streaming<FlightData>,
+    grant: TableGrant,
 ) -> Result<BoxStream<'static, Result<FlightData, Status>>> {
     let level = final_level(&ctx, metadata, Level::Committed)?;
     let watermarks = wants_watermarks(metadata)?;
     ctx.writes.ensure_leader()?;
-    let acks = ReceiverStream::new(start_session(ctx.clone(), input, level))
+    let acks = ReceiverStream::new(start_session(ctx.clone(), input, level, grant))
         .map(Outgoing::Acks)
         .chain(futures::stream::iter([Outgoing::LastLook, Outgoing::End]));
     let reported = Arc::new(Mutex::new(Reported::default()));
@@ -213,10 +222,11 @@ pub fn do_put(
     ctx: Arc<NodeContext>,
     metadata: &tonic::metadata::MetadataMap,
     input: Streaming<FlightData>,
+    grant: TableGrant,
 ) -> Result<BoxStream<'static, Result<PutResult, Status>>> {
     let level = final_level(&ctx, metadata, Level::Replicated)?;
     ctx.writes.ensure_leader()?;
-    let acks = ReceiverStream::new(start_session(ctx, input, level));
+    let acks = ReceiverStream::new(start_session(ctx, input, level, grant));
     let mut in_order = InOrder::default();
     let results = acks.flat_map(move |item| {
         let results: Vec<Result<PutResult, Status>> = match item {

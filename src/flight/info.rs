@@ -53,6 +53,14 @@ pub fn table_info(ctx: &NodeContext, table: &TableName) -> Result<FlightInfo> {
     with_schema(flight, &info.schema)
 }
 
+/// The table a GetFlightInfo descriptor names, if it names one (`[TABLE]`).
+pub fn descriptor_table(descriptor: &FlightDescriptor) -> Option<&str> {
+    match descriptor.path.as_slice() {
+        [one] if one != "streaming_write" && one != "status" => Some(one.as_str()),
+        _ => None,
+    }
+}
+
 pub fn get_flight_info(ctx: &NodeContext, descriptor: &FlightDescriptor) -> Result<FlightInfo> {
     let path: Vec<&str> = descriptor.path.iter().map(String::as_str).collect();
     match path.as_slice() {

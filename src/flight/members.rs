@@ -33,6 +33,7 @@ fn membership_error(ctx: &NodeContext, e: MembershipError) -> Error {
         | MembershipError::Unreachable { .. }
         | MembershipError::CatchUpTimeout(..)
         | MembershipError::LeadershipMoved(_)
+        | MembershipError::Unsettled(_)
         | MembershipError::Raft { .. } => Error::Unavailable(e.to_string()),
     }
 }

@@ -2,6 +2,7 @@
 
 mod ack_batch;
 mod actions;
+pub mod auth;
 mod do_get;
 mod do_write;
 mod durability_status;
@@ -28,16 +29,38 @@ pub use ack_batch::{ack_batch, ACK_SCHEMA};
 pub use actions::ACTIONS;
 pub use ticket::{ReadTicket, STATUS_TICKET};
 
+use self::auth::Guard;
+use crate::auth::{Authenticator, Caller, Right};
 use crate::context::NodeContext;
 use crate::error::Error;
 
 pub struct ArkaFlight {
     ctx: Arc<NodeContext>,
+    /// `None` when the node has no auth file.
+    auth: Option<Arc<Authenticator>>,
+    guard: Guard,
 }
 
 impl ArkaFlight {
-    pub fn new(ctx: Arc<NodeContext>) -> Self {
-        Self { ctx }
+    pub fn new(ctx: Arc<NodeContext>, auth: Option<Arc<Authenticator>>, guard: Guard) -> Self {
+        Self { ctx, auth, guard }
+    }
+
+    /// The caller, if it may read what `descriptor` names.
+    fn require_read_of<T>(
+        &self,
+        request: &Request<T>,
+        action: &str,
+        descriptor: &FlightDescriptor,
+    ) -> Result<Caller, Status> {
+        let table = info::descriptor_table(descriptor);
+        let caller = self
+            .guard
+            .require(request, Right::Read, action, table.unwrap_or(""))?;
+        if let Some(table) = table {
+            self.guard.table(request, &caller, action, table)?;
+        }
+        Ok(caller)
     }
 }
 
@@ -55,17 +78,26 @@ impl FlightService for ArkaFlight {
 
     async fn handshake(
         &self,
-        _request: Request<Streaming<HandshakeRequest>>,
+        request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
-        // No authentication yet: an empty handshake succeeds.
-        Ok(Response::new(futures::stream::empty().boxed()))
+        auth::handshake(self.auth.as_deref(), &self.guard, &request).await
     }
 
     async fn list_flights(
         &self,
-        _request: Request<Criteria>,
+        request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
-        let infos = info::list_flights(&self.ctx)?;
+        let caller = self
+            .guard
+            .require(&request, Right::Read, "ListFlights", "")?;
+        let mut infos = info::list_flights(&self.ctx)?;
+        infos.retain(|info| {
+            let table = info
+                .flight_descriptor
+                .as_ref()
+                .and_then(info::descriptor_table);
+            table.is_none_or(|t| caller.may_use_table(t))
+        });
         Ok(Response::new(
             futures::stream::iter(infos.into_iter().map(Ok)).boxed(),
         ))
@@ -75,6 +107,7 @@ impl FlightService for ArkaFlight {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        self.require_read_of(&request, "GetFlightInfo", request.get_ref())?;
         let descriptor = request.into_inner();
         Ok(Response::new(info::get_flight_info(
             &self.ctx,
@@ -86,6 +119,7 @@ impl FlightService for ArkaFlight {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<PollInfo>, Status> {
+        self.require_read_of(&request, "PollFlightInfo", request.get_ref())?;
         let descriptor = request.into_inner();
         let info = info::get_flight_info(&self.ctx, &descriptor)?;
         Ok(Response::new(
@@ -97,6 +131,7 @@ impl FlightService for ArkaFlight {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
+        self.require_read_of(&request, "GetSchema", request.get_ref())?;
         let info = info::get_flight_info(&self.ctx, &request.into_inner())?;
         let schema = info
             .try_decode_schema()
@@ -112,6 +147,16 @@ impl FlightService for ArkaFlight {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
+        let table = ticket::table_of(&request.get_ref().ticket);
+        let caller = self.guard.require(
+            &request,
+            Right::Read,
+            "DoGet",
+            table.as_deref().unwrap_or(""),
+        )?;
+        if let Some(table) = &table {
+            self.guard.table(&request, &caller, "DoGet", table)?;
+        }
         let ticket = request.into_inner();
         let span = tracing::info_span!("do_get", ticket = %String::from_utf8_lossy(&ticket.ticket));
         let stream = do_get::do_get(self.ctx.clone(), &ticket.ticket)
@@ -124,8 +169,9 @@ impl FlightService for ArkaFlight {
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
+        let grant = self.write_grant(&request, "DoPut")?;
         let metadata = request.metadata().clone();
-        let stream = do_write::do_put(self.ctx.clone(), &metadata, request.into_inner())?;
+        let stream = do_write::do_put(self.ctx.clone(), &metadata, request.into_inner(), grant)?;
         Ok(Response::new(stream))
     }
 
@@ -133,8 +179,10 @@ impl FlightService for ArkaFlight {
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        let grant = self.write_grant(&request, "DoExchange")?;
         let metadata = request.metadata().clone();
-        let stream = do_write::do_exchange(self.ctx.clone(), &metadata, request.into_inner())?;
+        let stream =
+            do_write::do_exchange(self.ctx.clone(), &metadata, request.into_inner(), grant)?;
         Ok(Response::new(stream))
     }
 
@@ -142,22 +190,62 @@ impl FlightService for ArkaFlight {
         &self,
         request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
-        let action = request.into_inner();
-        let span = tracing::info_span!("do_action", action = %action.r#type);
-        let value = actions::do_action(&self.ctx, &action.r#type, &action.body)
+        let (name, target) = {
+            let action = request.get_ref();
+            (
+                action.r#type.clone(),
+                actions::target_of(&action.r#type, &action.body),
+            )
+        };
+        let right = actions::right_of(&name);
+        let caller = self.guard.require(&request, right, &name, &target)?;
+        if actions::targets_a_table(&name) {
+            self.guard.table(&request, &caller, &name, &target)?;
+        }
+        let action = request.get_ref();
+        let span = tracing::info_span!("do_action", action = %name, user = %caller.user);
+        let result = actions::do_action(&self.ctx, &name, &action.body)
             .instrument(span)
-            .await?;
+            .await
+            .map_err(Status::from);
+        if right == Right::Admin {
+            let outcome = result.as_ref().map(|_| ());
+            self.guard
+                .record_admin(&request, &caller, &name, &target, outcome);
+        }
+        let value = result?;
         let result = arrow_flight::Result::new(value.to_string());
         Ok(Response::new(futures::stream::iter([Ok(result)]).boxed()))
     }
 
     async fn list_actions(
         &self,
-        _request: Request<Empty>,
+        request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
+        self.guard
+            .require(&request, Right::Read, "ListActions", "")?;
         let types = actions::action_types();
         Ok(Response::new(
             futures::stream::iter(types.into_iter().map(Ok)).boxed(),
         ))
+    }
+}
+
+impl ArkaFlight {
+    /// Checks the write right now; the table grant is checked once the stream names its
+    /// table (its first message).
+    fn write_grant<T>(
+        &self,
+        request: &Request<T>,
+        action: &'static str,
+    ) -> Result<do_write::TableGrant, Status> {
+        let caller = self.guard.require(request, Right::Write, action, "")?;
+        let guard = self.guard.clone();
+        let source = Guard::source(request);
+        Ok(Box::new(move |table: &str| {
+            guard
+                .table_at(&source, &caller, action, table)
+                .map_err(|refused| Error::PermissionDenied(refused.message().to_string()))
+        }))
     }
 }

@@ -36,6 +36,15 @@ pub enum Ticket {
 
 pub const STATUS_TICKET: &[u8] = br#"{"status": true}"#;
 
+/// The table a ticket reads, if it is a valid read ticket (a bad one is refused by
+/// [`parse`] with its reason).
+pub fn table_of(bytes: &[u8]) -> Option<String> {
+    match parse(bytes).ok()? {
+        Ticket::Read { ticket, .. } => Some(ticket.table),
+        Ticket::Status => None,
+    }
+}
+
 pub fn parse(bytes: &[u8]) -> Result<Ticket> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| Error::InvalidArgument("bad ticket: not UTF-8".into()))?

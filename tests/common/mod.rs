@@ -149,6 +149,8 @@ pub struct Cluster {
     extra_config: String,
     /// Nodes of the bootstrap membership (those started by `start`).
     initial_size: usize,
+    /// How the harness's own clients connect (TLS, credentials).
+    pub options: arka::client::ConnectOptions,
 }
 
 impl Cluster {
@@ -210,6 +212,23 @@ impl Cluster {
     /// stands for the cluster's directory.
     pub async fn start_with_config(n: u64, extra_config: &str) -> Cluster {
         let dir = TempDir::new().expect("tempdir");
+        Self::start_in(
+            dir,
+            n,
+            extra_config,
+            arka::client::ConnectOptions::default(),
+        )
+        .await
+    }
+
+    /// Like [`Cluster::start_with_config`] in `dir` (which may hold files the config names),
+    /// the harness's clients connecting as `options` say.
+    pub async fn start_in(
+        dir: TempDir,
+        n: u64,
+        extra_config: &str,
+        options: arka::client::ConnectOptions,
+    ) -> Cluster {
         let nodes = (1..=n)
             .map(|id| NodeProc {
                 id,
@@ -227,6 +246,7 @@ impl Cluster {
             nodes,
             extra_config: extra_config.to_string(),
             initial_size: n as usize,
+            options,
         };
         for id in 1..=n {
             cluster.spawn(id);
@@ -453,7 +473,7 @@ impl Cluster {
         let addr = self.addr(id);
         eventually(&format!("connect to node {id}"), DEADLINE, || {
             let addr = addr.clone();
-            async move { Client::connect(&addr).await.ok() }
+            async move { Client::connect_with(&addr, &self.options).await.ok() }
         })
         .await
     }
@@ -498,7 +518,9 @@ impl Cluster {
 
     async fn ask(&self, id: u64, action: &str) -> Option<Value> {
         let ask = async {
-            let client = Client::connect(&self.addr(id)).await.ok()?;
+            let client = Client::connect_with(&self.addr(id), &self.options)
+                .await
+                .ok()?;
             client.action(action, &Value::Null).await.ok()
         };
         tokio::time::timeout(Duration::from_secs(1), ask)

@@ -20,7 +20,7 @@ use openraft::raft::{
 use openraft::OptionalSend;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::budget::{cut_to_budget, APPEND_BYTES_MAX};
 use super::pipeline::{self, InFlight, Incoming, Outgoing};
@@ -46,14 +46,41 @@ pub trait ChannelConnector: Send + Sync + 'static {
     fn channel(&self, raft_addr: &str) -> Result<Channel, String>;
 }
 
-/// Plain TCP to `HOST:PORT`, connected on first use and reconnected by tonic after failures.
+/// TCP to `HOST:PORT`, connected on first use and reconnected by tonic after failures;
+/// with TLS, the peer must show a certificate signed by the cluster CA and this node shows
+/// its own (mutual TLS).
 #[derive(Debug, Default, Clone)]
-pub struct TcpConnector;
+pub struct TcpConnector {
+    tls: Option<ClientTlsConfig>,
+}
+
+impl TcpConnector {
+    /// Plain TCP.
+    pub fn plain() -> Self {
+        Self::default()
+    }
+
+    /// Mutual TLS: trusts peers signed by the cluster CA (`ca_pem`) and presents this node's
+    /// certificate and key.
+    pub fn mutual_tls(ca_pem: &[u8], cert_pem: &[u8], key_pem: &[u8]) -> Self {
+        let config = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca_pem))
+            .identity(Identity::from_pem(cert_pem, key_pem));
+        Self { tls: Some(config) }
+    }
+}
 
 impl ChannelConnector for TcpConnector {
     fn channel(&self, raft_addr: &str) -> Result<Channel, String> {
-        let endpoint = Endpoint::from_shared(format!("http://{raft_addr}"))
-            .map_err(|e| format!("bad raft address {raft_addr:?}: {e}"))?
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{raft_addr}"))
+            .map_err(|e| format!("bad raft address {raft_addr:?}: {e}"))?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| format!("TLS to {raft_addr}: {e}"))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .initial_stream_window_size(HTTP2_STREAM_WINDOW_BYTES)

@@ -67,6 +67,28 @@ impl InternalClient {
         Ok(channel)
     }
 
+    /// Asks the node at `raft_addr` who it is (its node id and cluster id), within
+    /// `timeout`.
+    pub async fn identify(
+        &self,
+        raft_addr: &str,
+        timeout: Duration,
+    ) -> Result<super::Identity, Status> {
+        let mut client = RaftServiceClient::new(self.channel(raft_addr)?);
+        let request = self.cluster_id.seal(Vec::new());
+        let response = tokio::time::timeout(timeout, client.identify(request))
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "{raft_addr} did not say who it is within {timeout:?}"
+                ))
+            })??
+            .into_inner();
+        self.cluster_id.authenticate(&response)?;
+        crate::codec::decode("identify", &response.data)
+            .map_err(|e| Status::internal(e.to_string()))
+    }
+
     /// Sends `request` to the node at `raft_addr` and returns its answer, within `timeout`.
     pub async fn call(
         &self,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::client::Client;
+use crate::client::{Client, ConnectOptions};
 
 /// The cluster's node processes on this machine.
 pub struct NodeProcs {
@@ -24,7 +24,7 @@ fn local_arka(pid: u32) -> Option<u32> {
 
 impl NodeProcs {
     /// Asks every member for its pid; `None` unless all of them run here.
-    pub async fn discover(leader: &Client) -> Option<Self> {
+    pub async fn discover(leader: &Client, options: &ConnectOptions) -> Option<Self> {
         let status = leader
             .action("status", &serde_json::Value::Null)
             .await
@@ -32,7 +32,7 @@ impl NodeProcs {
         let mut pids = Vec::new();
         for member in status["members"].as_array()? {
             let location = member["flight_location"].as_str()?;
-            let client = Client::connect(location).await.ok()?;
+            let client = Client::connect_with(location, options).await.ok()?;
             let status = client
                 .action("status", &serde_json::Value::Null)
                 .await

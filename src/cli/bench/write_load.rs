@@ -17,7 +17,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::report::{print_table, RunResult};
 use super::server_cpu::{term, NodeProcs};
-use crate::client::{Client, ClusterClient, WriteItem};
+use crate::cli::connect_args::ConnectArgs;
+use crate::client::{Client, ClusterClient, RetryPolicy, WriteItem};
 use crate::durability::Level;
 
 #[derive(Debug, Clone, Args)]
@@ -56,6 +57,8 @@ pub struct WriteArgs {
     /// Table to write to.
     #[arg(long, default_value = "bench")]
     table: String,
+    #[command(flatten)]
+    connect: ConnectArgs,
 }
 
 pub(super) fn make_batch(bytes: usize) -> anyhow::Result<RecordBatch> {
@@ -239,13 +242,17 @@ async fn one_run(
 pub async fn run(args: WriteArgs) -> anyhow::Result<()> {
     let batch = make_batch(args.batch_bytes)?;
     let seeds: Vec<&str> = args.addr.split(',').collect();
-    let leader = ClusterClient::connect(&seeds).await?.leader().await?;
+    let options = args.connect.options()?;
+    let cluster =
+        ClusterClient::connect_with_options(&seeds, RetryPolicy::default(), options.clone())
+            .await?;
+    let leader = cluster.leader().await?;
     // One connection per stream, as independent producers would have.
     let mut clients = Vec::new();
     for _ in 0..args.streams {
-        clients.push(Client::connect(leader.addr()).await?);
+        clients.push(Client::connect_with(leader.addr(), &options).await?);
     }
-    let procs = NodeProcs::discover(&leader).await;
+    let procs = NodeProcs::discover(&leader, &options).await;
     if procs.is_none() {
         eprintln!("server CPU is not measured: the nodes do not all run on this machine");
     }
