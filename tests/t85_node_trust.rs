@@ -466,3 +466,94 @@ async fn only_replicating_learners_are_promoted_in_pairs_and_silent_members_can_
     assert_eq!((voters, learners), (vec![1, 2, 3], vec![]));
     write_some(&cluster, leader, "after", 0..2).await;
 }
+
+/// Asks the node at `raft_addr` who it is, over a connection made by `connector`, with a
+/// message signed with the cluster secret (so only the transport can refuse it).
+async fn identify_through(
+    connector: &arka_cluster::network::TcpConnector,
+    raft_addr: &str,
+    cluster_id: &str,
+) -> Result<(), String> {
+    use arka_cluster::network::ChannelConnector;
+    let channel = connector.channel(raft_addr)?;
+    let message = node_message(common::TEST_SECRET, cluster_id, Vec::new());
+    RaftServiceClient::new(channel)
+        .identify(message)
+        .await
+        .map(|_| ())
+        .map_err(|status| status.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_tls_the_raft_port_serves_only_peers_with_a_certificate_of_the_cluster_ca() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let hosts = vec!["127.0.0.1".to_string()];
+    let ours = arka::tls::generate(&dir.path().join("tls"), 1, &hosts).expect("certificates");
+    let theirs = arka::tls::generate(&dir.path().join("other-ca"), 1, &hosts).expect("others");
+    let (cert, key) = &ours.nodes[0];
+    let line =
+        |key: &str, path: &std::path::Path| format!("{key} = {:?}\n", path.display().to_string());
+    let config = [
+        line("tls-ca-file", &ours.ca),
+        line("tls-cert-file", cert),
+        line("tls-key-file", key),
+    ]
+    .concat();
+    let options = arka::client::ConnectOptions::default()
+        .with_tls_ca_file(&ours.ca)
+        .expect("read the CA");
+    let cluster = Cluster::start_in(dir, 3, &config, options).await;
+    let leader = cluster.wait_for_leader().await;
+    let last = write_some(&cluster, leader, "over_tls", 0..3).await;
+    every_node_holds_the_leaders_table(&cluster, leader, "over_tls", last).await;
+    let status = cluster.status(leader).await.expect("status");
+    assert!(
+        status["leader_location"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("grpc+tls://")),
+        "{status}"
+    );
+    let cluster_id = status["cluster_id"].as_str().expect("id").to_string();
+
+    let read = |path: &std::path::Path| std::fs::read(path).expect("read a PEM");
+    let (ca, cert, key) = (read(&ours.ca), read(cert), read(key));
+    let (their_cert, their_key) = (read(&theirs.nodes[0].0), read(&theirs.nodes[0].1));
+    let raft = &cluster.node(leader).raft;
+    use arka_cluster::network::TcpConnector;
+    identify_through(
+        &TcpConnector::mutual_tls(&ca, &cert, &key),
+        raft,
+        &cluster_id,
+    )
+    .await
+    .expect("a peer with the cluster's certificate is served");
+    let refused = [
+        ("plaintext", TcpConnector::plain()),
+        (
+            "a certificate of another CA",
+            TcpConnector::mutual_tls(&ca, &their_cert, &their_key),
+        ),
+    ];
+    for (what, connector) in refused {
+        let result = identify_through(&connector, raft, &cluster_id).await;
+        assert!(result.is_err(), "{what} must not reach the Raft service");
+    }
+    // TLS that trusts the cluster CA but shows no certificate of its own.
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&ca));
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{raft}"))
+        .expect("endpoint")
+        .tls_config(tls)
+        .expect("tls config");
+    let answered = match endpoint.connect().await {
+        Ok(channel) => RaftServiceClient::new(channel)
+            .identify(node_message(common::TEST_SECRET, &cluster_id, Vec::new()))
+            .await
+            .is_ok(),
+        Err(_) => false,
+    };
+    assert!(
+        !answered,
+        "a peer without a certificate must not reach the Raft service"
+    );
+}

@@ -8,7 +8,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
-use arka::client::Client;
+use arka::client::{ConnectOptions, Credentials};
 use tokio::time::Instant;
 
 use crate::net::Network;
@@ -31,6 +31,59 @@ pub struct Cluster {
     /// Node 1 bootstrapped the cluster: from now on it starts without `bootstrap`, so that
     /// a node 1 whose data was wiped joins this cluster rather than founding another.
     bootstrapped: bool,
+    security: Security,
+}
+
+/// Every run is secured as production is: TLS on both ports (one CA, one certificate for
+/// all the run's hosts) and an auth file whose one admin user the harness signs in as.
+struct Security {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    auth_file: PathBuf,
+}
+
+/// The harness's user.
+const USER: &str = "jepsen";
+
+impl Security {
+    fn create(dir: &Path, hosts: Vec<String>) -> anyhow::Result<Self> {
+        let certs = arka::tls::generate(&dir.join("tls"), 1, &hosts)?;
+        let (cert, key) = certs.nodes[0].clone();
+        let password = format!("{:016x}", rand_secret());
+        let hash = arka::auth::hash_password(&password).map_err(anyhow::Error::msg)?;
+        let auth_file = dir.join("users.toml");
+        std::fs::write(
+            &auth_file,
+            format!("[[user]]\nname = \"{USER}\"\nrole = \"admin\"\npassword-hash = \"{hash}\"\n"),
+        )
+        .with_context(|| format!("write {}", auth_file.display()))?;
+        let options = ConnectOptions::default()
+            .with_tls_ca_file(&certs.ca)
+            .context("read the run's CA")?
+            .with_credentials(Credentials::Password {
+                user: USER.into(),
+                password,
+            });
+        crate::connect::set(options);
+        Ok(Self {
+            ca: certs.ca,
+            cert,
+            key,
+            auth_file,
+        })
+    }
+
+    fn node_config(&self) -> String {
+        let line = |key: &str, path: &Path| format!("{key} = {:?}\n", path.display().to_string());
+        [
+            line("tls-ca-file", &self.ca),
+            line("tls-cert-file", &self.cert),
+            line("tls-key-file", &self.key),
+            line("auth-file", &self.auth_file),
+        ]
+        .concat()
+    }
 }
 
 impl Cluster {
@@ -43,6 +96,8 @@ impl Cluster {
         remote_lake: bool,
     ) -> anyhow::Result<Self> {
         let net = Network::create(nodes)?;
+        let hosts = (1..=nodes).map(|id| net.addr(id)).collect();
+        let security = Security::create(dir, hosts)?;
         let lake = match remote_lake {
             true => Some(RemoteLake::start(&net.bridge_addr(), dir)?),
             false => None,
@@ -54,6 +109,7 @@ impl Cluster {
             dir: dir.to_path_buf(),
             children: (0..nodes).map(|_| None).collect(),
             bootstrapped: false,
+            security,
         };
         for id in 1..=nodes {
             cluster.spawn(id)?;
@@ -69,7 +125,7 @@ impl Cluster {
 
     /// Node `id`'s Flight address, as clients give it.
     pub fn flight_addr(&self, id: usize) -> String {
-        format!("grpc://{}:{FLIGHT_PORT}", self.net.addr(id))
+        format!("grpc+tls://{}:{FLIGHT_PORT}", self.net.addr(id))
     }
 
     /// Node `id`'s Flight address as `host:port`, as the membership names it.
@@ -228,7 +284,7 @@ impl Cluster {
     /// Makes every node's WAL skip its fsyncs from now on (until it restarts).
     pub async fn skip_fsync(&self) -> anyhow::Result<()> {
         for id in 1..=self.nodes() {
-            let client = Client::connect(&self.flight_addr(id))
+            let client = crate::connect::client(&self.flight_addr(id))
                 .await
                 .with_context(|| format!("connect to node {id}"))?;
             let fault = serde_json::json!({ "wal_skip_fsync": true });
@@ -252,7 +308,7 @@ impl Cluster {
 
     async fn leader_seen_by(&self, id: usize) -> Option<u64> {
         let ask = async {
-            let client = Client::connect(&self.flight_addr(id)).await.ok()?;
+            let client = crate::connect::client(&self.flight_addr(id)).await.ok()?;
             let status = client
                 .action("status", &serde_json::Value::Null)
                 .await
@@ -292,6 +348,7 @@ impl Cluster {
             }
         }
         text.push_str("commit-interval-ms = 1000\n");
+        text.push_str(&self.security.node_config());
         text.push_str(&format!(
             "cluster-secret-file = {:?}\n",
             self.secret_file()?.display().to_string()

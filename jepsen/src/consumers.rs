@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arka::client::{Client, ClusterClient};
 use arka::durability::Level;
 use arka::flight::ReadTicket;
 use futures::StreamExt;
@@ -72,7 +71,7 @@ pub async fn read_ranges(
             ..Default::default()
         };
         let read = async {
-            let client = Client::connect(&addrs[node]).await?;
+            let client = crate::connect::client(&addrs[node]).await?;
             let (_, batches) = client.read(&ticket).await?;
             entries_of(&batches)
         };
@@ -98,7 +97,7 @@ pub async fn follow(
 ) {
     let mut next = 1;
     while !stop.load(Ordering::Relaxed) {
-        let Ok(cluster) = ClusterClient::connect(&addrs).await else {
+        let Ok(cluster) = crate::connect::cluster(&addrs).await else {
             tokio::time::sleep(TAIL_RETRY_PAUSE).await;
             continue;
         };
@@ -180,7 +179,7 @@ pub async fn check_levels(
         invoke.node = Some(node as u64 + 1);
         recorder.record(invoke.clone());
         let ask = async {
-            let client = Client::connect(&addrs[node]).await?;
+            let client = crate::connect::client(&addrs[node]).await?;
             let body = serde_json::json!({ "last_known_lsn": lsn });
             let answer = client.action("get_durability_status", &body).await?;
             Ok::<_, anyhow::Error>(serde_json::from_value::<Option<Level>>(

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
-use arka::client::Client;
+
 use serde_json::Value;
 
 use crate::history::{Function, Op, OpType};
@@ -62,7 +62,7 @@ async fn flush(addr: &str, recorder: &Recorder) {
     let invoke = Op::new(LAKE_READER, OpType::Invoke, Function::Flush);
     recorder.record(invoke.clone());
     let flushed = async {
-        let client = Client::connect(addr).await?;
+        let client = crate::connect::client(addr).await?;
         let answer = client.action("flush", &Value::Null).await?;
         (answer["flushed_lsn"].as_u64()).context("flush answered without flushed_lsn")
     };

@@ -4,6 +4,7 @@
 
 pub mod checker;
 mod cluster;
+mod connect;
 mod consumers;
 pub mod history;
 mod lake;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arka::client::{Client, ClusterClient, ProducerConfig};
+use arka::client::ProducerConfig;
 use arka::durability::Level;
 use arka::flight::ReadTicket;
 use arrow::array::{Array, Int64Array};
@@ -53,7 +53,7 @@ pub async fn produce(
     let mut next = process as i64 * 1_000_000_000;
     while !stop.load(Ordering::Relaxed) {
         let producer = async {
-            let cluster = ClusterClient::connect(&addrs).await?;
+            let cluster = crate::connect::cluster(&addrs).await?;
             let config = ProducerConfig::new(format!("jepsen-{process}"));
             cluster.producer(&table, config).await
         };
@@ -114,7 +114,7 @@ pub async fn final_read(addr: &str, node: u64, table: &str, min_lsn: u64, record
         ..Default::default()
     };
     let read = async {
-        let client = Client::connect(addr).await?;
+        let client = crate::connect::client(addr).await?;
         let (_, batches) = client.read(&ticket).await?;
         entries_of(&batches)
     };

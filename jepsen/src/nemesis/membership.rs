@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use arka::client::ClusterClient;
 use futures::future::BoxFuture;
 use serde_json::json;
 use tokio::time::Instant;
@@ -33,7 +32,7 @@ impl Nemesis for Membership {
         rng: &'a mut Rng,
     ) -> BoxFuture<'a, anyhow::Result<String>> {
         Box::pin(async move {
-            let client = ClusterClient::connect(&cluster.flight_addrs()).await?;
+            let client = crate::connect::cluster(&cluster.flight_addrs()).await?;
             let nodes = cluster.nodes();
             if let (0, Some(leader)) = (rng.below(2), leader) {
                 let to = 1 + (leader + rng.below(nodes as u64 - 1) as usize) % nodes;
@@ -77,7 +76,7 @@ fn with_outcome(what: String, outcome: Result<(), arka::client::ClientError>) ->
 /// Adds `node` back as a voter on its old address and data, asking again (it waits for the
 /// node to catch up, which a busy cluster may not give it in one try) until it is a member.
 pub(super) async fn add_back(cluster: &Cluster, node: usize) -> anyhow::Result<()> {
-    let client = ClusterClient::connect(&cluster.flight_addrs()).await?;
+    let client = crate::connect::cluster(&cluster.flight_addrs()).await?;
     let body = json!({
         "node_id": node,
         "raft_addr": cluster.raft_addr(node),

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use arka::client::ClusterClient;
 use futures::future::BoxFuture;
 use serde_json::json;
 
@@ -130,7 +129,7 @@ fn flip_a_bit(path: &Path, rng: &mut Rng) -> anyhow::Result<String> {
 /// What an operator does with a node that refuses its damaged data: remove it from the
 /// membership, wipe its data, start it empty and add it back, so it copies the log anew.
 async fn replace(cluster: &mut Cluster, node: usize) -> anyhow::Result<()> {
-    let client = ClusterClient::connect(&cluster.flight_addrs()).await?;
+    let client = crate::connect::cluster(&cluster.flight_addrs()).await?;
     match client
         .action("remove_node", &json!({ "node_id": node }))
         .await
