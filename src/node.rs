@@ -189,19 +189,7 @@ impl Node {
         let raft_server = http2_server(tls.as_ref().map(NodeTls::raft_server))?
             .add_service(raft_service)
             .serve_with_incoming_shutdown(accepted(raft_listener), stopped(stop_rx.clone()));
-        let audit = Audit::to_file(config.data_dir.join("audit.log"));
-        let authenticator = open_authenticator(&config, cluster_id.secret())?;
-        let flight = ArkaFlight::new(
-            ctx.clone(),
-            authenticator.clone(),
-            Guard::new(audit.clone()),
-        );
-        let flight_service = InterceptedService::new(
-            FlightServiceServer::new(flight)
-                .max_decoding_message_size(FLIGHT_MESSAGE_BYTES_MAX)
-                .max_encoding_message_size(FLIGHT_MESSAGE_BYTES_MAX),
-            Authenticate::new(authenticator, audit),
-        );
+        let flight_service = flight_service(&ctx, &config, cluster_id.secret())?;
         let flight_server = http2_server(tls.as_ref().map(NodeTls::flight_server))?
             .add_service(flight_service)
             .serve_with_incoming_shutdown(accepted(flight_listener), stopped(stop_rx));
@@ -285,6 +273,30 @@ fn open_tiering(config: &NodeConfig) -> anyhow::Result<Option<Arc<Tiering>>> {
     };
     let tiering = Tiering::open(settings).context("open the object store")?;
     Ok(Some(Arc::new(tiering)))
+}
+
+type FlightService = InterceptedService<FlightServiceServer<ArkaFlight>, Authenticate>;
+
+/// The Flight service behind its trust rule: the interceptor that reads every call's
+/// credentials, the audit log of refusals and admin actions.
+fn flight_service(
+    ctx: &Arc<NodeContext>,
+    config: &NodeConfig,
+    secret: &ClusterSecret,
+) -> anyhow::Result<FlightService> {
+    let audit = Audit::to_file(config.data_dir.join("audit.log"));
+    let authenticator = open_authenticator(config, secret)?;
+    let flight = ArkaFlight::new(
+        ctx.clone(),
+        authenticator.clone(),
+        Guard::new(audit.clone()),
+    );
+    Ok(InterceptedService::new(
+        FlightServiceServer::new(flight)
+            .max_decoding_message_size(FLIGHT_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(FLIGHT_MESSAGE_BYTES_MAX),
+        Authenticate::new(authenticator, audit),
+    ))
 }
 
 /// The users of the Flight port, when `auth-file` is set.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use arka::client::{Client, ConnectOptions, Credentials, WriteItem};
+use arka::client::{Client, ClusterClient, ConnectOptions, Credentials, RetryPolicy, WriteItem};
 use arka::durability::Level;
 use common::{data, read_all, Cluster, DEADLINE};
 use serde_json::{json, Value};
@@ -45,9 +45,16 @@ fn auth_file(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 async fn secured_cluster(n: u64) -> Cluster {
+    secured_cluster_with(n, "").await
+}
+
+async fn secured_cluster_with(n: u64, extra_config: &str) -> Cluster {
     let dir = tempfile::TempDir::new().expect("tempdir");
     let users = auth_file(dir.path());
-    let config = format!("auth-file = {:?}\n", users.display().to_string());
+    let config = format!(
+        "auth-file = {:?}\n{extra_config}",
+        users.display().to_string()
+    );
     let admin = ConnectOptions::default().with_credentials(password_of("root"));
     Cluster::start_in(dir, n, &config, admin).await
 }
@@ -228,4 +235,34 @@ async fn each_role_is_held_to_its_rights_and_the_audit_log_names_who_did_what() 
         .iter()
         .find(|l| l["action"] == "drop_table" && l["user"] == "root");
     assert_eq!(dropped.map(|l| l["target"].clone()), Some(json!("events")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_client_signs_in_again_once_its_token_expired() {
+    let cluster = secured_cluster_with(1, "auth-token-ttl-secs = 1\n").await;
+    let options = ConnectOptions::default().with_credentials(password_of("ingest"));
+    let addr = cluster.addr(1);
+    let client =
+        ClusterClient::connect_with_options(&[&addr], RetryPolicy::default(), options.clone())
+            .await
+            .expect("connect");
+    client
+        .action("status", &Value::Null)
+        .await
+        .expect("signed in");
+    // A connection made now holds a token that expires within two seconds; so does the
+    // cluster client's.
+    let probe = Client::connect_with(&addr, &options)
+        .await
+        .expect("connect");
+    let expired = common::eventually("the token expires", DEADLINE, || async {
+        probe.action("status", &Value::Null).await.err()
+    })
+    .await;
+    assert_eq!(expired.code(), Some(Code::Unauthenticated), "{expired}");
+    assert!(expired.to_string().contains("expired"), "{expired}");
+    client
+        .action("status", &Value::Null)
+        .await
+        .expect("the cluster client signs in again");
 }

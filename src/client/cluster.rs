@@ -68,19 +68,23 @@ impl Backoff {
     }
 }
 
-/// True when the same request may succeed if sent again, possibly to another node.
+/// True when the same request may succeed if sent again, possibly to another node. An
+/// expired token is retryable: the connection is dropped, and the next one signs in again.
 pub fn is_retryable(e: &ClientError) -> bool {
     match e {
         ClientError::Connect { .. } => true,
-        ClientError::Status(s) => matches!(
-            s.code(),
-            tonic::Code::Unavailable
-                | tonic::Code::Aborted
-                | tonic::Code::Unknown
-                | tonic::Code::Cancelled
-                | tonic::Code::DeadlineExceeded
-                | tonic::Code::Internal
-        ),
+        ClientError::Status(s) => {
+            matches!(
+                s.code(),
+                tonic::Code::Unavailable
+                    | tonic::Code::Aborted
+                    | tonic::Code::Unknown
+                    | tonic::Code::Cancelled
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Internal
+            ) || (s.code() == tonic::Code::Unauthenticated
+                && s.message() == crate::error::TOKEN_EXPIRED)
+        }
         ClientError::Decode(_) | ClientError::Encode(_) => false,
     }
 }

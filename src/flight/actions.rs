@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::status::status_json;
 use super::{durability_status, members, tiering};
-use crate::auth::Right;
+use crate::auth::{Caller, Right};
 use crate::context::NodeContext;
 use crate::error::{Error, Result};
 use crate::ipc;
@@ -75,6 +75,13 @@ pub fn target_of(action: &str, body: &[u8]) -> String {
             .take(128)
             .collect(),
         _ => String::new(),
+    }
+}
+
+/// Leaves in a `list_tables` answer only the tables `caller` has a grant for.
+pub fn keep_granted_tables(list: &mut Value, caller: &Caller) {
+    if let Some(tables) = list["tables"].as_array_mut() {
+        tables.retain(|t| t["name"].as_str().is_some_and(|n| caller.may_use_table(n)));
     }
 }
 

@@ -47,28 +47,23 @@ impl Authenticate {
         Self { auth, audit }
     }
 
-    fn presented<T>(&self, request: &Request<T>) -> Result<Presented, (String, AuthError)> {
+    fn presented<T>(&self, request: &Request<T>) -> Result<Presented, AuthError> {
         let Some(auth) = &self.auth else {
             return Ok(Presented::Caller(Caller::anonymous()));
         };
         let Some(header) = request.metadata().get(AUTHORIZATION) else {
             return Ok(Presented::Nothing);
         };
-        let header = header
-            .to_str()
-            .map_err(|_| ("?".into(), AuthError::BadToken))?;
+        let header = header.to_str().map_err(|_| AuthError::BadToken)?;
         if let Some(token) = strip_scheme(header, "bearer") {
-            return auth
-                .bearer(token)
-                .map(Presented::Caller)
-                .map_err(|e| ("?".into(), e));
+            return auth.bearer(token).map(Presented::Caller);
         }
         if let Some(encoded) = strip_scheme(header, "basic") {
             return basic_credentials(encoded)
                 .map(|(user, password)| Presented::Basic { user, password })
-                .ok_or(("?".into(), AuthError::BadPassword));
+                .ok_or(AuthError::BadPassword);
         }
-        Err(("?".into(), AuthError::BadToken))
+        Err(AuthError::BadToken)
     }
 }
 
@@ -79,9 +74,9 @@ impl Interceptor for Authenticate {
                 request.extensions_mut().insert(presented);
                 Ok(request)
             }
-            Err((user, error)) => {
+            Err(error) => {
                 self.audit.record(AuditEvent {
-                    user,
+                    user: "?".into(),
                     action: "flight call".into(),
                     target: String::new(),
                     outcome: format!("refused: {error}"),

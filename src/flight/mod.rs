@@ -46,21 +46,31 @@ impl ArkaFlight {
         Self { ctx, auth, guard }
     }
 
-    /// The caller, if it may read what `descriptor` names.
-    fn require_read_of<T>(
+    /// The caller, if it has `right` and, when the call names a table, a grant for it.
+    /// `target` names what the call is about in the audit log.
+    fn require<T>(
         &self,
         request: &Request<T>,
+        right: Right,
         action: &str,
-        descriptor: &FlightDescriptor,
+        target: &str,
+        table: Option<&str>,
     ) -> Result<Caller, Status> {
-        let table = info::descriptor_table(descriptor);
-        let caller = self
-            .guard
-            .require(request, Right::Read, action, table.unwrap_or(""))?;
+        let caller = self.guard.require(request, right, action, target)?;
         if let Some(table) = table {
             self.guard.table(request, &caller, action, table)?;
         }
         Ok(caller)
+    }
+
+    /// The caller, if it may read what `descriptor` names.
+    fn require_read_of(
+        &self,
+        request: &Request<FlightDescriptor>,
+        action: &str,
+    ) -> Result<Caller, Status> {
+        let table = info::descriptor_table(request.get_ref());
+        self.require(request, Right::Read, action, table.unwrap_or(""), table)
     }
 }
 
@@ -107,7 +117,7 @@ impl FlightService for ArkaFlight {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.require_read_of(&request, "GetFlightInfo", request.get_ref())?;
+        self.require_read_of(&request, "GetFlightInfo")?;
         let descriptor = request.into_inner();
         Ok(Response::new(info::get_flight_info(
             &self.ctx,
@@ -119,7 +129,7 @@ impl FlightService for ArkaFlight {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<PollInfo>, Status> {
-        self.require_read_of(&request, "PollFlightInfo", request.get_ref())?;
+        self.require_read_of(&request, "PollFlightInfo")?;
         let descriptor = request.into_inner();
         let info = info::get_flight_info(&self.ctx, &descriptor)?;
         Ok(Response::new(
@@ -131,7 +141,7 @@ impl FlightService for ArkaFlight {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
-        self.require_read_of(&request, "GetSchema", request.get_ref())?;
+        self.require_read_of(&request, "GetSchema")?;
         let info = info::get_flight_info(&self.ctx, &request.into_inner())?;
         let schema = info
             .try_decode_schema()
@@ -148,15 +158,8 @@ impl FlightService for ArkaFlight {
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let table = ticket::table_of(&request.get_ref().ticket);
-        let caller = self.guard.require(
-            &request,
-            Right::Read,
-            "DoGet",
-            table.as_deref().unwrap_or(""),
-        )?;
-        if let Some(table) = &table {
-            self.guard.table(&request, &caller, "DoGet", table)?;
-        }
+        let target = table.as_deref().unwrap_or("");
+        self.require(&request, Right::Read, "DoGet", target, table.as_deref())?;
         let ticket = request.into_inner();
         let span = tracing::info_span!("do_get", ticket = %String::from_utf8_lossy(&ticket.ticket));
         let stream = do_get::do_get(self.ctx.clone(), &ticket.ticket)
@@ -198,10 +201,8 @@ impl FlightService for ArkaFlight {
             )
         };
         let right = actions::right_of(&name);
-        let caller = self.guard.require(&request, right, &name, &target)?;
-        if actions::targets_a_table(&name) {
-            self.guard.table(&request, &caller, &name, &target)?;
-        }
+        let table = actions::targets_a_table(&name).then_some(target.as_str());
+        let caller = self.require(&request, right, &name, &target, table)?;
         let action = request.get_ref();
         let span = tracing::info_span!("do_action", action = %name, user = %caller.user);
         let result = actions::do_action(&self.ctx, &name, &action.body)
@@ -213,7 +214,10 @@ impl FlightService for ArkaFlight {
             self.guard
                 .record_admin(&request, &caller, &name, &target, outcome);
         }
-        let value = result?;
+        let mut value = result?;
+        if name == "list_tables" {
+            actions::keep_granted_tables(&mut value, &caller);
+        }
         let result = arrow_flight::Result::new(value.to_string());
         Ok(Response::new(futures::stream::iter([Ok(result)]).boxed()))
     }

@@ -3,12 +3,11 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
 use crate::fault::NetworkFaults;
+use crate::refusals::RefusalLog;
 use crate::secret::ClusterSecret;
 
 pub trait Datagrams: Send + Sync + 'static {
@@ -60,40 +59,15 @@ impl Datagrams for UdpDatagrams {
 pub struct SealedDatagrams<D> {
     inner: D,
     secret: ClusterSecret,
-    refused: Mutex<Refused>,
+    refused: RefusalLog,
 }
-
-/// Refused datagrams, counted and logged at most once per [`REFUSED_LOG_EVERY`].
-#[derive(Default)]
-struct Refused {
-    count: u64,
-    logged_at: Option<Instant>,
-}
-
-const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl<D: Datagrams> SealedDatagrams<D> {
     pub fn new(inner: D, secret: ClusterSecret) -> Self {
         Self {
             inner,
             secret,
-            refused: Mutex::default(),
-        }
-    }
-
-    fn refuse(&self, from: SocketAddr) {
-        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-        refused.count += 1;
-        let due = refused
-            .logged_at
-            .is_none_or(|at| at.elapsed() >= REFUSED_LOG_EVERY);
-        if due {
-            refused.logged_at = Some(Instant::now());
-            tracing::warn!(
-                %from,
-                refused_total = refused.count,
-                "gossip: refused a datagram not signed with this cluster's secret"
-            );
+            refused: RefusalLog::new("gossip datagrams"),
         }
     }
 }
@@ -110,7 +84,9 @@ impl<D: Datagrams> Datagrams for SealedDatagrams<D> {
             let (len, from) = self.inner.recv_from(buf).await?;
             match self.secret.open_datagram(&buf[..len]) {
                 Some(datagram) => return Ok((datagram.len(), from)),
-                None => self.refuse(from),
+                None => self
+                    .refused
+                    .note(&from, "not signed with this cluster's secret"),
             }
         }
     }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arka_proto::raft::raft_service_client::RaftServiceClient;
+use arka_proto::raft::RaftPayload;
 use futures::future::BoxFuture;
 use tonic::transport::Channel;
 use tonic::Status;
@@ -74,19 +75,9 @@ impl InternalClient {
         raft_addr: &str,
         timeout: Duration,
     ) -> Result<super::Identity, Status> {
-        let mut client = RaftServiceClient::new(self.channel(raft_addr)?);
-        let request = self.cluster_id.seal(Vec::new());
-        let response = tokio::time::timeout(timeout, client.identify(request))
-            .await
-            .map_err(|_| {
-                Status::deadline_exceeded(format!(
-                    "{raft_addr} did not say who it is within {timeout:?}"
-                ))
-            })??
-            .into_inner();
-        self.cluster_id.authenticate(&response)?;
-        crate::codec::decode("identify", &response.data)
-            .map_err(|e| Status::internal(e.to_string()))
+        let send: Rpc = |mut c, p| Box::pin(async move { c.identify(p).await });
+        let answer = self.exchange(raft_addr, Vec::new(), timeout, send).await?;
+        crate::codec::decode("identify", &answer).map_err(|e| Status::internal(e.to_string()))
     }
 
     /// Sends `request` to the node at `raft_addr` and returns its answer, within `timeout`.
@@ -96,20 +87,31 @@ impl InternalClient {
         request: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, Status> {
+        let send: Rpc = |mut c, p| Box::pin(async move { c.internal(p).await });
+        self.exchange(raft_addr, request, timeout, send).await
+    }
+
+    /// Sends `data` signed, through the fault point, and returns the authenticated answer.
+    async fn exchange(
+        &self,
+        raft_addr: &str,
+        data: Vec<u8>,
+        timeout: Duration,
+        send: Rpc,
+    ) -> Result<Vec<u8>, Status> {
         if self.faults.is_isolated() {
             return Err(Status::unavailable(
                 "dropped: this node is isolated by an injected fault",
             ));
         }
-        let mut client = RaftServiceClient::new(self.channel(raft_addr)?)
+        let client = RaftServiceClient::new(self.channel(raft_addr)?)
             .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
-        let payload = self.cluster_id.seal(request);
-        let response = tokio::time::timeout(timeout, client.internal(payload))
+        let response = tokio::time::timeout(timeout, send(client, self.cluster_id.seal(data)))
             .await
             .map_err(|_| {
                 Status::deadline_exceeded(format!(
-                    "internal request to {raft_addr} got no answer within {timeout:?}"
+                    "node-to-node request to {raft_addr} got no answer within {timeout:?}"
                 ))
             })??
             .into_inner();
@@ -117,3 +119,8 @@ impl InternalClient {
         Ok(response.data)
     }
 }
+
+type Rpc = fn(
+    RaftServiceClient<Channel>,
+    RaftPayload,
+) -> BoxFuture<'static, Result<tonic::Response<RaftPayload>, Status>>;

@@ -19,6 +19,7 @@ use super::InternalHandler;
 use crate::cluster_id::ClusterId;
 use crate::codec;
 use crate::fault::NetworkFaults;
+use crate::refusals::RefusalLog;
 use crate::types::{SnapshotMeta, TypeConfig, Vote};
 
 /// Serves node-to-node RPC for one Raft instance: Raft messages, and the internal requests
@@ -70,15 +71,12 @@ fn refuse_if_isolated(faults: &NetworkFaults) -> Result<(), Status> {
     Ok(())
 }
 
-/// Refused node-to-node messages are logged: a stranger probing the Raft port, or a member
-/// configured with another secret, is something the operator must see.
+/// Messages the Raft port refused (one Raft service per process).
+static REFUSED: RefusalLog = RefusalLog::new("node-to-node messages");
+
 fn log_refusal(req: &RaftPayload, refused: &Status) {
-    tracing::warn!(
-        code = ?refused.code(),
-        cluster_id = %req.cluster_id,
-        reason = refused.message(),
-        "refused a node-to-node message"
-    );
+    let from = format!("a sender naming cluster {:?}", req.cluster_id);
+    REFUSED.note(&from, refused.message());
 }
 
 /// The AppendEntries requests of a pipelined stream, each admitted and decoded. The first
