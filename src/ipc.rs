@@ -66,6 +66,48 @@ fn declared_body_len(header: &[u8]) -> Option<usize> {
     usize::try_from(message.bodyLength()).ok()
 }
 
+/// Checks, before anything is decoded, that a client's IPC message asks only for bytes its
+/// body holds: the declared body length and every buffer (offset + length) of a record batch
+/// or dictionary batch. Arrow's reader slices buffers without such a check and panics on a
+/// short body; a panic must never be reachable from client bytes.
+pub fn check_message_fits(header: &[u8], body: &[u8]) -> Result<(), String> {
+    use arrow::ipc::MessageHeader;
+    let message = arrow::ipc::root_as_message(header)
+        .map_err(|e| format!("the IPC message header does not parse: {e}"))?;
+    let declared = usize::try_from(message.bodyLength()).unwrap_or(usize::MAX);
+    if declared > body.len() {
+        return Err(format!(
+            "the IPC message declares a body of {declared} bytes but carries {}",
+            body.len()
+        ));
+    }
+    let batch = match message.header_type() {
+        MessageHeader::RecordBatch => message.header_as_record_batch(),
+        MessageHeader::DictionaryBatch => {
+            message.header_as_dictionary_batch().and_then(|d| d.data())
+        }
+        _ => None,
+    };
+    let Some(buffers) = batch.and_then(|b| b.buffers()) else {
+        return Ok(());
+    };
+    for buffer in buffers {
+        let end = u64::try_from(buffer.offset())
+            .ok()
+            .zip(u64::try_from(buffer.length()).ok())
+            .and_then(|(offset, length)| offset.checked_add(length));
+        if end.is_none_or(|end| end > body.len() as u64) {
+            return Err(format!(
+                "the IPC message declares a buffer at offset {} of {} bytes, beyond its body of {} bytes",
+                buffer.offset(),
+                buffer.length(),
+                body.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Frames a client's schema message and batch message (Flight `data_header` / `data_body`)
 /// as an IPC stream, bytes unchanged: what the log keeps of a write, so that nothing is
 /// re-encoded between the client and a reader. `None` when the body is not exactly what the

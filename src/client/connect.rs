@@ -16,8 +16,8 @@ use super::ClientError;
 /// Largest Flight message the client sends or takes.
 const MESSAGE_BYTES_MAX: usize = 1024 * 1024 * 1024;
 
-/// Who the client is to the cluster.
-#[derive(Debug, Clone, Default)]
+/// Who the client is to the cluster. Its `Debug` never shows a password or token.
+#[derive(Clone, Default)]
 pub enum Credentials {
     /// A cluster without an auth file.
     #[default]
@@ -26,6 +26,16 @@ pub enum Credentials {
     Password { user: String, password: String },
     /// A bearer token (from a Handshake, or a static service token).
     Token(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::None => f.write_str("None"),
+            Credentials::Password { user, .. } => write!(f, "Password {{ user: {user:?}, .. }}"),
+            Credentials::Token(_) => f.write_str("Token(..)"),
+        }
+    }
 }
 
 /// How to connect to every node of a cluster.

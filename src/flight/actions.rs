@@ -235,6 +235,7 @@ fn table_from_body(action: &str, body: &[u8]) -> Result<TableName> {
         .map_err(|_| Error::InvalidArgument(format!("{action}: body is not UTF-8")))?;
     let name = if text.trim_start().starts_with('{') {
         #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
         struct Named {
             name: String,
         }

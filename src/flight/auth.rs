@@ -16,8 +16,8 @@ use crate::auth::{Audit, AuditEvent, AuthError, Authenticator, Caller, Right};
 
 const AUTHORIZATION: &str = "authorization";
 
-/// What a call presented, as the interceptor found it.
-#[derive(Debug, Clone)]
+/// What a call presented, as the interceptor found it. Not `Debug`: it may hold a password.
+#[derive(Clone)]
 pub enum Presented {
     Caller(Caller),
     /// Basic credentials, which only Handshake takes.

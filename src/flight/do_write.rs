@@ -43,7 +43,9 @@ pub fn final_level(
 /// Refuses a table the caller has no grant for, once the stream names it.
 pub type TableGrant = Box<dyn FnOnce(&str) -> Result<()> + Send>;
 
-/// Starts a session in its own task; its ack batches arrive on the returned receiver.
+/// Starts a session in its own task; its ack batches arrive on the returned receiver. A
+/// session that panics (a bug) ends the stream with an error, never with a silent end that a
+/// client would take for success.
 fn start_session(
     ctx: Arc<NodeContext>,
     input: Streaming<FlightData>,
@@ -51,25 +53,43 @@ fn start_session(
     grant: TableGrant,
 ) -> mpsc::Receiver<Result<Vec<AckEvent>>> {
     let (tx, rx) = mpsc::channel(ACK_QUEUE_MAX);
+    let on_panic = tx.clone();
+    let session = tokio::spawn(session(ctx, input, final_level, grant, tx));
     tokio::spawn(async move {
-        let decoded = decode_writes(input).await.and_then(|(table, writes)| {
-            grant(table.as_str())?;
-            Ok(writes)
-        });
-        let writes = match decoded {
-            Ok(writes) => writes,
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-                return;
-            }
-        };
-        let limits = SessionLimits {
-            final_level,
-            inflight_bytes_max: ctx.writes.limits().session_inflight_bytes_max,
-        };
-        run_session(ctx.writes.clone(), Box::pin(writes), limits, tx).await;
+        if let Err(e) = session.await {
+            tracing::error!(error = %e, "a write session failed");
+            let failed = Error::Internal(format!(
+                "the write session failed ({e}); writes not acknowledged were not written"
+            ));
+            let _ = on_panic.send(Err(failed)).await;
+        }
     });
     rx
+}
+
+async fn session(
+    ctx: Arc<NodeContext>,
+    input: Streaming<FlightData>,
+    final_level: Level,
+    grant: TableGrant,
+    tx: mpsc::Sender<Result<Vec<AckEvent>>>,
+) {
+    let decoded = decode_writes(input).await.and_then(|(table, writes)| {
+        grant(table.as_str())?;
+        Ok(writes)
+    });
+    let writes = match decoded {
+        Ok(writes) => writes,
+        Err(e) => {
+            let _ = tx.send(Err(e)).await;
+            return;
+        }
+    };
+    let limits = SessionLimits {
+        final_level,
+        inflight_bytes_max: ctx.writes.limits().session_inflight_bytes_max,
+    };
+    run_session(ctx.writes.clone(), Box::pin(writes), limits, tx).await;
 }
 
 /// Header asking for watermark rows on the ack stream (`true` / `false`).

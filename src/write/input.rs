@@ -60,7 +60,13 @@ pub async fn decode_writes(
     // the descriptor alone first); they hold no data to decode.
     let all = futures::stream::once(async move { Ok(first) })
         .chain(rest)
-        .try_filter(|data| futures::future::ready(!data.data_header.is_empty()));
+        .try_filter(|data| futures::future::ready(!data.data_header.is_empty()))
+        .and_then(|data| {
+            let checked = ipc::check_message_fits(&data.data_header, &data.data_body)
+                .map(|()| data)
+                .map_err(FlightError::DecodeError);
+            futures::future::ready(checked)
+        });
     let target = table.clone();
     // The header of the schema message in force: each write keeps the client's messages.
     let mut schema_header = Bytes::new();
