@@ -41,9 +41,11 @@ use crate::tls::NodeTls;
 use crate::wal::{LogReader, LogStore, WalConfig, WalFaults};
 use crate::write::{WalGuard, WriteLimits, WritePath};
 
-/// Largest Flight message accepted; batches above `batch-bytes-max` are refused with a clear
-/// error by the write path, so this only has to be larger than that.
-const FLIGHT_MESSAGE_BYTES_MAX: usize = 1024 * 1024 * 1024;
+/// Largest Flight message a node sends (a read's batches are bounded by what was written).
+const FLIGHT_ANSWER_BYTES_MAX: usize = 1024 * 1024 * 1024;
+/// What a Flight message may carry beyond a batch of `batch-bytes-max`: its IPC header,
+/// app_metadata and descriptor.
+const FLIGHT_FRAMING_BYTES_MAX: usize = 1024 * 1024;
 
 pub struct Node {
     pub ctx: Arc<NodeContext>,
@@ -292,9 +294,11 @@ fn flight_service(
         Guard::new(audit.clone()),
     );
     Ok(InterceptedService::new(
+        // A larger message is refused from its length prefix, before it is read: a batch over
+        // `batch-bytes-max` never costs the node its size in memory.
         FlightServiceServer::new(flight)
-            .max_decoding_message_size(FLIGHT_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(FLIGHT_MESSAGE_BYTES_MAX),
+            .max_decoding_message_size(config.batch_bytes_max + FLIGHT_FRAMING_BYTES_MAX)
+            .max_encoding_message_size(FLIGHT_ANSWER_BYTES_MAX),
         Authenticate::new(authenticator, audit),
     ))
 }

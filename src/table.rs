@@ -25,13 +25,15 @@ impl TableName {
             && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if valid && RESERVED_TABLE_NAMES.contains(&name) {
             Err(format!(
-                "table name {name:?} is reserved (it names a Flight path); choose another"
+                "table name {} is reserved (it names a Flight path); choose another",
+                crate::error::quoted(name)
             ))
         } else if valid {
             Ok(Self(name.to_string()))
         } else {
             Err(format!(
-                "invalid table name {name:?}: names match [a-z][a-z0-9_]{{0,62}}"
+                "invalid table name {}: names match [a-z][a-z0-9_]{{0,62}}",
+                crate::error::quoted(name)
             ))
         }
     }

@@ -224,6 +224,42 @@ async fn every_error_class_is_answered_and_the_node_keeps_serving() {
     assert_eq!(batches.len(), 5, "the earlier writes are intact");
 }
 
+/// A batch far over `batch-bytes-max` was received and decoded before it was refused (a 500
+/// MB one cost the leader 2 GB and its leadership). It is refused from the gRPC length
+/// prefix, before its bytes are read; a table name of 100 KB is quoted by a short prefix.
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_messages_are_refused_unread_and_errors_quote_a_short_prefix() {
+    let cluster = Cluster::start_with_config(1, "batch-bytes-max = 65536\n").await;
+    let client = cluster.client(1).await;
+    let wide: Vec<String> = (0..4096).map(|i| format!("{i:0>1024}")).collect();
+    let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, false)]));
+    let big = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(wide))]).expect("batch");
+    let err = write(&client, "big", WriteItem::plain(big))
+        .await
+        .expect_err("4 MiB over a 64 KiB limit");
+    expect(
+        &err,
+        err.code(),
+        Code::ResourceExhausted,
+        &["over this node's limit", "split the batch"],
+    );
+
+    let name = "n".repeat(100_000);
+    let err = write(&client, &name, WriteItem::plain(data::batch(1, 0, 1)))
+        .await
+        .expect_err("a 100 KB table name");
+    expect(
+        &err,
+        err.code(),
+        Code::InvalidArgument,
+        &["invalid table name", "(100000 bytes)"],
+    );
+    assert!(err.to_string().len() < 1024, "{err}");
+    write(&client, "kept", WriteItem::plain(data::batch(1, 0, 1)))
+        .await
+        .expect("the node keeps taking writes");
+}
+
 /// `drop_table {"name": T, "extra": 1}` once dropped the table although docs/api.md says
 /// unknown keys are refused.
 #[tokio::test(flavor = "multi_thread")]

@@ -176,8 +176,9 @@ impl Guard {
             return Ok(());
         }
         let status = Status::permission_denied(format!(
-            "user {:?} has no grant for table {table:?}",
-            caller.user
+            "user {:?} has no grant for table {}",
+            caller.user,
+            crate::error::quoted(table)
         ));
         Err(self.refuse(&caller.user, action, table, source, status))
     }

@@ -37,6 +37,13 @@ pub fn table_from_path(descriptor: Option<&FlightDescriptor>) -> Result<TableNam
 
 fn flight_error(e: FlightError) -> Error {
     match e {
+        // tonic's refusal of a message over the node's limit, from its length prefix.
+        FlightError::Tonic(status) if status.code() == tonic::Code::OutOfRange => {
+            Error::ResourceExhausted(format!(
+                "a message of the write stream is over this node's limit (batch-bytes-max plus 1 MiB of framing); split the batch: {}",
+                status.message()
+            ))
+        }
         FlightError::Tonic(status) => Error::Unavailable(format!("client stream failed: {status}")),
         other => Error::InvalidArgument(format!("cannot decode the client's Arrow data: {other}")),
     }
@@ -52,7 +59,7 @@ pub async fn decode_writes(
     let first = stream
         .message()
         .await
-        .map_err(|s| Error::Unavailable(format!("client stream failed: {s}")))?
+        .map_err(|s| flight_error(FlightError::Tonic(Box::new(s))))?
         .ok_or_else(|| Error::InvalidArgument("empty write stream: no schema was sent".into()))?;
     let table = table_from_path(first.flight_descriptor.as_ref())?;
     let rest = stream.map_err(|status| FlightError::Tonic(Box::new(status)));
