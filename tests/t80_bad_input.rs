@@ -229,14 +229,14 @@ async fn every_error_class_is_answered_and_the_node_keeps_serving() {
 /// prefix, before its bytes are read; a table name of 100 KB is quoted by a short prefix.
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_messages_are_refused_unread_and_errors_quote_a_short_prefix() {
-    let cluster = Cluster::start_with_config(1, "batch-bytes-max = 65536\n").await;
+    let cluster = Cluster::start_with_config(1, "batch-bytes-max = 8388608\n").await;
     let client = cluster.client(1).await;
-    let wide: Vec<String> = (0..4096).map(|i| format!("{i:0>1024}")).collect();
+    let wide: Vec<String> = (0..16_384).map(|i| format!("{i:0>1024}")).collect();
     let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, false)]));
     let big = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(wide))]).expect("batch");
     let err = write(&client, "big", WriteItem::plain(big))
         .await
-        .expect_err("4 MiB over a 64 KiB limit");
+        .expect_err("16 MiB over an 8 MiB limit");
     expect(
         &err,
         err.code(),
@@ -255,6 +255,39 @@ async fn oversized_messages_are_refused_unread_and_errors_quote_a_short_prefix()
         &["invalid table name", "(100000 bytes)"],
     );
     assert!(err.to_string().len() < 1024, "{err}");
+
+    // Tickets and action bodies have limits of their own, far below the message limit.
+    let ticket = format!("{{\"table\": \"{}\"}}", "t".repeat(100_000));
+    let refused = get(&cluster, ticket.as_bytes()).await;
+    expect(
+        &refused,
+        Some(refused.code()),
+        Code::ResourceExhausted,
+        &["ticket of 100013 bytes"],
+    );
+    let body = format!("\"{}\"", "b".repeat(5 << 20));
+    let err = client
+        .action_bytes("drop_table", body.into_bytes())
+        .await
+        .expect_err("a 5 MiB body");
+    expect(
+        &err,
+        err.code(),
+        Code::ResourceExhausted,
+        &["over the limit of 4194304"],
+    );
+    let err = client
+        .action(&"a".repeat(100_000), &json!(null))
+        .await
+        .expect_err("a 100 KB action name");
+    expect(
+        &err,
+        err.code(),
+        Code::InvalidArgument,
+        &["unknown action", "(100000 bytes)"],
+    );
+    assert!(err.to_string().len() < 1024, "{err}");
+
     write(&client, "kept", WriteItem::plain(data::batch(1, 0, 1)))
         .await
         .expect("the node keeps taking writes");

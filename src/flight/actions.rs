@@ -100,6 +100,28 @@ pub(super) fn parse_body<T: for<'de> Deserialize<'de>>(action: &str, body: &[u8]
         .map_err(|e| Error::InvalidArgument(format!("bad JSON body for action {action}: {e}")))
 }
 
+/// Longest action name; every action's is far shorter.
+pub const ACTION_NAME_BYTES_MAX: usize = 64;
+/// Largest action body a node parses (`create_table` carries a schema, base64).
+pub const ACTION_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Refuses an action whose name or body is over its limit, before anything else reads it.
+pub fn check_sizes(action: &str, body: &[u8]) -> Result<()> {
+    if action.len() > ACTION_NAME_BYTES_MAX {
+        return Err(Error::InvalidArgument(format!(
+            "unknown action {}",
+            crate::error::quoted(action)
+        )));
+    }
+    if body.len() > ACTION_BODY_BYTES_MAX {
+        return Err(Error::ResourceExhausted(format!(
+            "the body of {action} is {} bytes, over the limit of {ACTION_BODY_BYTES_MAX}",
+            body.len()
+        )));
+    }
+    Ok(())
+}
+
 pub async fn do_action(ctx: &NodeContext, action: &str, body: &[u8]) -> Result<Value> {
     match action {
         "status" => Ok(status_json(ctx)),
@@ -119,7 +141,8 @@ pub async fn do_action(ctx: &NodeContext, action: &str, body: &[u8]) -> Result<V
         other => {
             let known: Vec<&str> = ACTIONS.iter().map(|(n, _)| *n).collect();
             Err(Error::NotFound(format!(
-                "unknown action {other:?}; actions: {}",
+                "unknown action {}; actions: {}",
+                crate::error::quoted(other),
                 known.join(", ")
             )))
         }

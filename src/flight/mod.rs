@@ -157,6 +157,8 @@ impl FlightService for ArkaFlight {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
+        // A bad ticket (too large, malformed) is refused with its reason by the read itself,
+        // once the caller is known to read at all.
         let table = ticket::table_of(&request.get_ref().ticket);
         let target = table.as_deref().unwrap_or("");
         self.require(&request, Right::Read, "DoGet", target, table.as_deref())?;
@@ -195,6 +197,7 @@ impl FlightService for ArkaFlight {
     ) -> Result<Response<Self::DoActionStream>, Status> {
         let (name, target) = {
             let action = request.get_ref();
+            actions::check_sizes(&action.r#type, &action.body)?;
             (
                 action.r#type.clone(),
                 actions::target_of(&action.r#type, &action.body),

@@ -36,6 +36,9 @@ pub enum Ticket {
 
 pub const STATUS_TICKET: &[u8] = br#"{"status": true}"#;
 
+/// Largest ticket a node parses; a read ticket is a few hundred bytes.
+pub const TICKET_BYTES_MAX: usize = 64 * 1024;
+
 /// The table a ticket reads, if it is a valid read ticket (a bad one is refused by
 /// [`parse`] with its reason).
 pub fn table_of(bytes: &[u8]) -> Option<String> {
@@ -46,6 +49,12 @@ pub fn table_of(bytes: &[u8]) -> Option<String> {
 }
 
 pub fn parse(bytes: &[u8]) -> Result<Ticket> {
+    if bytes.len() > TICKET_BYTES_MAX {
+        return Err(Error::ResourceExhausted(format!(
+            "a ticket of {} bytes is over the limit of {TICKET_BYTES_MAX}",
+            bytes.len()
+        )));
+    }
     let text = std::str::from_utf8(bytes)
         .map_err(|_| Error::InvalidArgument("bad ticket: not UTF-8".into()))?
         .trim();
