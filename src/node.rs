@@ -13,7 +13,7 @@ use arka_cluster::gossip::{
     Gossip, GossipConfig, GossipTiming, NodeState, Peer, SealedDatagrams, UdpDatagrams,
 };
 use arka_cluster::network::{
-    InternalClient, NetworkFactory, RaftRpcService, TcpConnector, GRPC_MESSAGE_BYTES_MAX,
+    InternalClient, NetworkFactory, NodeGate, RaftRpcService, TcpConnector, GRPC_MESSAGE_BYTES_MAX,
 };
 use arka_cluster::raft_config::{self, RaftTiming};
 use arka_cluster::{ClusterSecret, NodeId, NodeInfo};
@@ -180,6 +180,7 @@ impl Node {
         });
 
         let (stop_tx, stop_rx) = watch::channel(false);
+        let gate = NodeGate::new(cluster_id.secret());
         let raft_service = RaftServiceServer::new(RaftRpcService::new(
             raft.clone(),
             faults,
@@ -189,7 +190,7 @@ impl Node {
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
         let raft_server = http2_server(tls.as_ref().map(NodeTls::raft_server))?
-            .add_service(raft_service)
+            .add_service(InterceptedService::new(raft_service, gate))
             .serve_with_incoming_shutdown(accepted(raft_listener), stopped(stop_rx.clone()));
         let flight_service = flight_service(&ctx, &config, cluster_id.secret())?;
         let flight_server = http2_server(tls.as_ref().map(NodeTls::flight_server))?

@@ -9,8 +9,7 @@ use arka::durability::Level;
 use arka::internal::InternalRequest;
 use arka::tier::report::TierReport;
 use arka_cluster::{codec, Lsn, NodeId, TieredFile};
-use arka_proto::raft::raft_service_client::RaftServiceClient;
-use common::{data, lsns_at, node_message, read_all, Cluster, TEST_SECRET};
+use common::{data, lsns_at, node_message, raft_port_client, read_all, Cluster, TEST_SECRET};
 use serde_json::{json, Value};
 
 /// Tiering on, but the tier worker uploads only when asked (`flush`) or once an hour, so the
@@ -27,9 +26,7 @@ async fn internal(
     cluster_id: &str,
     request: &InternalRequest,
 ) -> tonic::Status {
-    let mut client = RaftServiceClient::connect(format!("http://{raft_addr}"))
-        .await
-        .expect("connect to the raft port");
+    let mut client = raft_port_client(raft_addr, secret).await;
     let data = codec::encode("internal request", request).expect("encode");
     let payload = node_message(secret, cluster_id, data);
     client

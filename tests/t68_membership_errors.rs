@@ -167,13 +167,9 @@ async fn another_clusters_node_is_refused_and_its_traffic_rejected() {
     // A Raft message signed by our cluster (both test clusters hold the same secret) and
     // stamped with our cluster id, sent straight to their node, is refused before it is
     // even decoded.
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", other.raft))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
     let request = common::node_message(TEST_SECRET, ours_id.as_str().expect("id"), vec![0; 16]);
-    let refused = arka_proto::raft::raft_service_client::RaftServiceClient::new(channel)
+    let refused = common::raft_port_client(&other.raft, TEST_SECRET)
+        .await
         .append_entries(request)
         .await
         .expect_err("foreign append");

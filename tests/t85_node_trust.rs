@@ -15,11 +15,13 @@ use arka_cluster::fault::NetworkFaults;
 use arka_cluster::gossip::{
     Gossip, GossipConfig, GossipTiming, NodeState, Peer, SealedDatagrams, UdpDatagrams,
 };
+use arka_cluster::network::{NodeKey, RaftClient};
 use arka_cluster::types::{Entry, LogId, Vote};
 use arka_cluster::{ClusterSecret, NodeId, TypeConfig};
-use arka_proto::raft::raft_service_client::RaftServiceClient;
 use arka_proto::raft::RaftPayload;
-use common::{data, eventually, free_port, lsns_at, node_message, Cluster, DEADLINE};
+use common::{
+    data, eventually, free_port, lsns_at, node_message, raft_port_client, Cluster, DEADLINE,
+};
 use openraft::impls::leader_id_adv::LeaderId;
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use openraft::EntryPayload;
@@ -27,10 +29,15 @@ use serde_json::Value;
 
 const STRANGER_SECRET: &str = "the stranger's own secret, not the cluster's";
 
-async fn raft_client(cluster: &Cluster, id: u64) -> RaftServiceClient<tonic::transport::Channel> {
-    RaftServiceClient::connect(format!("http://{}", cluster.node(id).raft))
-        .await
-        .expect("connect to the raft port")
+/// The stranger's clients of node `id`'s Raft port: one with a gate key of its own (refused
+/// from its headers), and one presenting the cluster's gate key (as someone who saw it on a
+/// cleartext wire could), whose messages must still be refused for their tags.
+async fn stranger_clients(cluster: &Cluster, id: u64) -> Vec<RaftClient> {
+    let raft = &cluster.node(id).raft;
+    vec![
+        raft_port_client(raft, STRANGER_SECRET).await,
+        raft_port_client(raft, common::TEST_SECRET).await,
+    ]
 }
 
 /// What a stranger sends: unsigned and without a cluster id (the attack as it worked before
@@ -123,13 +130,14 @@ async fn a_forged_append_entries_is_refused_and_every_replica_keeps_the_leaders_
         }],
     };
     let bytes = codec::encode("append_entries", &forged).expect("encode");
-    for message in forgeries(cluster_id, bytes) {
-        let refused = raft_client(&cluster, follower)
-            .await
-            .append_entries(message)
-            .await
-            .expect_err("a forged AppendEntries is refused");
-        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    for mut client in stranger_clients(&cluster, follower).await {
+        for message in forgeries(cluster_id, bytes.clone()) {
+            let refused = client
+                .append_entries(message)
+                .await
+                .expect_err("a forged AppendEntries is refused");
+            assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+        }
     }
 
     let last = write_some(&cluster, leader, "victim", 3..6).await;
@@ -167,12 +175,13 @@ async fn a_forged_leadership_transfer_vote_is_refused_and_the_leader_keeps_its_t
         leadership_transfer: true,
     };
     let bytes = codec::encode("vote", &steal).expect("encode");
-    for message in forgeries(cluster_id, bytes) {
-        let mut client = raft_client(&cluster, follower).await;
-        let refused = client.vote(message.clone()).await.expect_err("forged vote");
-        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
-        let refused = client.pre_vote(message).await.expect_err("forged pre-vote");
-        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    for mut client in stranger_clients(&cluster, follower).await {
+        for message in forgeries(cluster_id, bytes.clone()) {
+            let refused = client.vote(message.clone()).await.expect_err("forged vote");
+            assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+            let refused = client.pre_vote(message).await.expect_err("forged pre-vote");
+            assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+        }
     }
     for id in 1..=3 {
         let status = cluster.status(id).await.expect("status");
@@ -465,6 +474,11 @@ async fn only_replicating_learners_are_promoted_in_pairs_and_silent_members_can_
     write_some(&cluster, leader, "after", 0..2).await;
 }
 
+/// The gate key a member presents.
+fn member_key() -> NodeKey {
+    NodeKey::new(&ClusterSecret::new(common::TEST_SECRET.as_bytes()).expect("secret"))
+}
+
 /// Asks the node at `raft_addr` who it is, over a connection made by `connector`, with a
 /// message signed with the cluster secret (so only the transport can refuse it).
 async fn identify_through(
@@ -475,7 +489,8 @@ async fn identify_through(
     use arka_cluster::network::ChannelConnector;
     let channel = connector.channel(raft_addr)?;
     let message = node_message(common::TEST_SECRET, cluster_id, Vec::new());
-    RaftServiceClient::new(channel)
+    member_key()
+        .client(channel)
         .identify(message)
         .await
         .map(|_| ())
@@ -544,7 +559,8 @@ async fn with_tls_the_raft_port_serves_only_peers_with_a_certificate_of_the_clus
         .tls_config(tls)
         .expect("tls config");
     let answered = match endpoint.connect().await {
-        Ok(channel) => RaftServiceClient::new(channel)
+        Ok(channel) => member_key()
+            .client(channel)
             .identify(node_message(common::TEST_SECRET, &cluster_id, Vec::new()))
             .await
             .is_ok(),

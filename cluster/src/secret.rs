@@ -37,6 +37,8 @@ pub struct ClusterSecret {
     rpc: hmac::Key,
     gossip: hmac::Key,
     client_token: hmac::Key,
+    /// The Raft port's gate key (hex), derived like the keys; see `network::gate`.
+    gate: String,
 }
 
 impl std::fmt::Debug for ClusterSecret {
@@ -56,10 +58,16 @@ impl ClusterSecret {
         let root = hmac::Key::new(hmac::HMAC_SHA256, secret);
         let derive =
             |label: &[u8]| hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&root, label).as_ref());
+        let gate = hmac::sign(&root, b"arka raft port gate v1")
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Ok(Self {
             rpc: derive(b"arka node-to-node rpc v1"),
             gossip: derive(b"arka gossip datagram v1"),
             client_token: derive(b"arka client bearer token v1"),
+            gate,
         })
     }
 
@@ -113,11 +121,16 @@ impl ClusterSecret {
     pub fn token_tag_matches(&self, claims: &[u8], tag: &[u8]) -> bool {
         hmac::verify(&self.client_token, claims, tag).is_ok()
     }
+
+    /// The key every call to the Raft port presents in a header (hex).
+    pub fn gate_key(&self) -> String {
+        self.gate.clone()
+    }
 }
 
 /// Compares every byte whatever the first difference, so that timing tells an attacker
 /// nothing about how much of a forged tag was right.
-fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -42,6 +42,18 @@ pub fn node_message(
     arka_cluster::ClusterId::new(Some(cluster_id.to_string()), persist, secret).seal(data)
 }
 
+/// A client of the Raft port at `raft_addr` that presents the gate key of `secret` (a
+/// member's key with [`TEST_SECRET`]).
+pub async fn raft_port_client(raft_addr: &str, secret: &str) -> arka_cluster::network::RaftClient {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{raft_addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect to the raft port");
+    let secret = arka_cluster::ClusterSecret::new(secret.as_bytes()).expect("secret");
+    arka_cluster::network::NodeKey::new(&secret).client(channel)
+}
+
 /// How long a cluster condition may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 

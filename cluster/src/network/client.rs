@@ -5,7 +5,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arka_proto::raft::raft_service_client::RaftServiceClient;
 use arka_proto::raft::RaftPayload;
 use futures::{Stream, StreamExt};
 use openraft::base::{BoxFuture, BoxStream};
@@ -23,6 +22,7 @@ use serde::Serialize;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::budget::{cut_to_budget, APPEND_BYTES_MAX};
+use super::gate::{NodeKey, RaftClient};
 use super::pipeline::{self, InFlight, Incoming, Outgoing};
 use super::snapshot::{messages, SNAPSHOT_CHUNK_BYTES};
 use super::{GRPC_MESSAGE_BYTES_MAX, HTTP2_CONNECTION_WINDOW_BYTES, HTTP2_STREAM_WINDOW_BYTES};
@@ -149,8 +149,9 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerConnection {
+        let key = NodeKey::new(self.cluster_id.secret());
         let client = self.connector.channel(&node.raft_addr).map(|channel| {
-            RaftServiceClient::new(channel)
+            key.client(channel)
                 .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         });
@@ -169,7 +170,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 /// The connection to one peer.
 pub struct PeerConnection {
     target: NodeId,
-    client: Result<RaftServiceClient<Channel>, String>,
+    client: Result<RaftClient, String>,
     faults: NetworkFaults,
     cluster_id: ClusterId,
     reachability: Reachability,
@@ -192,7 +193,7 @@ type AnswerStream<'s> = BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPC
 type RpcFuture =
     futures::future::BoxFuture<'static, Result<tonic::Response<RaftPayload>, tonic::Status>>;
 
-type RpcFn = fn(RaftServiceClient<Channel>, RaftPayload) -> RpcFuture;
+type RpcFn = fn(RaftClient, RaftPayload) -> RpcFuture;
 
 impl PeerConnection {
     fn error(&self, message: impl Into<String>) -> PeerError {
@@ -285,7 +286,7 @@ impl PeerConnection {
     ) -> Result<Resp, RPCError<TypeConfig>>
     where
         Resp: DeserializeOwned,
-        F: FnOnce(RaftServiceClient<Channel>, &ClusterId) -> Result<RpcFuture, codec::CodecError>,
+        F: FnOnce(RaftClient, &ClusterId) -> Result<RpcFuture, codec::CodecError>,
     {
         let result = async {
             if self.faults.is_isolated() {

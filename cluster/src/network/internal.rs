@@ -8,13 +8,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arka_proto::raft::raft_service_client::RaftServiceClient;
 use arka_proto::raft::RaftPayload;
 use futures::future::BoxFuture;
 use tonic::transport::Channel;
 use tonic::Status;
 
 use super::client::ChannelConnector;
+use super::gate::{NodeKey, RaftClient};
 use super::GRPC_MESSAGE_BYTES_MAX;
 use crate::cluster_id::ClusterId;
 use crate::fault::NetworkFaults;
@@ -104,7 +104,8 @@ impl InternalClient {
                 "dropped: this node is isolated by an injected fault",
             ));
         }
-        let client = RaftServiceClient::new(self.channel(raft_addr)?)
+        let client = NodeKey::new(self.cluster_id.secret())
+            .client(self.channel(raft_addr)?)
             .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
         let response = tokio::time::timeout(timeout, send(client, self.cluster_id.seal(data)))
@@ -120,7 +121,5 @@ impl InternalClient {
     }
 }
 
-type Rpc = fn(
-    RaftServiceClient<Channel>,
-    RaftPayload,
-) -> BoxFuture<'static, Result<tonic::Response<RaftPayload>, Status>>;
+type Rpc =
+    fn(RaftClient, RaftPayload) -> BoxFuture<'static, Result<tonic::Response<RaftPayload>, Status>>;

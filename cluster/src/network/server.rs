@@ -72,7 +72,7 @@ fn refuse_if_isolated(faults: &NetworkFaults) -> Result<(), Status> {
 }
 
 /// Messages the Raft port refused (one Raft service per process).
-static REFUSED: RefusalLog = RefusalLog::new("node-to-node messages");
+pub(super) static REFUSED: RefusalLog = RefusalLog::new("node-to-node messages");
 
 fn log_refusal(req: &RaftPayload, refused: &Status) {
     let from = format!("a sender naming cluster {:?}", req.cluster_id);
