@@ -279,3 +279,27 @@ async fn schema_evolves_by_nullable_columns_and_old_batches_read_with_nulls() {
         .expect("seq");
     assert_eq!(seqs.value(0), 1);
 }
+
+/// A single-node cluster is its own quorum: nothing refreshes its leader's lease while it is
+/// idle, and it once refused every write after half a lease without one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_single_node_cluster_takes_writes_after_idling_past_its_lease() {
+    let cluster = Cluster::start(1).await;
+    // The lease in tests is the 800 ms election timeout; 2 s of uptime is past it.
+    common::eventually(
+        "the node to idle past its lease",
+        common::DEADLINE,
+        || async {
+            let uptime = cluster.status(1).await?["uptime_seconds"].as_u64()?;
+            (uptime >= 2).then_some(())
+        },
+    )
+    .await;
+    let writes = vec![arka::client::WriteItem::plain(common::data::batch(1, 0, 1))];
+    cluster
+        .client(1)
+        .await
+        .write_all("idle", writes, arka::durability::Level::Replicated)
+        .await
+        .expect("the idle single node takes the write");
+}

@@ -12,7 +12,7 @@ use tonic::Status;
 
 use super::encode::BatchEncoder;
 use super::status::{status_batch, status_json};
-use super::ticket::{self, ReadTicket, Ticket};
+use super::ticket::{ReadTicket, Ticket};
 use arka_cluster::Lsn;
 
 use crate::context::NodeContext;
@@ -27,9 +27,9 @@ type Sender = mpsc::Sender<Result<FlightData, Status>>;
 
 pub async fn do_get(
     ctx: Arc<NodeContext>,
-    ticket_bytes: &[u8],
+    ticket: Ticket,
 ) -> Result<BoxStream<'static, Result<FlightData, Status>>> {
-    match ticket::parse(ticket_bytes)? {
+    match ticket {
         Ticket::Status => {
             let batch = status_batch(&status_json(&ctx))?;
             let mut encoder = BatchEncoder::default();

@@ -157,14 +157,16 @@ impl FlightService for ArkaFlight {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        // A bad ticket (too large, malformed) is refused with its reason by the read itself,
+        // Parsed once; a bad ticket (too large, malformed) is refused with its reason only
         // once the caller is known to read at all.
-        let table = ticket::table_of(&request.get_ref().ticket);
-        let target = table.as_deref().unwrap_or("");
-        self.require(&request, Right::Read, "DoGet", target, table.as_deref())?;
-        let ticket = request.into_inner();
-        let span = tracing::info_span!("do_get", ticket = %String::from_utf8_lossy(&ticket.ticket));
-        let stream = do_get::do_get(self.ctx.clone(), &ticket.ticket)
+        let parsed = ticket::parse(&request.get_ref().ticket);
+        let table = match &parsed {
+            Ok(ticket::Ticket::Read { ticket, .. }) => Some(ticket.table.as_str()),
+            _ => None,
+        };
+        self.require(&request, Right::Read, "DoGet", table.unwrap_or(""), table)?;
+        let span = tracing::info_span!("do_get", ticket = %String::from_utf8_lossy(&request.get_ref().ticket));
+        let stream = do_get::do_get(self.ctx.clone(), parsed?)
             .instrument(span)
             .await?;
         Ok(Response::new(stream))

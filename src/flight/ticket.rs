@@ -39,15 +39,6 @@ pub const STATUS_TICKET: &[u8] = br#"{"status": true}"#;
 /// Largest ticket a node parses; a read ticket is a few hundred bytes.
 pub const TICKET_BYTES_MAX: usize = 64 * 1024;
 
-/// The table a ticket reads, if it is a valid read ticket (a bad one is refused by
-/// [`parse`] with its reason).
-pub fn table_of(bytes: &[u8]) -> Option<String> {
-    match parse(bytes).ok()? {
-        Ticket::Read { ticket, .. } => Some(ticket.table),
-        Ticket::Status => None,
-    }
-}
-
 pub fn parse(bytes: &[u8]) -> Result<Ticket> {
     if bytes.len() > TICKET_BYTES_MAX {
         return Err(Error::ResourceExhausted(format!(

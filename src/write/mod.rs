@@ -175,6 +175,11 @@ impl WritePath {
                 if m.last_quorum_acked.is_some_and(|at| at.elapsed() < fresh) {
                     return Ok(());
                 }
+                // The only voter is its own quorum: nothing refreshes its lease while it is
+                // idle, and nothing needs to.
+                if m.membership_config.membership().voter_ids().eq([m.id]) {
+                    return Ok(());
+                }
             }
             match tokio::time::timeout_at(deadline, metrics.changed()).await {
                 Ok(Ok(())) => {}

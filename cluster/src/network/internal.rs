@@ -35,6 +35,8 @@ pub struct InternalClient {
     connector: Arc<dyn ChannelConnector>,
     faults: NetworkFaults,
     cluster_id: ClusterId,
+    /// Presented on every call (the Raft port's gate).
+    key: NodeKey,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
@@ -47,6 +49,7 @@ impl InternalClient {
         Self {
             connector,
             faults,
+            key: NodeKey::new(cluster_id.secret()),
             cluster_id,
             channels: Arc::default(),
         }
@@ -104,7 +107,8 @@ impl InternalClient {
                 "dropped: this node is isolated by an injected fault",
             ));
         }
-        let client = NodeKey::new(self.cluster_id.secret())
+        let client = self
+            .key
             .client(self.channel(raft_addr)?)
             .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
