@@ -32,6 +32,11 @@ fn the_queue_workload_under_every_nemesis_gives_a_valid_verdict() {
     assert!(root, "this test makes network namespaces: run it as root");
     for nemesis in arka_jepsen::NEMESES {
         let pass = short_pass(nemesis, &[]);
+        assert_eq!(
+            pass.verdict["counts"]["final_reads"], 6,
+            "every table read from every node: {}",
+            pass.printed
+        );
         assert_eq!(pass.status, Some(0), "{}", pass.printed);
         assert_eq!(pass.verdict["valid"], true, "{}", pass.printed);
         let counts = &pass.verdict["counts"];
@@ -53,8 +58,16 @@ fn the_queue_workload_under_every_nemesis_gives_a_valid_verdict() {
         );
     }
     // Disks that skip their fsyncs, and a power loss of every node: the writes acknowledged
-    // since the start are gone from every node, and the checker must say so.
+    // since the start are gone from every node, and the checker must say so. A disk that lies
+    // voids Raft's premise: a quorum may come back without entries it committed, and a node
+    // that kept them then holds a log the new leader contradicts (openraft refuses it, and
+    // that node stops applying), so here the final reads need only reach one node per table.
     let pass = short_pass("power-loss", &["--skip-fsync"]);
+    assert!(
+        pass.verdict["counts"]["final_reads"].as_u64() >= Some(2),
+        "every table read from a node: {}",
+        pass.printed
+    );
     assert_eq!(pass.status, Some(1), "an invalid verdict: {}", pass.printed);
     assert!(
         pass.verdict["anomalies"]["lost"]["count"].as_u64() > Some(0),
@@ -103,10 +116,6 @@ fn short_pass(nemesis: &str, extra_args: &[&str]) -> Pass {
     assert!(
         verdict["counts"]["sends_ok"].as_u64() > Some(100),
         "{printed}"
-    );
-    assert_eq!(
-        verdict["counts"]["final_reads"], 6,
-        "every table read from every node: {printed}"
     );
     let history = std::fs::read_to_string(out.path().join("history.jsonl")).expect("history");
     assert!(
