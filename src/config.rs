@@ -106,6 +106,10 @@ pub struct NodeConfig {
     pub node_inflight_bytes_max: usize,
     /// The same for one write session; past it the session stops reading.
     pub session_inflight_bytes_max: usize,
+    /// Most Parquet columns (nested fields counted) a table may have.
+    pub table_columns_max: usize,
+    /// Most tables the cluster holds.
+    pub tables_max: usize,
     /// How long a read waits for its `min_lsn` at most.
     pub read_wait_max_ms: u64,
     /// Where tiered Parquet files and Iceberg metadata go: `file:///DIR`,
@@ -170,6 +174,8 @@ impl Default for NodeConfig {
             batch_bytes_max: 64 * 1024 * 1024,
             node_inflight_bytes_max: 512 * 1024 * 1024,
             session_inflight_bytes_max: 64 * 1024 * 1024,
+            table_columns_max: 1000,
+            tables_max: 1000,
             read_wait_max_ms: 10_000,
             object_store_url: None,
             object_store_options: BTreeMap::new(),
@@ -276,6 +282,9 @@ impl NodeConfig {
         }
         crate::tier::check_catalog_options(self.catalog_url.as_deref(), &self.catalog_options)
             .map_err(ConfigError::Invalid)?;
+        if self.table_columns_max == 0 || self.tables_max == 0 {
+            return invalid("table-columns-max and tables-max must be above 0".into());
+        }
         if self.snapshot_every_entries == 0 {
             return invalid("snapshot-every-entries must be above 0".into());
         }

@@ -147,6 +147,8 @@ impl Node {
             batch_bytes_max: config.batch_bytes_max,
             node_inflight_bytes_max: config.node_inflight_bytes_max,
             session_inflight_bytes_max: config.session_inflight_bytes_max,
+            table_columns_max: config.table_columns_max,
+            tables_max: config.tables_max,
         };
         let tiering = open_tiering(&config)?;
         let wal_guard = tiering.clone().map(|tiering| WalGuard {

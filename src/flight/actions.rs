@@ -14,7 +14,6 @@ use crate::error::{Error, Result};
 use crate::ipc;
 use crate::membership::report::cluster_report;
 use crate::table::TableName;
-use crate::tier::lake_types::check_columns;
 use crate::write::PRODUCER_ID_BYTES_MAX;
 
 /// Every action with its description, as ListActions reports them.
@@ -196,8 +195,7 @@ async fn create_table(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
             "create_table: schema is not an Arrow IPC schema: {e}"
         ))
     })?;
-    check_columns(schema.fields())
-        .map_err(|e| Error::InvalidArgument(format!("create_table {name}: {e}")))?;
+    ctx.writes.check_schema(&name, &schema)?;
     let schema_ipc =
         ipc::encode_schema(&schema).map_err(|e| Error::internal("encode schema", e))?;
     let table = name.to_string();

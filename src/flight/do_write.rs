@@ -2,7 +2,7 @@
 //! and differ only in how they report.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arrow_flight::{FlightData, PutResult};
@@ -123,12 +123,23 @@ enum Outgoing {
 
 /// The watermarks a stream has reported, so that it reports only those that moved.
 #[derive(Default)]
-struct Reported([u64; 5]);
+struct Reported {
+    seen: [u64; 5],
+    /// The stream's table, once its first message named it.
+    table: Arc<OnceLock<String>>,
+}
 
 impl Reported {
     fn moved(&mut self, ctx: &NodeContext) -> Vec<(Level, u64)> {
-        (ctx.watermarks().by_level().into_iter())
-            .zip(self.0.iter_mut())
+        let mut watermarks = ctx.watermarks();
+        if let Some(table) = self.table.get() {
+            // A stream writes one table: its COMMITTED row says how far that table is in
+            // Iceberg, so another table the tier worker holds back does not hold it down.
+            let position = ctx.state.table_commits().position(table);
+            watermarks.committed_lsn = watermarks.committed_lsn.max(position);
+        }
+        (watermarks.by_level().into_iter())
+            .zip(self.seen.iter_mut())
             .filter_map(|((level, lsn), seen)| {
                 (lsn > *seen).then(|| {
                     *seen = lsn;
@@ -175,10 +186,17 @@ pub fn do_exchange(
     let level = final_level(&ctx, metadata, Level::Committed)?;
     let watermarks = wants_watermarks(metadata)?;
     ctx.writes.ensure_leader()?;
+    let reported = Reported::default();
+    let table = reported.table.clone();
+    let grant: TableGrant = Box::new(move |name| {
+        grant(name)?;
+        let _ = table.set(name.to_string());
+        Ok(())
+    });
+    let reported = Arc::new(Mutex::new(reported));
     let acks = ReceiverStream::new(start_session(ctx.clone(), input, level, grant))
         .map(Outgoing::Acks)
         .chain(futures::stream::iter([Outgoing::LastLook, Outgoing::End]));
-    let reported = Arc::new(Mutex::new(Reported::default()));
     let outgoing: BoxStream<'static, Outgoing> = if watermarks {
         futures::stream::select(acks, moved_watermarks(ctx.clone(), reported.clone())).boxed()
     } else {

@@ -112,7 +112,7 @@ fn tier_json(ctx: &NodeContext) -> Value {
 }
 
 /// The tables the tier worker holds back from Iceberg: `[{table, committed_lsn, reason}]`.
-fn held_back_json(ctx: &NodeContext) -> Value {
+pub(super) fn held_back_json(ctx: &NodeContext) -> Value {
     let commits = ctx.state.table_commits();
     let held = commits.held().iter().map(|(table, held)| {
         json!({"table": table, "committed_lsn": held.committed_lsn, "reason": held.reason})

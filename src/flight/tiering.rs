@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::actions::parse_body;
+use super::status::held_back_json;
 use crate::context::NodeContext;
 use crate::error::{Error, Result};
 use crate::internal::{self, InternalRequest};
@@ -34,7 +35,8 @@ fn tiering(ctx: &NodeContext) -> Result<&Tiering> {
 struct Flush {}
 
 /// Seals, uploads and commits everything this node has applied, at the tier worker, and
-/// returns the watermarks once this node has applied them.
+/// returns the watermarks once this node has applied them, with the tables held back from
+/// Iceberg: one table the catalog refuses does not fail the flush of the others.
 pub async fn flush(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     let tiering = tiering(ctx)?;
     if !body.is_empty() {
@@ -55,16 +57,13 @@ pub async fn flush(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     let mut commits = ctx.state.subscribe_table_commits();
     let reached = commits.wait_for(|c| c.upto() >= target);
     let _ = tokio::time::timeout(APPLY_WAIT_MAX, reached).await;
-    if let Some((table, held)) = ctx.state.table_commits().held_below(target) {
-        return Err(Error::FailedPrecondition(format!(
-            "flush: {}; every other table is committed (see tier.held_back in status)",
-            held.explain(table)
-        )));
-    }
     let mut out =
         serde_json::to_value(ctx.watermarks()).map_err(|e| Error::internal("watermarks", e))?;
     out["flushed_lsn"] = json!(upto);
     out["tier_worker"] = json!(worker);
+    // Every table is committed up to `flushed_lsn` but these, which stay where they are (and
+    // so does `committed_lsn`, the lowest position) until the catalog takes them.
+    out["held_back"] = held_back_json(ctx);
     Ok(out)
 }
 

@@ -124,6 +124,10 @@ impl StateMachine {
         self.read().tables.get(name).cloned()
     }
 
+    pub fn table_count(&self) -> usize {
+        self.read().tables.len()
+    }
+
     pub fn tables(&self) -> Vec<(TableName, TableInfo)> {
         let data = self.read();
         data.tables

@@ -50,11 +50,6 @@ impl TableCommits {
         self.held.get(table)
     }
 
-    /// A table held back below `lsn`, if there is one.
-    pub fn held_below(&self, lsn: u64) -> Option<(&String, &HeldBack)> {
-        self.held.iter().find(|(_, h)| h.committed_lsn < lsn)
-    }
-
     /// Every held-back table, by name.
     pub fn held(&self) -> &BTreeMap<String, HeldBack> {
         &self.held

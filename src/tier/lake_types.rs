@@ -35,6 +35,55 @@ const DECIMAL_PRECISION_MAX: u8 = 38;
 /// Digits of the largest `uint64`: `decimal(20, 0)` holds every one of them.
 const UINT64_DIGITS: u8 = 20;
 
+/// Deepest nesting of structs, lists and maps in a column. Iceberg's metadata JSON nests a
+/// few levels per nested type and catalogs parse it with a recursion limit (a struct nested
+/// 60 deep is refused by every commit), so deeper columns are refused before they are in the
+/// log; 16 is far below that limit and far above what tables use.
+pub const NESTING_DEPTH_MAX: usize = 16;
+
+/// The Parquet columns of `fields`: each leaf of a nested column counts. The tier worker
+/// keeps a column writer (buffers, statistics, a compressor) for each, whatever the rows.
+pub fn leaf_columns(fields: &Fields) -> usize {
+    fields.iter().map(|f| leaves(f.data_type())).sum()
+}
+
+fn leaves(t: &DataType) -> usize {
+    match nested_fields(t) {
+        Some(children) => children.iter().map(|f| leaves(f.data_type())).sum(),
+        None => 1,
+    }
+}
+
+/// Levels of nesting in `t`: 0 for a primitive, one more for each struct, list or map.
+fn nesting_depth(t: &DataType) -> usize {
+    match nested_fields(t) {
+        Some(children) => {
+            1 + children
+                .iter()
+                .map(|f| nesting_depth(f.data_type()))
+                .max()
+                .unwrap_or(0)
+        }
+        None => 0,
+    }
+}
+
+/// The fields a nested type holds (a dictionary counts as its values), `None` for others.
+fn nested_fields(t: &DataType) -> Option<Vec<FieldRef>> {
+    use DataType as D;
+    match t {
+        D::Struct(fields) => Some(fields.iter().cloned().collect()),
+        D::List(item)
+        | D::LargeList(item)
+        | D::FixedSizeList(item, _)
+        | D::ListView(item)
+        | D::LargeListView(item)
+        | D::Map(item, _) => Some(vec![item.clone()]),
+        D::Dictionary(_, values) => nested_fields(values),
+        _ => None,
+    }
+}
+
 /// Checks that each of `columns` (a new table's, or those a write adds to its table) can be
 /// tiered and that none uses a reserved name. The error names the column and its type and
 /// says what to use instead.
@@ -43,6 +92,13 @@ pub fn check_columns(columns: &[FieldRef]) -> Result<(), String> {
         if field.name().starts_with(RESERVED_COLUMN_PREFIX) {
             return Err(format!(
                 "column {:?}: names starting with {RESERVED_COLUMN_PREFIX:?} are reserved for arka's own columns; rename it",
+                field.name()
+            ));
+        }
+        let depth = nesting_depth(field.data_type());
+        if depth > NESTING_DEPTH_MAX {
+            return Err(format!(
+                "column {:?} is nested {depth} levels deep; the lake (Iceberg) takes at most {NESTING_DEPTH_MAX} levels of structs, lists and maps",
                 field.name()
             ));
         }

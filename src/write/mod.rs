@@ -27,9 +27,9 @@ use crate::acks::AckRouter;
 use crate::error::{Error, Result};
 use crate::ipc;
 use crate::raft::{leader_location, Raft};
-use crate::state::{StateMachine, TableInfo};
+use crate::state::StateMachine;
 use crate::table::{fit_schema, SchemaFit, TableName};
-use crate::tier::lake_types::{check_columns, check_values};
+use crate::tier::lake_types::{check_columns, check_values, leaf_columns};
 use crate::tier::Tiering;
 
 /// One batch a client asked to write.
@@ -54,6 +54,11 @@ pub struct WriteLimits {
     pub node_inflight_bytes_max: usize,
     /// The same, for one session; past it the session stops reading its input.
     pub session_inflight_bytes_max: usize,
+    /// Most Parquet (leaf) columns a table may have.
+    pub table_columns_max: usize,
+    /// Most tables the cluster holds; a write or `create_table` that would make one more is
+    /// refused.
+    pub tables_max: usize,
 }
 
 impl Default for WriteLimits {
@@ -62,6 +67,8 @@ impl Default for WriteLimits {
             batch_bytes_max: 64 * 1024 * 1024,
             node_inflight_bytes_max: 512 * 1024 * 1024,
             session_inflight_bytes_max: 64 * 1024 * 1024,
+            table_columns_max: 1000,
+            tables_max: 1000,
         }
     }
 }
@@ -246,11 +253,7 @@ impl WritePath {
                 return Ok(Submitted::Duplicate { original });
             }
         }
-        check_write_schema(
-            self.sm.table(&write.table),
-            &write.table,
-            &write.batch.schema(),
-        )?;
+        self.check_schema(&write.table, &write.batch.schema())?;
         check_values(&write.batch)
             .map_err(|e| Error::InvalidArgument(format!("table {}: {e}", write.table)))?;
         let ipc = match write.ipc {
@@ -298,6 +301,50 @@ impl WritePath {
             outcome: release_when_done(outcome, permit),
             bytes,
         }))
+    }
+}
+
+impl WritePath {
+    /// Checks the schema of a write to, or a `create_table` of, `name` against the table as
+    /// it stands (none yet: the schema makes it). The columns it brings (all of a new
+    /// table's, or those it adds) must be ones the lake can hold, the table must stay within
+    /// `table-columns-max` and a new one within `tables-max`: refusing here, before the
+    /// write is in the log, is what keeps the tier worker from meeting a table it cannot
+    /// write, or one that costs it unbounded memory.
+    pub fn check_schema(&self, name: &TableName, schema: &Schema) -> Result<()> {
+        let new_columns = match self.sm.table(name) {
+            None => {
+                self.check_room_for_a_table(name)?;
+                schema.fields().as_ref()
+            }
+            Some(table) => {
+                match fit_schema(name, &table.schema, schema).map_err(Error::InvalidArgument)? {
+                    SchemaFit::Same => return Ok(()),
+                    SchemaFit::Extends => &schema.fields()[table.schema.fields().len()..],
+                }
+            }
+        };
+        check_columns(new_columns)
+            .map_err(|e| Error::InvalidArgument(format!("table {name}: {e}")))?;
+        let columns = leaf_columns(schema.fields());
+        if columns > self.limits.table_columns_max {
+            return Err(Error::InvalidArgument(format!(
+                "table {name}: the schema has {columns} columns (nested fields counted), over this cluster's table-columns-max of {}",
+                self.limits.table_columns_max
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_room_for_a_table(&self, name: &TableName) -> Result<()> {
+        let tables = self.sm.table_count();
+        if tables >= self.limits.tables_max {
+            return Err(Error::ResourceExhausted(format!(
+                "table {name} would be one more than this cluster's tables-max of {} (it holds {tables}); drop a table or raise the limit",
+                self.limits.tables_max
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -357,21 +404,4 @@ pub async fn propose(
             }
         }
     }))
-}
-
-/// Checks a write's schema against its table's (`None`: the write creates the table). The
-/// columns it brings (all of a new table's, or those it adds) must be ones the lake can hold:
-/// refusing them here, before they are in the log, is what keeps the tier worker from
-/// meeting a column it cannot write.
-fn check_write_schema(table: Option<TableInfo>, name: &TableName, schema: &Schema) -> Result<()> {
-    let new_columns = match table {
-        None => schema.fields().as_ref(),
-        Some(table) => {
-            match fit_schema(name, &table.schema, schema).map_err(Error::InvalidArgument)? {
-                SchemaFit::Same => return Ok(()),
-                SchemaFit::Extends => &schema.fields()[table.schema.fields().len()..],
-            }
-        }
-    };
-    check_columns(new_columns).map_err(|e| Error::InvalidArgument(format!("table {name}: {e}")))
 }

@@ -580,6 +580,21 @@ def test_durability_status_of_a_write_by_its_lsn_and_leader(leader):
                   {"last_known_lsn": ack["lsn"], "term": ack["term"]})
 
 
+def exchange_with_watermarks(addr, table, batches, ack_until):
+    """Writes `batches` to `table` in one DoExchange with watermark rows; returns its acks."""
+    descriptor = flight.FlightDescriptor.for_path("streaming_write", table)
+    headers = [(b"x-arka-ack-until", ack_until.encode()), (b"x-arka-watermarks", b"true")]
+    with connect(addr) as client:
+        writer, reader = client.do_exchange(
+            descriptor, flight.FlightCallOptions(timeout=TIMEOUT, headers=headers))
+        with closing_writer(writer):
+            writer.begin(batches[0].schema)
+            for batch in batches:
+                writer.write_batch(batch)
+            writer.done_writing()
+            return reader.read_all()
+
+
 def test_watermark_rows_on_request(leader):
     """With x-arka-watermarks: true the ack stream also carries watermark rows
     (is_watermark_update true, lsn = the watermark, durability_level = its level); the
@@ -589,16 +604,7 @@ def test_watermark_rows_on_request(leader):
     assert "is_watermark_update" not in plain.schema.names
     batches = [make_batch([k]) for k in range(20)]
     descriptor = flight.FlightDescriptor.for_path("streaming_write", table)
-    headers = [(b"x-arka-ack-until", b"REPLICATED"), (b"x-arka-watermarks", b"true")]
-    with connect(leader) as client:
-        writer, reader = client.do_exchange(
-            descriptor, flight.FlightCallOptions(timeout=TIMEOUT, headers=headers))
-        with closing_writer(writer):
-            writer.begin(batches[0].schema)
-            for batch in batches:
-                writer.write_batch(batch)
-            writer.done_writing()
-            acks = reader.read_all()
+    acks = exchange_with_watermarks(leader, table, batches, "REPLICATED")
     assert acks.schema.field("is_watermark_update").type == pa.bool_()
     rows = acks.to_pylist()
     marks = [r for r in rows if r["is_watermark_update"]]
@@ -665,6 +671,15 @@ def test_a_table_the_catalog_refuses_is_held_back_alone(addrs, leader):
         assert "COMMITTED" in {row["durability_level"] for row in acks.to_pylist()}
         for addr in addrs:
             wait_for(f"{addr} to list {table} as held back", lambda: table in held_back(addr))
+        # flush commits every other table and names the held one.
+        flushed = do_action(leader, "flush")
+        assert [h["table"] for h in flushed["held_back"]] == [table], flushed
+        # The COMMITTED watermark rows of a stream follow its own table past the held one.
+        acks = exchange_with_watermarks(leader, plain, [make_batch([2])], "COMMITTED").to_pylist()
+        written = max(r["lsn"] for r in acks if not r["is_watermark_update"])
+        committed = [r["lsn"] for r in acks
+                     if r["is_watermark_update"] and r["durability_level"] == "COMMITTED"]
+        assert committed and committed[-1] >= written, acks
     finally:
         blocker.unlink()
     for addr in addrs:
