@@ -71,7 +71,6 @@ fn declared_body_len(header: &[u8]) -> Option<usize> {
 /// or dictionary batch. Arrow's reader slices buffers without such a check and panics on a
 /// short body; a panic must never be reachable from client bytes.
 pub fn check_message_fits(header: &[u8], body: &[u8]) -> Result<(), String> {
-    use arrow::ipc::MessageHeader;
     let message = arrow::ipc::root_as_message(header)
         .map_err(|e| format!("the IPC message header does not parse: {e}"))?;
     let declared = usize::try_from(message.bodyLength()).unwrap_or(usize::MAX);
@@ -81,14 +80,7 @@ pub fn check_message_fits(header: &[u8], body: &[u8]) -> Result<(), String> {
             body.len()
         ));
     }
-    let batch = match message.header_type() {
-        MessageHeader::RecordBatch => message.header_as_record_batch(),
-        MessageHeader::DictionaryBatch => {
-            message.header_as_dictionary_batch().and_then(|d| d.data())
-        }
-        _ => None,
-    };
-    let Some(buffers) = batch.and_then(|b| b.buffers()) else {
+    let Some(buffers) = message_batch(&message).and_then(|b| b.buffers()) else {
         return Ok(());
     };
     for buffer in buffers {
@@ -106,6 +98,110 @@ pub fn check_message_fits(header: &[u8], body: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Checks, before arrow decompresses anything, that a compressed record batch or dictionary
+/// message decodes to at most `decoded_max` bytes: the sum of the sizes its buffers declare
+/// (the 8-byte prefix of each), and for lz4, whose decoder arrow runs to the end of its input
+/// rather than to the declared size, that no buffer decompresses to more than it declares.
+/// A small message that would expand to gigabytes is refused unread. Run after
+/// [`check_message_fits`], so every buffer lies within `body`.
+pub fn check_decompressed_size(
+    header: &[u8],
+    body: &[u8],
+    decoded_max: usize,
+) -> Result<(), DecompressedSizeError> {
+    use arrow::ipc::CompressionType;
+    use DecompressedSizeError::{Malformed, OverLimit};
+    let message = arrow::ipc::root_as_message(header)
+        .map_err(|e| Malformed(format!("the IPC message header does not parse: {e}")))?;
+    let Some(batch) = message_batch(&message) else {
+        return Ok(());
+    };
+    let (Some(compression), Some(buffers)) = (batch.compression(), batch.buffers()) else {
+        return Ok(());
+    };
+    let lz4 = compression.codec() == CompressionType::LZ4_FRAME;
+    let mut total = 0u64;
+    for buffer in buffers {
+        let start = usize::try_from(buffer.offset()).unwrap_or(usize::MAX);
+        let length = usize::try_from(buffer.length()).unwrap_or(usize::MAX);
+        let Some(bytes) = body.get(start..start.saturating_add(length)) else {
+            return Err(Malformed("an IPC buffer lies beyond its body".into()));
+        };
+        if bytes.is_empty() {
+            continue;
+        }
+        let Some((prefix, data)) = bytes.split_first_chunk::<8>() else {
+            return Err(Malformed(format!(
+                "a compressed IPC buffer of {} bytes is shorter than its 8-byte length prefix",
+                bytes.len()
+            )));
+        };
+        let declared = match i64::from_le_bytes(*prefix) {
+            // This buffer was sent uncompressed.
+            -1 => data.len() as u64,
+            n => {
+                let declared = u64::try_from(n).map_err(|_| {
+                    Malformed(format!("a compressed IPC buffer declares {n} bytes"))
+                })?;
+                if lz4 {
+                    check_lz4_buffer(data, declared)?;
+                }
+                declared
+            }
+        };
+        total = total.saturating_add(declared);
+    }
+    if total > decoded_max as u64 {
+        return Err(OverLimit(format!(
+            "the compressed batch decompresses to {total} bytes, over this node's limit of {decoded_max} bytes (batch-bytes-max); split it"
+        )));
+    }
+    Ok(())
+}
+
+/// Why [`check_decompressed_size`] refused a message.
+#[derive(Debug)]
+pub enum DecompressedSizeError {
+    Malformed(String),
+    OverLimit(String),
+}
+
+/// Decompresses an lz4 frame into nothing, one byte past `declared` at most.
+fn check_lz4_buffer(data: &[u8], declared: u64) -> Result<(), DecompressedSizeError> {
+    use std::io::Read;
+    let mut decoder = lz4_flex::frame::FrameDecoder::new(data).take(declared.saturating_add(1));
+    let decoded = std::io::copy(&mut decoder, &mut std::io::sink()).map_err(|e| {
+        DecompressedSizeError::Malformed(format!("an lz4 IPC buffer does not decompress: {e}"))
+    })?;
+    if decoded > declared {
+        return Err(DecompressedSizeError::Malformed(format!(
+            "an lz4 IPC buffer decompresses to more than the {declared} bytes it declares"
+        )));
+    }
+    Ok(())
+}
+
+/// True when a record batch message's buffers are compressed: such a write is decoded and
+/// logged uncompressed, so that every reader of the log can read it.
+pub fn is_compressed(header: &[u8]) -> bool {
+    arrow::ipc::root_as_message(header)
+        .ok()
+        .and_then(|m| message_batch(&m).and_then(|b| b.compression()).map(|_| ()))
+        .is_some()
+}
+
+/// The record batch a record batch or dictionary batch message carries.
+fn message_batch<'a>(message: &arrow::ipc::Message<'a>) -> Option<arrow::ipc::RecordBatch<'a>> {
+    use arrow::ipc::MessageHeader;
+    match message.header_type() {
+        MessageHeader::RecordBatch => message.header_as_record_batch(),
+        MessageHeader::DictionaryBatch => {
+            message.header_as_dictionary_batch().and_then(|d| d.data())
+        }
+        _ => None,
+    }
 }
 
 /// Frames a client's schema message and batch message (Flight `data_header` / `data_body`)

@@ -410,3 +410,63 @@ async fn a_batch_body_shorter_than_its_header_is_refused_with_an_error_status() 
         );
     }
 }
+
+/// Compressed IPC (pyarrow's `IpcWriteOptions(compression=...)`) is taken, and its limits hold
+/// for the decompressed size: an lz4 buffer that expands past the size it declares (arrow's
+/// lz4 decoder would run to the end of it), or a zstd one, is refused before it is decoded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compressed_buffer_larger_than_it_declares_is_refused_undecoded() {
+    use arrow::ipc::writer::IpcWriteOptions;
+    use arrow::ipc::CompressionType;
+    let cluster = Cluster::start(1).await;
+    let zeros: Arc<dyn arrow::array::Array> =
+        Arc::new(arrow::array::Int64Array::from(vec![0; 8192]));
+    let batch = RecordBatch::try_from_iter([("n", zeros)]).expect("batch");
+    // zstd decompresses into the size declared at most, and arrow says when it is too small.
+    let says = [
+        (
+            CompressionType::LZ4_FRAME,
+            "decompresses to more than the 8 bytes it declares",
+        ),
+        (CompressionType::ZSTD, "buffer is too small"),
+    ];
+    for (codec, why) in says {
+        let options = IpcWriteOptions::default()
+            .try_with_compression(Some(codec))
+            .expect("compression");
+        let mut encoder = arka::flight::encode::BatchEncoder::with_options(options);
+        let descriptor = FlightDescriptor::new_path(vec!["compressed".into()]);
+        let schema = encoder.schema(&batch.schema()).with_descriptor(descriptor);
+        let mut messages = encoder.batch(&batch, Default::default()).expect("encode");
+        understate_first_compressed_buffer(&mut messages[0]);
+        let refused = refusal_of_exchange(&cluster, [vec![schema], messages].concat()).await;
+        assert_eq!(
+            refused.code(),
+            Code::InvalidArgument,
+            "{codec:?}: {refused}"
+        );
+        assert!(refused.message().contains(why), "{codec:?}: {refused}");
+    }
+    // The node goes on taking writes.
+    let client = cluster.client(1).await;
+    write(&client, "compressed", WriteItem::plain(batch.clone()))
+        .await
+        .expect("the node still takes writes");
+}
+
+/// Makes the first compressed buffer of a batch message declare 8 bytes.
+fn understate_first_compressed_buffer(message: &mut FlightData) {
+    let header = arrow::ipc::root_as_message(&message.data_header).expect("header");
+    let buffers = header
+        .header_as_record_batch()
+        .and_then(|b| b.buffers())
+        .expect("buffers");
+    let mut body = message.data_body.to_vec();
+    let compressed = buffers
+        .iter()
+        .map(|b| b.offset() as usize)
+        .find(|&at| body.len() >= at + 8 && body[at..at + 8] != (-1i64).to_le_bytes())
+        .expect("a compressed buffer");
+    body[compressed..compressed + 8].copy_from_slice(&8i64.to_le_bytes());
+    message.data_body = body.into();
+}

@@ -74,10 +74,13 @@ async fn session(
     grant: TableGrant,
     tx: mpsc::Sender<Result<Vec<AckEvent>>>,
 ) {
-    let decoded = decode_writes(input).await.and_then(|(table, writes)| {
-        grant(table.as_str())?;
-        Ok(writes)
-    });
+    let batch_bytes_max = ctx.writes.limits().batch_bytes_max;
+    let decoded = decode_writes(input, batch_bytes_max)
+        .await
+        .and_then(|(table, writes)| {
+            grant(table.as_str())?;
+            Ok(writes)
+        });
     let writes = match decoded {
         Ok(writes) => writes,
         Err(e) => {

@@ -28,6 +28,14 @@ impl Default for BatchEncoder {
 }
 
 impl BatchEncoder {
+    /// An encoder writing with `options` (compression, for one).
+    pub fn with_options(options: IpcWriteOptions) -> Self {
+        Self {
+            options,
+            ..Self::default()
+        }
+    }
+
     /// The schema message. It goes through the dictionary tracker, which gives each
     /// dictionary column the id its batches' dictionaries are sent under.
     pub fn schema(&mut self, schema: &Schema) -> FlightData {

@@ -45,13 +45,34 @@ fn flight_error(e: FlightError) -> Error {
             ))
         }
         FlightError::Tonic(status) => Error::Unavailable(format!("client stream failed: {status}")),
+        FlightError::ExternalError(e) => match e.downcast::<Error>() {
+            Ok(refused) => *refused,
+            Err(other) => Error::InvalidArgument(format!("cannot decode the client's Arrow data: {other}")),
+        },
         other => Error::InvalidArgument(format!("cannot decode the client's Arrow data: {other}")),
     }
 }
 
-/// Reads the descriptor from the first message, then yields one write per record batch.
+/// Checks a message before arrow decodes it: its buffers lie within its body, and a
+/// compressed batch decompresses to at most `decoded_bytes_max`.
+fn check_message(data: FlightData, decoded_bytes_max: usize) -> Result<FlightData, FlightError> {
+    use ipc::DecompressedSizeError::{Malformed, OverLimit};
+    ipc::check_message_fits(&data.data_header, &data.data_body)
+        .map_err(FlightError::DecodeError)?;
+    match ipc::check_decompressed_size(&data.data_header, &data.data_body, decoded_bytes_max) {
+        Ok(()) => Ok(data),
+        Err(Malformed(why)) => Err(FlightError::DecodeError(why)),
+        Err(OverLimit(why)) => Err(FlightError::ExternalError(Box::new(
+            Error::ResourceExhausted(why),
+        ))),
+    }
+}
+
+/// Reads the descriptor from the first message, then yields one write per record batch, each
+/// at most `decoded_bytes_max` once decompressed.
 pub async fn decode_writes(
     mut stream: Streaming<FlightData>,
+    decoded_bytes_max: usize,
 ) -> Result<(
     TableName,
     impl Stream<Item = Result<IncomingWrite>> + Send + 'static,
@@ -68,12 +89,7 @@ pub async fn decode_writes(
     let all = futures::stream::once(async move { Ok(first) })
         .chain(rest)
         .try_filter(|data| futures::future::ready(!data.data_header.is_empty()))
-        .and_then(|data| {
-            let checked = ipc::check_message_fits(&data.data_header, &data.data_body)
-                .map(|()| data)
-                .map_err(FlightError::DecodeError);
-            futures::future::ready(checked)
-        });
+        .and_then(move |data| futures::future::ready(check_message(data, decoded_bytes_max)));
     let target = table.clone();
     // The header of the schema message in force: each write keeps the client's messages.
     let mut schema_header = Bytes::new();
@@ -107,8 +123,12 @@ pub async fn decode_writes(
 
 /// The client's own schema and batch messages framed as the write's IPC stream; `None` when
 /// they cannot be kept as sent (dictionary columns, whose dictionaries travel in messages of
-/// their own, or a body that is not what its header declares): such a batch is re-encoded.
+/// their own, compressed buffers, which not every reader decodes, or a body that is not what
+/// its header declares): such a batch is re-encoded.
 fn client_ipc(schema_header: &[u8], data: &FlightData, batch: &RecordBatch) -> Option<Bytes> {
+    if ipc::is_compressed(&data.data_header) {
+        return None;
+    }
     if batch
         .schema()
         .fields()

@@ -95,9 +95,11 @@ def connect(addr, middleware=None):
     return flight.connect(addr, middleware=[middleware] if middleware else None)
 
 
-def options(ack_until=None):
+def options(ack_until=None, compression=None):
+    """Call options; `compression` ("zstd" or "lz4") compresses the batches written."""
     headers = [(b"x-arka-ack-until", ack_until.encode())] if ack_until else []
-    return flight.FlightCallOptions(timeout=TIMEOUT, headers=headers)
+    write_options = pa.ipc.IpcWriteOptions(compression=compression) if compression else None
+    return flight.FlightCallOptions(timeout=TIMEOUT, headers=headers, write_options=write_options)
 
 
 def unique_table_name(prefix="t"):
@@ -126,13 +128,14 @@ def closing_writer(writer):
     writer.close()
 
 
-def write_exchange(addr, table, batches, metas, ack_until="REPLICATED", middleware=None):
+def write_exchange(addr, table, batches, metas, ack_until="REPLICATED", middleware=None,
+                   compression=None):
     """Stream `batches` to ["streaming_write", table] with DoExchange and return every ack
     row the server sent, as one table. metas[i] is the app_metadata of batches[i]: a dict
     (sent as JSON), raw bytes, or None."""
     descriptor = flight.FlightDescriptor.for_path("streaming_write", table)
     with connect(addr, middleware) as client:
-        writer, reader = client.do_exchange(descriptor, options(ack_until))
+        writer, reader = client.do_exchange(descriptor, options(ack_until, compression))
         with closing_writer(writer):
             writer.begin(batches[0].schema)
             for batch, meta in zip(batches, metas, strict=True):
@@ -146,11 +149,13 @@ def write_exchange(addr, table, batches, metas, ack_until="REPLICATED", middlewa
             return reader.read_all()
 
 
-def put_batches(addr, table, batches, ack_until="REPLICATED", middleware=None):
+def put_batches(addr, table, batches, ack_until="REPLICATED", middleware=None,
+                compression=None):
     """DoPut `batches` to [table]; return the PutResult app_metadata of each, parsed."""
     descriptor = flight.FlightDescriptor.for_path(table)
     with connect(addr, middleware) as client:
-        writer, reader = client.do_put(descriptor, batches[0].schema, options(ack_until))
+        writer, reader = client.do_put(
+            descriptor, batches[0].schema, options(ack_until, compression))
         with closing_writer(writer):
             for batch in batches:
                 writer.write_batch(batch)
@@ -381,6 +386,29 @@ def test_doput_flightinfo_doget_listflights_drop(addrs, leader):
     assert (table,) not in listed_tables(leader)
     with raises(NOT_FOUND, table):
         do_get(leader, {"table": table})
+
+
+@pytest.mark.parametrize("codec", ["zstd", "lz4"])
+def test_compressed_writes_are_taken_and_read_back_from_every_node(addrs, leader, codec):
+    """Batches pyarrow compresses (IpcWriteOptions(compression=...)) are taken on DoPut and
+    DoExchange and read back as written, from every node."""
+    table = unique_table_name()
+    batches = [make_batch(range(100 * i, 100 * i + 100)) for i in range(3)]
+    results = put_batches(leader, table, batches[:2], compression=codec)
+    acks = write_exchange(leader, table, batches[2:], [None], compression=codec)
+    last = max([r["lsn"] for r in results] + acks.column("lsn").to_pylist())
+    for addr in addrs:
+        got, _ = do_get(addr, {"table": table, "min_lsn": last})
+        assert got.equals(pa.Table.from_batches(batches)), f"{addr}: {got.num_rows} rows"
+
+
+def test_a_compressed_batch_is_held_to_the_batch_limit_once_decompressed(leader):
+    """80 MB of zeros travel as a few KB of zstd; decompressed they are over batch-bytes-max
+    (64 MiB), so the batch is refused before it is decoded."""
+    zeros = pa.record_batch([pa.repeat(0, 10_000_000)], names=["n"])
+    with raises(RESOURCE_EXHAUSTED, "decompresses to 80000000 bytes", "batch-bytes-max"):
+        put_batches(leader, unique_table_name(), [zeros], compression="zstd")
+    assert_still_serving(leader)
 
 
 def test_idempotent_retry(leader):
