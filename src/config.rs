@@ -110,6 +110,9 @@ pub struct NodeConfig {
     pub table_columns_max: usize,
     /// Most tables the cluster holds.
     pub tables_max: usize,
+    /// Free space the data dir's disk keeps: below it the node takes no new writes, until
+    /// space is freed. 0: no floor.
+    pub disk_free_bytes_min: u64,
     /// How long a read waits for its `min_lsn` at most.
     pub read_wait_max_ms: u64,
     /// Where tiered Parquet files and Iceberg metadata go: `file:///DIR`,
@@ -176,6 +179,7 @@ impl Default for NodeConfig {
             session_inflight_bytes_max: 64 * 1024 * 1024,
             table_columns_max: 1000,
             tables_max: 1000,
+            disk_free_bytes_min: 1024 * 1024 * 1024,
             read_wait_max_ms: 10_000,
             object_store_url: None,
             object_store_options: BTreeMap::new(),

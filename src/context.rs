@@ -7,10 +7,12 @@ use arka_cluster::fault::NetworkFaults;
 use arka_cluster::gossip::Gossip;
 use arka_cluster::membership::MembershipOps;
 use arka_cluster::network::InternalClient;
+
 use arka_cluster::ClusterId;
 use arka_cluster::NodeId;
 
 use crate::acks::AckRouter;
+use crate::disk::DiskFloor;
 use crate::durability::Watermarks;
 use crate::membership::ApplyClock;
 use crate::raft::Raft;
@@ -42,6 +44,8 @@ pub struct NodeContext {
     pub internal: InternalClient,
     /// Present when tiering is configured (`object-store-url`).
     pub tiering: Option<Arc<Tiering>>,
+    /// The free-space floor of the data dir.
+    pub disk: Arc<DiskFloor>,
 }
 
 impl NodeContext {

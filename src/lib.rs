@@ -10,6 +10,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod context;
+pub mod disk;
 pub mod durability;
 pub mod error;
 pub mod flight;

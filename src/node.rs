@@ -13,7 +13,8 @@ use arka_cluster::gossip::{
     Gossip, GossipConfig, GossipTiming, NodeState, Peer, SealedDatagrams, UdpDatagrams,
 };
 use arka_cluster::network::{
-    InternalClient, NetworkFactory, NodeGate, RaftRpcService, TcpConnector, GRPC_MESSAGE_BYTES_MAX,
+    EntryIntake, InternalClient, NetworkFactory, NodeGate, RaftRpcService, TcpConnector,
+    GRPC_MESSAGE_BYTES_MAX,
 };
 use arka_cluster::raft_config::{self, RaftTiming};
 use arka_cluster::{ClusterSecret, NodeId, NodeInfo};
@@ -29,6 +30,7 @@ use crate::acks::AckRouter;
 use crate::auth::{Audit, Authenticator, Users};
 use crate::config::NodeConfig;
 use crate::context::NodeContext;
+use crate::disk::DiskFloor;
 use crate::flight::auth::{Authenticate, Guard};
 use crate::flight::ArkaFlight;
 use crate::internal::InternalService;
@@ -156,12 +158,15 @@ impl Node {
             wal_bytes_max: config.wal_bytes_max,
             hold: Duration::from_millis(config.wal_full_hold_ms),
         });
+        let intake = EntryIntake::default();
+        let disk = DiskFloor::new(&config.data_dir, config.disk_free_bytes_min, intake.clone());
         let writes = Arc::new(WritePath::new(
             raft.clone(),
             state.clone(),
             acks,
             limits,
             wal_guard,
+            disk.clone(),
         ));
         let ctx = Arc::new(NodeContext {
             node_id: config.node_id,
@@ -179,6 +184,7 @@ impl Node {
             cluster_id: cluster_id.clone(),
             internal,
             tiering: tiering.clone(),
+            disk: disk.clone(),
         });
 
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -188,6 +194,7 @@ impl Node {
             faults,
             cluster_id.clone(),
             Arc::new(InternalService::new(&ctx)),
+            intake,
         ))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
@@ -214,6 +221,7 @@ impl Node {
                 config.snapshot_every_entries,
             )),
             tokio::spawn(membership::agent::run(agent_ctx, policy)),
+            tokio::spawn(disk.watch()),
         ];
         if let Some(tiering) = tiering {
             let retention = Retention {

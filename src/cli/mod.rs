@@ -42,13 +42,16 @@ enum Command {
 const DEFAULT_LOG_FILTER: &str = "info,sled=warn,openraft=warn,openraft::core::heartbeat=error,\
 openraft::replication=error,openraft::engine::handler::replication_handler=error";
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `DEFAULT_LOG_FILTER`).
+/// Logs to stderr, filtered by `RUST_LOG` (default `DEFAULT_LOG_FILTER`). A line that cannot
+/// be written (stderr is a file on a full disk) is dropped: tracing's default reports it with
+/// `eprintln!`, which panics on the same full disk, in whatever task logged, Raft's included.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .try_init();
 }
 

@@ -67,6 +67,7 @@ pub fn status_json(ctx: &NodeContext) -> Value {
         "lag_seconds": tier_lag_seconds(ctx, w.s3_lsn),
         "tier_worker": ctx.state.tier().worker,
         "tier": tier_json(ctx),
+        "disk": ctx.disk.status(),
         "state": ctx.state.sizes(),
         "gossip": {
             "states": ctx.gossip.states_known(),

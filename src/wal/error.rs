@@ -9,6 +9,10 @@ pub type WalResult<T, E = WalError> = std::result::Result<T, E>;
 pub enum WalError {
     #[error("wal i/o on {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// A write found the disk full (ENOSPC, EDQUOT). Nothing reached the page cache that a
+    /// later sync could lose, so the write can be made again once there is room.
+    #[error("wal write to {path}: the disk is full: {source}")]
+    DiskFull { path: PathBuf, source: io::Error },
     /// A record that is not at the tail of the last segment is damaged: the log cannot be
     /// trusted past it, so the node refuses to start.
     #[error("corrupt wal record in {path} at offset {offset}: {reason}")]
@@ -50,7 +54,7 @@ impl WalError {
 impl From<WalError> for io::Error {
     fn from(e: WalError) -> Self {
         match e {
-            WalError::Io { source, path } => {
+            WalError::Io { source, path } | WalError::DiskFull { source, path } => {
                 io::Error::new(source.kind(), format!("{}: {source}", path.display()))
             }
             other => io::Error::other(other.to_string()),

@@ -15,7 +15,7 @@ use arka_cluster::TypeConfig;
 use openraft::storage::IOFlushed;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
-use super::error::WalResult;
+use super::error::{WalError, WalResult};
 use super::meta::Meta;
 use super::segment::Segment;
 use super::{WalFaults, WalObserver};
@@ -147,6 +147,49 @@ fn write_and_sync(writes: &[SegmentWrite], faults: &WalFaults) -> WalResult<()> 
     sync_all(&mut written, faults)
 }
 
+/// How long the flusher waits before it writes again to a full disk, at first and at most.
+const DISK_FULL_RETRY_MIN: Duration = Duration::from_millis(100);
+const DISK_FULL_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// How often a flusher waiting for room on a full disk says so, at most.
+const DISK_FULL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Writes and syncs `writes`; a disk that is full is waited out (the writes are made again,
+/// with backoff, until there is room) rather than failing them: openraft takes a failed
+/// flush as the end of the log, and a node with a dead log is a zombie. The node's free-space
+/// floor keeps new writes away long before the disk is full, so this is the rare race of the
+/// writes already taken; the bytes it holds meanwhile are bounded by the unflushed bound.
+async fn write_until_there_is_room(
+    writes: Vec<SegmentWrite>,
+    faults: &WalFaults,
+) -> Result<(), String> {
+    let writes = Arc::new(writes);
+    let mut backoff = DISK_FULL_RETRY_MIN;
+    let mut logged_at: Option<Instant> = None;
+    loop {
+        let (on_disk, batch) = (faults.clone(), writes.clone());
+        let synced = tokio::task::spawn_blocking(move || write_and_sync(&batch, &on_disk)).await;
+        match synced {
+            Ok(Ok(())) => {
+                if logged_at.is_some() {
+                    tracing::info!("wal: the disk has room again; the log is written");
+                }
+                return Ok(());
+            }
+            Ok(Err(full @ WalError::DiskFull { .. })) => {
+                if logged_at.is_none_or(|at| at.elapsed() >= DISK_FULL_LOG_EVERY) {
+                    tracing::warn!(error = %full, "wal: the disk is full; the log is written again once there is room (free space on the data dir's disk)");
+                    logged_at = Some(Instant::now());
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(DISK_FULL_RETRY_MAX);
+            }
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(join) => return Err(format!("wal flush task failed: {join}")),
+        }
+    }
+}
+
 async fn run(
     mut rx: mpsc::Receiver<FlushRequest>,
     observer: Arc<dyn WalObserver>,
@@ -164,13 +207,7 @@ async fn run(
             })
             .collect();
         faults.stall_sync().await;
-        let on_disk = faults.clone();
-        let synced = tokio::task::spawn_blocking(move || write_and_sync(&writes, &on_disk)).await;
-        let result = match synced {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(join) => Err(format!("wal flush task failed: {join}")),
-        };
+        let result = write_until_there_is_room(writes, &faults).await;
         if let Err(e) = &result {
             tracing::error!(error = %e, "wal: fdatasync failed");
         }

@@ -117,9 +117,14 @@ impl Segment {
     }
 
     /// Gives a segment made by [`Segment::create_pending`] its name, durably.
+    /// Publishing again (a flush retried after the disk was full) finds it done.
     pub fn publish(&self) -> WalResult<()> {
         let pending = pending_path(&self.path);
-        std::fs::rename(&pending, &self.path).map_err(|e| WalError::io(&pending, e))?;
+        match std::fs::rename(&pending, &self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.path.exists() => {}
+            Err(e) => return Err(WalError::io(&pending, e)),
+        }
         match self.path.parent() {
             Some(dir) => sync_dir(dir),
             None => Ok(()),
@@ -148,9 +153,13 @@ impl Segment {
     }
 
     pub fn write_at(&self, offset: u64, bytes: &[u8]) -> WalResult<()> {
-        self.file
-            .write_all_at(bytes, offset)
-            .map_err(|e| WalError::io(&self.path, e))
+        self.file.write_all_at(bytes, offset).map_err(|e| {
+            let path = self.path.clone();
+            match e.raw_os_error() {
+                Some(libc::ENOSPC | libc::EDQUOT) => WalError::DiskFull { path, source: e },
+                _ => WalError::Io { path, source: e },
+            }
+        })
     }
 
     /// `fdatasync`: the data written so far survives a crash.

@@ -24,6 +24,7 @@ pub use producer::{parse_producer, PRODUCER_ID_BYTES_MAX};
 pub use session::{run_session, AckEvent, SessionLimits};
 
 use crate::acks::AckRouter;
+use crate::disk::DiskFloor;
 use crate::error::{Error, Result};
 use crate::ipc;
 use crate::raft::{leader_location, Raft};
@@ -108,6 +109,7 @@ pub struct WalGuard {
 
 pub struct WritePath {
     wal_guard: Option<WalGuard>,
+    disk: Arc<DiskFloor>,
     raft: Raft,
     sm: StateMachine,
     acks: Arc<AckRouter>,
@@ -122,10 +124,12 @@ impl WritePath {
         acks: Arc<AckRouter>,
         limits: WriteLimits,
         wal_guard: Option<WalGuard>,
+        disk: Arc<DiskFloor>,
     ) -> Self {
         let permits = limits.node_inflight_bytes_max / PERMIT_BYTES;
         Self {
             wal_guard,
+            disk,
             raft,
             sm,
             acks,
@@ -240,6 +244,9 @@ impl WritePath {
     /// in-flight bytes or its WAL are at their bounds.
     pub async fn submit(&self, write: IncomingWrite) -> Result<Submitted> {
         self.ensure_leader()?;
+        if let Some(refusal) = self.disk.refusal() {
+            return Err(Error::ResourceExhausted(refusal));
+        }
         self.wait_for_wal_room().await?;
         self.ensure_writable_leader().await?;
         let rows = write.batch.num_rows() as u64;

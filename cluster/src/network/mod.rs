@@ -4,6 +4,7 @@
 mod budget;
 mod client;
 mod gate;
+mod intake;
 mod internal;
 mod pipeline;
 mod server;
@@ -12,6 +13,7 @@ mod snapshot;
 pub use budget::{entry_bytes, APPEND_BYTES_MAX};
 pub use client::{ChannelConnector, NetworkFactory, PeerConnection, TcpConnector};
 pub use gate::{NodeGate, NodeKey, RaftClient, NODE_KEY_HEADER};
+pub use intake::EntryIntake;
 pub use internal::{InternalClient, InternalHandler};
 pub use server::{Identity, RaftRpcService};
 pub use snapshot::{SNAPSHOT_BYTES_MAX, SNAPSHOT_CHUNK_BYTES};

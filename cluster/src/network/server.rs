@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::InternalHandler;
+use super::{EntryIntake, InternalHandler};
 use crate::cluster_id::ClusterId;
 use crate::codec;
 use crate::fault::NetworkFaults;
@@ -29,6 +29,7 @@ pub struct RaftRpcService<SM: RaftStateMachine<TypeConfig>> {
     faults: NetworkFaults,
     cluster_id: ClusterId,
     internal: Arc<dyn InternalHandler>,
+    intake: EntryIntake,
 }
 
 impl<SM: RaftStateMachine<TypeConfig>> RaftRpcService<SM> {
@@ -37,12 +38,14 @@ impl<SM: RaftStateMachine<TypeConfig>> RaftRpcService<SM> {
         faults: NetworkFaults,
         cluster_id: ClusterId,
         internal: Arc<dyn InternalHandler>,
+        intake: EntryIntake,
     ) -> Self {
         Self {
             raft,
             faults,
             cluster_id,
             internal,
+            intake,
         }
     }
 
@@ -86,17 +89,24 @@ fn admitted_requests(
     incoming: Streaming<RaftPayload>,
     faults: NetworkFaults,
     cluster_id: ClusterId,
+    intake: EntryIntake,
     refusal: Arc<Mutex<Option<Status>>>,
 ) -> impl Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + 'static {
-    let state = (incoming, faults, cluster_id, refusal);
+    let state = (incoming, faults, cluster_id, intake, refusal);
     futures::stream::unfold(Some(state), |state| async move {
-        let (mut incoming, faults, cluster_id, refusal) = state?;
+        let (mut incoming, faults, cluster_id, intake, refusal) = state?;
         let request = incoming.next().await?.and_then(|payload| {
             admit(&faults, &cluster_id, &payload)?;
-            decode_request("append_stream", payload)
+            let request: AppendEntriesRequest<TypeConfig> =
+                decode_request("append_stream", payload)?;
+            intake.admit(request.entries.len())?;
+            Ok(request)
         });
         match request {
-            Ok(request) => Some((request, Some((incoming, faults, cluster_id, refusal)))),
+            Ok(request) => {
+                let state = (incoming, faults, cluster_id, intake, refusal);
+                Some((request, Some(state)))
+            }
             Err(status) => {
                 *refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
                 None
@@ -193,7 +203,8 @@ where
     ) -> Result<Response<RaftPayload>, Status> {
         let req = req.into_inner();
         self.admit(&req)?;
-        let rpc = decode_request("append_entries", req)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = decode_request("append_entries", req)?;
+        self.intake.admit(rpc.entries.len())?;
         let resp = self
             .raft
             .append_entries(rpc)
@@ -214,6 +225,7 @@ where
             req.into_inner(),
             self.faults.clone(),
             self.cluster_id.clone(),
+            self.intake.clone(),
             refusal.clone(),
         );
         let faults = self.faults.clone();
