@@ -220,6 +220,45 @@ async fn a_follower_whose_disk_fills_falls_behind_and_catches_up_once_space_is_f
     drop(disk);
 }
 
+/// With no floor, fills the disk under `cluster`'s writes until one waits (or is refused as
+/// unavailable, when every node's log waits); returns the seqs acked and the one cut off.
+async fn write_until_the_disk_is_full(cluster: &Cluster, client: &Client) -> (Vec<i64>, i64) {
+    let mut acked = vec![0];
+    let mut seq = 1;
+    loop {
+        assert!(seq < 200, "the disk never filled");
+        let pending = write(client, seq);
+        match tokio::time::timeout(std::time::Duration::from_secs(3), pending).await {
+            Ok(Ok(_)) => acked.push(seq),
+            Ok(Err(e)) if e.code() == Some(Code::Unavailable) => return (acked, seq),
+            Ok(Err(e)) => panic!("write {seq} failed: {e}\n{}", cluster.log_tails()),
+            Err(_) => return (acked, seq),
+        }
+        seq += 1;
+    }
+}
+
+/// Every node holds each write of `acked` once, in order, and perhaps `cut_off` (a write
+/// whose answer the test stopped waiting for), once `last` is applied.
+async fn every_node_holds_acked(cluster: &Cluster, acked: &[i64], cut_off: i64, last: u64) {
+    for id in 1..=3 {
+        let held = cluster.seqs_on(id, "filled", last).await;
+        let others: Vec<i64> = held.iter().copied().filter(|&s| s != cut_off).collect();
+        assert_eq!(others, acked, "node {id}");
+        assert!(held.len() - others.len() <= 1, "node {id}: {held:?}");
+    }
+}
+
+async fn start_without_a_floor(dir: TempDir) -> (Cluster, Client) {
+    let cluster = Cluster::start_in(dir, 3, "disk-free-bytes-min = 0\n", Default::default()).await;
+    let leader = cluster.wait_for_leader().await;
+    let client = cluster.client(leader).await;
+    write(&client, 0)
+        .await
+        .expect("a write before the disk fills");
+    (cluster, client)
+}
+
 /// With no floor the disk fills in the middle of writes: the WAL waits for room rather than
 /// dying. The writes in flight wait (and, with every node's disk full, so does Raft: the
 /// leader's heartbeats are answered once the followers' logs are written), every node keeps
@@ -231,27 +270,9 @@ async fn a_disk_filled_under_writes_is_waited_out_not_a_dead_wal() {
     // The nodes' logs are on the disk that fills too: logging to a full disk must not take
     // a node down.
     let disk = Tmpfs::mount(dir.path(), 128 * MIB);
-    let cluster = Cluster::start_in(dir, 3, "disk-free-bytes-min = 0\n", Default::default()).await;
-    let leader = cluster.wait_for_leader().await;
-    let client = cluster.client(leader).await;
-    write(&client, 0)
-        .await
-        .expect("a write before the disk fills");
-
+    let (cluster, client) = start_without_a_floor(dir).await;
     let filler = disk.fill_to(4 * MIB);
-    let mut acked = vec![0];
-    let mut seq = 1;
-    let cut_off = loop {
-        assert!(seq < 200, "the disk never filled");
-        let pending = write(&client, seq);
-        match tokio::time::timeout(std::time::Duration::from_secs(3), pending).await {
-            Ok(Ok(_)) => acked.push(seq),
-            Ok(Err(e)) if e.code() == Some(Code::Unavailable) => break seq,
-            Ok(Err(e)) => panic!("write {seq} failed: {e}\n{}", cluster.log_tails()),
-            Err(_) => break seq,
-        }
-        seq += 1;
-    };
+    let (mut acked, cut_off) = write_until_the_disk_is_full(&cluster, &client).await;
     for id in 1..=3 {
         let status = cluster
             .status(id)
@@ -269,13 +290,36 @@ async fn a_disk_filled_under_writes_is_waited_out_not_a_dead_wal() {
     })
     .await;
     acked.push(cut_off + 1);
+    every_node_holds_acked(&cluster, &acked, cut_off, last).await;
+    drop(cluster);
+    drop(disk);
+}
+
+/// kill -9 of every node while their WALs wait for room on a full disk: after space is
+/// freed and they restart, every acknowledged write is there once, on every node.
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_killed_while_their_wal_waits_for_room_keep_every_acknowledged_write() {
+    let dir = TempDir::new().expect("tempdir");
+    let disk = Tmpfs::mount(dir.path(), 128 * MIB);
+    let (mut cluster, client) = start_without_a_floor(dir).await;
+    let filler = disk.fill_to(4 * MIB);
+    let (mut acked, cut_off) = write_until_the_disk_is_full(&cluster, &client).await;
+
     for id in 1..=3 {
-        let held = cluster.seqs_on(id, "filled", last).await;
-        // The write cut off may or may not have landed (and its retries are not told apart);
-        // every acked one did, once, in order.
-        let others: Vec<i64> = held.into_iter().filter(|&s| s != cut_off).collect();
-        assert_eq!(others, acked, "node {id}");
+        cluster.kill9(id);
     }
+    std::fs::remove_file(&filler).expect("free the space");
+    for id in 1..=3 {
+        cluster.spawn(id);
+    }
+    let leader = cluster.wait_for_leader().await;
+    let client = cluster.client(leader).await;
+    let last = eventually("writes after the restart", DEADLINE, || async {
+        write(&client, cut_off + 1).await.ok()
+    })
+    .await;
+    acked.push(cut_off + 1);
+    every_node_holds_acked(&cluster, &acked, cut_off, last).await;
     drop(cluster);
     drop(disk);
 }
