@@ -110,6 +110,10 @@ pub struct NodeConfig {
     pub table_columns_max: usize,
     /// Most tables the cluster holds.
     pub tables_max: usize,
+    /// Open connections each port (Flight, Raft) takes at most.
+    pub connections_max: usize,
+    /// How long a new connection has to send its HTTP/2 preface (or TLS hello).
+    pub handshake_timeout_ms: u64,
     /// Free space the data dir's disk keeps: below it the node takes no new writes, until
     /// space is freed. 0: no floor.
     pub disk_free_bytes_min: u64,
@@ -180,6 +184,8 @@ impl Default for NodeConfig {
             table_columns_max: 1000,
             tables_max: 1000,
             disk_free_bytes_min: 1024 * 1024 * 1024,
+            connections_max: 4096,
+            handshake_timeout_ms: 10_000,
             read_wait_max_ms: 10_000,
             object_store_url: None,
             object_store_options: BTreeMap::new(),
@@ -286,6 +292,9 @@ impl NodeConfig {
         }
         crate::tier::check_catalog_options(self.catalog_url.as_deref(), &self.catalog_options)
             .map_err(ConfigError::Invalid)?;
+        if self.connections_max == 0 || self.handshake_timeout_ms == 0 {
+            return invalid("connections-max and handshake-timeout-ms must be above 0".into());
+        }
         if self.table_columns_max == 0 || self.tables_max == 0 {
             return invalid("table-columns-max and tables-max must be above 0".into());
         }

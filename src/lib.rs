@@ -16,6 +16,7 @@ pub mod error;
 pub mod flight;
 pub mod internal;
 pub mod ipc;
+mod listener;
 mod low_priority;
 pub mod membership;
 pub mod node;

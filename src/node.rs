@@ -23,7 +23,6 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::ServerTlsConfig;
 
 use crate::acks::AckRouter;
@@ -34,6 +33,7 @@ use crate::disk::DiskFloor;
 use crate::flight::auth::{Authenticate, Guard};
 use crate::flight::ArkaFlight;
 use crate::internal::InternalService;
+use crate::listener::{self, accepted, ConnectionLimits};
 use crate::membership::{self, ApplyClock};
 use crate::raft::Raft;
 use crate::state::snapshot_schedule;
@@ -198,13 +198,20 @@ impl Node {
         ))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
-        let raft_server = http2_server(tls.as_ref().map(NodeTls::raft_server))?
+        let handshake = Duration::from_millis(config.handshake_timeout_ms);
+        let raft_server = http2_server(tls.as_ref().map(NodeTls::raft_server), handshake)?
             .add_service(InterceptedService::new(raft_service, gate))
-            .serve_with_incoming_shutdown(accepted(raft_listener), stopped(stop_rx.clone()));
+            .serve_with_incoming_shutdown(
+                accepted(raft_listener, connection_limits(&config)),
+                stopped(stop_rx.clone()),
+            );
         let flight_service = flight_service(&ctx, &config, cluster_id.secret())?;
-        let flight_server = http2_server(tls.as_ref().map(NodeTls::flight_server))?
+        let flight_server = http2_server(tls.as_ref().map(NodeTls::flight_server), handshake)?
             .add_service(flight_service)
-            .serve_with_incoming_shutdown(accepted(flight_listener), stopped(stop_rx));
+            .serve_with_incoming_shutdown(
+                accepted(flight_listener, connection_limits(&config)),
+                stopped(stop_rx),
+            );
         let applied = ctx.state.subscribe_applied();
         let clock_ctx = ctx.clone();
         let agent_ctx = ctx.clone();
@@ -455,19 +462,30 @@ async fn bootstrap(raft: &Raft, config: &NodeConfig) -> anyhow::Result<()> {
 /// `tcp_nodelay` only to listeners it binds itself, and with Nagle on, a small answer (an
 /// ack, an AppendEntries answer) sent while an earlier one is unacknowledged waits for the
 /// peer's delayed ACK, about 40 ms.
-fn accepted(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
-}
-
-/// A gRPC server with arka's HTTP/2 windows, and TLS when `tls` is given.
-fn http2_server(tls: Option<ServerTlsConfig>) -> anyhow::Result<tonic::transport::Server> {
+/// A gRPC server with arka's HTTP/2 windows and keep-alive pings, and TLS when `tls` is
+/// given, whose handshake must end within `handshake`.
+fn http2_server(
+    tls: Option<ServerTlsConfig>,
+    handshake: Duration,
+) -> anyhow::Result<tonic::transport::Server> {
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = tls {
-        server = server.tls_config(tls).context("TLS configuration")?;
+        server = server
+            .tls_config(tls.timeout(handshake))
+            .context("TLS configuration")?;
     }
     Ok(server
         .initial_stream_window_size(arka_cluster::network::HTTP2_STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(arka_cluster::network::HTTP2_CONNECTION_WINDOW_BYTES))
+        .initial_connection_window_size(arka_cluster::network::HTTP2_CONNECTION_WINDOW_BYTES)
+        .http2_keepalive_interval(Some(listener::KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(listener::KEEPALIVE_TIMEOUT)))
+}
+
+fn connection_limits(config: &NodeConfig) -> ConnectionLimits {
+    ConnectionLimits {
+        max: config.connections_max,
+        handshake_timeout: Duration::from_millis(config.handshake_timeout_ms),
+    }
 }
 
 /// The node's TLS files, when TLS is on; the Flight locations it hands out then say
@@ -479,25 +497,4 @@ fn open_tls(config: &NodeConfig) -> anyhow::Result<Option<NodeTls>> {
     };
     arka_cluster::types::advertise_flight_tls(true);
     Ok(Some(NodeTls::load(ca, cert, key)?))
-}
-
-#[cfg(test)]
-mod tests {
-    use futures::StreamExt;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn accepted_connections_send_small_messages_at_once() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let mut incoming = accepted(listener);
-        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let stream = incoming
-            .next()
-            .await
-            .expect("a connection")
-            .expect("accept");
-        assert!(stream.nodelay().expect("read TCP_NODELAY"));
-    }
 }

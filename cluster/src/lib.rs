@@ -13,7 +13,7 @@ pub mod gossip;
 pub mod membership;
 pub mod network;
 pub mod raft_config;
-mod refusals;
+pub mod refusals;
 pub mod secret;
 pub mod types;
 

@@ -1,0 +1,105 @@
+//! Connections within bounds: 2,000 raw TCP connections, half sending only the HTTP/2
+//! preface, once all stayed open for ever. Now a port holds at most `connections-max` (past
+//! it a connection is closed at once, and once some close, new ones are taken again), and a
+//! connection that has not sent its preface and first frame within `handshake-timeout-ms` is
+//! closed; real clients are served throughout and the data written before reads back.
+
+mod common;
+
+use std::time::Duration;
+
+use arka::client::WriteItem;
+use arka::durability::Level;
+use common::{data, Cluster, DEADLINE};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// True once the server closed `stream` (a read ends or fails); false while it is open.
+async fn closed(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_millis(10), stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            // Frames the server sent (its SETTINGS): read on.
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// Waits until the server closed `stream`, failing the test after [`DEADLINE`].
+async fn wait_until_closed(stream: &mut TcpStream, what: &str) {
+    let end = tokio::time::Instant::now() + DEADLINE;
+    while !closed(stream).await {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "{what} not closed within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn connect(cluster: &Cluster, id: u64) -> TcpStream {
+    let addr = cluster.addr(id).trim_start_matches("grpc://").to_string();
+    TcpStream::connect(&addr).await.expect("tcp connect")
+}
+
+async fn write_control(cluster: &Cluster) -> u64 {
+    let client = cluster.client(1).await;
+    let writes = (0..3)
+        .map(|s| WriteItem::plain(data::batch(1, s, 2)))
+        .collect();
+    let acks = (client.write_all("control", writes, Level::Replicated).await).expect("control");
+    acks.iter().map(|a| a.lsn).max().expect("lsn")
+}
+
+async fn control_reads_back_everywhere(cluster: &Cluster, last: u64) {
+    for id in 1..=3 {
+        assert_eq!(
+            cluster.seqs_on(id, "control", last).await,
+            vec![0, 1, 2],
+            "node {id}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_port_takes_at_most_connections_max_and_takes_more_once_some_close() {
+    let config = "connections-max = 8\nhandshake-timeout-ms = 600000\n";
+    let cluster = Cluster::start_with_config(3, config).await;
+    let last = write_control(&cluster).await;
+    // The harness's client holds one of node 1's eight; seven raw connections fill it.
+    let held = cluster.client(1).await;
+    let mut raw = Vec::new();
+    for _ in 0..7 {
+        raw.push(connect(&cluster, 1).await);
+    }
+    let mut over = connect(&cluster, 1).await;
+    wait_until_closed(&mut over, "the connection over the limit").await;
+    for (i, stream) in raw.iter_mut().enumerate() {
+        assert!(!closed(stream).await, "raw connection {i} stays open");
+    }
+    drop(held);
+    drop(raw);
+    control_reads_back_everywhere(&cluster, last).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_that_do_not_finish_their_handshake_are_closed_at_the_deadline() {
+    let cluster = Cluster::start_with_config(3, "handshake-timeout-ms = 500\n").await;
+    let last = write_control(&cluster).await;
+    let mut raw = Vec::new();
+    for i in 0..40 {
+        let mut stream = connect(&cluster, 1).await;
+        if i % 2 == 0 {
+            stream.write_all(PREFACE).await.expect("send the preface");
+        }
+        raw.push(stream);
+    }
+    for (i, stream) in raw.iter_mut().enumerate() {
+        wait_until_closed(stream, &format!("raw connection {i}")).await;
+    }
+    control_reads_back_everywhere(&cluster, last).await;
+}
