@@ -7,6 +7,8 @@ mod do_get;
 mod do_write;
 mod durability_status;
 pub mod encode;
+#[cfg(test)]
+mod fuzz;
 mod info;
 pub(crate) mod members;
 mod status;

@@ -7,7 +7,7 @@ use arrow_flight::error::FlightError;
 use arrow_flight::{FlightData, FlightDescriptor};
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
-use tonic::Streaming;
+use tonic::Status;
 
 use super::{parse_producer, IncomingWrite};
 use crate::error::{Error, Result};
@@ -53,10 +53,12 @@ fn flight_error(e: FlightError) -> Error {
     }
 }
 
-/// Checks a message before arrow decodes it: its buffers lie within its body, and a
-/// compressed batch decompresses to at most `decoded_bytes_max`.
+/// Checks a message before arrow decodes it: a schema's types are ones arrow converts, its
+/// buffers lie within its body, and a compressed batch decompresses to at most
+/// `decoded_bytes_max`.
 fn check_message(data: FlightData, decoded_bytes_max: usize) -> Result<FlightData, FlightError> {
     use ipc::DecompressedSizeError::{Malformed, OverLimit};
+    ipc::check_schema_message(&data.data_header).map_err(FlightError::DecodeError)?;
     ipc::check_message_fits(&data.data_header, &data.data_body)
         .map_err(FlightError::DecodeError)?;
     match ipc::check_decompressed_size(&data.data_header, &data.data_body, decoded_bytes_max) {
@@ -70,16 +72,20 @@ fn check_message(data: FlightData, decoded_bytes_max: usize) -> Result<FlightDat
 
 /// Reads the descriptor from the first message, then yields one write per record batch, each
 /// at most `decoded_bytes_max` once decompressed.
-pub async fn decode_writes(
-    mut stream: Streaming<FlightData>,
+pub async fn decode_writes<S>(
+    mut stream: S,
     decoded_bytes_max: usize,
 ) -> Result<(
     TableName,
     impl Stream<Item = Result<IncomingWrite>> + Send + 'static,
-)> {
+)>
+where
+    S: Stream<Item = std::result::Result<FlightData, Status>> + Send + Unpin + 'static,
+{
     let first = stream
-        .message()
+        .next()
         .await
+        .transpose()
         .map_err(|s| flight_error(FlightError::Tonic(Box::new(s))))?
         .ok_or_else(|| Error::InvalidArgument("empty write stream: no schema was sent".into()))?;
     let table = table_from_path(first.flight_descriptor.as_ref())?;
@@ -93,9 +99,9 @@ pub async fn decode_writes(
     let target = table.clone();
     // The header of the schema message in force: each write keeps the client's messages.
     let mut schema_header = Bytes::new();
-    let writes = FlightDataDecoder::new(all).filter_map(move |item| {
+    let writes = contain_panics(FlightDataDecoder::new(all)).filter_map(move |item| {
         let write = match item {
-            Err(e) => Some(Err(flight_error(e))),
+            Err(e) => Some(Err(e)),
             Ok(decoded) => match decoded.payload {
                 DecodedPayload::Schema(_) => {
                     schema_header = decoded.inner.data_header;
@@ -119,6 +125,29 @@ pub async fn decode_writes(
         futures::future::ready(write)
     });
     Ok((table, writes))
+}
+
+/// arrow's IPC reader, fed what a client sent. The checks before it (`check_message`) refuse
+/// what is known to make it panic; for what they miss (its struct reader, for one, takes a
+/// validity bitmap shorter than the column on trust), a panic is turned into an error that
+/// ends the client's stream, so that no byte a client sends can take down more than its own
+/// session.
+fn contain_panics(
+    decoder: FlightDataDecoder,
+) -> impl Stream<Item = Result<arrow_flight::decode::DecodedFlightData>> + Send + 'static {
+    std::panic::AssertUnwindSafe(decoder)
+        .catch_unwind()
+        .map(|item| match item {
+            Ok(decoded) => decoded.map_err(flight_error),
+            Err(panic) => {
+                let why = (panic.downcast_ref::<String>().map(String::as_str))
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("a malformed message");
+                Err(Error::InvalidArgument(format!(
+                    "cannot decode the client's Arrow data: {why}"
+                )))
+            }
+        })
 }
 
 /// The client's own schema and batch messages framed as the write's IPC stream; `None` when

@@ -11,6 +11,9 @@ use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 
+mod schema_check;
+pub use schema_check::check_schema_message;
+
 /// Encodes one batch as an IPC stream.
 pub fn encode_batch(batch: &RecordBatch) -> Result<Bytes, ArrowError> {
     let mut out = Vec::with_capacity(batch.get_array_memory_size() + 512);
@@ -47,10 +50,39 @@ pub fn decode_batches(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>), Arr
 /// Decodes a schema sent by a client as an encapsulated IPC schema message (what
 /// `pyarrow.Schema.serialize()` produces) or as an IPC stream.
 pub fn decode_client_schema(bytes: &[u8]) -> Result<SchemaRef, ArrowError> {
+    check_encapsulated_schema(bytes).map_err(ArrowError::ParseError)?;
     match arrow::ipc::convert::try_schema_from_ipc_buffer(bytes) {
         Ok(schema) => Ok(Arc::new(schema)),
         Err(_) => decode_schema(bytes),
     }
+}
+
+/// Checks the schema of an encapsulated IPC message (`[continuation] length message`) as
+/// both of arrow's readers take it: the message from its start to the end of `bytes`, and
+/// cut at its length. A length beyond the bytes is refused here: arrow's stream reader would
+/// allocate it (up to 2 GiB) before finding the bytes missing. Bytes too short to hold a
+/// length pass: arrow refuses them itself.
+fn check_encapsulated_schema(bytes: &[u8]) -> Result<(), String> {
+    let rest = bytes.strip_prefix(&CONTINUATION).unwrap_or(bytes);
+    let Some((len, message)) = rest.split_first_chunk::<4>() else {
+        return Ok(());
+    };
+    let declared = i32::from_le_bytes(*len);
+    let cut = usize::try_from(declared)
+        .ok()
+        .and_then(|len| message.get(..len))
+        .ok_or_else(|| {
+            format!(
+                "the schema message declares {declared} bytes but {} follow",
+                message.len()
+            )
+        })?;
+    for header in [message, cut] {
+        if arrow::ipc::root_as_message(header).is_ok() {
+            check_schema_message(header)?;
+        }
+    }
+    Ok(())
 }
 
 /// Continuation marker of an encapsulated IPC message.
@@ -288,4 +320,21 @@ pub fn schema_message(ipc: &[u8]) -> Option<&[u8]> {
     }
     let len = u32::from_le_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]) as usize;
     ipc.get(..8usize.checked_add(len)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_schema_that_declares_more_than_it_holds_is_refused_unread() {
+        // 12 bytes that claim a 1.4 GB message: arrow's stream reader would allocate that
+        // before finding the bytes missing.
+        let mut bytes = CONTINUATION.to_vec();
+        bytes.extend_from_slice(&0x5600_0138i32.to_le_bytes());
+        bytes.extend_from_slice(&[0; 4]);
+        let refused = decode_client_schema(&bytes).expect_err("refused");
+        let says = "declares 1442840888 bytes but 4 follow";
+        assert!(refused.to_string().contains(says), "{refused}");
+    }
 }
