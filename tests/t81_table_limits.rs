@@ -67,14 +67,8 @@ fn expect_refused(result: Result<(), arka::client::ClientError>, code: Code, say
 async fn tables_the_lake_cannot_hold_or_over_the_limits_are_refused_when_written() {
     let config = format!("table-columns-max = {COLUMNS_MAX}\ntables-max = {TABLES_MAX}\n");
     let cluster = Cluster::start_tiered(3, None, 300, &config).await;
+    let control = cluster.write_control().await;
     let client = cluster.client(1).await;
-    let control = (0..3)
-        .map(|s| WriteItem::plain(data::batch(1, s, 2)))
-        .collect();
-    client
-        .write_all("control", control, Level::Replicated)
-        .await
-        .expect("control writes");
 
     // Nesting: one level past the limit is refused; at the limit it reaches Iceberg.
     let deeper = write(&client, "deep", nested(DEPTH_MAX + 1), Level::Replicated).await;
@@ -140,16 +134,7 @@ async fn tables_the_lake_cannot_hold_or_over_the_limits_are_refused_when_written
         .await
         .expect("room again once a table is dropped");
 
-    let last = cluster.status(1).await.expect("status")["replicated_lsn"]
-        .as_u64()
-        .expect("lsn");
-    for id in 1..=3 {
-        assert_eq!(
-            cluster.seqs_on(id, "control", last).await,
-            vec![0, 1, 2],
-            "node {id}"
-        );
-    }
+    cluster.assert_control_everywhere(control).await;
 }
 
 fn base64_of(bytes: &[u8]) -> String {

@@ -249,6 +249,17 @@ async fn every_node_holds_acked(cluster: &Cluster, acked: &[i64], cut_off: i64, 
     }
 }
 
+/// Writes once more (the cluster takes it within the deadline), then checks that every node
+/// holds each acked write once, in order, and perhaps `cut_off`.
+async fn resume_and_check(cluster: &Cluster, client: &Client, mut acked: Vec<i64>, cut_off: i64) {
+    let last = eventually("writes to resume", DEADLINE, || async {
+        write(client, cut_off + 1).await.ok()
+    })
+    .await;
+    acked.push(cut_off + 1);
+    every_node_holds_acked(cluster, &acked, cut_off, last).await;
+}
+
 async fn start_without_a_floor(dir: TempDir) -> (Cluster, Client) {
     let cluster = Cluster::start_in(dir, 3, "disk-free-bytes-min = 0\n", Default::default()).await;
     let leader = cluster.wait_for_leader().await;
@@ -272,7 +283,7 @@ async fn a_disk_filled_under_writes_is_waited_out_not_a_dead_wal() {
     let disk = Tmpfs::mount(dir.path(), 128 * MIB);
     let (cluster, client) = start_without_a_floor(dir).await;
     let filler = disk.fill_to(4 * MIB);
-    let (mut acked, cut_off) = write_until_the_disk_is_full(&cluster, &client).await;
+    let (acked, cut_off) = write_until_the_disk_is_full(&cluster, &client).await;
     for id in 1..=3 {
         let status = cluster
             .status(id)
@@ -285,12 +296,7 @@ async fn a_disk_filled_under_writes_is_waited_out_not_a_dead_wal() {
     }
 
     std::fs::remove_file(&filler).expect("free the space");
-    let last = eventually("writes to resume", DEADLINE, || async {
-        write(&client, cut_off + 1).await.ok()
-    })
-    .await;
-    acked.push(cut_off + 1);
-    every_node_holds_acked(&cluster, &acked, cut_off, last).await;
+    resume_and_check(&cluster, &client, acked, cut_off).await;
     drop(cluster);
     drop(disk);
 }
@@ -303,7 +309,7 @@ async fn nodes_killed_while_their_wal_waits_for_room_keep_every_acknowledged_wri
     let disk = Tmpfs::mount(dir.path(), 128 * MIB);
     let (mut cluster, client) = start_without_a_floor(dir).await;
     let filler = disk.fill_to(4 * MIB);
-    let (mut acked, cut_off) = write_until_the_disk_is_full(&cluster, &client).await;
+    let (acked, cut_off) = write_until_the_disk_is_full(&cluster, &client).await;
 
     for id in 1..=3 {
         cluster.kill9(id);
@@ -314,12 +320,7 @@ async fn nodes_killed_while_their_wal_waits_for_room_keep_every_acknowledged_wri
     }
     let leader = cluster.wait_for_leader().await;
     let client = cluster.client(leader).await;
-    let last = eventually("writes after the restart", DEADLINE, || async {
-        write(&client, cut_off + 1).await.ok()
-    })
-    .await;
-    acked.push(cut_off + 1);
-    every_node_holds_acked(&cluster, &acked, cut_off, last).await;
+    resume_and_check(&cluster, &client, acked, cut_off).await;
     drop(cluster);
     drop(disk);
 }

@@ -8,9 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use arka::client::WriteItem;
-use arka::durability::Level;
-use common::{data, Cluster, DEADLINE};
+use common::{Cluster, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -46,30 +44,11 @@ async fn connect(cluster: &Cluster, id: u64) -> TcpStream {
     TcpStream::connect(&addr).await.expect("tcp connect")
 }
 
-async fn write_control(cluster: &Cluster) -> u64 {
-    let client = cluster.client(1).await;
-    let writes = (0..3)
-        .map(|s| WriteItem::plain(data::batch(1, s, 2)))
-        .collect();
-    let acks = (client.write_all("control", writes, Level::Replicated).await).expect("control");
-    acks.iter().map(|a| a.lsn).max().expect("lsn")
-}
-
-async fn control_reads_back_everywhere(cluster: &Cluster, last: u64) {
-    for id in 1..=3 {
-        assert_eq!(
-            cluster.seqs_on(id, "control", last).await,
-            vec![0, 1, 2],
-            "node {id}"
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_port_takes_at_most_connections_max_and_takes_more_once_some_close() {
     let config = "connections-max = 8\nhandshake-timeout-ms = 600000\n";
     let cluster = Cluster::start_with_config(3, config).await;
-    let last = write_control(&cluster).await;
+    let last = cluster.write_control().await;
     // The harness's client holds one of node 1's eight: of twelve raw connections, at most
     // seven stay open (fewer while connections the harness dropped are still closing), and
     // the server closes the rest.
@@ -99,13 +78,13 @@ async fn a_port_takes_at_most_connections_max_and_takes_more_once_some_close() {
     }
     drop(held);
     drop(raw);
-    control_reads_back_everywhere(&cluster, last).await;
+    cluster.assert_control_everywhere(last).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_that_do_not_finish_their_handshake_are_closed_at_the_deadline() {
     let cluster = Cluster::start_with_config(3, "handshake-timeout-ms = 500\n").await;
-    let last = write_control(&cluster).await;
+    let last = cluster.write_control().await;
     let mut raw = Vec::new();
     for i in 0..40 {
         let mut stream = connect(&cluster, 1).await;
@@ -117,5 +96,5 @@ async fn connections_that_do_not_finish_their_handshake_are_closed_at_the_deadli
     for (i, stream) in raw.iter_mut().enumerate() {
         wait_until_closed(stream, &format!("raw connection {i}")).await;
     }
-    control_reads_back_everywhere(&cluster, last).await;
+    cluster.assert_control_everywhere(last).await;
 }
