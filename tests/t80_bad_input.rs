@@ -373,14 +373,7 @@ async fn refusal_of_exchange(cluster: &Cluster, messages: Vec<FlightData>) -> to
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_body_shorter_than_its_header_is_refused_with_an_error_status() {
     let cluster = Cluster::start(3).await;
-    let client = cluster.client(1).await;
-    let control = (0..3)
-        .map(|s| WriteItem::plain(data::batch(1, s, 2)))
-        .collect();
-    client
-        .write_all("control", control, Level::Replicated)
-        .await
-        .expect("control writes");
+    let control = cluster.write_control().await;
     let batch = data::batch(0, 0, 64);
     let mut encoder = arka::flight::encode::BatchEncoder::default();
     let descriptor = FlightDescriptor::new_path(vec!["victim".into()]);
@@ -397,18 +390,7 @@ async fn a_batch_body_shorter_than_its_header_is_refused_with_an_error_status() 
         Code::InvalidArgument,
         &["declares"],
     );
-    let last = cluster.status(1).await.expect("status")["replicated_lsn"]
-        .as_u64()
-        .expect("lsn");
-    let on_leader = cluster.seqs_on(1, "control", last).await;
-    assert_eq!(on_leader.len(), 3);
-    for id in 2..=3 {
-        assert_eq!(
-            cluster.seqs_on(id, "control", last).await,
-            on_leader,
-            "node {id}"
-        );
-    }
+    cluster.assert_control_everywhere(control).await;
 }
 
 /// Compressed IPC (pyarrow's `IpcWriteOptions(compression=...)`) is taken, and its limits hold

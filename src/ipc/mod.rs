@@ -12,7 +12,6 @@ use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 
 mod schema_check;
-pub use schema_check::check_schema_message;
 
 /// Encodes one batch as an IPC stream.
 pub fn encode_batch(batch: &RecordBatch) -> Result<Bytes, ArrowError> {
@@ -78,8 +77,8 @@ fn check_encapsulated_schema(bytes: &[u8]) -> Result<(), String> {
             )
         })?;
     for header in [message, cut] {
-        if arrow::ipc::root_as_message(header).is_ok() {
-            check_schema_message(header)?;
+        if let Ok(message) = arrow::ipc::root_as_message(header) {
+            schema_check::check_message_schema(&message)?;
         }
     }
     Ok(())
@@ -98,13 +97,35 @@ fn declared_body_len(header: &[u8]) -> Option<usize> {
     usize::try_from(message.bodyLength()).ok()
 }
 
-/// Checks, before anything is decoded, that a client's IPC message asks only for bytes its
-/// body holds: the declared body length and every buffer (offset + length) of a record batch
-/// or dictionary batch. Arrow's reader slices buffers without such a check and panics on a
-/// short body; a panic must never be reachable from client bytes.
-pub fn check_message_fits(header: &[u8], body: &[u8]) -> Result<(), String> {
-    let message = arrow::ipc::root_as_message(header)
-        .map_err(|e| format!("the IPC message header does not parse: {e}"))?;
+/// Checks a client's IPC message (Flight `data_header` and `data_body`) before arrow decodes
+/// it, its header parsed once: a schema's types are ones arrow converts, its buffers lie
+/// within its body, and a compressed batch decompresses to at most `decoded_max` bytes.
+pub fn check_client_message(
+    header: &[u8],
+    body: &[u8],
+    decoded_max: usize,
+) -> Result<(), UnfitMessage> {
+    let message = arrow::ipc::root_as_message(header).map_err(|e| {
+        UnfitMessage::Malformed(format!("the IPC message header does not parse: {e}"))
+    })?;
+    schema_check::check_message_schema(&message).map_err(UnfitMessage::Malformed)?;
+    check_message_fits(&message, body).map_err(UnfitMessage::Malformed)?;
+    check_decompressed_size(&message, body, decoded_max)
+}
+
+/// Why [`check_client_message`] refused a message.
+#[derive(Debug)]
+pub enum UnfitMessage {
+    Malformed(String),
+    /// Within its bytes, but over the node's limit once decompressed.
+    OverLimit(String),
+}
+
+/// Checks that a message asks only for bytes its body holds: the declared body length and
+/// every buffer (offset + length) of a record batch or dictionary batch. Arrow's reader
+/// slices buffers without such a check and panics on a short body; a panic must never be
+/// reachable from client bytes.
+fn check_message_fits(message: &arrow::ipc::Message, body: &[u8]) -> Result<(), String> {
     let declared = usize::try_from(message.bodyLength()).unwrap_or(usize::MAX);
     if declared > body.len() {
         return Err(format!(
@@ -112,7 +133,7 @@ pub fn check_message_fits(header: &[u8], body: &[u8]) -> Result<(), String> {
             body.len()
         ));
     }
-    let Some(buffers) = message_batch(&message).and_then(|b| b.buffers()) else {
+    let Some(buffers) = message_batch(message).and_then(|b| b.buffers()) else {
         return Ok(());
     };
     for buffer in buffers {
@@ -138,16 +159,14 @@ pub fn check_message_fits(header: &[u8], body: &[u8]) -> Result<(), String> {
 /// rather than to the declared size, that no buffer decompresses to more than it declares.
 /// A small message that would expand to gigabytes is refused unread. Run after
 /// [`check_message_fits`], so every buffer lies within `body`.
-pub fn check_decompressed_size(
-    header: &[u8],
+fn check_decompressed_size(
+    message: &arrow::ipc::Message,
     body: &[u8],
     decoded_max: usize,
-) -> Result<(), DecompressedSizeError> {
+) -> Result<(), UnfitMessage> {
     use arrow::ipc::CompressionType;
-    use DecompressedSizeError::{Malformed, OverLimit};
-    let message = arrow::ipc::root_as_message(header)
-        .map_err(|e| Malformed(format!("the IPC message header does not parse: {e}")))?;
-    let Some(batch) = message_batch(&message) else {
+    use UnfitMessage::{Malformed, OverLimit};
+    let Some(batch) = message_batch(message) else {
         return Ok(());
     };
     let (Some(compression), Some(buffers)) = (batch.compression(), batch.buffers()) else {
@@ -193,22 +212,15 @@ pub fn check_decompressed_size(
     Ok(())
 }
 
-/// Why [`check_decompressed_size`] refused a message.
-#[derive(Debug)]
-pub enum DecompressedSizeError {
-    Malformed(String),
-    OverLimit(String),
-}
-
 /// Decompresses an lz4 frame into nothing, one byte past `declared` at most.
-fn check_lz4_buffer(data: &[u8], declared: u64) -> Result<(), DecompressedSizeError> {
+fn check_lz4_buffer(data: &[u8], declared: u64) -> Result<(), UnfitMessage> {
     use std::io::Read;
     let mut decoder = lz4_flex::frame::FrameDecoder::new(data).take(declared.saturating_add(1));
     let decoded = std::io::copy(&mut decoder, &mut std::io::sink()).map_err(|e| {
-        DecompressedSizeError::Malformed(format!("an lz4 IPC buffer does not decompress: {e}"))
+        UnfitMessage::Malformed(format!("an lz4 IPC buffer does not decompress: {e}"))
     })?;
     if decoded > declared {
-        return Err(DecompressedSizeError::Malformed(format!(
+        return Err(UnfitMessage::Malformed(format!(
             "an lz4 IPC buffer decompresses to more than the {declared} bytes it declares"
         )));
     }

@@ -5,7 +5,8 @@
 //! the way that conversion reads it, and a schema it would panic on is refused.
 
 use arrow::ipc::{
-    DateUnit, Field, IntervalUnit, MessageHeader, Precision, Schema, TimeUnit, Type, UnionMode,
+    DateUnit, Field, IntervalUnit, Message, MessageHeader, Precision, Schema, TimeUnit, Type,
+    UnionMode,
 };
 
 /// Deeper nesting than any table may have (the lake takes 16 levels): refused here, before
@@ -14,9 +15,7 @@ const DEPTH_MAX: usize = 64;
 
 /// Refuses a schema message whose schema arrow could not convert without panicking. Other
 /// messages pass.
-pub fn check_schema_message(header: &[u8]) -> Result<(), String> {
-    let message = arrow::ipc::root_as_message(header)
-        .map_err(|e| format!("the IPC message header does not parse: {e}"))?;
+pub fn check_message_schema(message: &Message) -> Result<(), String> {
     if message.header_type() != MessageHeader::Schema {
         return Ok(());
     }
@@ -26,8 +25,7 @@ pub fn check_schema_message(header: &[u8]) -> Result<(), String> {
     check_schema(schema)
 }
 
-/// Checks a schema as [`check_schema_message`] does.
-pub fn check_schema(schema: Schema) -> Result<(), String> {
+fn check_schema(schema: Schema) -> Result<(), String> {
     let fields = schema.fields().ok_or("the IPC schema has no field list")?;
     for field in fields {
         if field.type_type() == Type::Decimal && schema.endianness() == arrow::ipc::Endianness::Big

@@ -57,11 +57,8 @@ fn flight_error(e: FlightError) -> Error {
 /// buffers lie within its body, and a compressed batch decompresses to at most
 /// `decoded_bytes_max`.
 fn check_message(data: FlightData, decoded_bytes_max: usize) -> Result<FlightData, FlightError> {
-    use ipc::DecompressedSizeError::{Malformed, OverLimit};
-    ipc::check_schema_message(&data.data_header).map_err(FlightError::DecodeError)?;
-    ipc::check_message_fits(&data.data_header, &data.data_body)
-        .map_err(FlightError::DecodeError)?;
-    match ipc::check_decompressed_size(&data.data_header, &data.data_body, decoded_bytes_max) {
+    use ipc::UnfitMessage::{Malformed, OverLimit};
+    match ipc::check_client_message(&data.data_header, &data.data_body, decoded_bytes_max) {
         Ok(()) => Ok(data),
         Err(Malformed(why)) => Err(FlightError::DecodeError(why)),
         Err(OverLimit(why)) => Err(FlightError::ExternalError(Box::new(
