@@ -118,6 +118,13 @@ pub enum Command {
         held_back: Vec<HeldBackTable>,
         request: RequestId,
     },
+    /// The tier worker deleted the lake data (Iceberg table, Parquet files) of the table
+    /// dropped at `dropped_lsn`.
+    TierTableDropped {
+        worker: NodeId,
+        dropped_lsn: u64,
+        request: RequestId,
+    },
 }
 
 /// The write a log entry carries, if it carries one.
@@ -156,6 +163,7 @@ impl Command {
             | Command::TierUploaded { request, .. }
             | Command::TierCommitted { request, .. }
             | Command::TierCommittedTables { request, .. }
+            | Command::TierTableDropped { request, .. }
             | Command::SetRetention { request, .. } => *request,
         }
     }
@@ -190,6 +198,9 @@ impl fmt::Display for Command {
                 }
                 Ok(())
             }
+            Command::TierTableDropped { dropped_lsn, .. } => {
+                write!(f, "lake data of the table dropped at {dropped_lsn} deleted")
+            }
             Command::SetRetention { bytes, ms, .. } => {
                 write!(f, "wal retention {bytes} bytes, {ms} ms")
             }
@@ -219,4 +230,7 @@ pub enum CommandResponse {
     /// A write of a producer session that is no longer current (or never was): nothing was
     /// written.
     Fenced { reason: String },
+    /// A repeat of a write whose table has been dropped since the write was applied: nothing
+    /// was written, and the `(producer_id, seq)` stays used.
+    TableGone { reason: String },
 }

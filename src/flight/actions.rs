@@ -32,7 +32,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("transfer_leader", "Move leadership to a voter and wait until it took over. Body: {\"node_id\": N}."),
     ("flush", "Seal, upload and commit to Iceberg everything applied now, and return the watermarks. Body: none."),
     ("set_retention", "How much of the WAL every node keeps once it is in object storage. Body: {\"bytes\": N, \"ms\": N}."),
-    ("inject_fault", "Cut this node off from its peers (Raft and gossip) or heal it, answer the leader's appends late, stall its WAL's group commits or make them skip fdatasync, or stop its tier worker at a stage; only with fault-injection on (which also makes SIGPWR a simulated power loss). Body: {\"isolate\"?: bool, \"answer_delay_ms\"?: int, \"wal_sync_delay_ms\"?: int, \"wal_skip_fsync\"?: bool, \"tier_pause\"?: \"before_commit\" | \"before_watermark\" | null}."),
+    ("inject_fault", "Cut this node off from its peers (Raft and gossip) or heal it, answer the leader's appends late, stall its WAL's group commits or make them skip fdatasync, or stop its tier worker at a stage; only with fault-injection on (which also makes SIGPWR a simulated power loss). Body: {\"isolate\"?: bool, \"answer_delay_ms\"?: int, \"wal_sync_delay_ms\"?: int, \"wal_skip_fsync\"?: bool, \"tier_pause\"?: \"before_commit\" | \"before_watermark\" | \"before_lake_drop\" | \"before_lake_drop_report\" | null}."),
 ];
 
 /// The right each action needs (an unknown action needs only reading, and is then

@@ -109,6 +109,7 @@ fn tier_json(ctx: &NodeContext) -> Value {
         "wal_first_index": ctx.log.first_index(),
         "retention": tier.retention,
         "held_back": held_back_json(ctx),
+        "lake_drops_pending": ctx.state.lake_drops().1,
     })
 }
 

@@ -14,6 +14,7 @@ use super::catalog::{IndexEntry, TableCounts, TableInfo, TableMeta};
 use super::chunk_map::ChunkMap;
 use super::dedup::Dedup;
 use super::error::{StateError, StateResult};
+use super::lake_drops::{DroppedTable, LakeDrops};
 use super::leaderships::Leaderships;
 use super::sessions::Sessions;
 use super::table_commits::TableCommits;
@@ -39,6 +40,8 @@ pub struct StateData {
     pub commits: TableCommits,
     /// Each table's tiered files by their last LSN.
     pub tiered: BTreeMap<TableName, ChunkMap<u64, TieredFile>>,
+    /// Dropped tables whose lake data the tier worker is to delete.
+    pub lake_drops: LakeDrops,
     /// The last applied entry that is not a tier report.
     pub last_data_lsn: u64,
     /// Not state: the schema of the last write applied, so that a run of writes with one
@@ -104,7 +107,7 @@ impl StateData {
             Command::CreateTable {
                 name, schema_ipc, ..
             } => self.apply_create(lsn, name, schema_ipc)?,
-            Command::DropTable { name, .. } => self.apply_drop(name),
+            Command::DropTable { name, .. } => self.apply_drop(lsn, name),
             Command::AssignTierWorker { node_id, .. } => {
                 self.tier.worker = Some(*node_id);
                 CommandResponse::Done
@@ -127,6 +130,17 @@ impl StateData {
                 held_back,
                 ..
             } => self.apply_tier_committed(*worker, *committed_lsn, held_back),
+            Command::TierTableDropped {
+                worker,
+                dropped_lsn,
+                ..
+            } => {
+                if let Some(refused) = refuse_report(&self.tier, *worker) {
+                    return Ok(refused);
+                }
+                self.lake_drops.done(*dropped_lsn);
+                CommandResponse::Done
+            }
             Command::SetRetention { bytes, ms, .. } => {
                 self.tier.retention = Some(Retention {
                     bytes: *bytes,
@@ -153,10 +167,10 @@ impl StateData {
             if let Err(reason) = self.sessions.check(&p.producer_id, epoch) {
                 return Ok(CommandResponse::Fenced { reason });
             }
-            if let Some(original) = self.dedup.lookup(&p.producer_id, p.seq) {
-                return Ok(CommandResponse::Duplicate {
-                    original: Lsn(original),
-                });
+            match self.repeat_of(&p.producer_id, p.seq, &name) {
+                Some(Ok(original)) => return Ok(CommandResponse::Duplicate { original }),
+                Some(Err(reason)) => return Ok(CommandResponse::TableGone { reason }),
+                None => {}
             }
         }
         let schema = match self.schema_memo.schema_of(&write.ipc) {
@@ -210,6 +224,28 @@ impl StateData {
         Ok(CommandResponse::Written { lsn: Lsn(lsn) })
     }
 
+    /// How a repeat of `(producer_id, seq)` naming `table` is answered, when that write was
+    /// applied before: its original LSN, or why not when the table it went to has been
+    /// dropped since (the table is missing, or made again after the write). Decided from the
+    /// replicated state alone, so every node and every restart answers the same.
+    pub fn repeat_of(
+        &self,
+        producer_id: &str,
+        seq: i64,
+        table: &TableName,
+    ) -> Option<Result<Lsn, String>> {
+        let original = self.dedup.lookup(producer_id, seq)?;
+        let holds = (self.tables.get(table)).is_some_and(|t| t.meta.created_lsn <= original);
+        Some(if holds {
+            Ok(Lsn(original))
+        } else {
+            Err(format!(
+                "the write (producer {}, seq {seq}) was applied at LSN {original} to table {table}, which has been dropped since: nothing was written again",
+                crate::error::quoted(producer_id)
+            ))
+        })
+    }
+
     fn apply_create(
         &mut self,
         lsn: u64,
@@ -245,18 +281,25 @@ impl StateData {
         Ok(CommandResponse::TableCreated { created: true })
     }
 
-    fn apply_drop(&mut self, name: &str) -> CommandResponse {
+    fn apply_drop(&mut self, lsn: u64, name: &str) -> CommandResponse {
         let Ok(name) = TableName::parse(name) else {
             return CommandResponse::TableDropped { existed: false };
         };
-        let existed = self.tables.remove(&name).is_some();
+        let Some(dropped) = self.tables.remove(&name) else {
+            return CommandResponse::TableDropped { existed: false };
+        };
         self.index.remove(&name);
-        // Its objects stay in object storage and Iceberg; this node no longer reads them.
+        // No node reads its objects any longer; the tier worker deletes them.
         self.tiered.remove(&name);
+        self.lake_drops.add(DroppedTable {
+            table: name.to_string(),
+            created_lsn: dropped.meta.created_lsn,
+            dropped_lsn: lsn,
+        });
         // Nor does it hold back the COMMITTED watermark any longer.
         self.commits.forget(name.as_str());
         self.tier.committed_lsn = self.tier.committed_lsn.max(Lsn(self.commits.watermark()));
-        CommandResponse::TableDropped { existed }
+        CommandResponse::TableDropped { existed: true }
     }
 
     fn apply_tier_uploaded(

@@ -18,6 +18,7 @@ use super::catalog::{IndexEntry, TableInfo};
 use super::data::StateData;
 use super::dedup::{DEDUP_ENTRIES_MAX, DEDUP_WINDOW};
 use super::error::{StateError, StateResult};
+use super::lake_drops::DroppedTable;
 use super::sessions::SESSIONS_MAX;
 use super::snapshot::{decode_image, encode_image, Image, SnapshotFiles};
 use super::table_commits::TableCommits;
@@ -178,6 +179,22 @@ impl StateMachine {
     /// Writes below this LSN are found through the tiered-file list, not the index.
     pub fn index_floor(&self) -> Lsn {
         Lsn(self.read().index_floor)
+    }
+
+    /// The oldest dropped table whose lake data is still to delete, and how many wait.
+    pub fn lake_drops(&self) -> (Option<DroppedTable>, usize) {
+        let data = self.read();
+        (data.lake_drops.oldest().cloned(), data.lake_drops.len())
+    }
+
+    /// See [`StateData::repeat_of`].
+    pub fn repeat_of(
+        &self,
+        producer_id: &str,
+        seq: i64,
+        table: &TableName,
+    ) -> Option<Result<Lsn, String>> {
+        self.read().repeat_of(producer_id, seq, table)
     }
 
     pub fn dedup_lookup(&self, producer_id: &str, seq: i64) -> Option<Lsn> {

@@ -1,5 +1,6 @@
 //! The replicated state machine, in memory: table catalog and schemas, the index of the
-//! writes still in the WAL, producer dedup state and sessions, tier watermarks and the tiered-file list,
+//! writes still in the WAL, producer dedup state and sessions, tier watermarks, the tiered-file list and the
+//! dropped tables whose lake data is still to delete,
 //! membership and the applied position. Data itself stays in the WAL or object storage; the
 //! state records where each table's batches are.
 //!
@@ -12,6 +13,7 @@ mod chunk_map;
 mod data;
 mod dedup;
 mod error;
+mod lake_drops;
 mod leaderships;
 mod machine;
 mod sessions;
@@ -24,6 +26,7 @@ pub use catalog::{IndexEntry, TableInfo};
 pub use data::StateData;
 pub use dedup::{DEDUP_AGE_MAX_LSNS, DEDUP_ENTRIES_MAX, DEDUP_WINDOW};
 pub use error::{StateError, StateResult};
+pub use lake_drops::{DroppedTable, LakeDrops};
 pub use leaderships::LEADERSHIPS_MAX;
 pub use machine::{ProducerWrites, SnapshotBuilder, StateMachine, StateMachineStore, StateSizes};
 pub use sessions::SESSIONS_MAX;

@@ -21,6 +21,7 @@ use super::chunk_map::ChunkMap;
 use super::data::{table_info, StateData};
 use super::dedup::Dedup;
 use super::error::{decode, encode, StateError, StateResult};
+use super::lake_drops::LakeDrops;
 use super::leaderships::Leaderships;
 use super::sessions::Sessions;
 use super::table_commits::TableCommits;
@@ -53,6 +54,9 @@ pub struct Image {
     /// Encoded after the leaderships, for the same reason.
     #[serde(skip)]
     commits: TableCommits,
+    /// Encoded after the table commits, for the same reason.
+    #[serde(skip)]
+    lake_drops: LakeDrops,
 }
 
 impl StateData {
@@ -76,6 +80,7 @@ impl StateData {
             sessions: self.sessions.clone(),
             leaderships: self.leaderships.clone(),
             commits: self.commits.clone(),
+            lake_drops: self.lake_drops.clone(),
         }
     }
 
@@ -95,6 +100,7 @@ impl StateData {
             sessions: image.sessions,
             leaderships: image.leaderships,
             commits: image.commits,
+            lake_drops: image.lake_drops,
             tier: image.tier,
             last_data_lsn: image.last_data_lsn,
             ..Default::default()
@@ -145,13 +151,14 @@ impl<'de> Deserialize<'de> for TieredFiles {
 }
 
 /// Encodes an image as openraft carries it between nodes: the image, then its sessions, its
-/// leaderships and its table commits. Each part added later goes after the others, so older
-/// images decode.
+/// leaderships, its table commits and its lake drops. Each part added later goes after the
+/// others, so older images decode.
 pub fn encode_image(image: &Image) -> StateResult<Vec<u8>> {
     let mut bytes = encode(image)?;
     bytes.extend(encode(&image.sessions)?);
     bytes.extend(encode(&image.leaderships)?);
     bytes.extend(encode(&image.commits)?);
+    bytes.extend(encode(&image.lake_drops)?);
     Ok(bytes)
 }
 
@@ -172,8 +179,13 @@ pub fn decode_image(bytes: &[u8]) -> StateResult<Image> {
     }
     let (leaderships, rest) = postcard::take_from_bytes(rest).map_err(corrupt)?;
     image.leaderships = leaderships;
+    if rest.is_empty() {
+        return Ok(image);
+    }
+    let (commits, rest) = postcard::take_from_bytes(rest).map_err(corrupt)?;
+    image.commits = commits;
     if !rest.is_empty() {
-        image.commits = postcard::from_bytes(rest).map_err(corrupt)?;
+        image.lake_drops = postcard::from_bytes(rest).map_err(corrupt)?;
     }
     Ok(image)
 }
@@ -319,7 +331,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_image_keeps_its_sessions_leaderships_and_holds_and_older_images_still_decode() {
+    fn an_image_keeps_its_sessions_leaderships_holds_and_drops_and_older_images_still_decode() {
         let mut data = StateData::default();
         data.sessions.register("p", 7, 3);
         let held = arka_cluster::HeldBackTable {
@@ -334,6 +346,11 @@ mod tests {
             node_id: arka_cluster::NodeId(2),
         };
         data.leaderships.note(&LogId::new(leader, 6));
+        data.lake_drops.add(crate::state::DroppedTable {
+            table: "c".into(),
+            created_lsn: 2,
+            dropped_lsn: 8,
+        });
         let image = data.image();
         let decoded = decode_image(&encode_image(&image).expect("encode")).expect("decode");
         assert_eq!(decoded, image);
@@ -341,6 +358,7 @@ mod tests {
         assert_eq!(restored.sessions.len(), 1);
         assert_eq!(restored.leaderships.leader_at(9), Some(leader));
         assert_eq!(restored.commits, data.commits);
+        assert_eq!(restored.lake_drops, data.lake_drops);
 
         let before_sessions = encode(&image).expect("encode without sessions");
         let decoded = decode_image(&before_sessions).expect("decode an older image");
@@ -362,5 +380,11 @@ mod tests {
             5,
             "the watermark, for every table"
         );
+
+        let mut before_drops = before_holds;
+        before_drops.extend(encode(&image.commits).expect("encode the commits"));
+        let decoded = decode_image(&before_drops).expect("decode an older image");
+        assert_eq!(decoded.commits, image.commits);
+        assert!(decoded.lake_drops.is_empty());
     }
 }

@@ -101,6 +101,41 @@ impl IcebergTables {
         Ok(())
     }
 
+    /// Where the Iceberg table of the arka table incarnation created at `created_lsn` keeps
+    /// its metadata.
+    fn location(&self, table: &str, created_lsn: u64) -> String {
+        format!("{}/{NAMESPACE}/{table}/{created_lsn}", self.warehouse)
+    }
+
+    /// Drops the Iceberg table of the arka table incarnation created at `created_lsn` from
+    /// the catalog and deletes its metadata files; an Iceberg table of a later incarnation
+    /// stays. Done again, it finds nothing to do.
+    pub async fn drop_incarnation(
+        &self,
+        table: &str,
+        created_lsn: u64,
+        storage: &ObjectStorage,
+    ) -> Result<(), TierError> {
+        let wrap = |e| TierError::iceberg(table, e);
+        let ident = ident(table);
+        match self.catalog.load_table(&ident).await {
+            Ok(current) => {
+                let incarnation = (current.metadata().properties())
+                    .get(CREATED_LSN_PROPERTY)
+                    .and_then(|lsn| lsn.parse::<u64>().ok());
+                if incarnation.is_none_or(|lsn| lsn <= created_lsn) {
+                    self.catalog.drop_table(&ident).await.map_err(wrap)?;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::TableNotFound => {}
+            Err(e) => return Err(wrap(e)),
+        }
+        storage
+            .delete_under(&self.location(table, created_lsn), |_| true)
+            .await?;
+        Ok(())
+    }
+
     /// Loads the table, creating it or evolving its schema to match the arka table's.
     async fn ensure_table(
         &self,
@@ -133,10 +168,7 @@ impl IcebergTables {
         }
         let creation = TableCreation::builder()
             .name(table.to_string())
-            .location(format!(
-                "{}/{NAMESPACE}/{table}/{created_lsn}",
-                self.warehouse
-            ))
+            .location(self.location(table, created_lsn))
             .schema(wanted.clone())
             .properties([
                 (

@@ -98,12 +98,14 @@ pub struct WorkerStatus {
     failed_step: Option<Step>,
 }
 
-/// The worker's two steps, which fail independently: a catalog that is down does not stop
+/// The worker's steps, which fail independently: a catalog that is down does not stop
 /// uploads, so an upload must not clear the catalog's error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     Upload,
     Commit,
+    /// Deleting a dropped table's lake data.
+    LakeDrop,
 }
 
 /// A node's tiering machinery (present when tiering is configured).

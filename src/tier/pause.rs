@@ -1,7 +1,7 @@
 //! A fault point in the tier worker: with `fault-injection` on, `inject_fault
 //! {"tier_pause": STAGE}` makes every commit stop at that stage (uploads go on), so that a
 //! test can kill the node exactly between uploading and committing, or between committing
-//! and reporting.
+//! and reporting; likewise around deleting a dropped table's lake data.
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -13,6 +13,10 @@ pub enum TierStage {
     BeforeCommit,
     /// The Iceberg commit is done; the COMMITTED watermark is not proposed yet.
     BeforeWatermark,
+    /// A table is dropped; its Iceberg table and files are not deleted yet.
+    BeforeLakeDrop,
+    /// A dropped table's Iceberg table and files are deleted; that is not reported yet.
+    BeforeLakeDropReport,
 }
 
 pub struct TierPause {
@@ -42,12 +46,22 @@ impl TierPause {
     }
 
     /// True when the worker is asked to stop at `stage`: it then leaves the step there.
+    /// Passing another stage does not clear where it is stopped.
     pub fn stops_at(&self, stage: TierStage) -> bool {
         let stop = *self.at.borrow() == Some(stage);
         if stop {
-            tracing::warn!(?stage, "tier worker stopped by inject_fault");
+            if self.paused.send_replace(Some(stage)) != Some(stage) {
+                tracing::warn!(?stage, "tier worker stopped by inject_fault");
+            }
+        } else {
+            self.paused.send_if_modified(|paused| {
+                let left = *paused == Some(stage);
+                if left {
+                    *paused = None;
+                }
+                left
+            });
         }
-        self.paused.send_replace(stop.then_some(stage));
         stop
     }
 }

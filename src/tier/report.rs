@@ -29,6 +29,8 @@ pub enum TierReport {
         committed_lsn: Lsn,
         held_back: Vec<HeldBackTable>,
     },
+    /// The lake data of the table dropped at `dropped_lsn` is deleted.
+    TableDropped { worker: NodeId, dropped_lsn: Lsn },
 }
 
 impl TierReport {
@@ -54,6 +56,14 @@ impl TierReport {
                 worker,
                 committed_lsn: committed_lsn.get(),
                 held_back,
+                request,
+            },
+            TierReport::TableDropped {
+                worker,
+                dropped_lsn,
+            } => Command::TierTableDropped {
+                worker,
+                dropped_lsn: dropped_lsn.get(),
                 request,
             },
         }

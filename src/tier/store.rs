@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -130,6 +131,39 @@ impl ObjectStorage {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(TierError::store("head", url, e)),
         }
+    }
+
+    /// Deletes the objects under the directory `dir_url` whose path below it `doomed` picks,
+    /// listing and deleting in pages (bulk deletes where the store has them); returns how
+    /// many went. Objects already gone count as deleted.
+    pub async fn delete_under(
+        &self,
+        dir_url: &str,
+        doomed: impl Fn(&str) -> bool + Send + 'static,
+    ) -> Result<u64, TierError> {
+        let dir = self.path_of(dir_url)?;
+        let below = format!("{}/", dir.as_ref());
+        let picked = (self.store.list(Some(&dir)))
+            .try_filter(move |meta| {
+                let name = meta
+                    .location
+                    .as_ref()
+                    .strip_prefix(&below)
+                    .unwrap_or_default();
+                std::future::ready(doomed(name))
+            })
+            .map_ok(|meta| meta.location)
+            .boxed();
+        let mut deleted = self.store.delete_stream(picked);
+        let mut count = 0;
+        while let Some(outcome) = deleted.next().await {
+            match outcome {
+                Ok(_) => count += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(TierError::store("delete", dir_url, e)),
+            }
+        }
+        Ok(count)
     }
 
     pub async fn delete(&self, url: &str) -> Result<(), TierError> {

@@ -18,7 +18,7 @@ use super::report::{self, TierReport};
 use super::{FlushRequest, Step, TierError, TierStage, Tiering};
 use crate::context::NodeContext;
 use crate::low_priority::LowPriorityThread;
-use crate::state::TierState;
+use crate::state::{DroppedTable, TierState};
 
 /// Backoff between failed attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -52,6 +52,7 @@ pub async fn run(ctx: Arc<NodeContext>, tiering: Arc<Tiering>) {
         tables: None,
         flushes: Vec::new(),
         failing: FailingTables::default(),
+        lake_drop_retry: Retry::default(),
     };
     let mut backoff = BACKOFF_MIN;
     loop {
@@ -86,6 +87,45 @@ struct Worker {
     flushes: Vec<FlushRequest>,
     /// Tables whose last commit attempt failed, and since when.
     failing: FailingTables,
+    /// When deleting a dropped table's lake data may be tried again.
+    lake_drop_retry: Retry,
+}
+
+/// The backoff of a step that fails without failing the others.
+struct Retry {
+    at: Instant,
+    backoff: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            at: Instant::now(),
+            backoff: BACKOFF_MIN,
+        }
+    }
+}
+
+impl Retry {
+    fn due(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    fn failed(&mut self) {
+        self.at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// The name of a table's file of the range `first..=last`.
+fn range_file_name(first: Lsn, last: Lsn) -> String {
+    format!("{:020}-{:020}.parquet", first.get(), last.get())
+}
+
+/// The last LSN of the range a file named by [`range_file_name`] covers.
+fn range_file_end(name: &str) -> Option<u64> {
+    let (_, last) = name.strip_suffix(".parquet")?.split_once('-')?;
+    last.parse().ok()
 }
 
 /// Entries the tier worker itself causes; they hold no data to tier.
@@ -96,6 +136,7 @@ pub fn is_tier_report(entry: &arka_cluster::types::Entry) -> bool {
             Command::TierUploaded { .. }
                 | Command::TierCommitted { .. }
                 | Command::TierCommittedTables { .. }
+                | Command::TierTableDropped { .. }
         )
     )
 }
@@ -165,6 +206,7 @@ impl Worker {
             // new ranges never run out, and the commit below must still come in its time.
             let applied = self.ctx.state.applied_lsn();
             while self.ctx.state.tier().s3_lsn < applied && self.upload_next_range().await? {}
+            self.drop_lake_table().await;
             if Instant::now() < next_commit {
                 continue;
             }
@@ -254,9 +296,9 @@ impl Worker {
     /// Puts a table's file of the range `(from, to]` into the object store.
     async fn upload(&self, file: EncodedFile, from: Lsn, to: Lsn) -> Result<TieredFile, TierError> {
         let path = self.tiering.storage.url_of(&format!(
-            "data/{}/{:020}-{to:020}.parquet",
+            "data/{}/{}",
             file.table,
-            from.next()
+            range_file_name(from.next(), to)
         ));
         let bytes = file.bytes.len() as u64;
         self.tiering.storage.put(&path, file.bytes).await?;
@@ -284,20 +326,12 @@ impl Worker {
         if self.tiering.pause.stops_at(TierStage::BeforeCommit) {
             return Ok(Some(TierStage::BeforeCommit));
         }
-        let tables = match self.tables.take() {
-            Some(tables) => tables,
-            None => {
-                let s = &self.tiering.settings;
-                let tables = IcebergTables::open(s, &self.tiering.storage).await?;
-                tracing::info!(catalog = %s.catalog_url, "connected to the iceberg catalog");
-                tables
-            }
-        };
-        let tables = self.tables.insert(tables);
+        let ctx = self.ctx.clone();
+        let tables = self.iceberg().await?;
         let mut failed = Vec::new();
-        for (name, info) in self.ctx.state.tables() {
+        for (name, info) in ctx.state.tables() {
             let from = Lsn(commits.position(name.as_str()));
-            let files = self.ctx.state.tiered_files(&name, from, upto);
+            let files = ctx.state.tiered_files(&name, from, upto);
             if files.is_empty() {
                 continue;
             }
@@ -335,6 +369,89 @@ impl Worker {
         self.wait_applied_commits(upto, &held).await?;
         self.tiering.record(Step::Commit, Ok(()));
         Ok(None)
+    }
+
+    /// The catalog's tables, connecting to the catalog first if need be.
+    async fn iceberg(&mut self) -> Result<&IcebergTables, TierError> {
+        let tables = match self.tables.take() {
+            Some(tables) => tables,
+            None => {
+                let s = &self.tiering.settings;
+                let tables = IcebergTables::open(s, &self.tiering.storage).await?;
+                tracing::info!(catalog = %s.catalog_url, "connected to the iceberg catalog");
+                tables
+            }
+        };
+        Ok(self.tables.insert(tables))
+    }
+
+    /// Deletes the lake data of the oldest dropped table that still has some, and reports it.
+    /// A failure leaves the drop listed for a later attempt (here or at a successor) and holds
+    /// up nothing else.
+    async fn drop_lake_table(&mut self) {
+        let (Some(dropped), _) = self.ctx.state.lake_drops() else {
+            return;
+        };
+        if !self.lake_drop_retry.due() {
+            return;
+        }
+        let deleted = tokio::time::timeout(COMMIT_STEP_MAX, self.delete_lake_data(&dropped))
+            .await
+            .unwrap_or(Err(TierError::Timeout {
+                what: "deleting a dropped table's lake data",
+                after: COMMIT_STEP_MAX,
+            }));
+        match deleted {
+            Ok(()) => {
+                self.lake_drop_retry = Retry::default();
+                self.tiering.record(Step::LakeDrop, Ok(()));
+            }
+            Err(e) => {
+                tracing::warn!(table = dropped.table, dropped_lsn = dropped.dropped_lsn, error = %e, "deleting a dropped table's lake data failed");
+                self.tiering.record(Step::LakeDrop, Err(&e));
+                self.tables = None;
+                self.lake_drop_retry.failed();
+            }
+        }
+    }
+
+    /// Drops the incarnation's Iceberg table, deletes its metadata and its range files (every
+    /// one of them ends below the drop: no write of the incarnation is above it), then
+    /// reports the drop done.
+    async fn delete_lake_data(&mut self, dropped: &DroppedTable) -> Result<(), TierError> {
+        if self.tiering.pause.stops_at(TierStage::BeforeLakeDrop) {
+            return Ok(());
+        }
+        let storage = self.tiering.storage.clone();
+        let tables = self.iceberg().await?;
+        (tables.drop_incarnation(&dropped.table, dropped.created_lsn, &storage)).await?;
+        let dropped_lsn = dropped.dropped_lsn;
+        let files = storage.url_of(&format!("data/{}", dropped.table));
+        let deleted = storage
+            .delete_under(&files, move |name| {
+                range_file_end(name).is_some_and(|to| to < dropped_lsn)
+            })
+            .await?;
+        tracing::info!(
+            table = dropped.table,
+            dropped_lsn,
+            files = deleted,
+            "deleted a dropped table's lake data"
+        );
+        if self.tiering.pause.stops_at(TierStage::BeforeLakeDropReport) {
+            return Ok(());
+        }
+        let report = TierReport::TableDropped {
+            worker: self.ctx.node_id,
+            dropped_lsn: Lsn(dropped_lsn),
+        };
+        self.report(report).await?;
+        let mut applied = self.ctx.state.subscribe_applied();
+        let done = applied.wait_for(|_| {
+            let (oldest, _) = self.ctx.state.lake_drops();
+            oldest.is_none_or(|o| o.dropped_lsn != dropped_lsn)
+        });
+        self.applied_in_time(done).await
     }
 
     async fn report(&mut self, report: TierReport) -> Result<(), TierError> {

@@ -256,8 +256,10 @@ impl WritePath {
             self.sm
                 .check_session(&p.producer_id, write.epoch)
                 .map_err(Error::FailedPrecondition)?;
-            if let Some(original) = self.sm.dedup_lookup(&p.producer_id, p.seq) {
-                return Ok(Submitted::Duplicate { original });
+            match self.sm.repeat_of(&p.producer_id, p.seq, &write.table) {
+                Some(Ok(original)) => return Ok(Submitted::Duplicate { original }),
+                Some(Err(gone)) => return Err(Error::NotFound(gone)),
+                None => {}
             }
         }
         self.check_schema(&write.table, &write.batch.schema())?;

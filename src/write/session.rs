@@ -331,6 +331,7 @@ fn on_outcome(session: &mut Session, no: u64, outcome: Result<CommandResponse>) 
         }
         Ok(CommandResponse::Rejected { reason }) => return Err(Error::InvalidArgument(reason)),
         Ok(CommandResponse::Fenced { reason }) => return Err(Error::FailedPrecondition(reason)),
+        Ok(CommandResponse::TableGone { reason }) => return Err(Error::NotFound(reason)),
         Ok(other) => {
             return Err(Error::Internal(format!(
                 "unexpected answer to a write: {other:?}"

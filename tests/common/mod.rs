@@ -106,15 +106,16 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// A table as PyIceberg reads it: `(arka.lsn of the current snapshot, rows in _lsn order)`.
-/// `catalog` is an SQLite catalog file or a REST catalog's `http://` URI; `warehouse` is
-/// the object store URL + `/warehouse`; `props` are PyIceberg catalog properties.
-pub fn iceberg_rows_in(
+/// A table as PyIceberg reads it: `(arka.lsn of the current snapshot, rows in _lsn order)`,
+/// nothing for a table the catalog does not have. `catalog` is an SQLite catalog file or a
+/// REST catalog's `http://` URI; `warehouse` is the object store URL + `/warehouse`; `props`
+/// are PyIceberg catalog properties.
+pub fn iceberg_table_in(
     catalog: &str,
     warehouse: &str,
     table: &str,
     props: &[String],
-) -> (u64, Vec<Value>) {
+) -> Option<(u64, Vec<Value>)> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/iceberg_read.py");
     let out = Command::new("python3")
         .arg(script)
@@ -130,8 +131,22 @@ pub fn iceberg_rows_in(
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_slice(&out.stdout).expect("pyiceberg json");
+    if v["exists"] == false {
+        return None;
+    }
     let rows = v["rows"].as_array().cloned().unwrap_or_default();
-    (v["snapshot_lsn"].as_u64().unwrap_or(0), rows)
+    Some((v["snapshot_lsn"].as_u64().unwrap_or(0), rows))
+}
+
+/// [`iceberg_table_in`] of a table that must exist.
+pub fn iceberg_rows_in(
+    catalog: &str,
+    warehouse: &str,
+    table: &str,
+    props: &[String],
+) -> (u64, Vec<Value>) {
+    iceberg_table_in(catalog, warehouse, table, props)
+        .unwrap_or_else(|| panic!("the catalog has no table {table}"))
 }
 
 pub struct NodeProc {
@@ -523,6 +538,13 @@ impl Cluster {
     ) -> (u64, Vec<Value>) {
         let db = self.dir.path().join("catalog.db");
         iceberg_rows_in(&db.display().to_string(), warehouse, table, props)
+    }
+
+    /// True when the cluster's SQLite catalog holds the Iceberg table of `table`.
+    pub fn iceberg_has_table(&self, table: &str) -> bool {
+        let db = self.dir.path().join("catalog.db");
+        let warehouse = format!("{}/warehouse", self.local_store_url());
+        iceberg_table_in(&db.display().to_string(), &warehouse, table, &[]).is_some()
     }
 
     /// The local object store of a cluster started with `start_tiered(_, None, …)`.

@@ -427,6 +427,22 @@ def test_idempotent_retry(leader):
     assert got.equals(pa.Table.from_batches([original, fresh])), got.to_pylist()
 
 
+def test_a_retry_of_a_write_to_a_dropped_table_is_not_found_and_not_written_again(leader):
+    table = unique_table_name()
+    producer = f"pytest-{uuid.uuid4()}"
+    batch = make_batch([1, 2])
+    write_exchange(leader, table, [batch], [producer_meta(producer, 0)])
+    do_action(leader, "drop_table", {"name": table})
+
+    with raises(NOT_FOUND, "dropped since", "nothing was written again"):
+        write_exchange(leader, table, [batch], [producer_meta(producer, 0)])
+    assert (table,) not in listed_tables(leader), "the retry made the table again"
+    # The producer goes on with its next seq, into a new table of that name.
+    fresh = first_acks(write_exchange(leader, table, [batch], [producer_meta(producer, 1)]))
+    got, _ = do_get(leader, {"table": table, "min_lsn": fresh[1]["lsn"]})
+    assert got.num_rows == 2, got.to_pylist()
+
+
 def test_producer_sessions_resume_above_the_last_write_and_fence_the_old_instance(leader):
     """register_producer starts a new session of a producer id: it returns the epoch the
     writes carry and the seq to go on from, so a restarted producer neither collides with
