@@ -1,5 +1,5 @@
 //! Tiering to a real S3-compatible server (moto, started by the test) with the Iceberg
-//! warehouse in the bucket too; and the object store going down: writes keep being acked
+//! warehouse in the bucket too, whose objects a drop deletes; and the object store going down: writes keep being acked
 //! REPLICATED while the tiering lag grows, and tiering catches up once the store is back.
 //!
 //! The nodes reach the server through a TCP proxy owned by the test; stopping the proxy
@@ -195,6 +195,23 @@ async fn tiers_to_an_s3_server() {
     let (snapshot_lsn, rows) = cluster.iceberg_rows(&warehouse, "events", &s3.pyiceberg_props());
     assert!(snapshot_lsn >= last);
     assert_eq!(rows.len(), 40, "PyIceberg reads every row from the bucket");
+
+    // Dropping the table deletes its objects from the bucket (S3's bulk delete).
+    (cluster.client(1).await)
+        .action("drop_table", &json!({"name": "events"}))
+        .await
+        .expect("drop_table");
+    eventually("the dropped table's objects deleted", DEADLINE, || async {
+        let keys = s3.keys();
+        let left: Vec<&String> = (keys.iter())
+            .filter(|k| {
+                k.starts_with("cluster/data/events/")
+                    || k.starts_with("cluster/warehouse/arka/events/")
+            })
+            .collect();
+        left.is_empty().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
