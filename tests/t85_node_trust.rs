@@ -467,15 +467,13 @@ async fn only_replicating_learners_are_promoted_in_pairs_and_silent_members_can_
             .await
             .unwrap_or_else(|e| panic!("remove silent voter {id}: {e}"));
     }
-    // The last removal's second phase may still be committing when the call returns.
-    eventually(
-        "the membership is the three first voters",
-        DEADLINE,
-        || async {
-            let members = voters_and_learners(&cluster, leader).await?;
-            (members == (vec![1, 2, 3], vec![])).then_some(())
-        },
-    )
+    // The last removal's second phase may still be committing when the call returns. The
+    // silent node still asks to join through gossip, so the leader may add it back as a
+    // learner (a removed node is added back when it asks, docs/api.md), never as a voter.
+    eventually("the voters are the three first nodes", DEADLINE, || async {
+        let (voters, learners) = voters_and_learners(&cluster, leader).await?;
+        (voters == vec![1, 2, 3] && learners.iter().all(|id| *id == 41)).then_some(())
+    })
     .await;
     write_some(&cluster, leader, "after", 0..2).await;
 }
@@ -507,8 +505,10 @@ async fn identify_through(
 async fn with_tls_the_raft_port_serves_only_peers_with_a_certificate_of_the_cluster_ca() {
     let dir = tempfile::TempDir::new().expect("tempdir");
     let hosts = vec!["127.0.0.1".to_string()];
-    let ours = arka::tls::generate(&dir.path().join("tls"), 1, &hosts).expect("certificates");
-    let theirs = arka::tls::generate(&dir.path().join("other-ca"), 1, &hosts).expect("others");
+    let ours =
+        arka::cli::dev_certs::generate(&dir.path().join("tls"), 1, &hosts).expect("certificates");
+    let theirs =
+        arka::cli::dev_certs::generate(&dir.path().join("other-ca"), 1, &hosts).expect("others");
     let (cert, key) = &ours.nodes[0];
     let line =
         |key: &str, path: &std::path::Path| format!("{key} = {:?}\n", path.display().to_string());
