@@ -3,9 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use arka_cluster::NodeId;
 use serde::{Deserialize, Serialize};
+
+use crate::tier::TierSettings;
 
 /// A member of the initial cluster, written `ID@RAFT_ADDR@FLIGHT_ADDR` on the command line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,7 +177,7 @@ impl Default for NodeConfig {
             bootstrap: false,
             segment_bytes_max: 64 * 1024 * 1024,
             replication_bytes_max: arka_cluster::network::APPEND_BYTES_MAX as u64,
-            snapshot_every_entries: crate::state::snapshot_schedule::SNAPSHOT_EVERY_ENTRIES,
+            snapshot_every_entries: crate::raft::snapshot_schedule::SNAPSHOT_EVERY_ENTRIES,
             heartbeat_interval_ms: 50,
             election_timeout_min_ms: 150,
             election_timeout_max_ms: 300,
@@ -220,6 +223,23 @@ pub enum ConfigError {
 }
 
 impl NodeConfig {
+    /// The tiering settings, when `object-store-url` is set (tiering is off otherwise).
+    pub fn tier_settings(&self) -> Option<TierSettings> {
+        let store_url = self.object_store_url.clone()?;
+        let catalog_url = (self.catalog_url.clone())
+            .unwrap_or_else(|| crate::tier::default_catalog_url(&self.data_dir));
+        Some(TierSettings {
+            store_url,
+            store_options: self.object_store_options.clone(),
+            catalog_url,
+            catalog_options: self.catalog_options.clone(),
+            commit_interval: Duration::from_millis(self.commit_interval_ms),
+            tier_interval: Duration::from_millis(self.tier_interval_ms),
+            range_bytes_max: self.tier_range_bytes_max,
+            hold_table_after: Duration::from_millis(self.tier_hold_table_after_ms),
+        })
+    }
+
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),

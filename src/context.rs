@@ -16,6 +16,7 @@ use crate::disk::DiskFloor;
 use crate::durability::Watermarks;
 use crate::membership::ApplyClock;
 use crate::raft::Raft;
+use crate::read::ReadSources;
 use crate::state::{StateMachine, StateMachineStore};
 use crate::tier::Tiering;
 use crate::wal::{LogReader, WalFaults};
@@ -61,6 +62,15 @@ impl NodeContext {
             self.cluster_id.clone(),
             self.internal.clone(),
         )
+    }
+
+    /// What this node's reads reach.
+    pub fn read_sources(&self) -> ReadSources {
+        ReadSources {
+            state: self.state.clone(),
+            log: self.log.clone(),
+            storage: self.tiering.as_ref().map(|t| t.storage.clone()),
+        }
     }
 
     pub fn watermarks(&self) -> Watermarks {

@@ -3,6 +3,8 @@
 use tonic::metadata::MetadataValue;
 use tonic::Status;
 
+use crate::quote::bounded_message;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Trailer naming the leader's Flight location on a redirect.
@@ -66,41 +68,6 @@ impl Error {
     }
 }
 
-/// Longest text of a client's input an error message quotes.
-pub const QUOTED_BYTES_MAX: usize = 64;
-/// Longest error message sent to a client: gRPC carries it in a header, and one that echoes
-/// a large input would break the answer itself.
-pub const STATUS_MESSAGE_BYTES_MAX: usize = 1024;
-
-/// `text` as an error quotes it: in `{:?}` form, cut after [`QUOTED_BYTES_MAX`] bytes with
-/// the total length said.
-pub fn quoted(text: &str) -> String {
-    if text.len() <= QUOTED_BYTES_MAX {
-        return format!("{text:?}");
-    }
-    format!("{:?}… ({} bytes)", cut(text, QUOTED_BYTES_MAX), text.len())
-}
-
-/// The longest prefix of `text` of at most `bytes` bytes that ends on a character boundary.
-fn cut(text: &str, bytes: usize) -> &str {
-    let mut end = bytes.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-/// An error message as sent: at most [`STATUS_MESSAGE_BYTES_MAX`] bytes.
-pub fn bounded_message(message: String) -> String {
-    if message.len() <= STATUS_MESSAGE_BYTES_MAX {
-        return message;
-    }
-    format!(
-        "{}… (message cut at {STATUS_MESSAGE_BYTES_MAX} bytes)",
-        cut(&message, STATUS_MESSAGE_BYTES_MAX)
-    )
-}
-
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         let message = bounded_message(e.to_string());
@@ -141,6 +108,7 @@ impl From<crate::wal::WalError> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quote::{quoted, QUOTED_BYTES_MAX, STATUS_MESSAGE_BYTES_MAX};
 
     #[test]
     fn errors_quote_a_short_prefix_and_stay_bounded() {

@@ -2,20 +2,18 @@
 //! to the leader, a `flush` forwarded to the tier worker, a removal forwarded to the new
 //! leader. They are not Flight actions: they travel over the internal RPC on the Raft port,
 //! which only members of this cluster can use and which goes through the network fault point.
+//! This module holds the requests and sends them; `flight::peer_requests` answers them.
 
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arka_cluster::codec;
-use arka_cluster::network::InternalHandler;
-use arka_cluster::{Lsn, NodeId};
-use futures::future::BoxFuture;
+use arka_cluster::network::InternalClient;
+use arka_cluster::{HeldBackTable, Lsn, NodeId, TieredFile};
 use serde::{Deserialize, Serialize};
 use tonic::{Code, Status};
 
-use crate::context::NodeContext;
 use crate::error::{Error, Result};
-use crate::tier::report::{self, TierReport};
+use crate::raft::Raft;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum InternalRequest {
@@ -27,18 +25,41 @@ pub enum InternalRequest {
     RemoveNode { node_id: NodeId },
 }
 
-/// Sends `request` to member `node_id` and waits for it to be carried out.
+/// What the tier worker tells the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum TierReport {
+    /// The range `(from_lsn, to_lsn]` is in object storage as `files`.
+    Uploaded {
+        worker: NodeId,
+        from_lsn: Lsn,
+        to_lsn: Lsn,
+        files: Vec<TieredFile>,
+    },
+    /// Every table but those `held_back` is in committed Iceberg snapshots up to
+    /// `committed_lsn`.
+    Committed {
+        worker: NodeId,
+        committed_lsn: Lsn,
+        held_back: Vec<HeldBackTable>,
+    },
+    /// The lake data of the table dropped at `dropped_lsn` is deleted.
+    TableDropped { worker: NodeId, dropped_lsn: Lsn },
+}
+
+/// Sends `request` to member `node_id` (its address from the membership `raft` holds) and
+/// waits for it to be carried out.
 pub async fn send(
-    ctx: &NodeContext,
+    raft: &Raft,
+    client: &InternalClient,
     node_id: NodeId,
     request: &InternalRequest,
     timeout: Duration,
 ) -> Result<()> {
-    let node = crate::raft::member(&ctx.raft, node_id)
+    let node = crate::raft::member(raft, node_id)
         .ok_or_else(|| Error::Unavailable(format!("node {node_id} is not a member")))?;
     let data = codec::encode("internal request", request)
         .map_err(|e| Error::internal("internal request", e))?;
-    ctx.internal
+    client
         .call(&node.raft_addr, data, timeout)
         .await
         .map_err(|status| error_of(node_id, status))?;
@@ -56,42 +77,5 @@ fn error_of(node_id: NodeId, status: Status) -> Error {
         Code::PermissionDenied => Error::PermissionDenied(message),
         Code::Internal => Error::Internal(message),
         _ => Error::Unavailable(message),
-    }
-}
-
-/// Answers the internal requests of the node's peers.
-pub struct InternalService {
-    /// Weak: the node context owns the Raft instance, whose RPC service holds this.
-    ctx: Weak<NodeContext>,
-}
-
-impl InternalService {
-    pub fn new(ctx: &Arc<NodeContext>) -> Self {
-        Self {
-            ctx: Arc::downgrade(ctx),
-        }
-    }
-}
-
-impl InternalHandler for InternalService {
-    fn handle(&self, request: Vec<u8>) -> BoxFuture<'static, std::result::Result<Vec<u8>, Status>> {
-        let ctx = self.ctx.upgrade();
-        Box::pin(async move {
-            let ctx = ctx.ok_or(Error::Shutdown)?;
-            let request: InternalRequest = codec::decode("internal request", &request)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            serve(&ctx, request).await?;
-            Ok(Vec::new())
-        })
-    }
-}
-
-async fn serve(ctx: &NodeContext, request: InternalRequest) -> Result<()> {
-    match request {
-        InternalRequest::TierReport(report) => report::accept(ctx, report).await,
-        InternalRequest::Flush { upto } => crate::flight::tiering::flush_at_worker(ctx, upto).await,
-        InternalRequest::RemoveNode { node_id } => {
-            crate::flight::members::remove_here(ctx, node_id).await
-        }
     }
 }

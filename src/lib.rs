@@ -3,6 +3,26 @@
 //! Nodes form one Raft group whose log is the write-ahead log ([`wal`]); the state machine
 //! ([`state`]) indexes every table's batches by LSN; clients write and read over Arrow Flight
 //! ([`flight`]).
+//!
+//! # Layers
+//!
+//! Each top-level module uses only modules of the layers below its own, lowest first as
+//! listed here (`tests/t01_layers.rs` reads this list and fails on a use against it):
+//!
+//! 1. Leaves: `durability`, `disk`, `ipc`, `listener`, `low_priority`, `quote`, `tls`
+//! 2. Tables and the write-ahead log: `table`, `wal`
+//! 3. The state machine and the ack router over the WAL: `state`, `acks`
+//! 4. Replication: `raft`
+//! 5. The errors of the node's surface: `error`
+//! 6. The lake's form of a table, node-to-node requests, client auth: `lake`, `internal`, `auth`
+//! 7. Tiering to object storage and Iceberg: `tier`
+//! 8. Membership and the choice of the tier worker: `membership`
+//! 9. The read and write services: `read`, `write`
+//! 10. What a node's services share: `context`
+//! 11. The Flight service, which also answers the node-to-node requests: `flight`
+//! 12. Configuration: `config`
+//! 13. The node and the client: `node`, `client`
+//! 14. The command line: `cli`
 
 pub mod acks;
 pub mod auth;
@@ -16,10 +36,12 @@ pub mod error;
 pub mod flight;
 pub mod internal;
 pub mod ipc;
+pub mod lake;
 mod listener;
 mod low_priority;
 pub mod membership;
 pub mod node;
+pub mod quote;
 pub mod raft;
 pub mod read;
 pub mod state;

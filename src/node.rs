@@ -31,14 +31,14 @@ use crate::config::NodeConfig;
 use crate::context::NodeContext;
 use crate::disk::DiskFloor;
 use crate::flight::auth::{Authenticate, Guard};
+use crate::flight::peer_requests::InternalService;
 use crate::flight::ArkaFlight;
-use crate::internal::InternalService;
 use crate::listener::{self, accepted, ConnectionLimits};
 use crate::membership::{self, ApplyClock};
+use crate::raft::snapshot_schedule;
 use crate::raft::Raft;
-use crate::state::snapshot_schedule;
 use crate::state::{Retention, StateMachine, StateMachineStore};
-use crate::tier::{self, TierSettings, Tiering};
+use crate::tier::{self, Tiering};
 use crate::tls::NodeTls;
 use crate::wal::{LogReader, LogStore, WalConfig, WalFaults};
 use crate::write::{WalGuard, WriteLimits, WritePath};
@@ -287,7 +287,7 @@ impl Node {
 
 /// The node's tiering, when `object-store-url` is set.
 fn open_tiering(config: &NodeConfig) -> anyhow::Result<Option<Arc<Tiering>>> {
-    let Some(settings) = TierSettings::from_config(config) else {
+    let Some(settings) = config.tier_settings() else {
         tracing::warn!("object-store-url is not set: tiering is off, the highest durability level is REPLICATED and the WAL is never purged");
         return Ok(None);
     };

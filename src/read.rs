@@ -1,55 +1,23 @@
 //! Reading a table's batches back from the log, in LSN order.
 
 use arka_cluster::{Lsn, TieredFile};
-use arrow::array::{new_null_array, ArrayRef, Int64Array};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use openraft::EntryPayload;
-use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::context::NodeContext;
 use crate::error::{Error, Result};
 use crate::ipc;
+use crate::lake::parquet_file;
+use crate::lake::schema::conform;
+use crate::state::StateMachine;
 use crate::table::TableName;
+use crate::tier::ObjectStorage;
+use crate::wal::LogReader;
 
 /// Index entries read per step of a scan (bounds the memory of one read step).
 pub const READ_STEP_BATCHES: usize = 256;
-
-/// The column `with_lsn` adds.
-pub const LSN_COLUMN: &str = "_lsn";
-
-/// The schema a read returns: the table's schema, plus `_lsn` when asked.
-pub fn output_schema(table: &Schema, with_lsn: bool) -> SchemaRef {
-    let mut fields: Vec<Arc<Field>> = table.fields().iter().cloned().collect();
-    if with_lsn {
-        fields.push(Arc::new(Field::new(LSN_COLUMN, DataType::Int64, false)));
-    }
-    Arc::new(Schema::new_with_metadata(fields, table.metadata().clone()))
-}
-
-/// Brings a batch written under an older schema to `schema`: columns added since are null.
-pub fn conform(batch: RecordBatch, schema: &SchemaRef, lsn: Option<u64>) -> Result<RecordBatch> {
-    let rows = batch.num_rows();
-    let data_columns = schema.fields().len() - usize::from(lsn.is_some());
-    if batch.num_columns() > data_columns {
-        return Err(Error::Unavailable(format!(
-            "the table's schema gained columns during this read (batch at lsn {}); read again to get the new schema",
-            lsn.unwrap_or_default()
-        )));
-    }
-    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-    for field in schema.fields().iter().skip(columns.len()) {
-        if field.name() == LSN_COLUMN && lsn.is_some() {
-            let value = lsn.unwrap_or_default() as i64;
-            columns.push(Arc::new(Int64Array::from(vec![value; rows])));
-        } else {
-            columns.push(new_null_array(field.data_type(), rows));
-        }
-    }
-    RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::internal("conform batch", e))
-}
 
 /// A batch a read returns.
 pub enum ReadBatch {
@@ -92,12 +60,21 @@ impl ReadCache {
     }
 }
 
+/// What a read reaches: the state machine's index of the writes, this node's WAL, and the
+/// object store for writes the WAL no longer holds (when tiering is configured).
+#[derive(Clone)]
+pub struct ReadSources {
+    pub state: StateMachine,
+    pub log: LogReader,
+    pub storage: Option<ObjectStorage>,
+}
+
 /// Reads the next step of `table` from `from_lsn` to `to_lsn` (inclusive): at most
 /// [`READ_STEP_BATCHES`] writes, each batch with its LSN. Writes below the index floor are
 /// read from their tiered files in order; indexed writes from the WAL, or from their tiered
 /// file when this node's WAL no longer holds them.
 pub async fn read_step(
-    ctx: &NodeContext,
+    sources: &ReadSources,
     table: &TableName,
     schema: &SchemaRef,
     (from_lsn, to_lsn): (Lsn, Lsn),
@@ -113,12 +90,12 @@ pub async fn read_step(
             })
             .collect()
     };
-    let floor = ctx.state.index_floor();
+    let floor = sources.state.index_floor();
     let mut from_lsn = from_lsn;
     if from_lsn < floor {
         let below_floor = Lsn(floor.get() - 1);
         let range = (from_lsn, to_lsn.min(below_floor));
-        let below = tiered_writes(ctx, (table, schema), range, cache).await?;
+        let below = tiered_writes(sources, (table, schema), range, cache).await?;
         if !below.is_empty() {
             return Ok(ReadStep {
                 batches: conformed(below)?,
@@ -128,13 +105,13 @@ pub async fn read_step(
         // Every write below the floor is in a tiered file: none is left in range there.
         from_lsn = floor;
     }
-    let index = ctx
+    let index = sources
         .state
         .index_range(table, from_lsn, to_lsn, READ_STEP_BATCHES);
     let exhausted = index.len() < READ_STEP_BATCHES;
     let mut out = Vec::with_capacity(index.len());
     for (lsn, _) in index {
-        let batches = match ctx.log.entries(lsn, lsn.next())?.pop() {
+        let batches = match sources.log.entries(lsn, lsn.next())?.pop() {
             Some(entry) => {
                 let ipc = write_ipc(table, lsn, entry)?;
                 match ipc::split_write(&ipc) {
@@ -151,7 +128,7 @@ pub async fn read_step(
                     }
                 }
             }
-            None => vec![tiered_batch(ctx, (table, schema), lsn, cache).await?],
+            None => vec![tiered_batch(sources, (table, schema), lsn, cache).await?],
         };
         out.extend(conformed(batches.into_iter().map(|b| (lsn, b)).collect())?);
     }
@@ -178,18 +155,18 @@ fn write_ipc(table: &TableName, lsn: Lsn, entry: arka_cluster::types::Entry) -> 
 /// The writes of `table` with `from <= lsn <= to` in the first tiered file that holds any
 /// at or after `from`, at most [`READ_STEP_BATCHES`].
 async fn tiered_writes(
-    ctx: &NodeContext,
+    sources: &ReadSources,
     (table, schema): (&TableName, &SchemaRef),
     (from, to): (Lsn, Lsn),
     cache: &mut ReadCache,
 ) -> Result<Vec<(Lsn, RecordBatch)>> {
-    let Some(file) = ctx.state.first_tiered_file_from(table, from) else {
+    let Some(file) = sources.state.first_tiered_file_from(table, from) else {
         return Ok(Vec::new());
     };
     if file.min_lsn > to.get() {
         return Ok(Vec::new());
     }
-    let writes = load(ctx, (table, schema), file, cache).await?;
+    let writes = load(sources, (table, schema), file, cache).await?;
     let start = writes.partition_point(|(lsn, _)| *lsn < from.get());
     Ok(writes[start..]
         .iter()
@@ -201,7 +178,7 @@ async fn tiered_writes(
 
 /// The write at `lsn` of `table`, from the tiered file that holds it.
 async fn tiered_batch(
-    ctx: &NodeContext,
+    sources: &ReadSources,
     (table, schema): (&TableName, &SchemaRef),
     lsn: Lsn,
     cache: &mut ReadCache,
@@ -209,11 +186,11 @@ async fn tiered_batch(
     let gone = || {
         Error::Unavailable(format!(
             "write {lsn} of table {table} is no longer in this node's WAL (first kept: {}) and not yet in object storage; read it from another replica or retry once it is tiered",
-            ctx.log.first_index()
+            sources.log.first_index()
         ))
     };
-    let file = ctx.state.tiered_file_at(table, lsn).ok_or_else(gone)?;
-    let writes = load(ctx, (table, schema), file, cache).await?;
+    let file = sources.state.tiered_file_at(table, lsn).ok_or_else(gone)?;
+    let writes = load(sources, (table, schema), file, cache).await?;
     let at = writes
         .binary_search_by_key(&lsn.get(), |(l, _)| *l)
         .map_err(|_| gone())?;
@@ -223,7 +200,7 @@ async fn tiered_batch(
 /// The writes of a tiered file, decoded into the types of the read's `schema` (from the
 /// cache when it holds that file).
 async fn load<'c>(
-    ctx: &NodeContext,
+    sources: &ReadSources,
     (table, schema): (&TableName, &SchemaRef),
     file: TieredFile,
     cache: &'c mut ReadCache,
@@ -233,12 +210,12 @@ async fn load<'c>(
         .as_ref()
         .is_none_or(|(path, _)| *path != file.path)
     {
-        let tiering = ctx.tiering.as_ref().ok_or_else(|| {
+        let storage = sources.storage.as_ref().ok_or_else(|| {
             Error::Internal(format!(
                 "table {table} has tiered files but tiering is not configured on this node"
             ))
         })?;
-        let bytes = tiering.storage.get(&file.path).await.map_err(|e| {
+        let bytes = storage.get(&file.path).await.map_err(|e| {
             Error::Unavailable(format!(
                 "writes {}..={} of table {table} are in object storage, which did not answer: {e}",
                 file.min_lsn, file.max_lsn
@@ -247,11 +224,10 @@ async fn load<'c>(
         // A file holds up to a whole range: decoding it is kept off the runtime threads.
         let corrupt = |e: String| Error::Internal(format!("tiered file {}: {e}", file.path));
         let schema = schema.clone();
-        let writes =
-            tokio::task::spawn_blocking(move || crate::tier::parquet_file::decode(bytes, &schema))
-                .await
-                .map_err(|e| corrupt(e.to_string()))?
-                .map_err(corrupt)?;
+        let writes = tokio::task::spawn_blocking(move || parquet_file::decode(bytes, &schema))
+            .await
+            .map_err(|e| corrupt(e.to_string()))?
+            .map_err(corrupt)?;
         cache.file = Some((file.path, writes));
     }
     Ok(cache

@@ -26,14 +26,14 @@ impl TableName {
         if valid && RESERVED_TABLE_NAMES.contains(&name) {
             Err(format!(
                 "table name {} is reserved (it names a Flight path); choose another",
-                crate::error::quoted(name)
+                crate::quote::quoted(name)
             ))
         } else if valid {
             Ok(Self(name.to_string()))
         } else {
             Err(format!(
                 "invalid table name {}: names match [a-z][a-z0-9_]{{0,62}}",
-                crate::error::quoted(name)
+                crate::quote::quoted(name)
             ))
         }
     }

@@ -6,8 +6,7 @@ mod common;
 
 use arka::client::WriteItem;
 use arka::durability::Level;
-use arka::internal::InternalRequest;
-use arka::tier::report::TierReport;
+use arka::internal::{InternalRequest, TierReport};
 use arka_cluster::{codec, Lsn, NodeId, TieredFile};
 use common::{data, lsns_at, node_message, raft_port_client, read_all, Cluster, TEST_SECRET};
 use serde_json::{json, Value};

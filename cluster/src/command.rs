@@ -135,7 +135,26 @@ pub fn write_of(entry: &Entry) -> Option<&WriteCommand> {
     }
 }
 
+/// True for the entries the tier worker itself causes: they hold no data to tier.
+pub fn is_tier_report(entry: &Entry) -> bool {
+    match &entry.payload {
+        openraft::EntryPayload::Normal(command) => command.is_tier_report(),
+        _ => false,
+    }
+}
+
 impl Command {
+    /// True for the tier worker's own reports.
+    pub fn is_tier_report(&self) -> bool {
+        matches!(
+            self,
+            Command::TierUploaded { .. }
+                | Command::TierCommitted { .. }
+                | Command::TierCommittedTables { .. }
+                | Command::TierTableDropped { .. }
+        )
+    }
+
     /// The write this command carries, if it is one.
     pub fn as_write(&self) -> Option<&WriteCommand> {
         match self {

@@ -19,7 +19,8 @@ pub mod types;
 
 pub use cluster_id::ClusterId;
 pub use command::{
-    write_of, Command, CommandResponse, HeldBackTable, ProducerSeq, TieredFile, WriteCommand,
+    is_tier_report, write_of, Command, CommandResponse, HeldBackTable, ProducerSeq, TieredFile,
+    WriteCommand,
 };
 pub use secret::ClusterSecret;
 pub use types::{Lsn, NodeId, NodeInfo, RequestId, TypeConfig};

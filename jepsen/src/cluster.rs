@@ -48,7 +48,7 @@ const USER: &str = "jepsen";
 
 impl Security {
     fn create(dir: &Path, hosts: Vec<String>) -> anyhow::Result<Self> {
-        let certs = arka::tls::generate(&dir.join("tls"), 1, &hosts)?;
+        let certs = arka::cli::dev_certs::generate(&dir.join("tls"), 1, &hosts)?;
         let (cert, key) = certs.nodes[0].clone();
         let password = format!("{:016x}", rand_secret());
         let hash = arka::auth::hash_password(&password).map_err(anyhow::Error::msg)?;

@@ -47,7 +47,7 @@ pub struct DevShared {
     pub catalog_url: String,
     pub commit_interval_ms: u64,
     pub secret_file: PathBuf,
-    pub tls: Option<crate::tls::DevCerts>,
+    pub tls: Option<super::dev_certs::DevCerts>,
     pub auth_file: Option<PathBuf>,
 }
 
@@ -84,7 +84,7 @@ impl DevShared {
         if tls {
             let hosts = vec!["127.0.0.1".to_string(), "localhost".to_string()];
             let dir = data_dir.canonicalize()?.join("tls");
-            self.tls = Some(crate::tls::generate(&dir, nodes, &hosts)?);
+            self.tls = Some(super::dev_certs::generate(&dir, nodes, &hosts)?);
         }
         self.auth_file = auth_file.map(|f| f.canonicalize()).transpose()?;
         Ok(self)

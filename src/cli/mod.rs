@@ -4,10 +4,9 @@ mod admin;
 mod bench;
 mod connect_args;
 mod dev;
+pub mod dev_certs;
 mod secrets;
 mod server;
-
-pub(crate) use secrets::write_private;
 
 use clap::{Parser, Subcommand};
 

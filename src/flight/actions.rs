@@ -109,7 +109,7 @@ pub fn check_sizes(action: &str, body: &[u8]) -> Result<()> {
     if action.len() > ACTION_NAME_BYTES_MAX {
         return Err(Error::InvalidArgument(format!(
             "unknown action {}",
-            crate::error::quoted(action)
+            crate::quote::quoted(action)
         )));
     }
     if body.len() > ACTION_BODY_BYTES_MAX {
@@ -141,7 +141,7 @@ pub async fn do_action(ctx: &NodeContext, action: &str, body: &[u8]) -> Result<V
             let known: Vec<&str> = ACTIONS.iter().map(|(n, _)| *n).collect();
             Err(Error::NotFound(format!(
                 "unknown action {}; actions: {}",
-                crate::error::quoted(other),
+                crate::quote::quoted(other),
                 known.join(", ")
             )))
         }

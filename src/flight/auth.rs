@@ -178,7 +178,7 @@ impl Guard {
         let status = Status::permission_denied(format!(
             "user {:?} has no grant for table {}",
             caller.user,
-            crate::error::quoted(table)
+            crate::quote::quoted(table)
         ));
         Err(self.refuse(&caller.user, action, table, source, status))
     }

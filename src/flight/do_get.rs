@@ -17,7 +17,8 @@ use arka_cluster::Lsn;
 
 use crate::context::NodeContext;
 use crate::error::{Error, Result};
-use crate::read::{output_schema, read_step, ReadBatch, ReadCache};
+use crate::lake::schema::output_schema;
+use crate::read::{read_step, ReadBatch, ReadCache};
 use crate::table::TableName;
 
 /// Flight messages a read may have queued for a slow client.
@@ -107,10 +108,11 @@ async fn stream_range(
     let mut from = ticket.from_lsn.unwrap_or(0);
     let mut applied = ctx.state.subscribe_applied();
     let mut tiered = ReadCache::default();
+    let sources = ctx.read_sources();
     while from <= to_lsn {
         let upto = to_lsn.min(*applied.borrow_and_update());
         let range = (Lsn(from), Lsn(upto));
-        let step = read_step(ctx, table, &schema, range, with_lsn, &mut tiered).await?;
+        let step = read_step(&sources, table, &schema, range, with_lsn, &mut tiered).await?;
         for (lsn, batch) in step.batches {
             let meta = bytes::Bytes::from(format!("{{\"lsn\": {lsn}}}"));
             match batch {

@@ -91,7 +91,7 @@ fn decode_all(messages: Vec<FlightData>) {
             let mut writes = Box::pin(writes);
             while let Some(write) = writes.next().await {
                 if let Ok(write) = write {
-                    let _ = crate::tier::lake_types::check_values(&write.batch);
+                    let _ = crate::lake::types::check_values(&write.batch);
                 }
             }
         }

@@ -110,7 +110,7 @@ pub async fn remove_node(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
 /// The leader removing itself handed leadership to `new_leader`; asks it to finish.
 async fn forward_removal(ctx: &NodeContext, new_leader: NodeId, node_id: NodeId) -> Result<Value> {
     let request = InternalRequest::RemoveNode { node_id };
-    internal::send(ctx, new_leader, &request, FORWARD_WAIT_MAX)
+    internal::send(&ctx.raft, &ctx.internal, new_leader, &request, FORWARD_WAIT_MAX)
         .await
         .map_err(|e| {
             Error::Unavailable(format!(

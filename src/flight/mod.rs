@@ -11,6 +11,7 @@ pub mod encode;
 mod fuzz;
 mod info;
 pub(crate) mod members;
+pub mod peer_requests;
 mod status;
 mod ticket;
 pub(crate) mod tiering;

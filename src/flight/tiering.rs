@@ -84,7 +84,7 @@ async fn flush_following_the_worker(ctx: &NodeContext, upto: Lsn) -> Result<Node
             flush_at_worker(ctx, upto).await
         } else {
             let request = InternalRequest::Flush { upto };
-            internal::send(ctx, worker, &request, FLUSH_WAIT_MAX).await
+            internal::send(&ctx.raft, &ctx.internal, worker, &request, FLUSH_WAIT_MAX).await
         };
         match flushed {
             Ok(()) => return Ok(worker),

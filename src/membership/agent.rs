@@ -63,6 +63,6 @@ pub async fn run(ctx: Arc<NodeContext>, policy: JoinPolicy) {
         ctx.gossip.update_local(|s| *s = state);
         ops.reconcile_joins(&ctx.gossip.view(), policy.voters_max)
             .await;
-        crate::tier::designate_worker(&ctx).await;
+        super::tier_worker::designate(&ctx).await;
     }
 }

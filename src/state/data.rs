@@ -87,7 +87,7 @@ impl StateData {
             }
             EntryPayload::Normal(cmd) => self.apply_command(lsn, cmd)?,
         };
-        if !crate::tier::is_tier_report(entry) {
+        if !arka_cluster::is_tier_report(entry) {
             self.last_data_lsn = lsn;
         }
         self.applied = Some(entry.log_id);
@@ -241,7 +241,7 @@ impl StateData {
         } else {
             Err(format!(
                 "the write (producer {}, seq {seq}) was applied at LSN {original} to table {table}, which has been dropped since: nothing was written again",
-                crate::error::quoted(producer_id)
+                crate::quote::quoted(producer_id)
             ))
         })
     }

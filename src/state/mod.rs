@@ -18,7 +18,6 @@ mod leaderships;
 mod machine;
 mod sessions;
 mod snapshot;
-pub mod snapshot_schedule;
 mod table_commits;
 mod tier;
 

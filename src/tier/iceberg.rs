@@ -20,10 +20,10 @@ use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
 
 use super::catalog;
 use super::iceberg_io::ObjectStoreIoFactory;
-use super::lake_types::lake_schema;
 use super::store::ObjectStorage;
 use super::{TierError, TierSettings};
-use crate::read::{output_schema, LSN_COLUMN};
+use crate::lake::schema::{output_schema, LSN_COLUMN};
+use crate::lake::types::lake_schema;
 
 /// Namespace of every arka table.
 pub const NAMESPACE: &str = "arka";

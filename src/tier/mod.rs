@@ -3,13 +3,10 @@
 //! below what is in object storage and reads purged ranges back from the Parquet files.
 
 mod catalog;
-mod designate;
 mod error;
 mod failing;
 mod iceberg;
 mod iceberg_io;
-pub mod lake_types;
-pub mod parquet_file;
 mod pause;
 mod purge;
 mod range;
@@ -27,19 +24,16 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use catalog::check_options as check_catalog_options;
-pub use designate::designate_worker;
 pub use error::TierError;
 pub use pause::{TierPause, TierStage};
 pub use purge::run as run_purge;
 pub use store::ObjectStorage;
-pub use worker::{is_tier_report, run as run_worker};
-
-use crate::config::NodeConfig;
+pub use worker::run as run_worker;
 
 /// Flush requests queued at the tier worker at most; more wait for a slot.
 const FLUSH_QUEUE_MAX: usize = 64;
 
-/// Tiering settings, from the node configuration.
+/// Tiering settings (the node configuration makes them: `NodeConfig::tier_settings`).
 #[derive(Debug, Clone)]
 pub struct TierSettings {
     pub store_url: String,
@@ -50,27 +44,6 @@ pub struct TierSettings {
     pub tier_interval: Duration,
     pub range_bytes_max: u64,
     pub hold_table_after: Duration,
-}
-
-impl TierSettings {
-    /// The settings, when `object-store-url` is set (tiering is off otherwise).
-    pub fn from_config(config: &NodeConfig) -> Option<Self> {
-        let store_url = config.object_store_url.clone()?;
-        let catalog_url = config
-            .catalog_url
-            .clone()
-            .unwrap_or_else(|| default_catalog_url(&config.data_dir));
-        Some(Self {
-            store_url,
-            store_options: config.object_store_options.clone(),
-            catalog_url,
-            catalog_options: config.catalog_options.clone(),
-            commit_interval: Duration::from_millis(config.commit_interval_ms),
-            tier_interval: Duration::from_millis(config.tier_interval_ms),
-            range_bytes_max: config.tier_range_bytes_max,
-            hold_table_after: Duration::from_millis(config.tier_hold_table_after_ms),
-        })
-    }
 }
 
 /// An SQLite catalog file in `dir` (created on first use).

@@ -5,14 +5,15 @@
 
 use std::collections::BTreeMap;
 
-use arka_cluster::{write_of, Lsn};
+use arka_cluster::{is_tier_report, write_of, Lsn};
 use arrow::compute::concat_batches;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 
-use super::{is_tier_report, parquet_file, TierError};
+use super::TierError;
 use crate::context::NodeContext;
 use crate::ipc;
+use crate::lake::parquet_file;
 use crate::table::TableName;
 
 /// Log entries read from the WAL per step while a range is collected.

@@ -5,68 +5,45 @@
 
 use std::time::Duration;
 
-use arka_cluster::{Command, CommandResponse, HeldBackTable, Lsn, NodeId, RequestId, TieredFile};
-use serde::{Deserialize, Serialize};
+use arka_cluster::{Command, CommandResponse, RequestId, TieredFile};
 
 use crate::context::NodeContext;
 use crate::error::{Error, Result};
-use crate::internal::{self, InternalRequest};
+use crate::internal::{self, InternalRequest, TierReport};
 
-/// What the tier worker tells the leader.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum TierReport {
-    /// The range `(from_lsn, to_lsn]` is in object storage as `files`.
-    Uploaded {
-        worker: NodeId,
-        from_lsn: Lsn,
-        to_lsn: Lsn,
-        files: Vec<TieredFile>,
-    },
-    /// Every table but those `held_back` is in committed Iceberg snapshots up to
-    /// `committed_lsn`.
-    Committed {
-        worker: NodeId,
-        committed_lsn: Lsn,
-        held_back: Vec<HeldBackTable>,
-    },
-    /// The lake data of the table dropped at `dropped_lsn` is deleted.
-    TableDropped { worker: NodeId, dropped_lsn: Lsn },
-}
-
-impl TierReport {
-    fn into_command(self, request: RequestId) -> Command {
-        match self {
-            TierReport::Uploaded {
-                worker,
-                from_lsn,
-                to_lsn,
-                files,
-            } => Command::TierUploaded {
-                worker,
-                from_lsn: from_lsn.get(),
-                to_lsn: to_lsn.get(),
-                files,
-                request,
-            },
-            TierReport::Committed {
-                worker,
-                committed_lsn,
-                held_back,
-            } => Command::TierCommittedTables {
-                worker,
-                committed_lsn: committed_lsn.get(),
-                held_back,
-                request,
-            },
-            TierReport::TableDropped {
-                worker,
-                dropped_lsn,
-            } => Command::TierTableDropped {
-                worker,
-                dropped_lsn: dropped_lsn.get(),
-                request,
-            },
-        }
+/// The log entry a report becomes.
+fn command_of(report: TierReport, request: RequestId) -> Command {
+    match report {
+        TierReport::Uploaded {
+            worker,
+            from_lsn,
+            to_lsn,
+            files,
+        } => Command::TierUploaded {
+            worker,
+            from_lsn: from_lsn.get(),
+            to_lsn: to_lsn.get(),
+            files,
+            request,
+        },
+        TierReport::Committed {
+            worker,
+            committed_lsn,
+            held_back,
+        } => Command::TierCommittedTables {
+            worker,
+            committed_lsn: committed_lsn.get(),
+            held_back,
+            request,
+        },
+        TierReport::TableDropped {
+            worker,
+            dropped_lsn,
+        } => Command::TierTableDropped {
+            worker,
+            dropped_lsn: dropped_lsn.get(),
+            request,
+        },
     }
 }
 
@@ -80,7 +57,7 @@ pub async fn accept(ctx: &NodeContext, report: TierReport) -> Result<()> {
     }
     match ctx
         .writes
-        .propose_command(|request| report.into_command(request))
+        .propose_command(|request| command_of(report, request))
         .await?
     {
         CommandResponse::Done => Ok(()),
@@ -124,5 +101,5 @@ pub async fn send(ctx: &NodeContext, report: TierReport) -> Result<()> {
     let leader = crate::raft::leader_id(&ctx.raft)
         .ok_or_else(|| Error::Unavailable("no leader known to report to".into()))?;
     let request = InternalRequest::TierReport(report);
-    internal::send(ctx, leader, &request, REPORT_WAIT_MAX).await
+    internal::send(&ctx.raft, &ctx.internal, leader, &request, REPORT_WAIT_MAX).await
 }

@@ -6,17 +6,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arka_cluster::{Command, Lsn, TieredFile};
-use openraft::EntryPayload;
+use arka_cluster::{Lsn, TieredFile};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::failing::FailingTables;
 use super::iceberg::IcebergTables;
 use super::range::{self, EncodedFile};
-use super::report::{self, TierReport};
+use super::report;
 use super::{FlushRequest, Step, TierError, TierStage, Tiering};
 use crate::context::NodeContext;
+use crate::internal::TierReport;
 use crate::low_priority::LowPriorityThread;
 use crate::state::{DroppedTable, TierState};
 
@@ -126,19 +126,6 @@ fn range_file_name(first: Lsn, last: Lsn) -> String {
 fn range_file_end(name: &str) -> Option<u64> {
     let (_, last) = name.strip_suffix(".parquet")?.split_once('-')?;
     last.parse().ok()
-}
-
-/// Entries the tier worker itself causes; they hold no data to tier.
-pub fn is_tier_report(entry: &arka_cluster::types::Entry) -> bool {
-    matches!(
-        &entry.payload,
-        EntryPayload::Normal(
-            Command::TierUploaded { .. }
-                | Command::TierCommitted { .. }
-                | Command::TierCommittedTables { .. }
-                | Command::TierTableDropped { .. }
-        )
-    )
 }
 
 impl Worker {

@@ -27,10 +27,10 @@ use crate::acks::AckRouter;
 use crate::disk::DiskFloor;
 use crate::error::{Error, Result};
 use crate::ipc;
+use crate::lake::types::{check_columns, check_values, leaf_columns};
 use crate::raft::{leader_location, Raft};
 use crate::state::StateMachine;
 use crate::table::{fit_schema, SchemaFit, TableName};
-use crate::tier::lake_types::{check_columns, check_values, leaf_columns};
 use crate::tier::Tiering;
 
 /// One batch a client asked to write.
