@@ -18,6 +18,7 @@ use crate::membership::ApplyClock;
 use crate::raft::Raft;
 use crate::read::ReadSources;
 use crate::state::{StateMachine, StateMachineStore};
+use crate::tier::report::Reporter;
 use crate::tier::Tiering;
 use crate::wal::{LogReader, WalFaults};
 use crate::write::WritePath;
@@ -61,6 +62,16 @@ impl NodeContext {
             self.node_id,
             self.cluster_id.clone(),
             self.internal.clone(),
+        )
+    }
+
+    /// Carries tier reports to the Raft log: the tier worker's, and its peers' as leader.
+    pub fn tier_reporter(&self) -> Reporter {
+        Reporter::new(
+            self.raft.clone(),
+            self.internal.clone(),
+            self.writes.proposer(),
+            self.tiering.as_ref().map(|t| t.storage.clone()),
         )
     }
 

@@ -15,14 +15,15 @@
 //! 4. Replication: `raft`
 //! 5. The errors of the node's surface: `error`
 //! 6. The lake's form of a table, node-to-node requests, client auth: `lake`, `internal`, `auth`
-//! 7. Tiering to object storage and Iceberg: `tier`
-//! 8. Membership and the choice of the tier worker: `membership`
-//! 9. The read and write services: `read`, `write`
-//! 10. What a node's services share: `context`
-//! 11. The Flight service, which also answers the node-to-node requests: `flight`
-//! 12. Configuration: `config`
-//! 13. The node and the client: `node`, `client`
-//! 14. The command line: `cli`
+//! 7. Proposing commands as the leader: `propose`
+//! 8. Tiering to object storage and Iceberg: `tier`
+//! 9. Membership and the choice of the tier worker: `membership`
+//! 10. The read and write services: `read`, `write`
+//! 11. What a node's services share: `context`
+//! 12. The Flight service, which also answers the node-to-node requests: `flight`
+//! 13. Configuration: `config`
+//! 14. The node and the client: `node`, `client`
+//! 15. The command line: `cli`
 
 pub mod acks;
 pub mod auth;
@@ -41,6 +42,7 @@ mod listener;
 mod low_priority;
 pub mod membership;
 pub mod node;
+pub mod propose;
 pub mod quote;
 pub mod raft;
 pub mod read;

@@ -235,12 +235,21 @@ impl Node {
                 bytes: config.wal_retention_bytes,
                 ms: config.wal_retention_ms,
             };
-            background.push(tokio::spawn(tier::run_worker(ctx.clone(), tiering.clone())));
-            background.push(tokio::spawn(tier::run_purge(
-                ctx.clone(),
+            let worker = tier::TierNode {
+                node_id: ctx.node_id,
+                state: ctx.state.clone(),
+                log: ctx.log.clone(),
+                reporter: ctx.tier_reporter(),
+            };
+            background.push(tokio::spawn(tier::run_worker(worker, tiering.clone())));
+            let purge = tier::Purge {
+                state: ctx.state.clone(),
+                log: ctx.log.clone(),
+                raft: ctx.raft.clone(),
                 tiering,
-                retention,
-            )));
+                configured: retention,
+            };
+            background.push(tokio::spawn(purge.run()));
         }
         let servers = vec![
             tokio::spawn(async move {

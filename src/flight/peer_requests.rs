@@ -11,7 +11,6 @@ use tonic::Status;
 use crate::context::NodeContext;
 use crate::error::{Error, Result};
 use crate::internal::InternalRequest;
-use crate::tier::report;
 
 /// Answers the internal requests of the node's peers.
 pub struct InternalService {
@@ -42,7 +41,7 @@ impl InternalHandler for InternalService {
 
 async fn serve(ctx: &NodeContext, request: InternalRequest) -> Result<()> {
     match request {
-        InternalRequest::TierReport(report) => report::accept(ctx, report).await,
+        InternalRequest::TierReport(report) => ctx.tier_reporter().accept(report).await,
         InternalRequest::Flush { upto } => super::tiering::flush_at_worker(ctx, upto).await,
         InternalRequest::RemoveNode { node_id } => super::members::remove_here(ctx, node_id).await,
     }

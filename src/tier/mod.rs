@@ -19,16 +19,28 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use arka_cluster::Lsn;
+use arka_cluster::{Lsn, NodeId};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use catalog::check_options as check_catalog_options;
 pub use error::TierError;
 pub use pause::{TierPause, TierStage};
-pub use purge::run as run_purge;
+pub use purge::Purge;
 pub use store::ObjectStorage;
 pub use worker::run as run_worker;
+
+use crate::state::StateMachine;
+use crate::wal::LogReader;
+use report::Reporter;
+
+/// What the tier worker uses of its node.
+pub struct TierNode {
+    pub node_id: NodeId,
+    pub state: StateMachine,
+    pub log: LogReader,
+    pub reporter: Reporter,
+}
 
 /// Flush requests queued at the tier worker at most; more wait for a slot.
 const FLUSH_QUEUE_MAX: usize = 64;

@@ -9,8 +9,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Tiering;
-use crate::context::NodeContext;
-use crate::state::Retention;
+use crate::raft::Raft;
+use crate::state::{Retention, StateMachine};
+use crate::wal::LogReader;
 
 const TICK: Duration = Duration::from_secs(1);
 /// One sample per tick, for a day: a longer `wal-retention-ms` keeps more than asked.
@@ -44,8 +45,37 @@ impl RetentionClock {
     }
 }
 
-/// Runs until the node stops.
-pub async fn run(ctx: Arc<NodeContext>, tiering: Arc<Tiering>, configured: Retention) {
+/// The WAL trimming of one node: what it uses of the node.
+pub struct Purge {
+    pub state: StateMachine,
+    pub log: LogReader,
+    pub raft: Raft,
+    pub tiering: Arc<Tiering>,
+    /// The node's configured retention, until `set_retention` sets the cluster's.
+    pub configured: Retention,
+}
+
+impl Purge {
+    /// Runs until the node stops.
+    pub async fn run(self) {
+        let Purge {
+            state,
+            log,
+            raft,
+            tiering,
+            configured,
+        } = self;
+        run(&state, &log, &raft, &tiering, configured).await
+    }
+}
+
+async fn run(
+    state: &StateMachine,
+    log: &LogReader,
+    raft: &Raft,
+    tiering: &Tiering,
+    configured: Retention,
+) {
     let mut clock = RetentionClock::default();
     let mut last_snapshot: Option<Instant> = None;
     let mut tick = tokio::time::interval(TICK);
@@ -53,36 +83,36 @@ pub async fn run(ctx: Arc<NodeContext>, tiering: Arc<Tiering>, configured: Reten
     loop {
         tick.tick().await;
         let now = Instant::now();
-        clock.record(now, ctx.state.applied_lsn().get());
-        match ctx.log.disk_bytes() {
+        clock.record(now, state.applied_lsn().get());
+        match log.disk_bytes() {
             Ok(bytes) => tiering.set_wal_bytes(bytes),
             Err(e) => tracing::warn!(error = %e, "measuring the wal failed"),
         }
-        let retention = ctx.state.tier().retention.unwrap_or(configured);
-        let target = match purge_target(&ctx, &clock, retention, now) {
+        let retention = state.tier().retention.unwrap_or(configured);
+        let target = match purge_target((state, log), &clock, retention, now) {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "choosing what to purge failed");
                 continue;
             }
         };
-        if target < ctx.log.first_index().get() {
+        if target < log.first_index().get() {
             continue;
         }
-        let snapshot = crate::raft::metrics(&ctx.raft)
+        let snapshot = crate::raft::metrics(raft)
             .snapshot
             .map(|l| l.index)
             .unwrap_or(0);
         if snapshot < target && last_snapshot.is_none_or(|at| at.elapsed() >= SNAPSHOT_EVERY_MIN) {
             last_snapshot = Some(now);
-            if let Err(e) = ctx.raft.trigger().snapshot().await {
+            if let Err(e) = raft.trigger().snapshot().await {
                 tracing::warn!(error = %e, "snapshot for purging failed");
             }
         }
         let upto = target.min(snapshot);
-        if upto >= ctx.log.first_index().get() {
+        if upto >= log.first_index().get() {
             tracing::debug!(upto, "purging the wal");
-            if let Err(e) = ctx.raft.trigger().purge_log(upto).await {
+            if let Err(e) = raft.trigger().purge_log(upto).await {
                 tracing::warn!(error = %e, upto, "purging the wal failed");
             }
         }
@@ -92,17 +122,17 @@ pub async fn run(ctx: Arc<NodeContext>, tiering: Arc<Tiering>, configured: Reten
 /// The highest index that may go: in object storage, and beyond the retention bytes or
 /// older than the retention time.
 fn purge_target(
-    ctx: &NodeContext,
+    (state, log): (&StateMachine, &LogReader),
     clock: &RetentionClock,
     retention: Retention,
     now: Instant,
 ) -> Result<u64, crate::wal::WalError> {
-    let by_size = ctx.log.last_index_beyond_newest(retention.bytes)?.get();
+    let by_size = log.last_index_beyond_newest(retention.bytes)?.get();
     let by_age = now
         .checked_sub(Duration::from_millis(retention.ms))
         .map(|cutoff| clock.applied_by(cutoff))
         .unwrap_or(0);
-    let tiered = ctx.state.tier().s3_lsn.min(ctx.state.applied_lsn()).get();
+    let tiered = state.tier().s3_lsn.min(state.applied_lsn()).get();
     Ok(by_size.max(by_age).min(tiered))
 }
 

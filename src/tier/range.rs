@@ -11,10 +11,11 @@ use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 
 use super::TierError;
-use crate::context::NodeContext;
 use crate::ipc;
 use crate::lake::parquet_file;
+use crate::state::StateMachine;
 use crate::table::TableName;
+use crate::wal::LogReader;
 
 /// Log entries read from the WAL per step while a range is collected.
 const READ_STEP_ENTRIES: u64 = 256;
@@ -42,15 +43,15 @@ type RangeWrites = BTreeMap<TableName, Vec<(u64, RecordBatch)>>;
 /// Seals the range above `from`: up to `applied`, or less where it reaches `bytes_max` of
 /// encoded batches.
 pub fn seal(
-    ctx: &NodeContext,
+    (state, log): (&StateMachine, &LogReader),
     from: Lsn,
     applied: Lsn,
     bytes_max: u64,
 ) -> Result<SealedRange, TierError> {
-    let (to, writes, has_data) = read(ctx, from.get(), applied.get(), bytes_max)?;
+    let (to, writes, has_data) = read((state, log), from.get(), applied.get(), bytes_max)?;
     let files = writes
         .into_iter()
-        .map(|(table, rows)| encode(ctx, table, &rows))
+        .map(|(table, rows)| encode(state, table, &rows))
         .collect::<Result<_, _>>()?;
     Ok(SealedRange {
         to: Lsn(to),
@@ -60,7 +61,7 @@ pub fn seal(
 }
 
 fn read(
-    ctx: &NodeContext,
+    (state, log): (&StateMachine, &LogReader),
     from: u64,
     applied: u64,
     bytes_max: u64,
@@ -71,14 +72,13 @@ fn read(
     let mut to = from;
     while to < applied && bytes < bytes_max {
         let end = applied.min(to + READ_STEP_ENTRIES) + 1;
-        let entries = ctx
-            .log
+        let entries = log
             .entries(Lsn(to + 1), Lsn(end))
             .map_err(|e| TierError::Log(e.to_string()))?;
         if entries.first().is_none_or(|e| e.log_id.index != to + 1) {
             return Err(TierError::Log(format!(
                 "this node's WAL starts at {}, but tiering must go on from {}",
-                ctx.log.first_index(),
+                log.first_index(),
                 to + 1
             )));
         }
@@ -87,7 +87,7 @@ fn read(
             has_data |= !is_tier_report(&entry);
             if let Some(write) = write_of(&entry) {
                 bytes += write.ipc.len() as u64;
-                if let Some((table, batch)) = decode_write(ctx, to, &write.table, &write.ipc)? {
+                if let Some((table, batch)) = decode_write(state, to, &write.table, &write.ipc)? {
                     writes.entry(table).or_default().push((to, batch));
                 }
             }
@@ -101,7 +101,7 @@ fn read(
 
 /// The batch of a write, if its table still exists in the incarnation it was written to.
 fn decode_write(
-    ctx: &NodeContext,
+    state: &StateMachine,
     lsn: u64,
     table: &str,
     ipc_bytes: &[u8],
@@ -109,7 +109,7 @@ fn decode_write(
     let Ok(name) = TableName::parse(table) else {
         return Ok(None);
     };
-    let Some(info) = ctx.state.table(&name) else {
+    let Some(info) = state.table(&name) else {
         return Ok(None);
     };
     if lsn < info.meta.created_lsn {
@@ -117,7 +117,7 @@ fn decode_write(
     }
     // Writes the state machine refused (a schema that did not fit, a fenced session) are not
     // in the table.
-    if !ctx.state.holds_write(&name, Lsn(lsn)) {
+    if !state.holds_write(&name, Lsn(lsn)) {
         return Ok(None);
     }
     let (schema, batches) = ipc::decode_batches(ipc_bytes)
@@ -129,12 +129,11 @@ fn decode_write(
 
 /// Encodes a table's writes under the table's current schema.
 fn encode(
-    ctx: &NodeContext,
+    state: &StateMachine,
     table: TableName,
     rows: &[(u64, RecordBatch)],
 ) -> Result<EncodedFile, TierError> {
-    let info = ctx
-        .state
+    let info = state
         .table(&table)
         .ok_or_else(|| TierError::Log(format!("table {table} was dropped while tiering")))?;
     let min_lsn = rows.first().map(|(l, _)| *l).unwrap_or_default();

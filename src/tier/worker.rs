@@ -6,19 +6,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arka_cluster::{Lsn, TieredFile};
+use arka_cluster::{Lsn, NodeId, TieredFile};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::failing::FailingTables;
 use super::iceberg::IcebergTables;
 use super::range::{self, EncodedFile};
-use super::report;
-use super::{FlushRequest, Step, TierError, TierStage, Tiering};
-use crate::context::NodeContext;
+use super::report::Reporter;
+use super::{FlushRequest, Step, TierError, TierNode, TierStage, Tiering};
 use crate::internal::TierReport;
 use crate::low_priority::LowPriorityThread;
-use crate::state::{DroppedTable, TierState};
+use crate::state::{DroppedTable, StateMachine, TierState};
+use crate::wal::LogReader;
 
 /// Backoff between failed attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -29,7 +29,7 @@ const APPLY_WAIT_MAX: Duration = Duration::from_secs(10);
 const COMMIT_STEP_MAX: Duration = Duration::from_secs(60);
 
 /// Runs until the node stops.
-pub async fn run(ctx: Arc<NodeContext>, tiering: Arc<Tiering>) {
+pub async fn run(node: TierNode, tiering: Arc<Tiering>) {
     let Some(mut flush_rx) = tiering
         .flush_rx
         .lock()
@@ -46,7 +46,10 @@ pub async fn run(ctx: Arc<NodeContext>, tiering: Arc<Tiering>) {
         }
     };
     let mut worker = Worker {
-        ctx,
+        node_id: node.node_id,
+        state: node.state,
+        log: node.log,
+        reporter: node.reporter,
         tiering,
         sealer,
         tables: None,
@@ -77,7 +80,10 @@ pub async fn run(ctx: Arc<NodeContext>, tiering: Arc<Tiering>) {
 }
 
 struct Worker {
-    ctx: Arc<NodeContext>,
+    node_id: NodeId,
+    state: StateMachine,
+    log: LogReader,
+    reporter: Reporter,
     tiering: Arc<Tiering>,
     /// Seals ranges (WAL reads and Parquet encoding) at a lower CPU priority.
     sealer: LowPriorityThread,
@@ -130,7 +136,7 @@ fn range_file_end(name: &str) -> Option<u64> {
 
 impl Worker {
     fn is_worker(&self) -> bool {
-        self.ctx.state.tier().worker == Some(self.ctx.node_id)
+        self.state.tier().worker == Some(self.node_id)
     }
 
     fn fail_flushes(&mut self, reason: &str) {
@@ -140,7 +146,7 @@ impl Worker {
     }
 
     async fn wait_for_designation(&mut self, flush_rx: &mut mpsc::Receiver<FlushRequest>) {
-        let mut tier = self.ctx.state.subscribe_tier();
+        let mut tier = self.state.subscribe_tier();
         tokio::select! {
             changed = tier.changed() => {
                 if changed.is_err() {
@@ -151,8 +157,8 @@ impl Worker {
             Some(flush) = flush_rx.recv() => {
                 let _ = flush.done.send(Err(format!(
                     "node {} is not the tier worker (the tier worker is {:?})",
-                    self.ctx.node_id,
-                    self.ctx.state.tier().worker
+                    self.node_id,
+                    self.state.tier().worker
                 )));
             }
         }
@@ -191,8 +197,8 @@ impl Worker {
             self.wait_applied(upto).await;
             // Upload what is applied now, not what arrives meanwhile: under sustained load
             // new ranges never run out, and the commit below must still come in its time.
-            let applied = self.ctx.state.applied_lsn();
-            while self.ctx.state.tier().s3_lsn < applied && self.upload_next_range().await? {}
+            let applied = self.state.applied_lsn();
+            while self.state.tier().s3_lsn < applied && self.upload_next_range().await? {}
             self.drop_lake_table().await;
             if Instant::now() < next_commit {
                 continue;
@@ -239,7 +245,7 @@ impl Worker {
     /// Waits (bounded) until this node has applied `lsn`, so a flush covers what the node
     /// that asked for it had applied.
     async fn wait_applied(&self, lsn: Lsn) {
-        let mut applied = self.ctx.state.subscribe_applied();
+        let mut applied = self.state.subscribe_applied();
         let reached = applied.wait_for(|a| *a >= lsn.get());
         let _ = tokio::time::timeout(APPLY_WAIT_MAX, reached).await;
     }
@@ -247,15 +253,15 @@ impl Worker {
     /// Uploads the next range above the OBJECT_STORAGE watermark, if anything is applied
     /// there, and reports it. True when a range was tiered.
     async fn upload_next_range(&mut self) -> Result<bool, TierError> {
-        let from = self.ctx.state.tier().s3_lsn;
-        let applied = self.ctx.state.applied_lsn();
+        let from = self.state.tier().s3_lsn;
+        let applied = self.state.applied_lsn();
         if applied <= from {
             return Ok(false);
         }
-        let ctx = self.ctx.clone();
+        let (state, log) = (self.state.clone(), self.log.clone());
         let bytes_max = self.tiering.settings.range_bytes_max;
         let sealed = (self.sealer)
-            .run(move || range::seal(&ctx, from, applied, bytes_max))
+            .run(move || range::seal((&state, &log), from, applied, bytes_max))
             .await
             .ok_or_else(|| TierError::Log(format!("sealing the range above {from} panicked")))??;
         if !sealed.has_data {
@@ -269,7 +275,7 @@ impl Worker {
             files.push(self.upload(file, from, to).await?);
         }
         let report = TierReport::Uploaded {
-            worker: self.ctx.node_id,
+            worker: self.node_id,
             from_lsn: from,
             to_lsn: to,
             files,
@@ -304,8 +310,8 @@ impl Worker {
     /// back, so the others move on; until then its failure fails the attempt, which is retried.
     /// Returns the stage where a fault point stopped it, if one did.
     async fn commit(&mut self) -> Result<Option<TierStage>, TierError> {
-        let tier = self.ctx.state.tier();
-        let commits = self.ctx.state.table_commits();
+        let tier = self.state.tier();
+        let commits = self.state.table_commits();
         let upto = tier.s3_lsn;
         if upto <= tier.committed_lsn {
             return Ok(None);
@@ -313,12 +319,12 @@ impl Worker {
         if self.tiering.pause.stops_at(TierStage::BeforeCommit) {
             return Ok(Some(TierStage::BeforeCommit));
         }
-        let ctx = self.ctx.clone();
+        let state = self.state.clone();
         let tables = self.iceberg().await?;
         let mut failed = Vec::new();
-        for (name, info) in ctx.state.tables() {
+        for (name, info) in state.tables() {
             let from = Lsn(commits.position(name.as_str()));
-            let files = ctx.state.tiered_files(&name, from, upto);
+            let files = state.tiered_files(&name, from, upto);
             if files.is_empty() {
                 continue;
             }
@@ -348,7 +354,7 @@ impl Worker {
         }
         let held: Vec<String> = held_back.iter().map(|h| h.table.clone()).collect();
         let report = TierReport::Committed {
-            worker: self.ctx.node_id,
+            worker: self.node_id,
             committed_lsn: upto,
             held_back,
         };
@@ -376,7 +382,7 @@ impl Worker {
     /// A failure leaves the drop listed for a later attempt (here or at a successor) and holds
     /// up nothing else.
     async fn drop_lake_table(&mut self) {
-        let (Some(dropped), _) = self.ctx.state.lake_drops() else {
+        let (Some(dropped), _) = self.state.lake_drops() else {
             return;
         };
         if !self.lake_drop_retry.due() {
@@ -429,34 +435,35 @@ impl Worker {
             return Ok(());
         }
         let report = TierReport::TableDropped {
-            worker: self.ctx.node_id,
+            worker: self.node_id,
             dropped_lsn: Lsn(dropped_lsn),
         };
         self.report(report).await?;
-        let mut applied = self.ctx.state.subscribe_applied();
+        let mut applied = self.state.subscribe_applied();
         let done = applied.wait_for(|_| {
-            let (oldest, _) = self.ctx.state.lake_drops();
+            let (oldest, _) = self.state.lake_drops();
             oldest.is_none_or(|o| o.dropped_lsn != dropped_lsn)
         });
         self.applied_in_time(done).await
     }
 
     async fn report(&mut self, report: TierReport) -> Result<(), TierError> {
-        report::send(&self.ctx, report)
+        self.reporter
+            .send(report)
             .await
             .map_err(|e| TierError::Report(e.to_string()))
     }
 
     /// Waits until this node applied the effect of its upload report.
     async fn wait_tier(&self, reached: impl Fn(&TierState) -> bool) -> Result<(), TierError> {
-        let mut tier = self.ctx.state.subscribe_tier();
+        let mut tier = self.state.subscribe_tier();
         let applied = tier.wait_for(|t| reached(t));
         self.applied_in_time(applied).await
     }
 
     /// Waits until this node applied its commit report: up to `upto`, holding back `held`.
     async fn wait_applied_commits(&self, upto: Lsn, held: &[String]) -> Result<(), TierError> {
-        let mut commits = self.ctx.state.subscribe_table_commits();
+        let mut commits = self.state.subscribe_table_commits();
         let applied =
             commits.wait_for(|c| c.upto() >= upto.get() && c.held().keys().eq(held.iter()));
         self.applied_in_time(applied).await
@@ -470,7 +477,7 @@ impl Worker {
             Ok(Ok(_)) => Ok(()),
             _ => Err(TierError::Report(format!(
                 "the report was accepted but not applied on node {} within {APPLY_WAIT_MAX:?}",
-                self.ctx.node_id
+                self.node_id
             ))),
         }
     }

@@ -14,9 +14,6 @@ use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use openraft::errors::{ClientWriteError, ForwardReason};
-use openraft::impls::ProgressResponder;
-use openraft::type_config::async_runtime::{Instant as _, WatchReceiver};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 pub use input::{decode_writes, table_from_path};
@@ -28,7 +25,8 @@ use crate::disk::DiskFloor;
 use crate::error::{Error, Result};
 use crate::ipc;
 use crate::lake::types::{check_columns, check_values, leaf_columns};
-use crate::raft::{leader_location, Raft};
+use crate::propose::{propose, Proposer};
+use crate::raft::Raft;
 use crate::state::StateMachine;
 use crate::table::{fit_schema, SchemaFit, TableName};
 use crate::tier::Tiering;
@@ -76,11 +74,6 @@ impl Default for WriteLimits {
 
 /// The node memory bound is counted in KiB so that a semaphore can hold it.
 const PERMIT_BYTES: usize = 1024;
-
-/// How many leases a write waits for the leader to hear from a quorum before it is refused.
-const LEASE_WAIT_LEASES: u32 = 10;
-
-const LEASE_LOST: &str = "the leader has not heard from a quorum within its lease (the maximum election timeout), nor while the write waited for it; the write was not appended: retry";
 
 /// A write proposed through Raft.
 pub struct Proposal {
@@ -142,75 +135,31 @@ impl WritePath {
         &self.acks
     }
 
+    /// Proposes commands other than writes, as the leader.
+    pub fn proposer(&self) -> Proposer {
+        Proposer::new(self.raft.clone(), self.acks.clone())
+    }
+
+    /// Fails with a redirect unless this node is the leader.
+    pub fn ensure_leader(&self) -> Result<()> {
+        self.proposer().ensure_leader()
+    }
+
+    /// Proposes the command `make` builds for a request id, once this node leads with a
+    /// quorum in its lease; see [`Proposer::propose_command`].
+    pub async fn propose_command(
+        &self,
+        make: impl FnOnce(arka_cluster::RequestId) -> Command,
+    ) -> Result<CommandResponse> {
+        self.proposer().propose_command(make).await
+    }
+
     pub fn state(&self) -> &StateMachine {
         &self.sm
     }
 
     pub fn limits(&self) -> &WriteLimits {
         &self.limits
-    }
-
-    /// Fails with a redirect unless this node is the leader.
-    pub fn ensure_leader(&self) -> Result<()> {
-        if self.raft.is_leader() {
-            return Ok(());
-        }
-        Err(Error::NotLeader {
-            leader: leader_location(&self.raft),
-        })
-    }
-
-    /// Fails with a redirect unless this node is the leader; waits while it leads but has not
-    /// heard from a quorum recently enough for Raft to take a write. Raft refuses a proposal
-    /// unless a quorum answered within its lease (the maximum election timeout): right after
-    /// an election no follower has answered yet (openraft does not count the votes), and
-    /// under saturating load a follower's answer can come later than that, while it works
-    /// through what is in flight to it. Either way the leader can take the write a moment
-    /// later, so the write waits (backpressure) instead of being refused, up to
-    /// [`LEASE_WAIT_LEASES`] leases; past that the leader has lost its quorum and the write
-    /// is refused as not appended. It proceeds only with half the lease left, so that Raft,
-    /// which checks again when it takes the proposal from its queue, still finds it held.
-    /// Awaited before each proposal of a session, so its writes keep their order.
-    async fn ensure_writable_leader(&self) -> Result<()> {
-        let lease = Duration::from_millis(self.raft.config().election_timeout_max);
-        let fresh = lease / 2;
-        let deadline = tokio::time::Instant::now() + lease * LEASE_WAIT_LEASES;
-        let mut metrics = self.raft.metrics();
-        loop {
-            {
-                let m = metrics.borrow_watched();
-                if !m.state.is_leader() {
-                    drop(m);
-                    return self.ensure_leader();
-                }
-                if m.last_quorum_acked.is_some_and(|at| at.elapsed() < fresh) {
-                    return Ok(());
-                }
-                // The only voter is its own quorum: nothing refreshes its lease while it is
-                // idle, and nothing needs to.
-                if m.membership_config.membership().voter_ids().eq([m.id]) {
-                    return Ok(());
-                }
-            }
-            match tokio::time::timeout_at(deadline, metrics.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(Error::Shutdown),
-                Err(_) => return Err(Error::Unavailable(LEASE_LOST.into())),
-            }
-        }
-    }
-
-    /// Proposes a non-write command (catalog, tiering, retention) on this node, which must
-    /// be the leader, and waits until it is applied.
-    pub async fn propose_command(
-        &self,
-        make: impl FnOnce(arka_cluster::RequestId) -> Command,
-    ) -> Result<CommandResponse> {
-        self.ensure_writable_leader().await?;
-        let (request, _lsn) = self.acks.register();
-        propose(&self.raft, self.acks.clone(), make(request))
-            .await?
-            .await
     }
 
     /// Holds a write while this node's WAL is over `wal-bytes-max` (tiering fell behind),
@@ -243,12 +192,12 @@ impl WritePath {
     /// Checks, encodes and proposes one write. Waits (backpressure) while the node's
     /// in-flight bytes or its WAL are at their bounds.
     pub async fn submit(&self, write: IncomingWrite) -> Result<Submitted> {
-        self.ensure_leader()?;
+        self.proposer().ensure_leader()?;
         if let Some(refusal) = self.disk.refusal() {
             return Err(Error::ResourceExhausted(refusal));
         }
         self.wait_for_wal_room().await?;
-        self.ensure_writable_leader().await?;
+        self.proposer().ensure_writable_leader().await?;
         let rows = write.batch.num_rows() as u64;
         if let Some(p) = &write.producer {
             // The state machine decides again when it applies the write; this answers a
@@ -371,46 +320,4 @@ fn release_when_done(
         let _ = tx.send(result);
     });
     Box::pin(async move { rx.await.unwrap_or(Err(Error::Shutdown)) })
-}
-
-/// Hands a command to Raft now (so that a session's writes keep their order) and returns the
-/// future of its outcome, with openraft's answer mapped to the node's errors.
-pub async fn propose(
-    raft: &Raft,
-    acks: Arc<AckRouter>,
-    command: Command,
-) -> Result<BoxFuture<'static, Result<CommandResponse>>> {
-    let request = command.request();
-    let (responder, outcome) = ProgressResponder::complete_only();
-    if let Err(fatal) = raft.client_write_ff(command, Some(responder)).await {
-        acks.forget(request);
-        return Err(Error::Unavailable(format!("raft is not running: {fatal}")));
-    }
-    Ok(Box::pin(async move {
-        let Ok(result) = outcome.await else {
-            acks.forget(request);
-            return Err(Error::Shutdown);
-        };
-        match result {
-            Ok(response) => Ok(response.data),
-            Err(e) => {
-                acks.forget(request);
-                Err(match e {
-                    ClientWriteError::ForwardToLeader(f)
-                        if f.reason == ForwardReason::LeaseExpired =>
-                    {
-                        Error::Unavailable(LEASE_LOST.into())
-                    }
-                    ClientWriteError::ForwardToLeader(f) => Error::NotLeader {
-                        leader: f.leader_node.map(|n| n.flight_location()),
-                    },
-                    ClientWriteError::LogEntryDiscarded(f) => Error::Aborted {
-                        first_lost_lsn: 0,
-                        reason: format!("the leader changed (now {:?})", f.leader_id),
-                    },
-                    other => Error::internal("raft write", other),
-                })
-            }
-        }
-    }))
 }
