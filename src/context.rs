@@ -14,7 +14,7 @@ use arka_cluster::NodeId;
 use crate::acks::AckRouter;
 use crate::disk::DiskFloor;
 use crate::durability::Watermarks;
-use crate::membership::ApplyClock;
+use crate::membership::{ApplyClock, MemberNode};
 use crate::raft::Raft;
 use crate::read::ReadSources;
 use crate::state::{StateMachine, StateMachineStore};
@@ -32,8 +32,8 @@ pub struct NodeContext {
     /// How long a read waits for `min_lsn` at most.
     pub read_wait_max: Duration,
     pub started: Instant,
-    pub gossip: Gossip,
-    pub apply_clock: ApplyClock,
+    pub gossip: Arc<Gossip>,
+    pub apply_clock: Arc<ApplyClock>,
     /// The fault point all node-to-node traffic goes through.
     pub faults: NetworkFaults,
     /// The fault point of this node's WAL group commits.
@@ -57,12 +57,23 @@ impl NodeContext {
 
     /// Membership changes, as this node (the leader) makes them.
     pub fn membership(&self) -> MembershipOps<StateMachineStore> {
-        MembershipOps::new(
-            self.raft.clone(),
-            self.node_id,
-            self.cluster_id.clone(),
-            self.internal.clone(),
-        )
+        self.member_node().ops()
+    }
+
+    /// What membership uses of this node.
+    pub fn member_node(&self) -> MemberNode {
+        MemberNode {
+            node_id: self.node_id,
+            raft: self.raft.clone(),
+            gossip: self.gossip.clone(),
+            state: self.state.clone(),
+            log: self.log.clone(),
+            cluster_id: self.cluster_id.clone(),
+            apply_clock: self.apply_clock.clone(),
+            internal: self.internal.clone(),
+            proposer: self.writes.proposer(),
+            tiering: self.tiering.is_some(),
+        }
     }
 
     /// Carries tier reports to the Raft log: the tier worker's, and its peers' as leader.

@@ -176,8 +176,8 @@ impl Node {
             writes,
             read_wait_max: Duration::from_millis(config.read_wait_max_ms),
             started: Instant::now(),
-            gossip,
-            apply_clock: ApplyClock::default(),
+            gossip: Arc::new(gossip),
+            apply_clock: Arc::new(ApplyClock::default()),
             faults: faults.clone(),
             wal_faults,
             fault_injection: config.fault_injection,
@@ -213,43 +213,25 @@ impl Node {
                 stopped(stop_rx),
             );
         let applied = ctx.state.subscribe_applied();
-        let clock_ctx = ctx.clone();
-        let agent_ctx = ctx.clone();
+        let clock = ctx.apply_clock.clone();
+        let agent_node = ctx.member_node();
         let policy = membership::agent::JoinPolicy {
             joining: !config.join.is_empty(),
             auto_promote: config.auto_promote,
             voters_max: config.voters_max,
         };
         let mut background = vec![
-            tokio::spawn(async move { clock_ctx.apply_clock.follow(applied).await }),
+            tokio::spawn(async move { clock.follow(applied).await }),
             tokio::spawn(snapshot_schedule::run(
                 raft.clone(),
                 config.node_id,
                 config.snapshot_every_entries,
             )),
-            tokio::spawn(membership::agent::run(agent_ctx, policy)),
+            tokio::spawn(membership::agent::run(agent_node, policy)),
             tokio::spawn(disk.watch()),
         ];
         if let Some(tiering) = tiering {
-            let retention = Retention {
-                bytes: config.wal_retention_bytes,
-                ms: config.wal_retention_ms,
-            };
-            let worker = tier::TierNode {
-                node_id: ctx.node_id,
-                state: ctx.state.clone(),
-                log: ctx.log.clone(),
-                reporter: ctx.tier_reporter(),
-            };
-            background.push(tokio::spawn(tier::run_worker(worker, tiering.clone())));
-            let purge = tier::Purge {
-                state: ctx.state.clone(),
-                log: ctx.log.clone(),
-                raft: ctx.raft.clone(),
-                tiering,
-                configured: retention,
-            };
-            background.push(tokio::spawn(purge.run()));
+            background.extend(spawn_tiering(&ctx, tiering, &config));
         }
         let servers = vec![
             tokio::spawn(async move {
@@ -292,6 +274,34 @@ impl Node {
         self.db.flush_async().await.context("flush metadata")?;
         Ok(())
     }
+}
+
+/// Starts the tier worker and the WAL purge of a node that tiers.
+fn spawn_tiering(
+    ctx: &NodeContext,
+    tiering: Arc<Tiering>,
+    config: &NodeConfig,
+) -> [tokio::task::JoinHandle<()>; 2] {
+    let worker = tier::TierNode {
+        node_id: ctx.node_id,
+        state: ctx.state.clone(),
+        log: ctx.log.clone(),
+        reporter: ctx.tier_reporter(),
+    };
+    let purge = tier::Purge {
+        state: ctx.state.clone(),
+        log: ctx.log.clone(),
+        raft: ctx.raft.clone(),
+        tiering: tiering.clone(),
+        configured: Retention {
+            bytes: config.wal_retention_bytes,
+            ms: config.wal_retention_ms,
+        },
+    };
+    [
+        tokio::spawn(tier::run_worker(worker, tiering)),
+        tokio::spawn(purge.run()),
+    ]
 }
 
 /// The node's tiering, when `object-store-url` is set.

@@ -109,10 +109,10 @@ fn short_pass(nemesis: &str, extra_args: &[&str]) -> Pass {
         String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr)
     );
-    let verdict: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(out.path().join("verdict.json")).expect("verdict.json"),
-    )
-    .unwrap_or_else(|e| panic!("verdict: {e}\n{printed}"));
+    let verdict = std::fs::read(out.path().join("verdict.json"))
+        .unwrap_or_else(|e| panic!("verdict.json: {e} ({:?})\n{printed}", run.status));
+    let verdict: serde_json::Value =
+        serde_json::from_slice(&verdict).unwrap_or_else(|e| panic!("verdict: {e}\n{printed}"));
     assert!(
         verdict["counts"]["sends_ok"].as_u64() > Some(100),
         "{printed}"

@@ -149,7 +149,8 @@ pub async fn do_action(ctx: &NodeContext, action: &str, body: &[u8]) -> Result<V
 }
 
 fn cluster_status(ctx: &NodeContext) -> Result<Value> {
-    serde_json::to_value(cluster_report(ctx)).map_err(|e| Error::internal("cluster_status", e))
+    serde_json::to_value(cluster_report(&ctx.member_node()))
+        .map_err(|e| Error::internal("cluster_status", e))
 }
 
 fn list_tables(ctx: &NodeContext) -> Value {

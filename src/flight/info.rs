@@ -15,7 +15,7 @@ use crate::table::TableName;
 /// caught up.
 fn replica_locations(ctx: &NodeContext) -> Vec<String> {
     let metrics = crate::raft::metrics(&ctx.raft);
-    let alive = caught_up_replicas(ctx);
+    let alive = caught_up_replicas(&ctx.member_node());
     metrics
         .membership_config
         .membership()

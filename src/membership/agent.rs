@@ -1,13 +1,12 @@
 //! The task that keeps this node's gossip state current (role, leader, watermarks, whether it
 //! asks to join) and, on the leader, adds and promotes the nodes that asked to join.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use arka_cluster::gossip::NodeState;
 use openraft::type_config::async_runtime::WatchReceiver;
 
-use crate::context::NodeContext;
+use super::MemberNode;
 use crate::raft::role_name;
 
 const TICK: Duration = Duration::from_millis(250);
@@ -24,9 +23,9 @@ pub struct JoinPolicy {
 }
 
 /// What this node publishes, from its Raft metrics and watermarks.
-fn local_state(ctx: &NodeContext, policy: JoinPolicy) -> NodeState {
-    let metrics = ctx.raft.metrics().borrow_watched().clone();
-    let w = ctx.watermarks();
+fn local_state(node: &MemberNode, policy: JoinPolicy) -> NodeState {
+    let metrics = node.raft.metrics().borrow_watched().clone();
+    let tier = node.state.tier();
     let in_membership = metrics
         .membership_config
         .membership()
@@ -34,35 +33,35 @@ fn local_state(ctx: &NodeContext, policy: JoinPolicy) -> NodeState {
         .next()
         .is_some();
     NodeState {
-        node_id: ctx.node_id,
+        node_id: node.node_id,
         // Both filled in by gossip when it publishes.
         gossip_addr: None,
         version: 0,
         role: role_name(metrics.state).to_string(),
         term: metrics.current_term,
         leader_id: metrics.current_leader,
-        applied_lsn: w.replicated_lsn,
+        applied_lsn: node.state.applied_lsn().get(),
         last_log_index: metrics.last_log_index.unwrap_or(0),
-        wal_first_index: ctx.log.first_index().get(),
-        s3_lsn: w.s3_lsn,
-        committed_lsn: w.committed_lsn,
+        wal_first_index: node.log.first_index().get(),
+        s3_lsn: tier.s3_lsn.get(),
+        committed_lsn: tier.committed_lsn.get(),
         join_requested: policy.joining && !in_membership,
         auto_promote: policy.auto_promote,
-        cluster_id: ctx.cluster_id.get(),
+        cluster_id: node.cluster_id.get(),
     }
 }
 
 /// Runs until the node stops.
-pub async fn run(ctx: Arc<NodeContext>, policy: JoinPolicy) {
-    let ops = ctx.membership();
+pub async fn run(node: MemberNode, policy: JoinPolicy) {
+    let ops = node.ops();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let state = local_state(&ctx, policy);
-        ctx.gossip.update_local(|s| *s = state);
-        ops.reconcile_joins(&ctx.gossip.view(), policy.voters_max)
+        let state = local_state(&node, policy);
+        node.gossip.update_local(|s| *s = state);
+        ops.reconcile_joins(&node.gossip.view(), policy.voters_max)
             .await;
-        super::tier_worker::designate(&ctx).await;
+        super::tier_worker::designate(&node).await;
     }
 }

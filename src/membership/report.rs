@@ -9,7 +9,7 @@ use arka_cluster::membership::{self, CAUGHT_UP_LAG_MAX};
 use arka_cluster::NodeId;
 use serde::Serialize;
 
-use crate::context::NodeContext;
+use super::MemberNode;
 use crate::raft::role_name;
 
 #[derive(Debug, Serialize)]
@@ -73,12 +73,12 @@ pub fn alive(view: &ClusterView, me: NodeId) -> BTreeSet<NodeId> {
 
 /// The members that serve reads well: alive in gossip and within `CAUGHT_UP_LAG_MAX`
 /// entries of the most advanced live node (this node always counts).
-pub fn caught_up_replicas(ctx: &NodeContext) -> BTreeSet<NodeId> {
-    let view = ctx.gossip.view();
-    let live = alive(&view, ctx.node_id);
+pub fn caught_up_replicas(here: &MemberNode) -> BTreeSet<NodeId> {
+    let view = here.gossip.view();
+    let live = alive(&view, here.node_id);
     let applied = |id: &NodeId| {
-        if *id == ctx.node_id {
-            Some(ctx.state.applied_lsn().get())
+        if *id == here.node_id {
+            Some(here.state.applied_lsn().get())
         } else {
             view.state(*id).map(|s| s.applied_lsn)
         }
@@ -86,27 +86,27 @@ pub fn caught_up_replicas(ctx: &NodeContext) -> BTreeSet<NodeId> {
     let newest = live.iter().filter_map(applied).max().unwrap_or(0);
     live.iter()
         .filter(|id| {
-            **id == ctx.node_id || applied(id).is_some_and(|a| a + CAUGHT_UP_LAG_MAX >= newest)
+            **id == here.node_id || applied(id).is_some_and(|a| a + CAUGHT_UP_LAG_MAX >= newest)
         })
         .copied()
         .collect()
 }
 
-pub fn cluster_report(ctx: &NodeContext) -> ClusterReport {
-    let metrics = crate::raft::metrics(&ctx.raft);
-    let view = ctx.gossip.view();
+pub fn cluster_report(here: &MemberNode) -> ClusterReport {
+    let metrics = crate::raft::metrics(&here.raft);
+    let view = here.gossip.view();
     let membership = metrics.membership_config.membership();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let mut ids: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
     ids.extend(view.peers.keys().copied());
-    let live = alive(&view, ctx.node_id);
-    let my_applied = ctx.state.applied_lsn().get();
+    let live = alive(&view, here.node_id);
+    let my_applied = here.state.applied_lsn().get();
     let own_state = |id: NodeId| -> Option<NodeState> {
-        if id == ctx.node_id {
+        if id == here.node_id {
             return Some(NodeState {
                 role: role_name(metrics.state).to_string(),
                 applied_lsn: my_applied,
-                cluster_id: ctx.cluster_id.get(),
+                cluster_id: here.cluster_id.get(),
                 ..Default::default()
             });
         }
@@ -146,7 +146,7 @@ pub fn cluster_report(ctx: &NodeContext) -> ClusterReport {
                 role,
                 voter: voters.contains(id),
                 member,
-                liveness: liveness_name(if *id == ctx.node_id {
+                liveness: liveness_name(if *id == here.node_id {
                     Some(Liveness::Alive)
                 } else {
                     view.liveness(*id)
@@ -154,7 +154,7 @@ pub fn cluster_report(ctx: &NodeContext) -> ClusterReport {
                 .to_string(),
                 applied_lsn: applied,
                 lag_entries: applied.map(|a| newest.saturating_sub(a)),
-                lag_seconds: applied.map(|a| ctx.apply_clock.lag_seconds(a, now)),
+                lag_seconds: applied.map(|a| here.apply_clock.lag_seconds(a, now)),
                 flight_location: node
                     .map(|n| n.flight_location())
                     .or_else(|| peer.map(|p| p.node_info().flight_location())),
@@ -185,10 +185,10 @@ pub fn cluster_report(ctx: &NodeContext) -> ClusterReport {
     ClusterReport {
         healthy: problems.is_empty(),
         problems,
-        reporter: ctx.node_id,
+        reporter: here.node_id,
         term: metrics.current_term,
         leader_id,
-        leader_location: crate::raft::leader_location(&ctx.raft),
+        leader_location: crate::raft::leader_location(&here.raft),
         voters: voters.len(),
         voters_alive,
         members,

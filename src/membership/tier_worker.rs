@@ -7,44 +7,44 @@ use std::collections::BTreeSet;
 use arka_cluster::{Command, Lsn, NodeId};
 
 use super::report::{alive, caught_up_replicas};
-use crate::context::NodeContext;
+use super::MemberNode;
 
 /// Called by the leader's membership agent on every tick.
-pub async fn designate(ctx: &NodeContext) {
-    if ctx.tiering.is_none() || !ctx.raft.is_leader() {
+pub async fn designate(node: &MemberNode) {
+    if !node.tiering || !node.raft.is_leader() {
         return;
     }
-    let tier = ctx.state.tier();
-    let eligible = eligible(ctx, tier.s3_lsn);
-    let caught_up = caught_up_replicas(ctx);
+    let tier = node.state.tier();
+    let eligible = eligible(node, tier.s3_lsn);
+    let caught_up = caught_up_replicas(node);
     let follower = eligible
         .iter()
         .copied()
-        .filter(|id| *id != ctx.node_id && caught_up.contains(id))
+        .filter(|id| *id != node.node_id && caught_up.contains(id))
         .min();
     let keep = tier.worker.is_some_and(|w| eligible.contains(&w))
         // The leader keeps the work only until a follower can take it.
-        && (tier.worker != Some(ctx.node_id) || follower.is_none());
+        && (tier.worker != Some(node.node_id) || follower.is_none());
     if keep {
         return;
     }
-    let choice = follower.or_else(|| eligible.contains(&ctx.node_id).then_some(ctx.node_id));
+    let choice = follower.or_else(|| eligible.contains(&node.node_id).then_some(node.node_id));
     let Some(node_id) = choice.filter(|c| tier.worker != Some(*c)) else {
         return;
     };
     tracing::info!(previous = ?tier.worker, %node_id, "assigning the tier worker");
     let assign = |request| Command::AssignTierWorker { node_id, request };
-    if let Err(e) = ctx.writes.propose_command(assign).await {
+    if let Err(e) = node.proposer.propose_command(assign).await {
         tracing::warn!(error = %e, %node_id, "assigning the tier worker failed");
     }
 }
 
 /// Members that are alive and whose WAL starts at or below `s3_lsn + 1` (a node that joined
 /// from a snapshot may lack the range to tier next).
-fn eligible(ctx: &NodeContext, s3_lsn: Lsn) -> BTreeSet<NodeId> {
-    let metrics = crate::raft::metrics(&ctx.raft);
-    let view = ctx.gossip.view();
-    let live = alive(&view, ctx.node_id);
+fn eligible(node: &MemberNode, s3_lsn: Lsn) -> BTreeSet<NodeId> {
+    let metrics = crate::raft::metrics(&node.raft);
+    let view = node.gossip.view();
+    let live = alive(&view, node.node_id);
     metrics
         .membership_config
         .membership()
@@ -52,8 +52,8 @@ fn eligible(ctx: &NodeContext, s3_lsn: Lsn) -> BTreeSet<NodeId> {
         .map(|(id, _)| *id)
         .filter(|id| live.contains(id))
         .filter(|id| {
-            let first = if *id == ctx.node_id {
-                Some(ctx.log.first_index().get())
+            let first = if *id == node.node_id {
+                Some(node.log.first_index().get())
             } else {
                 view.state(*id).map(|s| s.wal_first_index)
             };
