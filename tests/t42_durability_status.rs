@@ -54,7 +54,12 @@ async fn a_write_the_idempotency_window_forgot_is_written_or_unknown_never_lost(
     .await;
     assert_eq!(answer["status"], "written", "{answer}");
     assert_eq!(answer["lsn"], first, "{answer}");
-    assert_eq!(answer["level"], "REPLICATED", "{answer}");
+    // At least REPLICATED: the tier worker may have put it in object storage by now.
+    let level = answer["level"].as_str().unwrap_or_default();
+    assert!(
+        ["REPLICATED", "OBJECT_STORAGE", "COMMITTED"].contains(&level),
+        "{answer}"
+    );
     // Without its LSN nothing says whether it was written.
     let answer = fate(&client, json!({"producer_id": "p", "seq": 0})).await;
     assert_eq!(answer["status"], "unknown", "{answer}");
