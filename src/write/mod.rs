@@ -106,6 +106,8 @@ pub struct WritePath {
     raft: Raft,
     sm: StateMachine,
     acks: Arc<AckRouter>,
+    /// The lease check and proposals of every write, made once.
+    proposer: Proposer,
     limits: WriteLimits,
     inflight: Arc<Semaphore>,
 }
@@ -123,6 +125,7 @@ impl WritePath {
         Self {
             wal_guard,
             disk,
+            proposer: Proposer::new(raft.clone(), acks.clone()),
             raft,
             sm,
             acks,
@@ -137,12 +140,12 @@ impl WritePath {
 
     /// Proposes commands other than writes, as the leader.
     pub fn proposer(&self) -> Proposer {
-        Proposer::new(self.raft.clone(), self.acks.clone())
+        self.proposer.clone()
     }
 
     /// Fails with a redirect unless this node is the leader.
     pub fn ensure_leader(&self) -> Result<()> {
-        self.proposer().ensure_leader()
+        self.proposer.ensure_leader()
     }
 
     /// Proposes the command `make` builds for a request id, once this node leads with a
@@ -151,7 +154,7 @@ impl WritePath {
         &self,
         make: impl FnOnce(arka_cluster::RequestId) -> Command,
     ) -> Result<CommandResponse> {
-        self.proposer().propose_command(make).await
+        self.proposer.propose_command(make).await
     }
 
     pub fn state(&self) -> &StateMachine {
@@ -192,12 +195,12 @@ impl WritePath {
     /// Checks, encodes and proposes one write. Waits (backpressure) while the node's
     /// in-flight bytes or its WAL are at their bounds.
     pub async fn submit(&self, write: IncomingWrite) -> Result<Submitted> {
-        self.proposer().ensure_leader()?;
+        self.proposer.ensure_leader()?;
         if let Some(refusal) = self.disk.refusal() {
             return Err(Error::ResourceExhausted(refusal));
         }
         self.wait_for_wal_room().await?;
-        self.proposer().ensure_writable_leader().await?;
+        self.proposer.ensure_writable_leader().await?;
         let rows = write.batch.num_rows() as u64;
         if let Some(p) = &write.producer {
             // The state machine decides again when it applies the write; this answers a
