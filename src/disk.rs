@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use arka_cluster::network::EntryIntake;
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
 /// How often the free space is measured: a `statvfs`, microseconds; what a fast writer adds
 /// between two looks is what the floor must leave room for.
@@ -52,12 +53,11 @@ impl DiskFloor {
         floor
     }
 
-    /// Measures the free space every [`MEASURE_EVERY`], for as long as the node runs.
-    pub async fn watch(self: Arc<Self>) {
+    /// Measures the free space every [`MEASURE_EVERY`], until `shutdown`.
+    pub async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
         let mut ticks = tokio::time::interval(MEASURE_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
+        while shutdown.run_until_cancelled(ticks.tick()).await.is_some() {
             self.measure();
         }
     }

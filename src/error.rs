@@ -48,6 +48,13 @@ pub enum Error {
     Internal(String),
     #[error("node is shutting down")]
     Shutdown,
+    /// This node is shutting down and takes no new call; `leader` is the Flight location of
+    /// another node that leads, when one does.
+    #[error("node {node_id} is shutting down; {}", leader.as_deref().map_or_else(|| "retry on another node".to_string(), |l| format!("leader is {l}")))]
+    Stopping {
+        node_id: u64,
+        leader: Option<String>,
+    },
 }
 
 impl Error {
@@ -59,6 +66,7 @@ impl Error {
                 | Error::Unavailable(_)
                 | Error::Aborted { .. }
                 | Error::Shutdown
+                | Error::Stopping { .. }
                 | Error::DeadlineExceeded(_)
         )
     }
@@ -75,7 +83,7 @@ impl From<Error> for Status {
             Error::InvalidArgument(_) => Status::invalid_argument(message),
             Error::NotFound(_) => Status::not_found(message),
             Error::ResourceExhausted(_) => Status::resource_exhausted(message),
-            Error::NotLeader { leader } => {
+            Error::NotLeader { leader } | Error::Stopping { leader, .. } => {
                 let mut status = Status::unavailable(message);
                 let value = leader.unwrap_or_default();
                 if let Ok(v) = MetadataValue::try_from(value.as_str()) {

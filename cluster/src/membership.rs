@@ -137,6 +137,19 @@ pub fn lag_entries(metrics: &RaftMetrics<TypeConfig>, node: NodeId) -> Option<u6
     Some(metrics.last_log_index.unwrap_or(0).saturating_sub(index))
 }
 
+/// The voter other than `leader` that is the most caught up, if one is caught up enough to
+/// take over leadership at once.
+fn successor(metrics: &RaftMetrics<TypeConfig>, leader: NodeId) -> Option<NodeId> {
+    members(metrics)
+        .voters
+        .into_iter()
+        .filter(|id| *id != leader)
+        .filter_map(|id| Some((lag_entries(metrics, id)?, id)))
+        .filter(|(lag, _)| *lag <= CAUGHT_UP_LAG_MAX)
+        .min()
+        .map(|(_, id)| id)
+}
+
 /// Changes membership on the leader.
 pub struct MembershipOps<SM: RaftStateMachine<TypeConfig>> {
     raft: Raft<TypeConfig, SM>,
@@ -277,15 +290,8 @@ impl<SM: RaftStateMachine<TypeConfig>> MembershipOps<SM> {
             return Err(MembershipError::LastVoter(node_id));
         }
         if node_id == self.node_id {
-            let successor = members
-                .voters
-                .iter()
-                .filter(|id| **id != node_id)
-                .filter_map(|id| Some((lag_entries(&metrics, *id)?, *id)))
-                .filter(|(lag, _)| *lag <= CAUGHT_UP_LAG_MAX)
-                .min()
-                .map(|(_, id)| id)
-                .ok_or(MembershipError::NoSuccessor(node_id))?;
+            let successor =
+                successor(&metrics, node_id).ok_or(MembershipError::NoSuccessor(node_id))?;
             self.transfer(successor).await?;
             return Err(MembershipError::LeadershipMoved(successor));
         }
@@ -301,8 +307,25 @@ impl<SM: RaftStateMachine<TypeConfig>> MembershipOps<SM> {
         Ok(())
     }
 
+    /// As the leader: moves leadership to the most caught-up other voter and waits (at most
+    /// `wait`) until it took over; returns it. `None` when this node does not lead.
+    pub async fn hand_over(&self, wait: Duration) -> Result<Option<NodeId>, MembershipError> {
+        let Ok(metrics) = self.leader_metrics() else {
+            return Ok(None);
+        };
+        let to =
+            successor(&metrics, self.node_id).ok_or(MembershipError::NoSuccessor(self.node_id))?;
+        self.transfer_within(to, wait).await?;
+        Ok(Some(to))
+    }
+
     /// Moves leadership to voter `to` and waits until it took over.
     pub async fn transfer(&self, to: NodeId) -> Result<(), MembershipError> {
+        self.transfer_within(to, TRANSFER_WAIT_MAX).await
+    }
+
+    /// Moves leadership to voter `to` and waits, at most `wait`, until it took over.
+    async fn transfer_within(&self, to: NodeId, wait: Duration) -> Result<(), MembershipError> {
         let metrics = self.leader_metrics()?;
         if !members(&metrics).voters.contains(&to) {
             return Err(MembershipError::NotVoter(to));
@@ -316,7 +339,7 @@ impl<SM: RaftStateMachine<TypeConfig>> MembershipOps<SM> {
             .await
             .map_err(|e| raft_failed("transfer leadership", e))?;
         self.raft
-            .wait(Some(TRANSFER_WAIT_MAX))
+            .wait(Some(wait))
             .current_leader(to, "leadership transfer")
             .await
             .map_err(|e| raft_failed("transfer leadership", e))?;

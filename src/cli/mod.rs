@@ -47,8 +47,11 @@ openraft::replication=error,openraft::engine::handler::replication_handler=error
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
+    // Colour codes only on a terminal: a log file or a log collector gets plain text.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(terminal)
         .with_writer(std::io::stderr)
         .log_internal_errors(false)
         .try_init();

@@ -5,6 +5,7 @@ mod actions;
 pub mod auth;
 mod do_get;
 mod do_write;
+pub mod drain;
 mod durability_status;
 pub mod encode;
 #[cfg(test)]
@@ -33,6 +34,7 @@ pub use actions::ACTIONS;
 pub use ticket::{ReadTicket, STATUS_TICKET};
 
 use self::auth::Guard;
+use self::drain::Drain;
 use crate::auth::{Authenticator, Caller, Right};
 use crate::context::NodeContext;
 use crate::error::Error;
@@ -42,11 +44,22 @@ pub struct ArkaFlight {
     /// `None` when the node has no auth file.
     auth: Option<Arc<Authenticator>>,
     guard: Guard,
+    drain: Drain,
 }
 
 impl ArkaFlight {
-    pub fn new(ctx: Arc<NodeContext>, auth: Option<Arc<Authenticator>>, guard: Guard) -> Self {
-        Self { ctx, auth, guard }
+    pub fn new(
+        ctx: Arc<NodeContext>,
+        auth: Option<Arc<Authenticator>>,
+        guard: Guard,
+        drain: Drain,
+    ) -> Self {
+        Self {
+            ctx,
+            auth,
+            guard,
+            drain,
+        }
     }
 
     /// The caller, if it has `right` and, when the call names a table, a grant for it.
@@ -93,6 +106,7 @@ impl FlightService for ArkaFlight {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
+        self.drain.admit()?;
         auth::handshake(self.auth.as_deref(), &self.guard, &request).await
     }
 
@@ -100,6 +114,7 @@ impl FlightService for ArkaFlight {
         &self,
         request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        self.drain.admit()?;
         let caller = self
             .guard
             .require(&request, Right::Read, "ListFlights", "")?;
@@ -120,6 +135,7 @@ impl FlightService for ArkaFlight {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        self.drain.admit()?;
         self.require_read_of(&request, "GetFlightInfo")?;
         let descriptor = request.into_inner();
         Ok(Response::new(info::get_flight_info(
@@ -132,6 +148,7 @@ impl FlightService for ArkaFlight {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<PollInfo>, Status> {
+        self.drain.admit()?;
         self.require_read_of(&request, "PollFlightInfo")?;
         let descriptor = request.into_inner();
         let info = info::get_flight_info(&self.ctx, &descriptor)?;
@@ -144,6 +161,7 @@ impl FlightService for ArkaFlight {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
+        self.drain.admit()?;
         self.require_read_of(&request, "GetSchema")?;
         let info = info::get_flight_info(&self.ctx, &request.into_inner())?;
         let schema = info
@@ -160,6 +178,7 @@ impl FlightService for ArkaFlight {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
+        self.drain.admit()?;
         // Parsed once; a bad ticket (too large, malformed) is refused with its reason only
         // once the caller is known to read at all.
         let parsed = ticket::parse(&request.get_ref().ticket);
@@ -172,34 +191,37 @@ impl FlightService for ArkaFlight {
         let stream = do_get::do_get(self.ctx.clone(), parsed?)
             .instrument(span)
             .await?;
-        Ok(Response::new(stream))
+        Ok(Response::new(self.drain.until_ended(stream)))
     }
 
     async fn do_put(
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
+        self.drain.admit()?;
         let grant = self.write_grant(&request, "DoPut")?;
         let metadata = request.metadata().clone();
         let stream = do_write::do_put(self.ctx.clone(), &metadata, request.into_inner(), grant)?;
-        Ok(Response::new(stream))
+        Ok(Response::new(self.drain.until_ended(stream)))
     }
 
     async fn do_exchange(
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        self.drain.admit()?;
         let grant = self.write_grant(&request, "DoExchange")?;
         let metadata = request.metadata().clone();
         let stream =
             do_write::do_exchange(self.ctx.clone(), &metadata, request.into_inner(), grant)?;
-        Ok(Response::new(stream))
+        Ok(Response::new(self.drain.until_ended(stream)))
     }
 
     async fn do_action(
         &self,
         request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
+        self.drain.admit()?;
         let (name, target) = {
             let action = request.get_ref();
             actions::check_sizes(&action.r#type, &action.body)?;
@@ -234,6 +256,7 @@ impl FlightService for ArkaFlight {
         &self,
         request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
+        self.drain.admit()?;
         self.guard
             .require(&request, Right::Read, "ListActions", "")?;
         let types = actions::action_types();

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use arka_cluster::gossip::NodeState;
 use openraft::type_config::async_runtime::WatchReceiver;
+use tokio_util::sync::CancellationToken;
 
 use super::MemberNode;
 use crate::raft::role_name;
@@ -51,17 +52,31 @@ fn local_state(node: &MemberNode, policy: JoinPolicy) -> NodeState {
     }
 }
 
-/// Runs until the node stops.
-pub async fn run(node: MemberNode, policy: JoinPolicy) {
-    let ops = node.ops();
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let state = local_state(&node, policy);
-        node.gossip.update_local(|s| *s = state);
-        ops.reconcile_joins(&node.gossip.view(), policy.voters_max)
-            .await;
-        super::tier_worker::designate(&node).await;
+/// The membership agent: publishes this node's state through gossip, and as the leader adds
+/// the nodes that ask to join and designates the tier worker.
+pub struct Agent {
+    pub node: MemberNode,
+    pub policy: JoinPolicy,
+}
+
+impl Agent {
+    /// Runs a round each tick until `shutdown`; a round under way is finished first (a
+    /// membership change it started is not left half-asked).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while shutdown.run_until_cancelled(tick.tick()).await.is_some() {
+            round(&self.node, self.policy).await;
+        }
     }
+}
+
+/// One round of the agent.
+async fn round(node: &MemberNode, policy: JoinPolicy) {
+    let state = local_state(node, policy);
+    node.gossip.update_local(|s| *s = state);
+    node.ops()
+        .reconcile_joins(&node.gossip.view(), policy.voters_max)
+        .await;
+    super::tier_worker::designate(node).await;
 }

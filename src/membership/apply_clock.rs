@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Samples kept; with one sample per `SAMPLE_EVERY` the last ~20 s of writes are exact and
 /// older history is kept ever more coarsely.
@@ -55,13 +56,15 @@ impl ApplyClock {
             .unwrap_or(0.0)
     }
 
-    /// Records every change of the applied LSN until the state machine goes away.
-    pub async fn follow(&self, mut applied: watch::Receiver<u64>) {
+    /// Records every change of the applied LSN until `shutdown` (or until the state
+    /// machine goes away).
+    pub async fn follow(&self, mut applied: watch::Receiver<u64>, shutdown: CancellationToken) {
         loop {
             let lsn = *applied.borrow_and_update();
             self.record(lsn, Instant::now());
-            if applied.changed().await.is_err() {
-                return;
+            match shutdown.run_until_cancelled(applied.changed()).await {
+                Some(Ok(())) => {}
+                Some(Err(_)) | None => return,
             }
         }
     }

@@ -6,6 +6,7 @@
 
 use arka_cluster::NodeId;
 use openraft::type_config::async_runtime::WatchReceiver;
+use tokio_util::sync::CancellationToken;
 
 use super::Raft;
 
@@ -33,8 +34,25 @@ pub fn snapshot_due(id: NodeId, every: u64, applied: u64, snapshot: Option<u64>)
     period(id, every, applied) > period(id, every, snapshot.unwrap_or(0))
 }
 
+/// This node's snapshot schedule: what it uses of the node.
+pub struct SnapshotSchedule {
+    pub raft: Raft,
+    pub node_id: NodeId,
+    /// Applied entries between two snapshots (`snapshot-every-entries`).
+    pub every: u64,
+}
+
+impl SnapshotSchedule {
+    /// Triggers snapshots until `shutdown` (or until Raft shuts down). Raft builds them: a
+    /// snapshot under way when the schedule stops is finished or dropped by Raft itself.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let schedule = follow(self.raft, self.node_id, self.every);
+        let _ = shutdown.run_until_cancelled(schedule).await;
+    }
+}
+
 /// Triggers this node's snapshots as [`snapshot_due`] says, until Raft shuts down.
-pub async fn run(raft: Raft, id: NodeId, every: u64) {
+async fn follow(raft: Raft, id: NodeId, every: u64) {
     let mut metrics = raft.metrics();
     // The period asked for last: one request per period, even while a build is under way.
     let mut asked = None;

@@ -16,7 +16,7 @@ mod worker;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arka_cluster::{Lsn, NodeId};
@@ -40,6 +40,7 @@ pub struct TierNode {
     pub state: StateMachine,
     pub log: LogReader,
     pub reporter: Reporter,
+    pub tiering: Arc<Tiering>,
 }
 
 /// Flush requests queued at the tier worker at most; more wait for a slot.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::Tiering;
 use crate::raft::Raft;
@@ -56,8 +57,9 @@ pub struct Purge {
 }
 
 impl Purge {
-    /// Runs until the node stops.
-    pub async fn run(self) {
+    /// Trims once a tick until `shutdown`. Stopping between the calls is safe: Raft purges
+    /// the log, and a purge it was asked for completes or is asked for again.
+    pub async fn run(self, shutdown: CancellationToken) {
         let Purge {
             state,
             log,
@@ -65,7 +67,8 @@ impl Purge {
             tiering,
             configured,
         } = self;
-        run(&state, &log, &raft, &tiering, configured).await
+        let trimming = run(&state, &log, &raft, &tiering, configured);
+        let _ = shutdown.run_until_cancelled(trimming).await;
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use arka_cluster::{Lsn, NodeId, TieredFile};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::failing::FailingTables;
 use super::iceberg::IcebergTables;
@@ -28,8 +29,18 @@ const APPLY_WAIT_MAX: Duration = Duration::from_secs(10);
 /// A commit (catalog calls, manifests, the watermark report) that takes longer is given up.
 const COMMIT_STEP_MAX: Duration = Duration::from_secs(60);
 
-/// Runs until the node stops.
-pub async fn run(node: TierNode, tiering: Arc<Tiering>) {
+/// Works as the tier worker whenever this node is designated, until `shutdown`: then it
+/// finishes the step under way (an upload, a commit, a lake drop) and returns. A step cut
+/// short all the same (the node stops waiting for it) is safe: each one is idempotent, and
+/// the next tier worker completes it.
+pub async fn run(node: TierNode, shutdown: CancellationToken) {
+    let TierNode {
+        node_id,
+        state,
+        log,
+        reporter,
+        tiering,
+    } = node;
     let Some(mut flush_rx) = tiering
         .flush_rx
         .lock()
@@ -46,19 +57,20 @@ pub async fn run(node: TierNode, tiering: Arc<Tiering>) {
         }
     };
     let mut worker = Worker {
-        node_id: node.node_id,
-        state: node.state,
-        log: node.log,
-        reporter: node.reporter,
+        node_id,
+        state,
+        log,
+        reporter,
         tiering,
         sealer,
         tables: None,
         flushes: Vec::new(),
         failing: FailingTables::default(),
         lake_drop_retry: Retry::default(),
+        shutdown,
     };
     let mut backoff = BACKOFF_MIN;
-    loop {
+    while !worker.shutdown.is_cancelled() {
         if !worker.is_worker() {
             worker.fail_flushes("this node is no longer the tier worker");
             // Its status would otherwise show, as the worker's, an error of a worker that
@@ -72,11 +84,16 @@ pub async fn run(node: TierNode, tiering: Arc<Tiering>) {
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "tiering failed");
                 worker.tiering.record(Step::Upload, Err(&e));
-                tokio::time::sleep(backoff).await;
+                let _ = worker
+                    .shutdown
+                    .run_until_cancelled(tokio::time::sleep(backoff))
+                    .await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
     }
+    let stopping = format!("node {} is shutting down", worker.node_id);
+    worker.fail_flushes(&stopping);
 }
 
 struct Worker {
@@ -95,6 +112,8 @@ struct Worker {
     failing: FailingTables,
     /// When deleting a dropped table's lake data may be tried again.
     lake_drop_retry: Retry,
+    /// Ends the work between steps.
+    shutdown: CancellationToken,
 }
 
 /// The backoff of a step that fails without failing the others.
@@ -148,6 +167,7 @@ impl Worker {
     async fn wait_for_designation(&mut self, flush_rx: &mut mpsc::Receiver<FlushRequest>) {
         let mut tier = self.state.subscribe_tier();
         tokio::select! {
+            () = self.shutdown.cancelled() => {}
             changed = tier.changed() => {
                 if changed.is_err() {
                     // The state machine is gone: the node is stopping.
@@ -177,6 +197,7 @@ impl Worker {
                 return Ok(());
             }
             tokio::select! {
+                () = self.shutdown.cancelled() => return Ok(()),
                 _ = tick.tick() => {}
                 Some(flush) = flush_rx.recv() => {
                     // Callers that gave up (their wait is bounded) are forgotten.
@@ -198,7 +219,10 @@ impl Worker {
             // Upload what is applied now, not what arrives meanwhile: under sustained load
             // new ranges never run out, and the commit below must still come in its time.
             let applied = self.state.applied_lsn();
-            while self.state.tier().s3_lsn < applied && self.upload_next_range().await? {}
+            while self.state.tier().s3_lsn < applied
+                && !self.shutdown.is_cancelled()
+                && self.upload_next_range().await?
+            {}
             self.drop_lake_table().await;
             if Instant::now() < next_commit {
                 continue;

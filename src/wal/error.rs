@@ -40,6 +40,9 @@ pub enum WalError {
     Hole { last: u64, got: u64 },
     #[error("wal is shut down")]
     Shutdown,
+    /// The flusher task panicked (a bug): what it had not made durable may be lost.
+    #[error("the wal flusher task failed: {0}")]
+    FlusherFailed(String),
 }
 
 impl WalError {

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use arka_cluster::TypeConfig;
 use openraft::storage::IOFlushed;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::error::{WalError, WalResult};
 use super::meta::Meta;
@@ -71,6 +73,23 @@ pub enum FlushRequest {
     Barrier(oneshot::Sender<()>),
 }
 
+/// The running flusher, to stop once nothing appends to the log any more.
+pub struct Flusher {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Flusher {
+    /// Writes and makes durable every append handed over before the call, saves the durable
+    /// end of the log, and ends the flusher; an append handed over later fails as shut down.
+    pub async fn finish(self) -> WalResult<()> {
+        self.stop.cancel();
+        self.task
+            .await
+            .map_err(|e| WalError::FlusherFailed(e.to_string()))
+    }
+}
+
 /// Starts the flusher. `written` is the index up to which every entry of the log is in its
 /// segment file (the flusher raises it once a batch is written and durable), so the tail
 /// cache knows which entries it must keep.
@@ -79,14 +98,15 @@ pub fn spawn(
     written: Arc<AtomicU64>,
     faults: WalFaults,
     meta: Meta,
-) -> mpsc::Sender<FlushRequest> {
+) -> (mpsc::Sender<FlushRequest>, Flusher) {
     let (tx, rx) = mpsc::channel(FLUSH_QUEUE_MAX);
     let marker = DurableMarker {
         meta,
         saved_at: None,
     };
-    tokio::spawn(run(rx, observer, written, faults, marker));
-    tx
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run(rx, observer, written, faults, marker, stop.clone()));
+    (tx, Flusher { stop, task })
 }
 
 /// Saves how far the log is durable, at most every [`DURABLE_SAVE_EVERY`], so that a restart
@@ -101,12 +121,19 @@ impl DurableMarker {
     /// Notes that the log is durable up to `index`. Saved by the flusher, before it answers
     /// a truncation's barrier, so that the truncation lowers it after any save.
     async fn durable_up_to(&mut self, index: u64, faults: &WalFaults) {
-        // A disk that skips its fsyncs keeps none of what it wrote since, this included.
-        if faults.skips_fsync()
-            || self
-                .saved_at
-                .is_some_and(|at| at.elapsed() < DURABLE_SAVE_EVERY)
+        if self
+            .saved_at
+            .is_some_and(|at| at.elapsed() < DURABLE_SAVE_EVERY)
         {
+            return;
+        }
+        self.save(index, faults).await;
+    }
+
+    /// Saves that the log is durable up to `index` now.
+    async fn save(&mut self, index: u64, faults: &WalFaults) {
+        // A disk that skips its fsyncs keeps none of what it wrote since, this included.
+        if faults.skips_fsync() {
             return;
         }
         self.saved_at = Some(Instant::now());
@@ -196,9 +223,22 @@ async fn run(
     written: Arc<AtomicU64>,
     faults: WalFaults,
     mut marker: DurableMarker,
+    stop: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(FLUSH_QUEUE_MAX);
-    while rx.recv_many(&mut batch, FLUSH_QUEUE_MAX).await > 0 {
+    let mut durable = None;
+    loop {
+        let received = tokio::select! {
+            received = rx.recv_many(&mut batch, FLUSH_QUEUE_MAX) => received,
+            // Takes no new request; those already queued are still received, then none.
+            () = stop.cancelled(), if !rx.is_closed() => {
+                rx.close();
+                continue;
+            }
+        };
+        if received == 0 {
+            break;
+        }
         let writes: Vec<SegmentWrite> = batch
             .iter_mut()
             .flat_map(|request| match request {
@@ -234,9 +274,14 @@ async fn run(
         // truncation waiting on a barrier may lower it.
         if let (Ok(()), Some(last)) = (&result, last) {
             marker.durable_up_to(last, &faults).await;
+            durable = Some(last);
         }
         for done in barriers {
             let _ = done.send(());
         }
+    }
+    // The next start then knows the log's durable end exactly.
+    if let Some(last) = durable {
+        marker.save(last, &faults).await;
     }
 }

@@ -23,7 +23,9 @@ use openraft::{OptionalSend, RaftLogReader};
 use tokio::sync::{mpsc, Semaphore};
 
 use super::error::{WalError, WalResult};
-use super::flusher::{self, FlushRequest, SegmentWrite, UNFLUSHED_BYTES_MAX, UNFLUSHED_UNIT_BYTES};
+use super::flusher::{
+    self, FlushRequest, Flusher, SegmentWrite, UNFLUSHED_BYTES_MAX, UNFLUSHED_UNIT_BYTES,
+};
 use super::meta::Meta;
 use super::record;
 use super::recovery;
@@ -179,6 +181,8 @@ pub struct LogStore {
     tail_pending: bool,
     next_segment_id: u64,
     flush_tx: mpsc::Sender<FlushRequest>,
+    /// Until the node takes it to stop it in its shutdown order.
+    flusher: Option<Flusher>,
     /// Every entry up to this index is in its segment file (raised by the flusher).
     written: Arc<AtomicU64>,
     /// Room for records handed to the flusher and not yet durable, in
@@ -274,7 +278,7 @@ impl LogStore {
         refuse_a_lost_tail(&config.dir, &shared.meta, last_log_id)?;
 
         let written = Arc::new(AtomicU64::new(last_log_id.map_or(0, |l| l.index)));
-        let flush_tx = flusher::spawn(
+        let (flush_tx, flusher) = flusher::spawn(
             observer.clone(),
             written.clone(),
             config.faults.clone(),
@@ -288,12 +292,19 @@ impl LogStore {
             tail_pending: false,
             next_segment_id,
             flush_tx,
+            flusher: Some(flusher),
             written,
             unflushed_room: Arc::new(Semaphore::new(UNFLUSHED_BYTES_MAX / UNFLUSHED_UNIT_BYTES)),
             observer,
             committed_saved_at: None,
             read_bytes_max: APPEND_BYTES_MAX,
         })
+    }
+
+    /// The flusher, for the node to stop once Raft has stopped (left here, it ends when the
+    /// store is dropped).
+    pub fn take_flusher(&mut self) -> Option<Flusher> {
+        self.flusher.take()
     }
 
     /// Bounds the bytes of entries openraft reads for one AppendEntries message (default

@@ -18,7 +18,7 @@ mod tail;
 
 pub use error::{WalError, WalResult};
 pub use faults::WalFaults;
-pub use flusher::UNFLUSHED_BYTES_MAX;
+pub use flusher::{Flusher, UNFLUSHED_BYTES_MAX};
 pub use log_store::{LogReader, LogStore, WalConfig};
 
 use arka_cluster::types::Entry;

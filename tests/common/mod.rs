@@ -418,6 +418,23 @@ impl Cluster {
         }
     }
 
+    /// SIGTERM to node `id`; waits for it to exit and returns how it exited and how long
+    /// that took.
+    pub async fn sigterm(&mut self, id: u64) -> (std::process::ExitStatus, Duration) {
+        let started = Instant::now();
+        self.signal(id, libc::SIGTERM);
+        let mut child = self.nodes[(id - 1) as usize]
+            .child
+            .take()
+            .expect("node is running");
+        let status = eventually(&format!("node {id} exits after SIGTERM"), DEADLINE, || {
+            let exited = child.try_wait().expect("wait for node");
+            async move { exited }
+        })
+        .await;
+        (status, started.elapsed())
+    }
+
     /// A power loss of every node in `ids` at once (SIGPWR, which nodes with fault
     /// injection take as one: the WAL drops what it had not fsynced and the process dies);
     /// returns once every one of them is gone.
