@@ -19,18 +19,16 @@
 //! 8. Tiering to object storage and Iceberg: `tier`
 //! 9. Membership and the choice of the tier worker: `membership`
 //! 10. The read and write services: `read`, `write`
-//! 11. What a node's services share: `context`
-//! 12. The Flight service, which also answers the node-to-node requests: `flight`
-//! 13. Configuration: `config`
-//! 14. The node and the client: `node`, `client`
-//! 15. The command line: `cli`
+//! 11. The Flight service, which also answers the node-to-node requests: `flight`
+//! 12. Configuration: `config`
+//! 13. The node (its components, started and stopped in order) and the client: `node`, `client`
+//! 14. The command line: `cli`
 
 pub mod acks;
 pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
-pub mod context;
 pub mod disk;
 pub mod durability;
 pub mod error;

@@ -6,10 +6,10 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::served::Served;
 use super::status::status_json;
 use super::{durability_status, members, tiering};
 use crate::auth::{Caller, Right};
-use crate::context::NodeContext;
 use crate::error::{Error, Result};
 use crate::ipc;
 use crate::membership::report::cluster_report;
@@ -121,7 +121,7 @@ pub fn check_sizes(action: &str, body: &[u8]) -> Result<()> {
     Ok(())
 }
 
-pub async fn do_action(ctx: &NodeContext, action: &str, body: &[u8]) -> Result<Value> {
+pub async fn do_action(ctx: &Served, action: &str, body: &[u8]) -> Result<Value> {
     match action {
         "status" => Ok(status_json(ctx)),
         "cluster_status" => cluster_status(ctx),
@@ -148,12 +148,12 @@ pub async fn do_action(ctx: &NodeContext, action: &str, body: &[u8]) -> Result<V
     }
 }
 
-fn cluster_status(ctx: &NodeContext) -> Result<Value> {
+fn cluster_status(ctx: &Served) -> Result<Value> {
     serde_json::to_value(cluster_report(&ctx.member_node()))
         .map_err(|e| Error::internal("cluster_status", e))
 }
 
-fn list_tables(ctx: &NodeContext) -> Value {
+fn list_tables(ctx: &Served) -> Value {
     let tables: Vec<Value> = ctx
         .state
         .tables()
@@ -185,7 +185,7 @@ struct CreateTable {
     schema: String,
 }
 
-async fn create_table(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
+async fn create_table(ctx: &Served, body: &[u8]) -> Result<Value> {
     let req: CreateTable = parse_body("create_table", body)?;
     let name = TableName::parse(&req.name).map_err(Error::InvalidArgument)?;
     let raw = base64::engine::general_purpose::STANDARD
@@ -225,7 +225,7 @@ struct RegisterProducer {
     producer_id: String,
 }
 
-async fn register_producer(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
+async fn register_producer(ctx: &Served, body: &[u8]) -> Result<Value> {
     let req: RegisterProducer = parse_body("register_producer", body)?;
     if req.producer_id.is_empty() || req.producer_id.len() > PRODUCER_ID_BYTES_MAX {
         return Err(Error::InvalidArgument(format!(
@@ -268,7 +268,7 @@ fn table_from_body(action: &str, body: &[u8]) -> Result<TableName> {
     TableName::parse(&name).map_err(Error::InvalidArgument)
 }
 
-async fn drop_table(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
+async fn drop_table(ctx: &Served, body: &[u8]) -> Result<Value> {
     let name = table_from_body("drop_table", body)?;
     let table = name.to_string();
     match ctx
@@ -291,7 +291,7 @@ async fn drop_table(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     }
 }
 
-async fn snapshot(ctx: &NodeContext) -> Result<Value> {
+async fn snapshot(ctx: &Served) -> Result<Value> {
     ctx.raft
         .trigger()
         .snapshot()

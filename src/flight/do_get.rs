@@ -15,7 +15,7 @@ use super::status::{status_batch, status_json};
 use super::ticket::{ReadTicket, Ticket};
 use arka_cluster::Lsn;
 
-use crate::context::NodeContext;
+use super::served::Served;
 use crate::error::{Error, Result};
 use crate::lake::schema::output_schema;
 use crate::read::{read_step, ReadBatch, ReadCache};
@@ -27,7 +27,7 @@ const READ_QUEUE_MAX: usize = 8;
 type Sender = mpsc::Sender<Result<FlightData, Status>>;
 
 pub async fn do_get(
-    ctx: Arc<NodeContext>,
+    ctx: Arc<Served>,
     ticket: Ticket,
 ) -> Result<BoxStream<'static, Result<FlightData, Status>>> {
     match ticket {
@@ -46,7 +46,7 @@ pub async fn do_get(
     }
 }
 
-async fn wait_for_min_lsn(ctx: &NodeContext, min_lsn: u64) -> Result<()> {
+async fn wait_for_min_lsn(ctx: &Served, min_lsn: u64) -> Result<()> {
     let mut applied = ctx.state.subscribe_applied();
     let reached =
         tokio::time::timeout(ctx.read_wait_max, applied.wait_for(|a| *a >= min_lsn)).await;
@@ -67,7 +67,7 @@ fn table_not_found(table: &TableName) -> Error {
 }
 
 async fn read(
-    ctx: Arc<NodeContext>,
+    ctx: Arc<Served>,
     table: TableName,
     ticket: ReadTicket,
 ) -> Result<BoxStream<'static, Result<FlightData, Status>>> {
@@ -94,7 +94,7 @@ async fn send(tx: &Sender, message: FlightData) -> Result<()> {
 }
 
 async fn stream_range(
-    ctx: &NodeContext,
+    ctx: &Served,
     table: &TableName,
     schema: SchemaRef,
     ticket: &ReadTicket,

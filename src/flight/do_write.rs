@@ -14,7 +14,7 @@ use tonic::{Status, Streaming};
 
 use super::ack_batch::{ack_batch, watermark_batch, ACK_SCHEMA, ACK_SCHEMA_WITH_WATERMARKS};
 use super::encode::BatchEncoder;
-use crate::context::NodeContext;
+use super::served::Served;
 use crate::durability::{parse_ack_until, Level, ACK_UNTIL_HEADER};
 use crate::error::{Error, Result};
 use crate::write::{decode_writes, run_session, AckEvent, SessionLimits};
@@ -25,7 +25,7 @@ const ACK_QUEUE_MAX: usize = 16;
 /// The level a session waits for: `x-arka-ack-until`, else `default`, never above what the
 /// cluster delivers.
 pub fn final_level(
-    ctx: &NodeContext,
+    ctx: &Served,
     metadata: &tonic::metadata::MetadataMap,
     default: Level,
 ) -> Result<Level> {
@@ -47,7 +47,7 @@ pub type TableGrant = Box<dyn FnOnce(&str) -> Result<()> + Send>;
 /// session that panics (a bug) ends the stream with an error, never with a silent end that a
 /// client would take for success.
 fn start_session(
-    ctx: Arc<NodeContext>,
+    ctx: Arc<Served>,
     input: Streaming<FlightData>,
     final_level: Level,
     grant: TableGrant,
@@ -68,7 +68,7 @@ fn start_session(
 }
 
 async fn session(
-    ctx: Arc<NodeContext>,
+    ctx: Arc<Served>,
     input: Streaming<FlightData>,
     final_level: Level,
     grant: TableGrant,
@@ -133,7 +133,7 @@ struct Reported {
 }
 
 impl Reported {
-    fn moved(&mut self, ctx: &NodeContext) -> Vec<(Level, u64)> {
+    fn moved(&mut self, ctx: &Served) -> Vec<(Level, u64)> {
         let mut watermarks = ctx.watermarks();
         if let Some(table) = self.table.get() {
             // A stream writes one table: its COMMITTED row says how far that table is in
@@ -156,7 +156,7 @@ impl Reported {
 /// Every [`WATERMARK_ROWS_INTERVAL`], the watermarks that moved since the last look (all of
 /// them, the first time).
 fn moved_watermarks(
-    ctx: Arc<NodeContext>,
+    ctx: Arc<Served>,
     reported: Arc<Mutex<Reported>>,
 ) -> impl futures::Stream<Item = Outgoing> + Send {
     let mut ticks = tokio::time::interval(WATERMARK_ROWS_INTERVAL);
@@ -181,7 +181,7 @@ fn lock(reported: &Mutex<Reported>) -> std::sync::MutexGuard<'_, Reported> {
 }
 
 pub fn do_exchange(
-    ctx: Arc<NodeContext>,
+    ctx: Arc<Served>,
     metadata: &tonic::metadata::MetadataMap,
     input: Streaming<FlightData>,
     grant: TableGrant,
@@ -260,7 +260,7 @@ impl InOrder {
 }
 
 pub fn do_put(
-    ctx: Arc<NodeContext>,
+    ctx: Arc<Served>,
     metadata: &tonic::metadata::MetadataMap,
     input: Streaming<FlightData>,
     grant: TableGrant,

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::actions::parse_body;
-use crate::context::NodeContext;
+use super::served::Served;
 use crate::durability::{Level, Watermarks};
 use crate::error::{Error, Result};
 use crate::table::TableName;
@@ -47,7 +47,7 @@ enum WriteFate {
     Unknown,
 }
 
-pub fn answer(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
+pub fn answer(ctx: &Served, body: &[u8]) -> Result<Value> {
     let req: DurabilityQuery = if body.is_empty() {
         DurabilityQuery::default()
     } else {
@@ -117,7 +117,7 @@ pub fn answer(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
 
 /// The level the write at `lsn` reached: the watermarks' answer, or COMMITTED where the tier
 /// worker holds other tables back below it but its own table is committed past it.
-fn level_of_write(ctx: &NodeContext, w: &Watermarks, lsn: u64) -> Option<Level> {
+fn level_of_write(ctx: &Served, w: &Watermarks, lsn: u64) -> Option<Level> {
     let level = w.level_of(lsn);
     let commits = ctx.state.table_commits();
     if level != Some(Level::ObjectStorage) || lsn > commits.upto() {
@@ -157,7 +157,7 @@ fn appended_by(req: &DurabilityQuery) -> Result<Option<CommittedLeaderId>> {
 /// this node's log at `lsn` is not final and does not hold it (the entry a new leader appended
 /// can still be overwritten by it); `unknown` when this node no longer knows who appended it.
 fn add_position_fate(
-    ctx: &NodeContext,
+    ctx: &Served,
     out: &mut Value,
     lsn: u64,
     leader: CommittedLeaderId,
@@ -198,7 +198,7 @@ fn add_position_fate(
 /// Adds the page of `producer_id`'s applied writes above `after`, each with its level here,
 /// and where the next page starts.
 fn add_events(
-    ctx: &NodeContext,
+    ctx: &Served,
     (w, out): (&Watermarks, &mut Value),
     producer_id: &str,
     after: u64,
@@ -229,7 +229,7 @@ fn add_events(
 
 /// `settled`: the LSN the write was acknowledged at, when this node has applied it (the log
 /// there is final).
-fn fate(ctx: &NodeContext, write: &ProducerSeq, settled: Option<u64>) -> Result<WriteFate> {
+fn fate(ctx: &Served, write: &ProducerSeq, settled: Option<u64>) -> Result<WriteFate> {
     if let Some(lsn) = ctx.state.dedup_lookup(&write.producer_id, write.seq) {
         return Ok(WriteFate::Written(lsn.get()));
     }

@@ -3,9 +3,9 @@
 use arrow::datatypes::Schema;
 use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
 
+use super::served::Served;
 use super::status::{status_batch, status_json};
 use super::ticket::{ReadTicket, STATUS_TICKET};
-use crate::context::NodeContext;
 use crate::error::{Error, Result};
 use crate::membership::report::caught_up_replicas;
 use crate::raft::leader_location;
@@ -13,7 +13,7 @@ use crate::table::TableName;
 
 /// Flight locations of the replicas that serve reads: the members gossip reports alive and
 /// caught up.
-fn replica_locations(ctx: &NodeContext) -> Vec<String> {
+fn replica_locations(ctx: &Served) -> Vec<String> {
     let metrics = crate::raft::metrics(&ctx.raft);
     let alive = caught_up_replicas(&ctx.member_node());
     metrics
@@ -30,7 +30,7 @@ fn with_schema(info: FlightInfo, schema: &Schema) -> Result<FlightInfo> {
         .map_err(|e| Error::internal("encode schema", e))
 }
 
-pub fn table_info(ctx: &NodeContext, table: &TableName) -> Result<FlightInfo> {
+pub fn table_info(ctx: &Served, table: &TableName) -> Result<FlightInfo> {
     let info = ctx
         .state
         .table(table)
@@ -61,7 +61,7 @@ pub fn descriptor_table(descriptor: &FlightDescriptor) -> Option<&str> {
     }
 }
 
-pub fn get_flight_info(ctx: &NodeContext, descriptor: &FlightDescriptor) -> Result<FlightInfo> {
+pub fn get_flight_info(ctx: &Served, descriptor: &FlightDescriptor) -> Result<FlightInfo> {
     let path: Vec<&str> = descriptor.path.iter().map(String::as_str).collect();
     match path.as_slice() {
         ["streaming_write"] | ["streaming_write", _] => {
@@ -94,7 +94,7 @@ pub fn get_flight_info(ctx: &NodeContext, descriptor: &FlightDescriptor) -> Resu
     }
 }
 
-pub fn list_flights(ctx: &NodeContext) -> Result<Vec<FlightInfo>> {
+pub fn list_flights(ctx: &Served) -> Result<Vec<FlightInfo>> {
     ctx.state
         .tables()
         .iter()

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::actions::parse_body;
-use crate::context::NodeContext;
+use super::served::Served;
 use crate::error::{Error, Result};
 use crate::internal::{self, InternalRequest};
 use crate::tier::TierStage;
@@ -18,7 +18,7 @@ const ADD_NODE_CATCH_UP_MAX: Duration = Duration::from_secs(60);
 /// How long the old leader waits for the new one to finish a removal it handed over.
 const FORWARD_WAIT_MAX: Duration = Duration::from_secs(30);
 
-fn membership_error(ctx: &NodeContext, e: MembershipError) -> Error {
+fn membership_error(ctx: &Served, e: MembershipError) -> Error {
     match e {
         MembershipError::NotLeader => Error::NotLeader {
             leader: crate::raft::leader_location(&ctx.raft),
@@ -60,7 +60,7 @@ fn default_true() -> bool {
 
 /// The addresses to add a node at: the body's, else the membership's (to promote a
 /// learner), else what gossip heard from the node.
-fn addresses(ctx: &NodeContext, req: &AddNode) -> Result<NodeInfo> {
+fn addresses(ctx: &Served, req: &AddNode) -> Result<NodeInfo> {
     let known = crate::raft::member(&ctx.raft, req.node_id).or_else(|| {
         let view = ctx.gossip.view();
         view.peers.get(&req.node_id).map(|p| p.peer.node_info())
@@ -85,7 +85,7 @@ fn addresses(ctx: &NodeContext, req: &AddNode) -> Result<NodeInfo> {
     }
 }
 
-pub async fn add_node(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
+pub async fn add_node(ctx: &Served, body: &[u8]) -> Result<Value> {
     let req: AddNode = parse_body("add_node", body)?;
     ctx.writes.ensure_leader()?;
     let node = addresses(ctx, &req)?;
@@ -96,7 +96,7 @@ pub async fn add_node(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
     Ok(json!({"node_id": req.node_id, "voter": req.voter}))
 }
 
-pub async fn remove_node(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
+pub async fn remove_node(ctx: &Served, body: &[u8]) -> Result<Value> {
     let req: NodeRef = parse_body("remove_node", body)?;
     match ctx.membership().remove(req.node_id).await {
         Ok(()) => Ok(json!({"node_id": req.node_id, "removed": true})),
@@ -108,7 +108,7 @@ pub async fn remove_node(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
 }
 
 /// The leader removing itself handed leadership to `new_leader`; asks it to finish.
-async fn forward_removal(ctx: &NodeContext, new_leader: NodeId, node_id: NodeId) -> Result<Value> {
+async fn forward_removal(ctx: &Served, new_leader: NodeId, node_id: NodeId) -> Result<Value> {
     let request = InternalRequest::RemoveNode { node_id };
     internal::send(&ctx.raft, &ctx.internal, new_leader, &request, FORWARD_WAIT_MAX)
         .await
@@ -121,14 +121,14 @@ async fn forward_removal(ctx: &NodeContext, new_leader: NodeId, node_id: NodeId)
 }
 
 /// The new leader's side of a forwarded removal.
-pub(crate) async fn remove_here(ctx: &NodeContext, node_id: NodeId) -> Result<()> {
+pub(crate) async fn remove_here(ctx: &Served, node_id: NodeId) -> Result<()> {
     ctx.membership()
         .remove(node_id)
         .await
         .map_err(|e| membership_error(ctx, e))
 }
 
-pub async fn transfer_leader(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
+pub async fn transfer_leader(ctx: &Served, body: &[u8]) -> Result<Value> {
     let req: NodeRef = parse_body("transfer_leader", body)?;
     ctx.membership()
         .transfer(req.node_id)
@@ -159,7 +159,7 @@ fn present<'de, D: serde::Deserializer<'de>>(
     Option::<TierStage>::deserialize(d).map(Some)
 }
 
-pub fn inject_fault(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
+pub fn inject_fault(ctx: &Served, body: &[u8]) -> Result<Value> {
     if !ctx.fault_injection {
         return Err(Error::PermissionDenied(
             "inject_fault: fault injection is off on this node (start it with --fault-injection)"

@@ -13,6 +13,7 @@ mod fuzz;
 mod info;
 pub(crate) mod members;
 pub mod peer_requests;
+mod served;
 mod status;
 mod ticket;
 pub(crate) mod tiering;
@@ -31,16 +32,16 @@ use tracing::Instrument;
 
 pub use ack_batch::{ack_batch, ACK_SCHEMA};
 pub use actions::ACTIONS;
+pub use served::Served;
 pub use ticket::{ReadTicket, STATUS_TICKET};
 
 use self::auth::Guard;
 use self::drain::Drain;
 use crate::auth::{Authenticator, Caller, Right};
-use crate::context::NodeContext;
 use crate::error::Error;
 
 pub struct ArkaFlight {
-    ctx: Arc<NodeContext>,
+    ctx: Arc<Served>,
     /// `None` when the node has no auth file.
     auth: Option<Arc<Authenticator>>,
     guard: Guard,
@@ -49,7 +50,7 @@ pub struct ArkaFlight {
 
 impl ArkaFlight {
     pub fn new(
-        ctx: Arc<NodeContext>,
+        ctx: Arc<Served>,
         auth: Option<Arc<Authenticator>>,
         guard: Guard,
         drain: Drain,

@@ -8,18 +8,18 @@ use arka_cluster::network::InternalHandler;
 use futures::future::BoxFuture;
 use tonic::Status;
 
-use crate::context::NodeContext;
+use super::served::Served;
 use crate::error::{Error, Result};
 use crate::internal::InternalRequest;
 
 /// Answers the internal requests of the node's peers.
 pub struct InternalService {
-    /// Weak: the node context owns the Raft instance, whose RPC service holds this.
-    ctx: Weak<NodeContext>,
+    /// Weak: these handles own the Raft instance, whose RPC service holds this.
+    ctx: Weak<Served>,
 }
 
 impl InternalService {
-    pub fn new(ctx: &Arc<NodeContext>) -> Self {
+    pub fn new(ctx: &Arc<Served>) -> Self {
         Self {
             ctx: Arc::downgrade(ctx),
         }
@@ -39,7 +39,7 @@ impl InternalHandler for InternalService {
     }
 }
 
-async fn serve(ctx: &NodeContext, request: InternalRequest) -> Result<()> {
+async fn serve(ctx: &Served, request: InternalRequest) -> Result<()> {
     match request {
         InternalRequest::TierReport(report) => ctx.tier_reporter().accept(report).await,
         InternalRequest::Flush { upto } => super::tiering::flush_at_worker(ctx, upto).await,

@@ -8,12 +8,12 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use serde_json::{json, Value};
 
-use crate::context::NodeContext;
+use super::served::Served;
 use crate::error::{Error, Result};
 use crate::raft::role_name;
 
 /// One entry of `members`.
-fn members(ctx: &NodeContext) -> Vec<Value> {
+fn members(ctx: &Served) -> Vec<Value> {
     let metrics = crate::raft::metrics(&ctx.raft);
     let membership = metrics.membership_config.membership();
     let voters: Vec<NodeId> = membership.voter_ids().collect();
@@ -38,7 +38,7 @@ fn members(ctx: &NodeContext) -> Vec<Value> {
         .collect()
 }
 
-pub fn status_json(ctx: &NodeContext) -> Value {
+pub fn status_json(ctx: &Served) -> Value {
     let metrics = crate::raft::metrics(&ctx.raft);
     let w = ctx.watermarks();
     let leader_location = metrics
@@ -83,7 +83,7 @@ pub fn status_json(ctx: &NodeContext) -> Value {
 
 /// How long the oldest applied entry not yet in object storage has waited (null without
 /// tiering).
-pub(super) fn tier_lag_seconds(ctx: &NodeContext, s3_lsn: u64) -> Value {
+pub(super) fn tier_lag_seconds(ctx: &Served, s3_lsn: u64) -> Value {
     if ctx.tiering.is_none() {
         return Value::Null;
     }
@@ -93,7 +93,7 @@ pub(super) fn tier_lag_seconds(ctx: &NodeContext, s3_lsn: u64) -> Value {
 }
 
 /// This node's view of tiering: configuration, its tier worker's state, its WAL.
-fn tier_json(ctx: &NodeContext) -> Value {
+fn tier_json(ctx: &Served) -> Value {
     let Some(tiering) = &ctx.tiering else {
         return json!({"enabled": false});
     };
@@ -114,7 +114,7 @@ fn tier_json(ctx: &NodeContext) -> Value {
 }
 
 /// The tables the tier worker holds back from Iceberg: `[{table, committed_lsn, reason}]`.
-pub(super) fn held_back_json(ctx: &NodeContext) -> Value {
+pub(super) fn held_back_json(ctx: &Served) -> Value {
     let commits = ctx.state.table_commits();
     let held = commits.held().iter().map(|(table, held)| {
         json!({"table": table, "committed_lsn": held.committed_lsn, "reason": held.reason})

@@ -7,8 +7,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::actions::parse_body;
+use super::served::Served;
 use super::status::held_back_json;
-use crate::context::NodeContext;
 use crate::error::{Error, Result};
 use crate::internal::{self, InternalRequest};
 use crate::tier::Tiering;
@@ -21,7 +21,7 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 /// How long `flush` waits for this node to apply the new watermarks.
 const APPLY_WAIT_MAX: Duration = Duration::from_secs(10);
 
-fn tiering(ctx: &NodeContext) -> Result<&Tiering> {
+fn tiering(ctx: &Served) -> Result<&Tiering> {
     ctx.tiering.as_deref().ok_or_else(|| {
         Error::InvalidArgument(
             "tiering is not configured on this cluster (set object-store-url)".into(),
@@ -37,7 +37,7 @@ struct Flush {}
 /// Seals, uploads and commits everything this node has applied, at the tier worker, and
 /// returns the watermarks once this node has applied them, with the tables held back from
 /// Iceberg: one table the catalog refuses does not fail the flush of the others.
-pub async fn flush(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
+pub async fn flush(ctx: &Served, body: &[u8]) -> Result<Value> {
     let tiering = tiering(ctx)?;
     if !body.is_empty() {
         parse_body::<Flush>("flush", body)?;
@@ -72,7 +72,7 @@ pub async fn flush(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
 /// membership changes), and a node may learn of it late: an answer that the work cannot be
 /// done now (UNAVAILABLE) is retried, at the worker designated by then, with backoff; the
 /// caller bounds the whole.
-async fn flush_following_the_worker(ctx: &NodeContext, upto: Lsn) -> Result<NodeId> {
+async fn flush_following_the_worker(ctx: &Served, upto: Lsn) -> Result<NodeId> {
     let mut tier = ctx.state.subscribe_tier();
     let mut backoff = RETRY_MIN;
     loop {
@@ -102,7 +102,7 @@ async fn flush_following_the_worker(ctx: &NodeContext, upto: Lsn) -> Result<Node
 
 /// The tier worker's side of a flush: everything up to `upto` is sealed, uploaded and
 /// committed when this returns.
-pub(crate) async fn flush_at_worker(ctx: &NodeContext, upto: Lsn) -> Result<()> {
+pub(crate) async fn flush_at_worker(ctx: &Served, upto: Lsn) -> Result<()> {
     let tiering = tiering(ctx)?;
     if ctx.state.tier().worker != Some(ctx.node_id) {
         return Err(Error::Unavailable(format!(
@@ -121,7 +121,7 @@ struct SetRetention {
 }
 
 /// Sets the WAL retention of every node (replicated; overrides the configured values).
-pub async fn set_retention(ctx: &NodeContext, body: &[u8]) -> Result<Value> {
+pub async fn set_retention(ctx: &Served, body: &[u8]) -> Result<Value> {
     tiering(ctx)?;
     let req: SetRetention = parse_body("set_retention", body)?;
     let (bytes, ms) = (req.bytes, req.ms);

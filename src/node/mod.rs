@@ -15,14 +15,13 @@ use arka_cluster::fault::NetworkFaults;
 use arka_cluster::network::{EntryIntake, InternalClient, NetworkFactory, TcpConnector};
 use arka_cluster::raft_config::{self, RaftTiming};
 use arka_cluster::ClusterId;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::acks::AckRouter;
 use crate::config::NodeConfig;
-use crate::context::NodeContext;
 use crate::disk::DiskFloor;
 use crate::flight::drain::Drain;
+use crate::flight::Served;
 use crate::membership::agent::{Agent, JoinPolicy};
 use crate::membership::{ApplyClock, MemberNode};
 use crate::raft::snapshot_schedule::SnapshotSchedule;
@@ -141,25 +140,12 @@ impl Node {
             acks,
         } = Storage::open(&config).await?;
         let (network, factory) = Network::open(&config, &db)?;
-        let timing = RaftTiming {
-            heartbeat_interval_ms: config.heartbeat_interval_ms,
-            election_timeout_min_ms: config.election_timeout_min_ms,
-            election_timeout_max_ms: config.election_timeout_max_ms,
-        };
-        let raft = Raft::new(
-            config.node_id,
-            raft_config::build(&timing)?,
-            factory,
-            log_store,
-            StateMachineStore::new(state.clone(), Some(log.clone())),
-        )
-        .await
-        .context("start raft")?;
+        let store = StateMachineStore::new(state.clone(), Some(log.clone()));
+        let raft = start_raft(&config, factory, log_store, store).await?;
 
-        let raft_listener = bind("raft", &config.raft_addr).await?;
-        let flight_listener = bind("flight", &config.flight_addr).await?;
-        let raft_addr = raft_listener.local_addr()?;
-        let flight_addr = flight_listener.local_addr()?;
+        let listeners = serve::Listeners::bind(&config).await?;
+        let raft_addr = listeners.raft.local_addr()?;
+        let flight_addr = listeners.flight.local_addr()?;
         // A new cluster's id is made before gossip starts, so that this node never shows
         // another cluster's nodes that its seeds lead it to.
         let bootstrapping = config.bootstrap && !raft.is_initialized().await?;
@@ -180,7 +166,7 @@ impl Node {
             wal_guard(&config, tiering.as_ref()),
             disk.clone(),
         ));
-        let ctx = Arc::new(NodeContext {
+        let ctx = Arc::new(Served {
             node_id: config.node_id,
             raft: raft.clone(),
             state,
@@ -200,10 +186,6 @@ impl Node {
         });
 
         let drain = Drain::new(raft.clone());
-        let listeners = serve::Listeners {
-            raft: raft_listener,
-            flight: flight_listener,
-        };
         let servers = serve::start(&ctx, &config, &network, listeners, intake, drain.clone())?;
         let components = start_components(&ctx, &config, tiering, disk);
         if bootstrapping {
@@ -230,10 +212,21 @@ impl Node {
     }
 }
 
-async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
+async fn start_raft(
+    config: &NodeConfig,
+    network: NetworkFactory,
+    log: LogStore,
+    state: StateMachineStore,
+) -> anyhow::Result<Raft> {
+    let timing = RaftTiming {
+        heartbeat_interval_ms: config.heartbeat_interval_ms,
+        election_timeout_min_ms: config.election_timeout_min_ms,
+        election_timeout_max_ms: config.election_timeout_max_ms,
+    };
+    let raft_config = raft_config::build(&timing)?;
+    Raft::new(config.node_id, raft_config, network, log, state)
         .await
-        .with_context(|| format!("bind {what} address {addr}"))
+        .context("start raft")
 }
 
 fn write_limits(config: &NodeConfig) -> WriteLimits {
@@ -257,7 +250,7 @@ fn wal_guard(config: &NodeConfig, tiering: Option<&Arc<Tiering>>) -> Option<WalG
 
 /// Starts the node's long-running components, each with only the handles it uses.
 fn start_components(
-    ctx: &NodeContext,
+    ctx: &Served,
     config: &NodeConfig,
     tiering: Option<Arc<Tiering>>,
     disk: Arc<DiskFloor>,

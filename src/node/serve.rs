@@ -17,11 +17,11 @@ use super::tasks::Tasks;
 use super::Network;
 use crate::auth::Audit;
 use crate::config::NodeConfig;
-use crate::context::NodeContext;
 use crate::flight::auth::{Authenticate, Guard};
 use crate::flight::drain::Drain;
 use crate::flight::peer_requests::InternalService;
 use crate::flight::ArkaFlight;
+use crate::flight::Served;
 use crate::listener::{self, accepted, ConnectionLimits};
 use crate::tls::NodeTls;
 
@@ -39,6 +39,21 @@ pub(super) struct Listeners {
     pub flight: TcpListener,
 }
 
+impl Listeners {
+    pub async fn bind(config: &NodeConfig) -> anyhow::Result<Listeners> {
+        Ok(Listeners {
+            raft: bind("raft", &config.raft_addr).await?,
+            flight: bind("flight", &config.flight_addr).await?,
+        })
+    }
+}
+
+async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("bind {what} address {addr}"))
+}
+
 /// The running servers.
 pub(super) struct Servers {
     pub raft: Tasks,
@@ -48,7 +63,7 @@ pub(super) struct Servers {
 /// Serves Raft and Flight on `listeners` until the returned tasks are stopped: then each
 /// server takes no new connection and ends once its connections have.
 pub(super) fn start(
-    ctx: &Arc<NodeContext>,
+    ctx: &Arc<Served>,
     config: &NodeConfig,
     network: &Network,
     listeners: Listeners,
@@ -98,7 +113,7 @@ pub(super) fn start(
 /// The Flight service behind its trust rule: the interceptor that reads every call's
 /// credentials, the audit log of refusals and admin actions.
 pub(super) fn flight_service(
-    ctx: &Arc<NodeContext>,
+    ctx: &Arc<Served>,
     config: &NodeConfig,
     secret: &ClusterSecret,
     drain: Drain,

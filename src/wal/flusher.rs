@@ -280,8 +280,9 @@ async fn run(
             let _ = done.send(());
         }
     }
-    // The next start then knows the log's durable end exactly.
-    if let Some(last) = durable {
+    // Stopped by the node (not by a dropped store, as in a crash): the next start then
+    // knows the log's durable end exactly.
+    if let (true, Some(last)) = (stop.is_cancelled(), durable) {
         marker.save(last, &faults).await;
     }
 }

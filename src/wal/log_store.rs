@@ -7,17 +7,17 @@
 //! - `IOFlushed` is completed only after the entry is on disk (group commit, `flusher.rs`);
 //! - the vote and the purged id are on disk before the call returns.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
-use std::ops::{Bound, RangeBounds};
+use std::ops::RangeBounds;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use arka_cluster::network::{entry_bytes, APPEND_BYTES_MAX};
+use arka_cluster::network::APPEND_BYTES_MAX;
 use arka_cluster::types::{Entry, LogId, Vote};
-use arka_cluster::{Lsn, TypeConfig};
+use arka_cluster::TypeConfig;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 use tokio::sync::{mpsc, Semaphore};
@@ -26,7 +26,9 @@ use super::error::{WalError, WalResult};
 use super::flusher::{
     self, FlushRequest, Flusher, SegmentWrite, UNFLUSHED_BYTES_MAX, UNFLUSHED_UNIT_BYTES,
 };
+use super::index::{Shared, WalIndex};
 use super::meta::Meta;
+use super::reader::LogReader;
 use super::record;
 use super::recovery;
 use super::segment::{sync_dir, RecordLoc, Segment, SegmentId};
@@ -49,85 +51,6 @@ pub struct WalConfig {
     pub faults: WalFaults,
 }
 
-/// The record index: where every entry of the log is.
-struct WalIndex {
-    /// Index of `locs[0]`.
-    first_index: u64,
-    locs: VecDeque<RecordLoc>,
-    segments: BTreeMap<SegmentId, Arc<Segment>>,
-    last_log_id: Option<LogId>,
-    last_purged: Option<LogId>,
-    /// The newest entries, decoded: what replication and apply read.
-    tail: TailCache,
-}
-
-impl WalIndex {
-    fn next_index(&self) -> u64 {
-        self.first_index + self.locs.len() as u64
-    }
-
-    fn loc(&self, index: u64) -> Option<RecordLoc> {
-        let pos = index.checked_sub(self.first_index)?;
-        self.locs.get(usize::try_from(pos).ok()?).copied()
-    }
-}
-
-struct Shared {
-    index: RwLock<WalIndex>,
-    meta: Meta,
-    faults: WalFaults,
-}
-
-impl Shared {
-    fn read_index(&self) -> std::sync::RwLockReadGuard<'_, WalIndex> {
-        // A panic while holding the lock leaves no partial state behind (updates are
-        // applied after the I/O succeeded), so a poisoned lock is still consistent.
-        self.index.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write_index(&self) -> std::sync::RwLockWriteGuard<'_, WalIndex> {
-        self.index.write().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The entries with index in `[start, end)` that the log holds, stopping before the one
-    /// that would take their bytes past `bytes_max` (at least one): the newest from the tail
-    /// cache, older ones read from their segments (off the lock).
-    fn read_entries(&self, start: u64, end: u64, bytes_max: usize) -> WalResult<Vec<Entry>> {
-        let mut budget = Budget::new(bytes_max);
-        let (on_disk, cached): (Vec<(Arc<Segment>, RecordLoc)>, Vec<Entry>) = {
-            let index = self.read_index();
-            let start = start.max(index.first_index);
-            let end = end.min(index.next_index()).max(start);
-            let cached_from = index.tail.first_index().unwrap_or(end).clamp(start, end);
-            let on_disk: Vec<_> = (start..cached_from)
-                .filter_map(|i| index.loc(i))
-                .take_while(|loc| budget.take(loc.payload_len as usize))
-                .filter_map(|loc| Some((index.segments.get(&loc.segment)?.clone(), loc)))
-                .collect();
-            let cached = if budget.exhausted {
-                Vec::new()
-            } else {
-                index
-                    .tail
-                    .get(cached_from, end, |e| budget.take(entry_bytes(e)))
-            };
-            (on_disk, cached)
-        };
-        let mut entries = Vec::with_capacity(on_disk.len() + cached.len());
-        for (segment, loc) in &on_disk {
-            let payload = segment.read_payload(loc)?;
-            let entry = record::decode(&payload).map_err(|reason| WalError::Corrupt {
-                path: segment.path.clone(),
-                offset: loc.offset,
-                reason,
-            })?;
-            entries.push(entry);
-        }
-        entries.extend(cached);
-        Ok(entries)
-    }
-}
-
 /// Refuses a log that ends below the durable end saved in `meta` (purged entries count as
 /// held: a purge or a snapshot install removes them on purpose).
 fn refuse_a_lost_tail(dir: &std::path::Path, meta: &Meta, last: Option<LogId>) -> WalResult<()> {
@@ -139,34 +62,6 @@ fn refuse_a_lost_tail(dir: &std::path::Path, meta: &Meta, last: Option<LogId>) -
             durable,
         }),
         _ => Ok(()),
-    }
-}
-
-/// Bytes a read may still return; the first entry always fits.
-struct Budget {
-    left: usize,
-    first: bool,
-    exhausted: bool,
-}
-
-impl Budget {
-    fn new(bytes: usize) -> Self {
-        Self {
-            left: bytes,
-            first: true,
-            exhausted: false,
-        }
-    }
-
-    /// Takes `bytes` for the next entry: false (and from then on) once they do not fit.
-    fn take(&mut self, bytes: usize) -> bool {
-        if self.exhausted || (bytes > self.left && !self.first) {
-            self.exhausted = true;
-            return false;
-        }
-        self.first = false;
-        self.left = self.left.saturating_sub(bytes);
-        true
     }
 }
 
@@ -193,27 +88,6 @@ pub struct LogStore {
     committed_saved_at: Option<std::time::Instant>,
     /// Bytes of entries one replication read returns at most.
     read_bytes_max: usize,
-}
-
-/// A cheap, cloneable reader of the WAL.
-#[derive(Clone)]
-pub struct LogReader {
-    shared: Arc<Shared>,
-    read_bytes_max: usize,
-}
-
-fn range_to_bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
-    let start = match range.start_bound() {
-        Bound::Included(&s) => s,
-        Bound::Excluded(&s) => s.saturating_add(1),
-        Bound::Unbounded => 0,
-    };
-    let end = match range.end_bound() {
-        Bound::Included(&e) => e.saturating_add(1),
-        Bound::Excluded(&e) => e,
-        Bound::Unbounded => u64::MAX,
-    };
-    (start, end)
 }
 
 impl LogStore {
@@ -538,75 +412,6 @@ async fn delete_segments(dir: PathBuf, segments: Vec<Arc<Segment>>) -> WalResult
         sync_dir(&dir)
     });
     deleted.await.map_err(|_| WalError::Shutdown)?
-}
-
-impl RaftLogReader<TypeConfig> for LogReader {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<Entry>, io::Error> {
-        let (start, end) = range_to_bounds(&range);
-        Ok(self.shared.read_entries(start, end, usize::MAX)?)
-    }
-
-    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        Ok(self.shared.meta.vote()?)
-    }
-
-    async fn limited_get_log_entries(
-        &mut self,
-        start: u64,
-        end: u64,
-    ) -> Result<Vec<Entry>, io::Error> {
-        Ok(self.shared.read_entries(start, end, self.read_bytes_max)?)
-    }
-}
-
-impl LogReader {
-    /// Reads the entries with LSN in `[start, end)` that are still in the WAL.
-    pub fn entries(&self, start: Lsn, end: Lsn) -> WalResult<Vec<Entry>> {
-        self.shared.read_entries(start.get(), end.get(), usize::MAX)
-    }
-
-    /// The first LSN still in the WAL (everything below was purged).
-    pub fn first_index(&self) -> Lsn {
-        Lsn(self.shared.read_index().first_index)
-    }
-
-    /// A power loss, simulated for chaos runs (fault injection only): every byte the WAL
-    /// wrote but had not made durable is dropped, and the process dies.
-    pub fn lose_power(&self) -> ! {
-        self.shared.faults.lose_power(|| {
-            self.shared
-                .read_index()
-                .segments
-                .values()
-                .cloned()
-                .collect()
-        })
-    }
-
-    /// Bytes of the WAL's segment files.
-    pub fn disk_bytes(&self) -> WalResult<u64> {
-        let index = self.shared.read_index();
-        index.segments.values().map(|s| s.len()).sum()
-    }
-
-    /// The highest index whose segment lies (at least partly) outside the newest
-    /// `keep_bytes` of the WAL: purging up to it deletes the older segments and leaves at most
-    /// `keep_bytes` on disk. 0 when the WAL is within `keep_bytes`.
-    pub fn last_index_beyond_newest(&self, keep_bytes: u64) -> WalResult<Lsn> {
-        let index = self.shared.read_index();
-        let mut newest = 0u64;
-        for (id, segment) in index.segments.iter().rev() {
-            newest += segment.len()?;
-            if newest > keep_bytes {
-                let kept = index.locs.partition_point(|l| l.segment <= *id) as u64;
-                return Ok(Lsn((index.first_index + kept).saturating_sub(1)));
-            }
-        }
-        Ok(Lsn::ZERO)
-    }
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {

@@ -4,13 +4,16 @@
 //! go to the current segment (`segment.rs`) until it reaches `segment_bytes_max`, then a new
 //! one is started. Appends are written at once and made durable by the group-commit flusher
 //! (`flusher.rs`): many appends, one `fdatasync`, and openraft's `IOFlushed` callback only after
-//! it. Vote, committed and purged log ids live in sled (`meta.rs`).
+//! it. Vote, committed and purged log ids live in sled (`meta.rs`). The one writer is
+//! `log_store.rs`; readers (`reader.rs`) share its record index (`index.rs`).
 
 mod error;
 mod faults;
 mod flusher;
+mod index;
 mod log_store;
 mod meta;
+mod reader;
 pub mod record;
 mod recovery;
 mod segment;
@@ -19,7 +22,8 @@ mod tail;
 pub use error::{WalError, WalResult};
 pub use faults::WalFaults;
 pub use flusher::{Flusher, UNFLUSHED_BYTES_MAX};
-pub use log_store::{LogReader, LogStore, WalConfig};
+pub use log_store::{LogStore, WalConfig};
+pub use reader::LogReader;
 
 use arka_cluster::types::Entry;
 

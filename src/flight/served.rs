@@ -1,4 +1,6 @@
-//! What every request handler of a node shares.
+//! What the Flight service uses of its node: the handles its calls (writes, reads, status
+//! and admin actions) and the peers' internal requests reach. The node's other components
+//! receive their own, smaller sets of handles.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +25,7 @@ use crate::tier::Tiering;
 use crate::wal::{LogReader, WalFaults};
 use crate::write::WritePath;
 
-pub struct NodeContext {
+pub struct Served {
     pub node_id: NodeId,
     pub raft: Raft,
     pub state: StateMachine,
@@ -50,7 +52,7 @@ pub struct NodeContext {
     pub disk: Arc<DiskFloor>,
 }
 
-impl NodeContext {
+impl Served {
     pub fn acks(&self) -> &AckRouter {
         self.writes.acks()
     }
