@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use arka::durability::Level;
-use arka::flight::encode::BatchEncoder;
+use arka::wire::BatchEncoder;
 use arka::write::AckEvent;
 use arka_cluster::types::{Entry, LogId};
 use arka_cluster::{Command, NodeId, ProducerSeq, RequestId, WriteCommand};

@@ -5,8 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// Call header choosing the level a write session waits for.
-pub const ACK_UNTIL_HEADER: &str = "x-arka-ack-until";
+use crate::wire::ACK_UNTIL_HEADER;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

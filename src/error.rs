@@ -4,15 +4,9 @@ use tonic::metadata::MetadataValue;
 use tonic::Status;
 
 use crate::quote::bounded_message;
+use crate::wire::LEADER_TRAILER;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Trailer naming the leader's Flight location on a redirect.
-pub const LEADER_TRAILER: &str = "x-arka-leader";
-
-/// The message of the `UNAUTHENTICATED` status of an expired bearer token; a client that
-/// holds the user's password signs in again when it sees it.
-pub const TOKEN_EXPIRED: &str = "the bearer token has expired: sign in again (Handshake)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -9,8 +9,9 @@
 //! Each top-level module uses only modules of the layers below its own, lowest first as
 //! listed here (`tests/t01_layers.rs` reads this list and fails on a use against it):
 //!
-//! 1. Leaves: `durability`, `disk`, `ipc`, `listener`, `low_priority`, `quote`, `tls`
-//! 2. Tables and the write-ahead log: `table`, `wal`
+//! 1. Leaves, the Flight wire format among them: `wire`, `disk`, `ipc`, `listener`,
+//!    `low_priority`, `quote`, `tls`
+//! 2. Durability levels, tables and the write-ahead log: `durability`, `table`, `wal`
 //! 3. The state machine and the ack router over the WAL: `state`, `acks`
 //! 4. Replication: `raft`
 //! 5. The errors of the node's surface: `error`
@@ -49,4 +50,5 @@ pub mod table;
 pub mod tier;
 pub mod tls;
 pub mod wal;
+pub mod wire;
 pub mod write;

@@ -1,7 +1,8 @@
 //! The layer order of `src/` is kept: each top-level module of the `arka` crate uses only
 //! modules of lower layers, in the order the module doc of `src/lib.rs` lists them. The test
 //! reads the sources, so an import against the order fails here, naming the file and the
-//! module it reaches. Run with `--nocapture` to print the module graph.
+//! module it reaches. Run with `--nocapture` to print the module graph. The client, which
+//! users build against, uses only the wire format.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -10,18 +11,33 @@ fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
-/// The layers as `src/lib.rs` lists them: lines `//! N. Name: `a`, `b`, …`, lowest first.
+/// The layers as `src/lib.rs` lists them: items `//! N. Name: `a`, `b`, …`, lowest first,
+/// each on one line or continued on indented lines.
 fn layers() -> BTreeMap<String, usize> {
     let lib = std::fs::read_to_string(src().join("lib.rs")).expect("read src/lib.rs");
+    let mut items: Vec<(usize, String)> = Vec::new();
+    let mut open = false;
+    for line in lib.lines().filter_map(|l| l.strip_prefix("//!")) {
+        let numbered = line
+            .trim_start()
+            .split_once(". ")
+            .and_then(|(number, rest)| Some((number.parse::<usize>().ok()?, rest)));
+        match numbered {
+            Some((layer, rest)) => {
+                items.push((layer, rest.to_string()));
+                open = true;
+            }
+            None if open && line.starts_with("    ") => {
+                if let Some((_, text)) = items.last_mut() {
+                    text.push_str(line);
+                }
+            }
+            None => open = false,
+        }
+    }
     let mut layer_of = BTreeMap::new();
-    for line in lib.lines().filter_map(|l| l.strip_prefix("//! ")) {
-        let Some((number, rest)) = line.split_once(". ") else {
-            continue;
-        };
-        let Ok(layer) = number.trim().parse::<usize>() else {
-            continue;
-        };
-        for module in rest.split('`').skip(1).step_by(2) {
+    for (layer, text) in items {
+        for module in text.split('`').skip(1).step_by(2) {
             let earlier = layer_of.insert(module.to_string(), layer);
             assert!(earlier.is_none(), "src/lib.rs lists `{module}` twice");
         }
@@ -150,6 +166,23 @@ fn every_module_uses_only_lower_layers() {
     );
     let edges = graph.values().map(BTreeSet::len).sum::<usize>();
     println!("{edges} uses between {} modules, all downward", graph.len());
+}
+
+/// The Rust client speaks the wire format only: it could be its own crate.
+#[test]
+fn the_client_uses_only_the_wire_format() {
+    let outside: Vec<String> = uses()
+        .into_iter()
+        .filter(|(module, _, used)| {
+            module == "client" && !["wire", "durability"].contains(&used.as_str())
+        })
+        .map(|(_, file, used)| format!("{file} uses `crate::{used}`"))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "the client uses the node's modules, not only `wire` and `durability`:\n{}",
+        outside.join("\n")
+    );
 }
 
 #[test]

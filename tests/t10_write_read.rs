@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arka::client::{Ack, ReadItem, WriteItem};
 use arka::durability::Level;
-use arka::flight::ReadTicket;
+use arka::wire::ReadTicket;
 use common::{data, lsns_at, Cluster, DEADLINE};
 use futures::StreamExt;
 

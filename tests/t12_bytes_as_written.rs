@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use arka::flight::encode::BatchEncoder;
+use arka::wire::BatchEncoder;
 use arrow::array::{Int32Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;

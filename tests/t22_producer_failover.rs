@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arka::client::{ClusterClient, ProducerConfig};
 use arka::durability::Level;
-use arka::flight::ReadTicket;
+use arka::wire::ReadTicket;
 use common::{data, eventually, Cluster, DEADLINE};
 
 const WRITES: i64 = 10_000;

@@ -4,7 +4,7 @@ mod common;
 
 use arka::client::WriteItem;
 use arka::durability::Level;
-use arka::flight::ReadTicket;
+use arka::wire::ReadTicket;
 use common::{data, eventually, Cluster, DEADLINE};
 use serde_json::json;
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arka::client::{ClusterClient, ProducerConfig};
-use arka::flight::ReadTicket;
+use arka::wire::ReadTicket;
 use common::{data, eventually, Cluster, DEADLINE};
 use serde_json::{json, Value};
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use arka::client::WriteItem;
 use arka::durability::Level;
-use arka::flight::ReadTicket;
+use arka::wire::ReadTicket;
 use arka_cluster::gossip::GossipTiming;
 use common::{data, eventually, Cluster, DEADLINE};
 use serde_json::json;

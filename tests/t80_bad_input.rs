@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arka::client::{Client, WriteItem};
 use arka::durability::Level;
-use arka::flight::ReadTicket;
+use arka::wire::ReadTicket;
 use arrow::array::{Int32Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
@@ -336,7 +336,7 @@ async fn an_action_body_with_an_unknown_key_is_refused_and_changes_nothing() {
 /// A write whose app_metadata is not the producer JSON.
 async fn raw_write_with_metadata(cluster: &Cluster, metadata: &[u8]) -> tonic::Status {
     let batch = data::batch(0, 0, 1);
-    let mut encoder = arka::flight::encode::BatchEncoder::default();
+    let mut encoder = arka::wire::BatchEncoder::default();
     let descriptor = FlightDescriptor::new_path(vec!["kept".into()]);
     let mut messages: Vec<FlightData> =
         vec![encoder.schema(&batch.schema()).with_descriptor(descriptor)];
@@ -375,7 +375,7 @@ async fn a_batch_body_shorter_than_its_header_is_refused_with_an_error_status() 
     let cluster = Cluster::start(3).await;
     let control = cluster.write_control().await;
     let batch = data::batch(0, 0, 64);
-    let mut encoder = arka::flight::encode::BatchEncoder::default();
+    let mut encoder = arka::wire::BatchEncoder::default();
     let descriptor = FlightDescriptor::new_path(vec!["victim".into()]);
     let mut messages = vec![encoder.schema(&batch.schema()).with_descriptor(descriptor)];
     let mut short = encoder.batch(&batch, Default::default()).expect("encode");
@@ -416,7 +416,7 @@ async fn a_compressed_buffer_larger_than_it_declares_is_refused_undecoded() {
         let options = IpcWriteOptions::default()
             .try_with_compression(Some(codec))
             .expect("compression");
-        let mut encoder = arka::flight::encode::BatchEncoder::with_options(options);
+        let mut encoder = arka::wire::BatchEncoder::with_options(options);
         let descriptor = FlightDescriptor::new_path(vec!["compressed".into()]);
         let schema = encoder.schema(&batch.schema()).with_descriptor(descriptor);
         let mut messages = encoder.batch(&batch, Default::default()).expect("encode");

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arka::durability::Level;
-use arka::flight::ReadTicket;
+use arka::wire::ReadTicket;
 use futures::StreamExt;
 use tokio::time::Instant;
 

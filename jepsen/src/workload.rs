@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use arka::client::ProducerConfig;
 use arka::durability::Level;
-use arka::flight::ReadTicket;
+use arka::wire::ReadTicket;
 use arrow::array::{Array, Int64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;

@@ -105,7 +105,7 @@ pub enum AuthError {
     BadPassword,
     #[error("the bearer token is not valid for this cluster")]
     BadToken,
-    #[error("{}", crate::error::TOKEN_EXPIRED)]
+    #[error("{}", crate::wire::TOKEN_EXPIRED)]
     Expired,
     #[error("user {0:?} no longer exists")]
     UnknownUser(String),

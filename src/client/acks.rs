@@ -6,6 +6,7 @@ use arrow::record_batch::RecordBatch;
 
 use super::ClientError;
 use crate::durability::Level;
+use crate::wire::ack;
 
 /// One ack row: a write reached `level`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,24 +31,24 @@ fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, Clien
 }
 
 pub fn from_batch(batch: &RecordBatch) -> Result<Vec<Ack>, ClientError> {
-    let lsn = column(batch, "lsn")?
+    let lsn = column(batch, ack::LSN)?
         .as_primitive_opt::<Int64Type>()
         .ok_or_else(|| ClientError::Decode("lsn is not int64".into()))?;
-    let level = column(batch, "durability_level")?
+    let level = column(batch, ack::DURABILITY_LEVEL)?
         .as_string_opt::<i32>()
         .ok_or_else(|| ClientError::Decode("durability_level is not utf8".into()))?;
-    let update = column(batch, "is_durability_update")?
+    let update = column(batch, ack::IS_DURABILITY_UPDATE)?
         .as_boolean_opt()
         .ok_or_else(|| ClientError::Decode("is_durability_update is not bool".into()))?;
-    let table = column(batch, "table")?.as_string_opt::<i32>();
-    let rows = column(batch, "rows")?.as_primitive_opt::<Int64Type>();
-    let seq = column(batch, "seq")?.as_primitive_opt::<Int64Type>();
+    let table = column(batch, ack::TABLE)?.as_string_opt::<i32>();
+    let rows = column(batch, ack::ROWS)?.as_primitive_opt::<Int64Type>();
+    let seq = column(batch, ack::SEQ)?.as_primitive_opt::<Int64Type>();
     let optional = |name: &str| {
         batch
             .column_by_name(name)
             .and_then(|c| c.as_primitive_opt::<Int64Type>().cloned())
     };
-    let (term, leader) = (optional("term"), optional("leader_id"));
+    let (term, leader) = (optional(ack::TERM), optional(ack::LEADER_ID));
     (0..batch.num_rows())
         .map(|i| {
             Ok(Ack {

@@ -83,7 +83,7 @@ pub fn is_retryable(e: &ClientError) -> bool {
                     | tonic::Code::DeadlineExceeded
                     | tonic::Code::Internal
             ) || (s.code() == tonic::Code::Unauthenticated
-                && s.message() == crate::error::TOKEN_EXPIRED)
+                && s.message() == crate::wire::TOKEN_EXPIRED)
         }
         ClientError::Decode(_) | ClientError::Encode(_) => false,
     }

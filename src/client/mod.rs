@@ -67,10 +67,8 @@ pub use connect::{ConnectOptions, Credentials, FlightClient};
 pub use producer::{Producer, ProducerConfig, Progress, WriteHandle};
 pub use reader::{ReadResult, Reader};
 
-use crate::durability::{Level, ACK_UNTIL_HEADER};
-use crate::error::LEADER_TRAILER;
-use crate::flight::encode::BatchEncoder;
-use crate::flight::ReadTicket;
+use crate::durability::Level;
+use crate::wire::{BatchEncoder, ReadTicket, ACK_UNTIL_HEADER, LEADER_TRAILER};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

@@ -13,7 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::cluster::{is_retryable, Backoff, ClusterClient};
 use super::{ClientError, ReadItem};
-use crate::flight::ReadTicket;
+use crate::wire::ReadTicket;
 
 /// The replica list is asked for again after this long, or at once after a failure.
 const REPLICAS_TTL: Duration = Duration::from_secs(5);

@@ -1,46 +1,15 @@
 //! The ack record batches of DoExchange (DESIGN §4).
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow::array::{ArrayRef, BooleanArray, Int64Array, StringArray, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
 use crate::durability::Level;
+use crate::wire::ack::{ACK_SCHEMA, ACK_SCHEMA_WITH_WATERMARKS};
 use crate::write::AckEvent;
-
-/// The ack stream's schema; with `x-arka-watermarks: true` it is [`ACK_SCHEMA_WITH_WATERMARKS`].
-pub static ACK_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| Arc::new(Schema::new(ack_fields())));
-
-/// [`ACK_SCHEMA`] and `is_watermark_update`: true on the rows that report a watermark
-/// (`lsn` = the watermark, `durability_level` = its level) rather than one write.
-pub static ACK_SCHEMA_WITH_WATERMARKS: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let mut fields = ack_fields();
-    fields.push(Field::new("is_watermark_update", DataType::Boolean, false));
-    Arc::new(Schema::new(fields))
-});
-
-fn ack_fields() -> Vec<Field> {
-    vec![
-        Field::new("lsn", DataType::Int64, false),
-        Field::new("durability_level", DataType::Utf8, false),
-        Field::new("is_durability_update", DataType::Boolean, false),
-        Field::new(
-            "timestamp",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new("table", DataType::Utf8, true),
-        Field::new("rows", DataType::Int64, true),
-        Field::new("seq", DataType::Int64, true),
-        // The leader that appended the write at `lsn` (its term and node): with the LSN it
-        // names the write for good, for `get_durability_status`.
-        Field::new("term", DataType::Int64, true),
-        Field::new("leader_id", DataType::Int64, true),
-    ]
-}
 
 fn now_micros() -> i64 {
     SystemTime::now()

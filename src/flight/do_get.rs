@@ -10,9 +10,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::encode::BatchEncoder;
 use super::status::{status_batch, status_json};
-use super::ticket::{ReadTicket, Ticket};
+use super::ticket::Ticket;
+use crate::wire::BatchEncoder;
+use crate::wire::ReadTicket;
 use arka_cluster::Lsn;
 
 use super::served::Served;

@@ -12,11 +12,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
-use super::ack_batch::{ack_batch, watermark_batch, ACK_SCHEMA, ACK_SCHEMA_WITH_WATERMARKS};
-use super::encode::BatchEncoder;
+use super::ack_batch::{ack_batch, watermark_batch};
 use super::served::Served;
-use crate::durability::{parse_ack_until, Level, ACK_UNTIL_HEADER};
+use crate::durability::{parse_ack_until, Level};
 use crate::error::{Error, Result};
+use crate::wire::ack::{ACK_SCHEMA, ACK_SCHEMA_WITH_WATERMARKS};
+use crate::wire::{BatchEncoder, ACK_UNTIL_HEADER, WATERMARKS_HEADER};
 use crate::write::{decode_writes, run_session, AckEvent, SessionLimits};
 
 /// Ack batches a session may have queued for a slow client before it stops reading input.
@@ -94,9 +95,6 @@ async fn session(
     };
     run_session(ctx.writes.clone(), Box::pin(writes), limits, tx).await;
 }
-
-/// Header asking for watermark rows on the ack stream (`true` / `false`).
-pub const WATERMARKS_HEADER: &str = "x-arka-watermarks";
 
 /// How often a stream with watermark rows looks for moved watermarks: at most this many
 /// watermark batches a second.

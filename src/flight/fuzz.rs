@@ -16,9 +16,9 @@ use futures::StreamExt;
 use proptest::prelude::*;
 
 use super::actions::{check_sizes, parse_body};
-use super::encode::BatchEncoder;
 use super::ticket;
 use crate::ipc;
+use crate::wire::BatchEncoder;
 use crate::write::decode_writes;
 
 const CASES: u32 = 1500;

@@ -5,11 +5,11 @@ use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
 
 use super::served::Served;
 use super::status::{status_batch, status_json};
-use super::ticket::{ReadTicket, STATUS_TICKET};
 use crate::error::{Error, Result};
 use crate::membership::report::caught_up_replicas;
 use crate::raft::leader_location;
 use crate::table::TableName;
+use crate::wire::{ReadTicket, STATUS_TICKET};
 
 /// Flight locations of the replicas that serve reads: the members gossip reports alive and
 /// caught up.

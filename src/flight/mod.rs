@@ -7,7 +7,6 @@ mod do_get;
 mod do_write;
 pub mod drain;
 mod durability_status;
-pub mod encode;
 #[cfg(test)]
 mod fuzz;
 mod info;
@@ -30,10 +29,9 @@ use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-pub use ack_batch::{ack_batch, ACK_SCHEMA};
+pub use ack_batch::ack_batch;
 pub use actions::ACTIONS;
 pub use served::Served;
-pub use ticket::{ReadTicket, STATUS_TICKET};
 
 use self::auth::Guard;
 use self::drain::Drain;

@@ -1,27 +1,10 @@
-//! DoGet tickets: JSON `{"table": T, "from_lsn": N?, "to_lsn": N?, "follow": bool?,
+//! Parsing DoGet tickets (their form is in [`crate::wire`]): JSON `{"table": T, "from_lsn": N?, "to_lsn": N?, "follow": bool?,
 //! "min_lsn": N?, "with_lsn": bool?}`, or a bare table name for the whole table. A ticket that
 //! starts with `{` must be valid JSON.
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
 use crate::table::TableName;
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReadTicket {
-    pub table: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from_lsn: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to_lsn: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub follow: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_lsn: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub with_lsn: Option<bool>,
-}
+use crate::wire::{ReadTicket, TICKET_BYTES_MAX};
 
 /// What a ticket asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,11 +16,6 @@ pub enum Ticket {
     /// The node status as a one-row batch (the ticket of GetFlightInfo `["status"]`).
     Status,
 }
-
-pub const STATUS_TICKET: &[u8] = br#"{"status": true}"#;
-
-/// Largest ticket a node parses; a read ticket is a few hundred bytes.
-pub const TICKET_BYTES_MAX: usize = 64 * 1024;
 
 pub fn parse(bytes: &[u8]) -> Result<Ticket> {
     if bytes.len() > TICKET_BYTES_MAX {
@@ -93,7 +71,7 @@ mod tests {
         };
         assert_eq!((ticket.from_lsn, ticket.follow), (Some(3), Some(true)));
         assert!(matches!(parse(b"events").unwrap(), Ticket::Read { .. }));
-        assert_eq!(parse(STATUS_TICKET).unwrap(), Ticket::Status);
+        assert_eq!(parse(crate::wire::STATUS_TICKET).unwrap(), Ticket::Status);
     }
 
     #[test]

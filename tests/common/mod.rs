@@ -62,8 +62,8 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 pub const TRIM_CONFIG: &str = "segment-bytes-max = 16384\n";
 
 /// All of `table`, read once the node has applied `min_lsn`.
-pub fn read_all(table: &str, min_lsn: u64) -> arka::flight::ReadTicket {
-    arka::flight::ReadTicket {
+pub fn read_all(table: &str, min_lsn: u64) -> arka::wire::ReadTicket {
+    arka::wire::ReadTicket {
         table: table.into(),
         min_lsn: Some(min_lsn),
         ..Default::default()

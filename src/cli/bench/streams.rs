@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::client::Client;
-use crate::flight::encode::BatchEncoder;
+use crate::wire::BatchEncoder;
 
 #[derive(Debug, Args)]
 pub struct StreamsArgs {
