@@ -311,7 +311,7 @@ impl NodeConfig {
             ));
         }
         crate::tier::check_catalog_options(self.catalog_url.as_deref(), &self.catalog_options)
-            .map_err(ConfigError::Invalid)?;
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if self.connections_max == 0 || self.handshake_timeout_ms == 0 {
             return invalid("connections-max and handshake-timeout-ms must be above 0".into());
         }

@@ -52,15 +52,22 @@ impl fmt::Display for Level {
     }
 }
 
+/// A durability level that is not one, or that the cluster does not deliver.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LevelError {
+    #[error("unknown durability level {0:?}; one of MEMORY, LOCAL_DISK, REPLICATED, OBJECT_STORAGE, COMMITTED")]
+    Unknown(String),
+    #[error("{ACK_UNTIL_HEADER}: {level} is not enabled on this cluster (tiering to object storage is not configured: set object-store-url); the highest level is {highest}")]
+    NotDelivered { level: Level, highest: Level },
+}
+
 impl FromStr for Level {
-    type Err = String;
+    type Err = LevelError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Level::ALL
             .into_iter()
             .find(|l| l.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| {
-                format!("unknown durability level {s:?}; one of MEMORY, LOCAL_DISK, REPLICATED, OBJECT_STORAGE, COMMITTED")
-            })
+            .ok_or_else(|| LevelError::Unknown(s.to_string()))
     }
 }
 
@@ -70,15 +77,13 @@ pub fn parse_ack_until(
     value: Option<&str>,
     default: Level,
     highest: Level,
-) -> Result<Level, String> {
+) -> Result<Level, LevelError> {
     let Some(value) = value else {
         return Ok(default.min(highest));
     };
     let level: Level = value.parse()?;
     if level > highest {
-        return Err(format!(
-            "{ACK_UNTIL_HEADER}: {level} is not enabled on this cluster (tiering to object storage is not configured: set object-store-url); the highest level is {highest}"
-        ));
+        return Err(LevelError::NotDelivered { level, highest });
     }
     Ok(level)
 }
@@ -128,6 +133,7 @@ mod tests {
         assert!(
             parse_ack_until(Some("COMMITTED"), Level::Committed, replicated)
                 .unwrap_err()
+                .to_string()
                 .contains("not enabled")
         );
         assert_eq!(

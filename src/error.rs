@@ -95,6 +95,12 @@ impl From<Error> for Status {
     }
 }
 
+impl From<crate::table::TableError> for Error {
+    fn from(e: crate::table::TableError) -> Self {
+        Error::InvalidArgument(e.to_string())
+    }
+}
+
 impl From<crate::state::StateError> for Error {
     fn from(e: crate::state::StateError) -> Self {
         Error::internal("state machine", e)

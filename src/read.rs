@@ -222,12 +222,13 @@ async fn load<'c>(
             ))
         })?;
         // A file holds up to a whole range: decoding it is kept off the runtime threads.
-        let corrupt = |e: String| Error::Internal(format!("tiered file {}: {e}", file.path));
+        let corrupt =
+            |e: &dyn std::fmt::Display| Error::Internal(format!("tiered file {}: {e}", file.path));
         let schema = schema.clone();
         let writes = tokio::task::spawn_blocking(move || parquet_file::decode(bytes, &schema))
             .await
-            .map_err(|e| corrupt(e.to_string()))?
-            .map_err(corrupt)?;
+            .map_err(|e| corrupt(&e))?
+            .map_err(|e| corrupt(&e))?;
         cache.file = Some((file.path, writes));
     }
     Ok(cache

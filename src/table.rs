@@ -12,29 +12,38 @@ pub const TABLE_NAME_BYTES_MAX: usize = 63;
 /// named could not be addressed by GetFlightInfo or a write descriptor.
 pub const RESERVED_TABLE_NAMES: [&str; 2] = ["status", "streaming_write"];
 
+/// A table name or a schema that a table does not take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    #[error("table name {0} is reserved (it names a Flight path); choose another")]
+    ReservedName(String),
+    #[error("invalid table name {0}: names match [a-z][a-z0-9_]{{0,62}}")]
+    InvalidName(String),
+    #[error("schema mismatch for table {table}: expected {expected} (or that followed by new nullable columns), got {got}")]
+    SchemaMismatch {
+        table: TableName,
+        expected: String,
+        got: String,
+    },
+}
+
 /// A validated table name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct TableName(String);
 
 impl TableName {
-    pub fn parse(name: &str) -> Result<Self, String> {
+    pub fn parse(name: &str) -> Result<Self, TableError> {
         let mut chars = name.chars();
         let valid = name.len() <= TABLE_NAME_BYTES_MAX
             && chars.next().is_some_and(|c| c.is_ascii_lowercase())
             && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if valid && RESERVED_TABLE_NAMES.contains(&name) {
-            Err(format!(
-                "table name {} is reserved (it names a Flight path); choose another",
-                crate::quote::quoted(name)
-            ))
+            Err(TableError::ReservedName(crate::quote::quoted(name)))
         } else if valid {
             Ok(Self(name.to_string()))
         } else {
-            Err(format!(
-                "invalid table name {}: names match [a-z][a-z0-9_]{{0,62}}",
-                crate::quote::quoted(name)
-            ))
+            Err(TableError::InvalidName(crate::quote::quoted(name)))
         }
     }
 
@@ -72,13 +81,15 @@ fn describe(schema: &Schema) -> String {
 
 /// Checks a write's schema against the table's: the same, or the same followed by nullable
 /// columns. Anything else is an error naming what was expected and what was got.
-pub fn fit_schema(table: &TableName, expected: &Schema, got: &Schema) -> Result<SchemaFit, String> {
-    let mismatch = || {
-        format!(
-            "schema mismatch for table {table}: expected {} (or that followed by new nullable columns), got {}",
-            describe(expected),
-            describe(got)
-        )
+pub fn fit_schema(
+    table: &TableName,
+    expected: &Schema,
+    got: &Schema,
+) -> Result<SchemaFit, TableError> {
+    let mismatch = || TableError::SchemaMismatch {
+        table: table.clone(),
+        expected: describe(expected),
+        got: describe(got),
     };
     if got.fields().len() < expected.fields().len() {
         return Err(mismatch());
@@ -113,7 +124,7 @@ mod tests {
             assert!(TableName::parse(bad).is_err(), "{bad:?}");
         }
         assert!(TableName::parse(&"a".repeat(63)).is_ok());
-        let reserved = TableName::parse("status").unwrap_err();
+        let reserved = TableName::parse("status").unwrap_err().to_string();
         assert!(reserved.contains("reserved"), "{reserved}");
     }
 
@@ -134,7 +145,7 @@ mod tests {
         assert_eq!(fit_schema(&t, &base, &grown), Ok(SchemaFit::Extends));
         assert!(fit_schema(&t, &base, &bad).is_err());
         assert!(fit_schema(&t, &grown, &base).is_err());
-        let err = fit_schema(&t, &base, &retyped).unwrap_err();
+        let err = fit_schema(&t, &base, &retyped).unwrap_err().to_string();
         assert!(
             err.contains("expected [a: Int64 not null") && err.contains("got [a: Int32"),
             "{err}"

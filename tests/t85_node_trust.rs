@@ -491,7 +491,7 @@ async fn identify_through(
     cluster_id: &str,
 ) -> Result<(), String> {
     use arka_cluster::network::ChannelConnector;
-    let channel = connector.channel(raft_addr)?;
+    let channel = connector.channel(raft_addr).map_err(|e| e.to_string())?;
     let message = node_message(common::TEST_SECRET, cluster_id, Vec::new());
     member_key()
         .client(channel)

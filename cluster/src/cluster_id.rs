@@ -15,7 +15,23 @@ use crate::codec::{CodecError, WIRE_VERSION};
 use crate::secret::ClusterSecret;
 
 /// Makes a learned or new id durable before it is used.
-pub type Persist = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+pub type Persist = Arc<dyn Fn(&str) -> Result<(), PersistFailed> + Send + Sync>;
+
+/// The cluster id could not be stored: the node must not use it (it would forget it).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot store the cluster id: {0}")]
+pub struct PersistFailed(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+/// Why a message's cluster id is refused, or a new one not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterIdError {
+    #[error("this node belongs to cluster {ours}; the message names no cluster")]
+    Unnamed { ours: String },
+    #[error("this node belongs to cluster {ours}; the message comes from cluster {theirs}")]
+    Foreign { ours: String, theirs: String },
+    #[error(transparent)]
+    Persist(#[from] PersistFailed),
+}
 
 #[derive(Clone)]
 pub struct ClusterId {
@@ -84,7 +100,7 @@ impl ClusterId {
     pub fn admit(&self, message: &RaftPayload) -> Result<(), Status> {
         self.authenticate(message)?;
         self.adopt_or_match(&message.cluster_id)
-            .map_err(Status::failed_precondition)
+            .map_err(|e| Status::failed_precondition(e.to_string()))
     }
 
     /// Admits a request served only between members (an internal request): authenticated
@@ -105,7 +121,7 @@ impl ClusterId {
     }
 
     /// Gives a node that bootstraps a new cluster a fresh id (kept if it has one).
-    pub fn create(&self, random: u64) -> Result<String, String> {
+    pub fn create(&self, random: u64) -> Result<String, PersistFailed> {
         let mut id = self.id.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(existing) = id.as_ref() {
             return Ok(existing.clone());
@@ -119,17 +135,18 @@ impl ClusterId {
     /// Checks the cluster id of a message: a node without an id adopts the sender's; a node
     /// with one refuses every other, the empty id included (only a node that has no id yet,
     /// a member of a cluster still being bootstrapped, sends none).
-    fn adopt_or_match(&self, theirs: &str) -> Result<(), String> {
+    fn adopt_or_match(&self, theirs: &str) -> Result<(), ClusterIdError> {
         let mut id = self.id.lock().unwrap_or_else(|e| e.into_inner());
         match id.as_deref() {
             Some(ours) if ours == theirs => Ok(()),
-            Some(ours) if theirs.is_empty() => Err(format!(
-                "this node belongs to cluster {ours}; the message names no cluster"
-            )),
+            Some(ours) if theirs.is_empty() => Err(ClusterIdError::Unnamed {
+                ours: ours.to_string(),
+            }),
             None if theirs.is_empty() => Ok(()),
-            Some(ours) => Err(format!(
-                "this node belongs to cluster {ours}; the message comes from cluster {theirs}"
-            )),
+            Some(ours) => Err(ClusterIdError::Foreign {
+                ours: ours.to_string(),
+                theirs: theirs.to_string(),
+            }),
             None => {
                 (self.persist)(theirs)?;
                 tracing::info!(cluster_id = theirs, "joined cluster");

@@ -49,18 +49,25 @@ pub fn write(dir: &Path, ops: &[Op]) -> anyhow::Result<()> {
         .with_context(|| format!("draw {}", latency.display()))
 }
 
+/// Why the plots' font is not there (remembered: the font is loaded once).
+#[derive(Debug, Clone, thiserror::Error)]
+enum FontError {
+    #[error("read the plots' font {FONT} (Debian's fonts-dejavu-core): {0}")]
+    Read(String),
+    #[error("{FONT} is not a font plotters can use")]
+    Unusable,
+}
+
 fn load_font() -> anyhow::Result<()> {
-    static LOADED: OnceLock<Result<(), String>> = OnceLock::new();
+    static LOADED: OnceLock<Result<(), FontError>> = OnceLock::new();
     let loaded = LOADED.get_or_init(|| {
-        let bytes = std::fs::read(FONT).map_err(|e| {
-            format!("read the plots' font {FONT} (Debian's fonts-dejavu-core): {e}")
-        })?;
+        let bytes = std::fs::read(FONT).map_err(|e| FontError::Read(e.to_string()))?;
         // The font lives as long as the process; it is loaded once.
         let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
         plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
-            .map_err(|_| format!("{FONT} is not a font plotters can use"))
+            .map_err(|_| FontError::Unusable)
     });
-    loaded.clone().map_err(anyhow::Error::msg)
+    Ok(loaded.clone()?)
 }
 
 fn seconds(time_ns: u64) -> f64 {

@@ -33,7 +33,37 @@ pub enum UsersError {
         source: std::io::Error,
     },
     #[error("bad auth file {path}: {reason}")]
-    Invalid { path: String, reason: String },
+    Invalid { path: String, reason: BadUsers },
+}
+
+/// What is wrong with the users of an auth file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadUsers {
+    #[error("{0}")]
+    Toml(String),
+    #[error("{0} users; at most {USERS_MAX}")]
+    TooMany(usize),
+    #[error("user {0:?} is listed twice")]
+    Twice(String),
+    #[error("user name {0:?} must be 1 to {NAME_BYTES_MAX} bytes without ':'")]
+    BadName(String),
+    #[error("user {name:?}: password-hash is not a PHC string: {reason}")]
+    BadHash { name: String, reason: String },
+    #[error("user {0:?}: token-sha256 must be 64 hex digits")]
+    BadToken(String),
+    #[error("user {0:?} has neither password-hash nor token-sha256: it could never sign in")]
+    NoCredential(String),
+}
+
+/// Why a password could not be hashed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    #[error("a password must be 1 to {PASSWORD_BYTES_MAX} bytes")]
+    Length,
+    #[error("no randomness for a salt")]
+    NoRandomness,
+    #[error("cannot hash the password: {0}")]
+    Hash(String),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,16 +112,16 @@ impl Users {
         })
     }
 
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let file: AuthFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Self, BadUsers> {
+        let file: AuthFile = toml::from_str(text).map_err(|e| BadUsers::Toml(e.to_string()))?;
         if file.user.len() > USERS_MAX {
-            return Err(format!("{} users; at most {USERS_MAX}", file.user.len()));
+            return Err(BadUsers::TooMany(file.user.len()));
         }
         let mut by_name = BTreeMap::new();
         for entry in file.user {
             let user = check_entry(entry)?;
             if by_name.contains_key(&user.name) {
-                return Err(format!("user {:?} is listed twice", user.name));
+                return Err(BadUsers::Twice(user.name));
             }
             by_name.insert(user.name.clone(), user);
         }
@@ -127,29 +157,24 @@ impl Users {
     }
 }
 
-fn check_entry(entry: UserEntry) -> Result<User, String> {
+fn check_entry(entry: UserEntry) -> Result<User, BadUsers> {
     let name = entry.name;
     if name.is_empty() || name.len() > NAME_BYTES_MAX || name.contains(':') {
-        return Err(format!(
-            "user name {name:?} must be 1 to {NAME_BYTES_MAX} bytes without ':'"
-        ));
+        return Err(BadUsers::BadName(name));
     }
     if let Some(hash) = &entry.password_hash {
-        PasswordHash::new(hash)
-            .map_err(|e| format!("user {name:?}: password-hash is not a PHC string: {e}"))?;
+        PasswordHash::new(hash).map_err(|e| BadUsers::BadHash {
+            name: name.clone(),
+            reason: e.to_string(),
+        })?;
     }
     let token_sha256 = entry
         .token_sha256
         .as_deref()
-        .map(|hex| {
-            parse_sha256(hex)
-                .ok_or_else(|| format!("user {name:?}: token-sha256 must be 64 hex digits"))
-        })
+        .map(|hex| parse_sha256(hex).ok_or_else(|| BadUsers::BadToken(name.clone())))
         .transpose()?;
     if entry.password_hash.is_none() && token_sha256.is_none() {
-        return Err(format!(
-            "user {name:?} has neither password-hash nor token-sha256: it could never sign in"
-        ));
+        return Err(BadUsers::NoCredential(name));
     }
     Ok(User {
         name,
@@ -172,20 +197,18 @@ fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
 }
 
 /// The argon2id PHC hash of `password` with a random salt, for an auth file.
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> Result<String, PasswordError> {
     if password.is_empty() || password.len() > PASSWORD_BYTES_MAX {
-        return Err(format!(
-            "a password must be 1 to {PASSWORD_BYTES_MAX} bytes"
-        ));
+        return Err(PasswordError::Length);
     }
     let mut salt = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
-        .map_err(|_| "no randomness for a salt".to_string())?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+        .map_err(|_| PasswordError::NoRandomness)?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| PasswordError::Hash(e.to_string()))?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+        .map_err(|e| PasswordError::Hash(e.to_string()))
 }
 
 #[cfg(test)]
@@ -256,7 +279,7 @@ mod tests {
                 "unknown field",
             ),
         ] {
-            let err = Users::parse(text).expect_err(text);
+            let err = Users::parse(text).expect_err(text).to_string();
             assert!(err.contains(reason), "{text}: {err}");
         }
     }

@@ -71,7 +71,7 @@ fn hash_password() -> anyhow::Result<()> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     let password = line.trim_end_matches(['\n', '\r']);
-    let hash = crate::auth::hash_password(password).map_err(anyhow::Error::msg)?;
+    let hash = crate::auth::hash_password(password)?;
     println!("{hash}");
     Ok(())
 }

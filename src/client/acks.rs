@@ -5,7 +5,7 @@ use arrow::datatypes::Int64Type;
 use arrow::record_batch::RecordBatch;
 
 use super::ClientError;
-use crate::durability::Level;
+use crate::durability::{Level, LevelError};
 use crate::wire::ack;
 
 /// One ack row: a write reached `level`.
@@ -53,7 +53,10 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<Ack>, ClientError> {
         .map(|i| {
             Ok(Ack {
                 lsn: lsn.value(i) as u64,
-                level: level.value(i).parse().map_err(ClientError::Decode)?,
+                level: level
+                    .value(i)
+                    .parse()
+                    .map_err(|e: LevelError| ClientError::Decode(e.to_string()))?,
                 is_update: update.value(i),
                 table: table
                     .filter(|t| t.is_valid(i))

@@ -357,14 +357,15 @@ where
                 }
                 (None, _) => String::new(),
             };
-            let data = encoder.batch(&item.batch, meta.into()).map_err(|e| {
-                let error = e.to_string();
-                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
-                error
-            })?;
-            messages.extend(data);
-            Ok::<_, String>(messages)
+            match encoder.batch(&item.batch, meta.into()) {
+                Ok(data) => messages.extend(data),
+                Err(e) => {
+                    *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                    return None;
+                }
+            }
+            Some(messages)
         })
-        .take_while(|encoded| futures::future::ready(encoded.is_ok()))
+        .take_while(|encoded| futures::future::ready(encoded.is_some()))
         .flat_map(|encoded| futures::stream::iter(encoded.unwrap_or_default()))
 }

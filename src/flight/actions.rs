@@ -187,7 +187,7 @@ struct CreateTable {
 
 async fn create_table(ctx: &Served, body: &[u8]) -> Result<Value> {
     let req: CreateTable = parse_body("create_table", body)?;
-    let name = TableName::parse(&req.name).map_err(Error::InvalidArgument)?;
+    let name = TableName::parse(&req.name).map_err(Error::from)?;
     let raw = base64::engine::general_purpose::STANDARD
         .decode(req.schema.trim())
         .map_err(|e| Error::InvalidArgument(format!("create_table: schema is not base64: {e}")))?;
@@ -265,7 +265,7 @@ fn table_from_body(action: &str, body: &[u8]) -> Result<TableName> {
     } else {
         text.trim().to_string()
     };
-    TableName::parse(&name).map_err(Error::InvalidArgument)
+    TableName::parse(&name).map_err(Error::from)
 }
 
 async fn drop_table(ctx: &Served, body: &[u8]) -> Result<Value> {

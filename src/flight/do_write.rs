@@ -38,7 +38,7 @@ pub fn final_level(
         None => None,
     };
     let highest = Level::highest(ctx.tiering.is_some());
-    parse_ack_until(value, default, highest).map_err(Error::InvalidArgument)
+    parse_ack_until(value, default, highest).map_err(|e| Error::InvalidArgument(e.to_string()))
 }
 
 /// Refuses a table the caller has no grant for, once the stream names it.

@@ -85,7 +85,7 @@ pub fn get_flight_info(ctx: &Served, descriptor: &FlightDescriptor) -> Result<Fl
             with_schema(info, &batch.schema())
         }
         [table] => {
-            let table = TableName::parse(table).map_err(Error::InvalidArgument)?;
+            let table = TableName::parse(table).map_err(Error::from)?;
             table_info(ctx, &table)
         }
         _ => Err(Error::InvalidArgument(format!(

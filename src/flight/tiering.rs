@@ -110,7 +110,10 @@ pub(crate) async fn flush_at_worker(ctx: &Served, upto: Lsn) -> Result<()> {
             ctx.node_id
         )));
     }
-    tiering.flush_here(upto).await.map_err(Error::Unavailable)
+    tiering
+        .flush_here(upto)
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))
 }
 
 #[derive(Deserialize)]

@@ -13,6 +13,8 @@ use bytes::Bytes;
 
 mod schema_check;
 
+pub use schema_check::UnfitSchema;
+
 /// Encodes one batch as an IPC stream.
 pub fn encode_batch(batch: &RecordBatch) -> Result<Bytes, ArrowError> {
     let mut out = Vec::with_capacity(batch.get_array_memory_size() + 512);
@@ -49,7 +51,7 @@ pub fn decode_batches(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>), Arr
 /// Decodes a schema sent by a client as an encapsulated IPC schema message (what
 /// `pyarrow.Schema.serialize()` produces) or as an IPC stream.
 pub fn decode_client_schema(bytes: &[u8]) -> Result<SchemaRef, ArrowError> {
-    check_encapsulated_schema(bytes).map_err(ArrowError::ParseError)?;
+    check_encapsulated_schema(bytes).map_err(|e| ArrowError::ParseError(e.to_string()))?;
     match arrow::ipc::convert::try_schema_from_ipc_buffer(bytes) {
         Ok(schema) => Ok(Arc::new(schema)),
         Err(_) => decode_schema(bytes),
@@ -61,7 +63,7 @@ pub fn decode_client_schema(bytes: &[u8]) -> Result<SchemaRef, ArrowError> {
 /// cut at its length. A length beyond the bytes is refused here: arrow's stream reader would
 /// allocate it (up to 2 GiB) before finding the bytes missing. Bytes too short to hold a
 /// length pass: arrow refuses them itself.
-fn check_encapsulated_schema(bytes: &[u8]) -> Result<(), String> {
+fn check_encapsulated_schema(bytes: &[u8]) -> Result<(), UnfitSchema> {
     let rest = bytes.strip_prefix(&CONTINUATION).unwrap_or(bytes);
     let Some((len, message)) = rest.split_first_chunk::<4>() else {
         return Ok(());
@@ -71,10 +73,10 @@ fn check_encapsulated_schema(bytes: &[u8]) -> Result<(), String> {
         .ok()
         .and_then(|len| message.get(..len))
         .ok_or_else(|| {
-            format!(
+            UnfitSchema::from(format!(
                 "the schema message declares {declared} bytes but {} follow",
                 message.len()
-            )
+            ))
         })?;
     for header in [message, cut] {
         if let Ok(message) = arrow::ipc::root_as_message(header) {
@@ -108,16 +110,19 @@ pub fn check_client_message(
     let message = arrow::ipc::root_as_message(header).map_err(|e| {
         UnfitMessage::Malformed(format!("the IPC message header does not parse: {e}"))
     })?;
-    schema_check::check_message_schema(&message).map_err(UnfitMessage::Malformed)?;
-    check_message_fits(&message, body).map_err(UnfitMessage::Malformed)?;
+    schema_check::check_message_schema(&message)
+        .map_err(|e| UnfitMessage::Malformed(e.to_string()))?;
+    check_message_fits(&message, body)?;
     check_decompressed_size(&message, body, decoded_max)
 }
 
 /// Why [`check_client_message`] refused a message.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum UnfitMessage {
+    #[error("{0}")]
     Malformed(String),
     /// Within its bytes, but over the node's limit once decompressed.
+    #[error("{0}")]
     OverLimit(String),
 }
 
@@ -125,13 +130,13 @@ pub enum UnfitMessage {
 /// every buffer (offset + length) of a record batch or dictionary batch. Arrow's reader
 /// slices buffers without such a check and panics on a short body; a panic must never be
 /// reachable from client bytes.
-fn check_message_fits(message: &arrow::ipc::Message, body: &[u8]) -> Result<(), String> {
+fn check_message_fits(message: &arrow::ipc::Message, body: &[u8]) -> Result<(), UnfitMessage> {
     let declared = usize::try_from(message.bodyLength()).unwrap_or(usize::MAX);
     if declared > body.len() {
-        return Err(format!(
+        return Err(UnfitMessage::Malformed(format!(
             "the IPC message declares a body of {declared} bytes but carries {}",
             body.len()
-        ));
+        )));
     }
     let Some(buffers) = message_batch(message).and_then(|b| b.buffers()) else {
         return Ok(());
@@ -142,12 +147,12 @@ fn check_message_fits(message: &arrow::ipc::Message, body: &[u8]) -> Result<(), 
             .zip(u64::try_from(buffer.length()).ok())
             .and_then(|(offset, length)| offset.checked_add(length));
         if end.is_none_or(|end| end > body.len() as u64) {
-            return Err(format!(
+            return Err(UnfitMessage::Malformed(format!(
                 "the IPC message declares a buffer at offset {} of {} bytes, beyond its body of {} bytes",
                 buffer.offset(),
                 buffer.length(),
                 body.len()
-            ));
+            )));
         }
     }
     Ok(())

@@ -9,13 +9,30 @@ use arrow::ipc::{
     UnionMode,
 };
 
+/// Why a schema message is refused: what arrow's conversion would have panicked on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UnfitSchema(String);
+
+impl From<&str> for UnfitSchema {
+    fn from(why: &str) -> Self {
+        Self(why.to_string())
+    }
+}
+
+impl From<String> for UnfitSchema {
+    fn from(why: String) -> Self {
+        Self(why)
+    }
+}
+
 /// Deeper nesting than any table may have (the lake takes 16 levels): refused here, before
 /// the recursion below or arrow's goes deeper.
 const DEPTH_MAX: usize = 64;
 
 /// Refuses a schema message whose schema arrow could not convert without panicking. Other
 /// messages pass.
-pub fn check_message_schema(message: &Message) -> Result<(), String> {
+pub fn check_message_schema(message: &Message) -> Result<(), UnfitSchema> {
     if message.header_type() != MessageHeader::Schema {
         return Ok(());
     }
@@ -25,7 +42,7 @@ pub fn check_message_schema(message: &Message) -> Result<(), String> {
     check_schema(schema)
 }
 
-fn check_schema(schema: Schema) -> Result<(), String> {
+fn check_schema(schema: Schema) -> Result<(), UnfitSchema> {
     let fields = schema.fields().ok_or("the IPC schema has no field list")?;
     for field in fields {
         if field.type_type() == Type::Decimal && schema.endianness() == arrow::ipc::Endianness::Big
@@ -37,30 +54,30 @@ fn check_schema(schema: Schema) -> Result<(), String> {
     Ok(())
 }
 
-fn check_field(field: Field, depth: usize) -> Result<(), String> {
+fn check_field(field: Field, depth: usize) -> Result<(), UnfitSchema> {
     let name = field.name().unwrap_or_default();
     if depth > DEPTH_MAX {
-        return Err(format!(
+        return Err(UnfitSchema::from(format!(
             "column {name:?} is nested over {DEPTH_MAX} levels deep"
-        ));
+        )));
     }
     if let Some(dictionary) = field.dictionary() {
-        let index = dictionary
-            .indexType()
-            .ok_or_else(|| format!("dictionary column {name:?} has no index type"))?;
+        let index = dictionary.indexType().ok_or_else(|| {
+            UnfitSchema::from(format!("dictionary column {name:?} has no index type"))
+        })?;
         if !matches!(index.bitWidth(), 8 | 16 | 32 | 64) {
-            return Err(format!(
+            return Err(UnfitSchema::from(format!(
                 "dictionary column {name:?} has an index of {} bits",
                 index.bitWidth()
-            ));
+            )));
         }
     }
     let children = field.children().map_or(0, |c| c.len());
     let bad = |why: &str| {
-        Err(format!(
+        Err(UnfitSchema::from(format!(
             "column {name:?} of IPC type {:?}: {why}",
             field.type_type()
-        ))
+        )))
     };
     let one_child = |n: usize| n == 1;
     match field.type_type() {
@@ -127,7 +144,7 @@ fn check_field(field: Field, depth: usize) -> Result<(), String> {
                     && matches!(d.bitWidth(), 32 | 64 | 128 | 256) => {}
             _ => return bad("a precision, scale or width out of range"),
         },
-        Type::Union => check_union(&field, children).or_else(|why| bad(&why))?,
+        Type::Union => check_union(&field, children).or_else(|why| bad(&why.to_string()))?,
         _ => return bad("an unknown type, or one without its parameters or children"),
     }
     for child in field.children().into_iter().flatten() {
@@ -136,10 +153,10 @@ fn check_field(field: Field, depth: usize) -> Result<(), String> {
     Ok(())
 }
 
-fn check_union(field: &Field, children: usize) -> Result<(), String> {
+fn check_union(field: &Field, children: usize) -> Result<(), UnfitSchema> {
     let union = field.type_as_union().ok_or("no union parameters")?;
     if !matches!(union.mode(), UnionMode::Sparse | UnionMode::Dense) {
-        return Err("an unknown union mode".into());
+        return Err(UnfitSchema::from("an unknown union mode"));
     }
     let Some(ids) = union.typeIds() else {
         return Ok(());
@@ -153,6 +170,8 @@ fn check_union(field: &Field, children: usize) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err("union type ids that do not match its children".into())
+        Err(UnfitSchema::from(
+            "union type ids that do not match its children",
+        ))
     }
 }

@@ -12,8 +12,35 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use arrow::error::ArrowError;
+use parquet::errors::ParquetError;
+
 use super::schema::{conform, output_schema, LSN_COLUMN};
-use super::types::{cast_batch, lake_schema};
+use super::types::{cast_batch, lake_schema, Unfit};
+
+/// Why a tiered file could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ParquetFileError {
+    #[error("parquet: {0}")]
+    Parquet(#[from] ParquetError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] ArrowError),
+    /// A column or value the lake cannot hold.
+    #[error("{0}")]
+    Unfit(#[from] Unfit),
+    /// A write that does not fit the table's schema.
+    #[error("lsn {lsn}: {source}")]
+    Conform {
+        lsn: u64,
+        source: crate::error::Error,
+    },
+    /// A write's column or value the lake cannot hold.
+    #[error("lsn {lsn}: {unfit}")]
+    UnfitWrite { lsn: u64, unfit: Unfit },
+    /// A file that is not one of arka's range files.
+    #[error("{0}")]
+    NotTiered(String),
+}
 
 /// Rows per batch when a file is read back; writes larger than this are joined again.
 const READ_BATCH_ROWS: usize = 8192;
@@ -21,7 +48,10 @@ const READ_BATCH_ROWS: usize = 8192;
 /// Encodes `writes` (in LSN order) under the table's current `schema` plus `_lsn`, each
 /// column in its lake type: batches written under an older schema get nulls in the columns
 /// added since.
-pub fn encode(schema: &SchemaRef, writes: &[(u64, RecordBatch)]) -> Result<Bytes, String> {
+pub fn encode(
+    schema: &SchemaRef,
+    writes: &[(u64, RecordBatch)],
+) -> Result<Bytes, ParquetFileError> {
     let table_schema = output_schema(schema, true);
     let lake = lake_schema(schema)?;
     let file_schema = output_schema(&lake, true);
@@ -29,28 +59,30 @@ pub fn encode(schema: &SchemaRef, writes: &[(u64, RecordBatch)]) -> Result<Bytes
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
     let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, file_schema.clone(), Some(props))
-        .map_err(|e| e.to_string())?;
+    let mut writer = ArrowWriter::try_new(&mut out, file_schema.clone(), Some(props))?;
     for (lsn, batch) in writes {
-        let batch = conform(batch.clone(), &table_schema, Some(*lsn)).map_err(|e| e.to_string())?;
-        let batch = cast_batch(&batch, &file_schema).map_err(|e| format!("lsn {lsn}: {e}"))?;
-        writer.write(&batch).map_err(|e| e.to_string())?;
+        let batch = conform(batch.clone(), &table_schema, Some(*lsn))
+            .map_err(|source| ParquetFileError::Conform { lsn: *lsn, source })?;
+        let batch = cast_batch(&batch, &file_schema)
+            .map_err(|unfit| ParquetFileError::UnfitWrite { lsn: *lsn, unfit })?;
+        writer.write(&batch)?;
     }
-    writer.close().map_err(|e| e.to_string())?;
+    writer.close()?;
     Ok(Bytes::from(out))
 }
 
 /// Decodes a tiered file of a table whose schema is now `table` into its writes: one batch
 /// per LSN, without the `_lsn` column, in the table's types, in LSN order.
-pub fn decode(bytes: Bytes, table: &SchemaRef) -> Result<Vec<(u64, RecordBatch)>, String> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| e.to_string())?
+pub fn decode(
+    bytes: Bytes,
+    table: &SchemaRef,
+) -> Result<Vec<(u64, RecordBatch)>, ParquetFileError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?
         .with_batch_size(READ_BATCH_ROWS)
-        .build()
-        .map_err(|e| e.to_string())?;
+        .build()?;
     let mut writes: Vec<(u64, Vec<RecordBatch>)> = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(|e| e.to_string())?;
+        let batch = batch?;
         for (lsn, rows) in split_by_lsn(&batch)? {
             let rows = cast_batch(&rows, table)?;
             match writes.last_mut() {
@@ -69,7 +101,7 @@ pub fn decode(bytes: Bytes, table: &SchemaRef) -> Result<Vec<(u64, RecordBatch)>
                     .next()
                     .unwrap_or_else(|| RecordBatch::new_empty(schema))
             } else {
-                concat_batches(&schema, &parts).map_err(|e| e.to_string())?
+                concat_batches(&schema, &parts)?
             };
             Ok((lsn, batch))
         })
@@ -77,18 +109,19 @@ pub fn decode(bytes: Bytes, table: &SchemaRef) -> Result<Vec<(u64, RecordBatch)>
 }
 
 /// Cuts a batch into runs of equal `_lsn` and drops that column.
-fn split_by_lsn(batch: &RecordBatch) -> Result<Vec<(u64, RecordBatch)>, String> {
+fn split_by_lsn(batch: &RecordBatch) -> Result<Vec<(u64, RecordBatch)>, ParquetFileError> {
+    let not_tiered = |why: String| ParquetFileError::NotTiered(why);
     let index = batch
         .schema()
         .index_of(LSN_COLUMN)
-        .map_err(|_| format!("no {LSN_COLUMN} column"))?;
+        .map_err(|_| not_tiered(format!("no {LSN_COLUMN} column")))?;
     let lsns = batch
         .column(index)
         .as_any()
         .downcast_ref::<Int64Array>()
-        .ok_or_else(|| format!("{LSN_COLUMN} is not int64"))?;
+        .ok_or_else(|| not_tiered(format!("{LSN_COLUMN} is not int64")))?;
     if lsns.null_count() > 0 {
-        return Err(format!("{LSN_COLUMN} has nulls"));
+        return Err(not_tiered(format!("{LSN_COLUMN} has nulls")));
     }
     let mut data = batch.clone();
     data.remove_column(index);
@@ -97,7 +130,7 @@ fn split_by_lsn(batch: &RecordBatch) -> Result<Vec<(u64, RecordBatch)>, String> 
     for row in 1..=lsns.len() {
         if row == lsns.len() || lsns.value(row) != lsns.value(start) {
             let lsn = u64::try_from(lsns.value(start))
-                .map_err(|_| format!("negative {LSN_COLUMN} {}", lsns.value(start)))?;
+                .map_err(|_| not_tiered(format!("negative {LSN_COLUMN} {}", lsns.value(start))))?;
             runs.push((lsn, data.slice(start, row - start)));
             start = row;
         }

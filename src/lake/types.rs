@@ -84,41 +84,59 @@ fn nested_fields(t: &DataType) -> Option<Vec<FieldRef>> {
     }
 }
 
+/// A column, type or value the lake (Parquet + Iceberg) cannot hold: the message names the
+/// column and says what to use instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unfit(String);
+
+impl From<&str> for Unfit {
+    fn from(why: &str) -> Self {
+        Self(why.to_string())
+    }
+}
+
+impl From<String> for Unfit {
+    fn from(why: String) -> Self {
+        Self(why)
+    }
+}
+
 /// Checks that each of `columns` (a new table's, or those a write adds to its table) can be
 /// tiered and that none uses a reserved name. The error names the column and its type and
 /// says what to use instead.
-pub fn check_columns(columns: &[FieldRef]) -> Result<(), String> {
+pub fn check_columns(columns: &[FieldRef]) -> Result<(), Unfit> {
     for field in columns {
         if field.name().starts_with(RESERVED_COLUMN_PREFIX) {
-            return Err(format!(
+            return Err(Unfit::from(format!(
                 "column {:?}: names starting with {RESERVED_COLUMN_PREFIX:?} are reserved for arka's own columns; rename it",
                 field.name()
-            ));
+            )));
         }
         let depth = nesting_depth(field.data_type());
         if depth > NESTING_DEPTH_MAX {
-            return Err(format!(
+            return Err(Unfit::from(format!(
                 "column {:?} is nested {depth} levels deep; the lake (Iceberg) takes at most {NESTING_DEPTH_MAX} levels of structs, lists and maps",
                 field.name()
-            ));
+            )));
         }
         lake_field(field).map_err(|why| {
-            format!(
+            Unfit::from(format!(
                 "column {:?} has type {}, which the lake (Parquet + Iceberg) cannot hold: {why}",
                 field.name(),
                 field.data_type()
-            )
+            ))
         })?;
     }
     Ok(())
 }
 
 /// The schema tiered files are written in: each column in its lake type.
-pub fn lake_schema(schema: &Schema) -> Result<SchemaRef, String> {
+pub fn lake_schema(schema: &Schema) -> Result<SchemaRef, Unfit> {
     let fields = schema
         .fields()
         .iter()
-        .map(|f| lake_field(f).map_err(|why| format!("column {:?}: {why}", f.name())))
+        .map(|f| lake_field(f).map_err(|why| Unfit::from(format!("column {:?}: {why}", f.name()))))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Arc::new(Schema::new_with_metadata(
         fields,
@@ -129,13 +147,13 @@ pub fn lake_schema(schema: &Schema) -> Result<SchemaRef, String> {
 /// Casts the columns of `batch` to the types of the same columns in `schema` (its first
 /// columns: a batch written before the table gained columns has fewer). The types differ only
 /// by the mapping above, either way. Columns already in their type are not copied.
-pub fn cast_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, String> {
+pub fn cast_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Unfit> {
     let fields = schema.fields().get(..batch.num_columns()).ok_or_else(|| {
-        format!(
+        Unfit::from(format!(
             "a batch of {} columns does not fit the schema's {}",
             batch.num_columns(),
             schema.fields().len()
-        )
+        ))
     })?;
     if batch.schema().fields().iter().eq(fields) {
         return Ok(batch.clone());
@@ -145,40 +163,40 @@ pub fn cast_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch
         .columns()
         .iter()
         .zip(fields)
-        .map(|(column, field)| -> Result<ArrayRef, String> {
+        .map(|(column, field)| -> Result<ArrayRef, Unfit> {
             if column.data_type() == field.data_type() {
                 return Ok(column.clone());
             }
             cast_with_options(column, field.data_type(), &options).map_err(|e| {
-                format!(
+                Unfit::from(format!(
                     "column {:?}: cannot convert {} to {}: {e}",
                     field.name(),
                     column.data_type(),
                     field.data_type()
-                )
+                ))
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let target = Schema::new_with_metadata(fields.to_vec(), schema.metadata().clone());
-    RecordBatch::try_new(Arc::new(target), columns).map_err(|e| e.to_string())
+    RecordBatch::try_new(Arc::new(target), columns).map_err(|e| Unfit::from(e.to_string()))
 }
 
 /// Checks that every value of `batch` fits its column's lake type. Only second and
 /// millisecond timestamps can miss (microseconds reach ±292,000 years, not ±292 million), so
 /// only columns holding those are converted to see; the rest cost a look at their type.
-pub fn check_values(batch: &RecordBatch) -> Result<(), String> {
+pub fn check_values(batch: &RecordBatch) -> Result<(), Unfit> {
     for (column, field) in batch.columns().iter().zip(batch.schema().fields()) {
         if !holds_coarse_timestamps(field.data_type()) {
             continue;
         }
         let lake = lake_field(field)?;
         cast_with_options(column, lake.data_type(), &strict()).map_err(|e| {
-            format!(
+            Unfit::from(format!(
                 "column {:?} holds a value of type {} that is out of the lake's range ({}): {e}",
                 field.name(),
                 field.data_type(),
                 lake.data_type()
-            )
+            ))
         })?;
     }
     Ok(())
@@ -207,14 +225,16 @@ fn strict() -> CastOptions<'static> {
     }
 }
 
-fn lake_field(field: &FieldRef) -> Result<FieldRef, String> {
+fn lake_field(field: &FieldRef) -> Result<FieldRef, Unfit> {
     let lake = lake_type(field.data_type())?;
     if &lake == field.data_type() {
         return Ok(field.clone());
     }
     // Both ways: tiering converts into the lake type and reads convert back.
     if !can_cast_types(field.data_type(), &lake) || !can_cast_types(&lake, field.data_type()) {
-        return Err(format!("its values cannot be converted to {lake} and back"));
+        return Err(Unfit::from(format!(
+            "its values cannot be converted to {lake} and back"
+        )));
     }
     Ok(Arc::new(
         Field::new(field.name(), lake, field.is_nullable()).with_metadata(field.metadata().clone()),
@@ -222,7 +242,7 @@ fn lake_field(field: &FieldRef) -> Result<FieldRef, String> {
 }
 
 /// The Iceberg-holdable Arrow type that keeps every value of `t`, or why there is none.
-fn lake_type(t: &DataType) -> Result<DataType, String> {
+fn lake_type(t: &DataType) -> Result<DataType, Unfit> {
     use DataType as D;
     Ok(match t {
         D::Boolean
@@ -275,14 +295,14 @@ fn lake_type(t: &DataType) -> Result<DataType, String> {
     })
 }
 
-fn lake_decimal(precision: u8, scale: i8) -> Result<DataType, String> {
+fn lake_decimal(precision: u8, scale: i8) -> Result<DataType, Unfit> {
     if scale < 0 {
         return Err("Iceberg decimals have a scale of 0 or more".into());
     }
     if precision > DECIMAL_PRECISION_MAX {
-        return Err(format!(
+        return Err(Unfit::from(format!(
             "Iceberg decimals have at most {DECIMAL_PRECISION_MAX} digits"
-        ));
+        )));
     }
     Ok(DataType::Decimal128(precision, scale))
 }
@@ -365,9 +385,9 @@ mod tests {
             vec![Arc::new(TimestampMillisecondArray::from(vec![i64::MAX]))],
         )
         .unwrap();
-        let err = cast_batch(&batch, &lake).unwrap_err();
+        let err = cast_batch(&batch, &lake).unwrap_err().to_string();
         assert!(err.contains("column \"at\""), "{err}");
-        let err = check_values(&batch).unwrap_err();
+        let err = check_values(&batch).unwrap_err().to_string();
         assert!(
             err.contains("column \"at\"") && err.contains("range"),
             "{err}"
@@ -412,7 +432,7 @@ mod tests {
             (list_of_durations, "duration"),
         ] {
             let s = schema(vec![Field::new("x", t.clone(), true)]);
-            let err = check_columns(s.fields()).unwrap_err();
+            let err = check_columns(s.fields()).unwrap_err().to_string();
             assert!(
                 err.contains("column \"x\"") && err.contains(&t.to_string()) && err.contains(hint),
                 "{t}: {err}"
@@ -423,7 +443,7 @@ mod tests {
     #[test]
     fn names_starting_with_an_underscore_are_reserved() {
         let s = schema(vec![Field::new("_lsn", DataType::Int64, false)]);
-        let err = check_columns(s.fields()).unwrap_err();
+        let err = check_columns(s.fields()).unwrap_err().to_string();
         assert!(
             err.contains("\"_lsn\"") && err.contains("reserved"),
             "{err}"

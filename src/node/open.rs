@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use arka_cluster::cluster_id::{ClusterId, Persist};
+use arka_cluster::cluster_id::{ClusterId, Persist, PersistFailed};
 use arka_cluster::fault::NetworkFaults;
 use arka_cluster::gossip::{
     Gossip, GossipConfig, GossipTiming, NodeState, Peer, SealedDatagrams, UdpDatagrams,
@@ -42,7 +42,7 @@ pub(super) fn open_cluster_id(db: &sled::Db, secret: ClusterSecret) -> anyhow::R
         tree.insert(KEY, id.as_bytes())
             .and_then(|_| tree.flush())
             .map(|_| ())
-            .map_err(|e| format!("store cluster id: {e}"))
+            .map_err(|e| PersistFailed(Box::new(e)))
     });
     Ok(ClusterId::new(known, persist, secret))
 }
@@ -105,7 +105,7 @@ pub(super) fn create_cluster_id(config: &NodeConfig, cluster_id: &ClusterId) -> 
     );
     let id = cluster_id
         .create(random)
-        .map_err(|e| anyhow::anyhow!("store the new cluster id: {e}"))?;
+        .context("store the new cluster id")?;
     tracing::info!(cluster_id = %id, "new cluster id");
     Ok(())
 }

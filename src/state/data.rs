@@ -20,7 +20,7 @@ use super::sessions::Sessions;
 use super::table_commits::TableCommits;
 use super::tier::{Retention, TierState};
 use crate::ipc;
-use crate::table::{fit_schema, SchemaFit, TableName};
+use crate::table::{fit_schema, SchemaFit, TableError, TableName};
 
 #[derive(Debug, Clone, Default)]
 pub struct StateData {
@@ -161,15 +161,19 @@ impl StateData {
     ) -> StateResult<CommandResponse> {
         let name = match TableName::parse(&write.table) {
             Ok(n) => n,
-            Err(reason) => return Ok(CommandResponse::Rejected { reason }),
+            Err(e) => return Ok(rejected(e)),
         };
         if let Some(p) = &write.producer {
-            if let Err(reason) = self.sessions.check(&p.producer_id, epoch) {
+            if let Err(refused) = self.sessions.check(&p.producer_id, epoch) {
+                let reason = refused.to_string();
                 return Ok(CommandResponse::Fenced { reason });
             }
             match self.repeat_of(&p.producer_id, p.seq, &name) {
                 Some(Ok(original)) => return Ok(CommandResponse::Duplicate { original }),
-                Some(Err(reason)) => return Ok(CommandResponse::TableGone { reason }),
+                Some(Err(gone)) => {
+                    let reason = gone.to_string();
+                    return Ok(CommandResponse::TableGone { reason });
+                }
                 None => {}
             }
         }
@@ -200,7 +204,7 @@ impl StateData {
                     schema,
                     counts: info.counts,
                 },
-                Err(reason) => return Ok(CommandResponse::Rejected { reason }),
+                Err(e) => return Ok(rejected(e)),
             },
         };
         let bytes = write.ipc.len() as u64;
@@ -233,16 +237,18 @@ impl StateData {
         producer_id: &str,
         seq: i64,
         table: &TableName,
-    ) -> Option<Result<Lsn, String>> {
+    ) -> Option<Result<Lsn, TableGone>> {
         let original = self.dedup.lookup(producer_id, seq)?;
         let holds = (self.tables.get(table)).is_some_and(|t| t.meta.created_lsn <= original);
         Some(if holds {
             Ok(Lsn(original))
         } else {
-            Err(format!(
-                "the write (producer {}, seq {seq}) was applied at LSN {original} to table {table}, which has been dropped since: nothing was written again",
-                crate::quote::quoted(producer_id)
-            ))
+            Err(TableGone {
+                producer: crate::quote::quoted(producer_id),
+                seq,
+                original: Lsn(original),
+                table: table.clone(),
+            })
         })
     }
 
@@ -254,7 +260,7 @@ impl StateData {
     ) -> StateResult<CommandResponse> {
         let name = match TableName::parse(name) {
             Ok(n) => n,
-            Err(reason) => return Ok(CommandResponse::Rejected { reason }),
+            Err(e) => return Ok(rejected(e)),
         };
         let schema = match ipc::decode_schema(schema_ipc) {
             Ok(s) => s,
@@ -431,4 +437,22 @@ pub(super) fn table_info(meta: TableMeta, counts: TableCounts) -> StateResult<Ta
 
 fn schema_bytes(schema: &arrow::datatypes::Schema) -> StateResult<Bytes> {
     ipc::encode_schema(schema).map_err(|e| StateError::Encode(e.to_string()))
+}
+
+/// A repeat of a write whose table was dropped since the write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the write (producer {producer}, seq {seq}) was applied at LSN {original} to table {table}, which has been dropped since: nothing was written again")]
+pub struct TableGone {
+    /// Quoted.
+    pub producer: String,
+    pub seq: i64,
+    pub original: Lsn,
+    pub table: TableName,
+}
+
+/// The answer to a command whose table name or schema the table does not take.
+fn rejected(e: TableError) -> CommandResponse {
+    CommandResponse::Rejected {
+        reason: e.to_string(),
+    }
 }

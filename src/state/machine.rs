@@ -15,11 +15,11 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::catalog::{IndexEntry, TableInfo};
-use super::data::StateData;
+use super::data::{StateData, TableGone};
 use super::dedup::{DEDUP_ENTRIES_MAX, DEDUP_WINDOW};
 use super::error::{StateError, StateResult};
 use super::lake_drops::DroppedTable;
-use super::sessions::SESSIONS_MAX;
+use super::sessions::{SessionRefused, SESSIONS_MAX};
 use super::snapshot::{decode_image, encode_image, Image, SnapshotFiles};
 use super::table_commits::TableCommits;
 use super::tier::TierState;
@@ -193,7 +193,7 @@ impl StateMachine {
         producer_id: &str,
         seq: i64,
         table: &TableName,
-    ) -> Option<Result<Lsn, String>> {
+    ) -> Option<Result<Lsn, TableGone>> {
         self.read().repeat_of(producer_id, seq, table)
     }
 
@@ -202,7 +202,11 @@ impl StateMachine {
     }
 
     /// See [`super::sessions::Sessions::check`].
-    pub fn check_session(&self, producer_id: &str, epoch: Option<u64>) -> Result<(), String> {
+    pub fn check_session(
+        &self,
+        producer_id: &str,
+        epoch: Option<u64>,
+    ) -> Result<(), SessionRefused> {
         self.read().sessions.check(producer_id, epoch)
     }
 

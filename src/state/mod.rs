@@ -22,13 +22,13 @@ mod table_commits;
 mod tier;
 
 pub use catalog::{IndexEntry, TableInfo};
-pub use data::StateData;
+pub use data::{StateData, TableGone};
 pub use dedup::{DEDUP_AGE_MAX_LSNS, DEDUP_ENTRIES_MAX, DEDUP_WINDOW};
 pub use error::{StateError, StateResult};
 pub use lake_drops::{DroppedTable, LakeDrops};
 pub use leaderships::LEADERSHIPS_MAX;
 pub use machine::{ProducerWrites, SnapshotBuilder, StateMachine, StateMachineStore, StateSizes};
-pub use sessions::SESSIONS_MAX;
+pub use sessions::{SessionRefused, SESSIONS_MAX};
 pub use snapshot::Image;
 pub use table_commits::{HeldBack, TableCommits};
 pub use tier::{Retention, TierState};

@@ -12,6 +12,21 @@ use super::dedup::DEDUP_AGE_MAX_LSNS;
 /// Sessions remembered; past it the least recently active producer is forgotten first.
 pub const SESSIONS_MAX: usize = 100_000;
 
+/// Why a write of a producer is not taken: its session says otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionRefused {
+    #[error("producer {producer:?} has a session (epoch {current}): its writes must carry \"epoch\": {current} in their metadata")]
+    EpochMissing { producer: String, current: u64 },
+    #[error("producer {producer:?} epoch {epoch} is fenced: a newer instance registered epoch {current}; this instance must stop writing")]
+    Fenced {
+        producer: String,
+        epoch: u64,
+        current: u64,
+    },
+    #[error("producer {producer:?} has no session with epoch {epoch}: it was never registered, or was forgotten (after {DEDUP_AGE_MAX_LSNS} log entries without a write, or past {SESSIONS_MAX} sessions); call register_producer again")]
+    Unknown { producer: String, epoch: u64 },
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Session {
     epoch: u64,
@@ -47,20 +62,25 @@ impl Sessions {
     }
 
     /// Why a write of `producer_id` carrying `epoch` must not be applied, if it must not.
-    pub fn check(&self, producer_id: &str, epoch: Option<u64>) -> Result<(), String> {
+    pub fn check(&self, producer_id: &str, epoch: Option<u64>) -> Result<(), SessionRefused> {
+        let producer = || producer_id.to_string();
         let current = self.by_id.get(producer_id).map(|s| s.epoch);
         match (current, epoch) {
             (None, None) => Ok(()),
             (Some(current), Some(epoch)) if current == epoch => Ok(()),
-            (Some(current), None) => Err(format!(
-                "producer {producer_id:?} has a session (epoch {current}): its writes must carry \"epoch\": {current} in their metadata"
-            )),
-            (Some(current), Some(epoch)) if epoch < current => Err(format!(
-                "producer {producer_id:?} epoch {epoch} is fenced: a newer instance registered epoch {current}; this instance must stop writing"
-            )),
-            (_, Some(epoch)) => Err(format!(
-                "producer {producer_id:?} has no session with epoch {epoch}: it was never registered, or was forgotten (after {DEDUP_AGE_MAX_LSNS} log entries without a write, or past {SESSIONS_MAX} sessions); call register_producer again"
-            )),
+            (Some(current), None) => Err(SessionRefused::EpochMissing {
+                producer: producer(),
+                current,
+            }),
+            (Some(current), Some(epoch)) if epoch < current => Err(SessionRefused::Fenced {
+                producer: producer(),
+                epoch,
+                current,
+            }),
+            (_, Some(epoch)) => Err(SessionRefused::Unknown {
+                producer: producer(),
+                epoch,
+            }),
         }
     }
 
@@ -124,7 +144,7 @@ mod tests {
             (20, 5),
             "resumes above seq 4"
         );
-        let fenced = sessions.check("p", Some(10)).unwrap_err();
+        let fenced = sessions.check("p", Some(10)).unwrap_err().to_string();
         assert!(fenced.contains("fenced"), "{fenced}");
         assert!(
             sessions.check("p", None).is_err(),

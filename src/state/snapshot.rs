@@ -87,9 +87,9 @@ impl StateData {
     /// The state an image holds; a table name or schema that does not parse is corruption.
     pub fn from_image(image: Image) -> StateResult<Self> {
         let name = |n: &str| {
-            TableName::parse(n).map_err(|reason| StateError::Corrupt {
+            TableName::parse(n).map_err(|e| StateError::Corrupt {
                 what: format!("snapshot table name {n:?}"),
-                reason,
+                reason: e.to_string(),
             })
         };
         let mut data = StateData {

@@ -25,16 +25,16 @@ pub enum CatalogKind {
 }
 
 impl CatalogKind {
-    pub fn of(catalog_url: &str) -> Result<Self, String> {
+    pub fn of(catalog_url: &str) -> Result<Self, TierError> {
         if catalog_url.starts_with("sqlite:") {
             Ok(Self::Sql)
         } else if catalog_url.starts_with("http://") || catalog_url.starts_with("https://") {
             Ok(Self::Rest)
         } else {
-            Err(format!(
+            Err(TierError::Config(format!(
                 "catalog-url {catalog_url:?} is neither an SQLite catalog (sqlite:PATH?mode=rwc) \
                  nor an Iceberg REST catalog (http://… or https://…)"
-            ))
+            )))
         }
     }
 }
@@ -49,7 +49,7 @@ pub async fn connect(
     warehouse: &str,
 ) -> Result<Arc<dyn Catalog>, TierError> {
     let url = &settings.catalog_url;
-    let kind = CatalogKind::of(url).map_err(TierError::Config)?;
+    let kind = CatalogKind::of(url)?;
     let catalog: Arc<dyn Catalog> = match kind {
         CatalogKind::Sql => Arc::new(
             SqlCatalogBuilder::default()
@@ -87,18 +87,20 @@ fn rest_properties(url: &str, options: &BTreeMap<String, String>) -> HashMap<Str
 pub fn check_options(
     catalog_url: Option<&str>,
     options: &BTreeMap<String, String>,
-) -> Result<(), String> {
+) -> Result<(), TierError> {
     let kind = catalog_url.map(CatalogKind::of).transpose()?;
     if options.is_empty() {
         return Ok(());
     }
     if kind != Some(CatalogKind::Rest) {
-        return Err(
+        return Err(TierError::Config(
             "catalog-options apply to a REST catalog-url (http:// or https://) only".into(),
-        );
+        ));
     }
     if options.contains_key(REST_CATALOG_PROP_URI) {
-        return Err("catalog-options must not set uri: catalog-url is the catalog's URI".into());
+        return Err(TierError::Config(
+            "catalog-options must not set uri: catalog-url is the catalog's URI".into(),
+        ));
     }
     Ok(())
 }
@@ -110,18 +112,20 @@ mod tests {
     #[test]
     fn catalog_urls_name_their_kind() {
         assert_eq!(
-            CatalogKind::of("sqlite:/d/c.db?mode=rwc"),
-            Ok(CatalogKind::Sql)
+            CatalogKind::of("sqlite:/d/c.db?mode=rwc").ok(),
+            Some(CatalogKind::Sql)
         );
         assert_eq!(
-            CatalogKind::of("http://127.0.0.1:8181"),
-            Ok(CatalogKind::Rest)
+            CatalogKind::of("http://127.0.0.1:8181").ok(),
+            Some(CatalogKind::Rest)
         );
         assert_eq!(
-            CatalogKind::of("https://cat/api/catalog"),
-            Ok(CatalogKind::Rest)
+            CatalogKind::of("https://cat/api/catalog").ok(),
+            Some(CatalogKind::Rest)
         );
-        let err = CatalogKind::of("postgres://db").expect_err("not supported");
+        let err = CatalogKind::of("postgres://db")
+            .expect_err("not supported")
+            .to_string();
         assert!(err.contains("REST"), "{err}");
     }
 

@@ -260,9 +260,9 @@ fn summary_lsn(table: &Table) -> u64 {
 
 /// The Iceberg schema of an arka table: its columns in their lake types, then `_lsn`.
 fn iceberg_schema(table: &str, schema: &ArrowSchema) -> Result<Schema, TierError> {
-    let lake = lake_schema(schema).map_err(|reason| TierError::Schema {
+    let lake = lake_schema(schema).map_err(|e| TierError::Schema {
         table: table.to_string(),
-        reason,
+        reason: e.to_string(),
     })?;
     let with_lsn = output_schema(&lake, true);
     arrow_schema_to_schema_auto_assign_ids(&with_lsn).map_err(|e| TierError::iceberg(table, e))

@@ -70,7 +70,27 @@ pub fn default_catalog_url(dir: &Path) -> String {
 /// A request to seal, upload and commit everything applied up to `upto`.
 pub struct FlushRequest {
     pub upto: Lsn,
-    pub done: oneshot::Sender<Result<(), String>>,
+    pub done: oneshot::Sender<Result<(), FlushError>>,
+}
+
+/// Why a flush did not reach the Iceberg catalog.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlushError {
+    #[error("node {node} is not the tier worker (the tier worker is {worker:?})")]
+    NotWorker {
+        node: NodeId,
+        worker: Option<NodeId>,
+    },
+    #[error("this node is no longer the tier worker")]
+    NoLongerWorker,
+    #[error("the tier worker is stopped at {0:?} by inject_fault")]
+    Paused(TierStage),
+    #[error("node {0} is shutting down")]
+    ShuttingDown(NodeId),
+    #[error("the tier worker has stopped")]
+    WorkerStopped,
+    #[error("the tier worker stopped before the flush finished")]
+    Abandoned,
 }
 
 /// What the tier worker of this node is doing, for `status`.
@@ -122,14 +142,13 @@ impl Tiering {
     }
 
     /// Queues a flush at this node's tier worker and waits for it.
-    pub async fn flush_here(&self, upto: Lsn) -> Result<(), String> {
+    pub async fn flush_here(&self, upto: Lsn) -> Result<(), FlushError> {
         let (done, rx) = oneshot::channel();
         self.flush_tx
             .send(FlushRequest { upto, done })
             .await
-            .map_err(|_| "the tier worker has stopped".to_string())?;
-        rx.await
-            .unwrap_or_else(|_| Err("the tier worker stopped before the flush finished".into()))
+            .map_err(|_| FlushError::WorkerStopped)?;
+        rx.await.unwrap_or(Err(FlushError::Abandoned))
     }
 
     pub fn status(&self) -> WorkerStatus {

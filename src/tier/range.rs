@@ -138,9 +138,9 @@ fn encode(
         .ok_or_else(|| TierError::Log(format!("table {table} was dropped while tiering")))?;
     let min_lsn = rows.first().map(|(l, _)| *l).unwrap_or_default();
     let max_lsn = rows.last().map(|(l, _)| *l).unwrap_or_default();
-    let bytes = parquet_file::encode(&info.schema, rows).map_err(|reason| TierError::Parquet {
+    let bytes = parquet_file::encode(&info.schema, rows).map_err(|e| TierError::Parquet {
         path: format!("of table {table} for LSNs {min_lsn}..={max_lsn}"),
-        reason,
+        reason: e.to_string(),
     })?;
     Ok(EncodedFile {
         table,

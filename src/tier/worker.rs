@@ -15,7 +15,7 @@ use super::failing::FailingTables;
 use super::iceberg::IcebergTables;
 use super::range::{self, EncodedFile};
 use super::report::Reporter;
-use super::{FlushRequest, Step, TierError, TierNode, TierStage, Tiering};
+use super::{FlushError, FlushRequest, Step, TierError, TierNode, TierStage, Tiering};
 use crate::internal::TierReport;
 use crate::low_priority::LowPriorityThread;
 use crate::state::{DroppedTable, StateMachine, TierState};
@@ -72,7 +72,7 @@ pub async fn run(node: TierNode, shutdown: CancellationToken) {
     let mut backoff = BACKOFF_MIN;
     while !worker.shutdown.is_cancelled() {
         if !worker.is_worker() {
-            worker.fail_flushes("this node is no longer the tier worker");
+            worker.fail_flushes(FlushError::NoLongerWorker);
             // Its status would otherwise show, as the worker's, an error of a worker that
             // moved on.
             worker.tiering.clear_status();
@@ -92,8 +92,7 @@ pub async fn run(node: TierNode, shutdown: CancellationToken) {
             }
         }
     }
-    let stopping = format!("node {} is shutting down", worker.node_id);
-    worker.fail_flushes(&stopping);
+    worker.fail_flushes(FlushError::ShuttingDown(worker.node_id));
 }
 
 struct Worker {
@@ -158,9 +157,9 @@ impl Worker {
         self.state.tier().worker == Some(self.node_id)
     }
 
-    fn fail_flushes(&mut self, reason: &str) {
+    fn fail_flushes(&mut self, failed: FlushError) {
         for flush in self.flushes.drain(..) {
-            let _ = flush.done.send(Err(reason.to_string()));
+            let _ = flush.done.send(Err(failed.clone()));
         }
     }
 
@@ -171,15 +170,14 @@ impl Worker {
             changed = tier.changed() => {
                 if changed.is_err() {
                     // The state machine is gone: the node is stopping.
-                    std::future::pending::<()>().await;
+                    self.shutdown.cancelled().await;
                 }
             }
             Some(flush) = flush_rx.recv() => {
-                let _ = flush.done.send(Err(format!(
-                    "node {} is not the tier worker (the tier worker is {:?})",
-                    self.node_id,
-                    self.state.tier().worker
-                )));
+                let _ = flush.done.send(Err(FlushError::NotWorker {
+                    node: self.node_id,
+                    worker: self.state.tier().worker,
+                }));
             }
         }
     }
@@ -232,9 +230,7 @@ impl Worker {
                     next_commit = Instant::now() + self.tiering.settings.commit_interval;
                     commit_backoff = BACKOFF_MIN;
                     let outcome = match stage {
-                        Some(stage) => Err(format!(
-                            "the tier worker is stopped at {stage:?} by inject_fault"
-                        )),
+                        Some(stage) => Err(FlushError::Paused(stage)),
                         None => Ok(()),
                     };
                     for flush in self.flushes.drain(..) {

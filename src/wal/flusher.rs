@@ -181,7 +181,8 @@ const DISK_FULL_RETRY_MAX: Duration = Duration::from_secs(2);
 /// How often a flusher waiting for room on a full disk says so, at most.
 const DISK_FULL_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Writes and syncs `writes`; a disk that is full is waited out (the writes are made again,
+/// Writes and syncs `writes` (an error is shared by every append of the batch); a disk that
+/// is full is waited out (the writes are made again,
 /// with backoff, until there is room) rather than failing them: openraft takes a failed
 /// flush as the end of the log, and a node with a dead log is a zombie. The node's free-space
 /// floor keeps new writes away long before the disk is full, so this is the rare race of the
@@ -189,7 +190,7 @@ const DISK_FULL_LOG_EVERY: Duration = Duration::from_secs(10);
 async fn write_until_there_is_room(
     writes: Vec<SegmentWrite>,
     faults: &WalFaults,
-) -> Result<(), String> {
+) -> Result<(), Arc<WalError>> {
     let writes = Arc::new(writes);
     let mut backoff = DISK_FULL_RETRY_MIN;
     let mut logged_at: Option<Instant> = None;
@@ -211,8 +212,8 @@ async fn write_until_there_is_room(
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(DISK_FULL_RETRY_MAX);
             }
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(join) => return Err(format!("wal flush task failed: {join}")),
+            Ok(Err(e)) => return Err(Arc::new(e)),
+            Err(join) => return Err(Arc::new(WalError::FlusherFailed(join.to_string()))),
         }
     }
 }
@@ -265,7 +266,8 @@ async fn run(
         for request in batch.drain(..) {
             match request {
                 FlushRequest::Append { callback, .. } => {
-                    callback.io_completed(result.clone().map_err(io::Error::other));
+                    let done = result.clone().map_err(|e| io::Error::other(e.to_string()));
+                    callback.io_completed(done);
                 }
                 FlushRequest::Barrier(done) => barriers.push(done),
             }

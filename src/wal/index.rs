@@ -87,10 +87,10 @@ impl Shared {
         let mut entries = Vec::with_capacity(on_disk.len() + cached.len());
         for (segment, loc) in &on_disk {
             let payload = segment.read_payload(loc)?;
-            let entry = record::decode(&payload).map_err(|reason| WalError::Corrupt {
+            let entry = record::decode(&payload).map_err(|e| WalError::Corrupt {
                 path: segment.path.clone(),
                 offset: loc.offset,
-                reason,
+                reason: e.to_string(),
             })?;
             entries.push(entry);
         }

@@ -258,8 +258,12 @@ impl LogStore {
                 self.roll_segment(true)?;
             }
             let start = buf.len();
-            record::encode_into(entry, self.tail.synced_len(), &mut buf)
-                .map_err(|reason| WalError::Encode { index: got, reason })?;
+            record::encode_into(entry, self.tail.synced_len(), &mut buf).map_err(|e| {
+                WalError::Encode {
+                    index: got,
+                    reason: e.to_string(),
+                }
+            })?;
             locs.push(RecordLoc {
                 segment: self.tail.id,
                 offset: self.tail_offset + start as u64,

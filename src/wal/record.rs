@@ -22,20 +22,39 @@ pub const PAYLOAD_BYTES_MAX: usize = codec::MESSAGE_BYTES_MAX;
 /// The entry index at the start of every payload.
 const INDEX_BYTES: usize = 8;
 
+/// Why a record could not be framed, or is not intact.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("cannot encode: {0}")]
+    Encode(String),
+    #[error("record of {0} bytes is over the limit of {PAYLOAD_BYTES_MAX}")]
+    TooLarge(usize),
+    #[error("header checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    HeaderChecksum { stored: u32, computed: u32 },
+    #[error("implausible record length {0}")]
+    ImplausibleLength(usize),
+    #[error("payload checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    PayloadChecksum { stored: u32, computed: u32 },
+    #[error("cannot decode the entry: {0}")]
+    Decode(String),
+}
+
 /// Appends the framed record of `entry` to `out`. `synced_before` is the segment's durable
 /// length at the time of writing.
-pub fn encode_into(entry: &Entry, synced_before: u64, out: &mut Vec<u8>) -> Result<(), String> {
+pub fn encode_into(
+    entry: &Entry,
+    synced_before: u64,
+    out: &mut Vec<u8>,
+) -> Result<(), RecordError> {
     let start = out.len();
     out.reserve(HEADER_BYTES + INDEX_BYTES + codec::encoded_len("wal entry", entry).unwrap_or(0));
     out.extend_from_slice(&[0u8; HEADER_BYTES]);
     out.extend_from_slice(&entry.log_id.index.to_le_bytes());
-    postcard::to_io(entry, &mut *out).map_err(|e| e.to_string())?;
+    postcard::to_io(entry, &mut *out).map_err(|e| RecordError::Encode(e.to_string()))?;
     let payload_len = out.len() - start - HEADER_BYTES;
     if payload_len > PAYLOAD_BYTES_MAX {
         out.truncate(start);
-        return Err(format!(
-            "record of {payload_len} bytes is over the limit of {PAYLOAD_BYTES_MAX}"
-        ));
+        return Err(RecordError::TooLarge(payload_len));
     }
     let header = Header {
         payload_len: payload_len as u32,
@@ -66,16 +85,14 @@ impl Header {
     }
 
     /// Parses and checks a header: its own checksum first, then a plausible length.
-    pub fn parse(bytes: &[u8; HEADER_BYTES]) -> Result<Self, String> {
+    pub fn parse(bytes: &[u8; HEADER_BYTES]) -> Result<Self, RecordError> {
         let u32_at = |at: usize| {
             u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
         };
         let stored = u32_at(16);
         let computed = crc32c::crc32c(&bytes[..16]);
         if stored != computed {
-            return Err(format!(
-                "header checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
-            ));
+            return Err(RecordError::HeaderChecksum { stored, computed });
         }
         let mut synced = [0u8; 8];
         synced.copy_from_slice(&bytes[8..16]);
@@ -86,20 +103,20 @@ impl Header {
         };
         let len = header.payload_len as usize;
         if !(INDEX_BYTES..=PAYLOAD_BYTES_MAX).contains(&len) {
-            return Err(format!("implausible record length {len}"));
+            return Err(RecordError::ImplausibleLength(len));
         }
         Ok(header)
     }
 }
 
 /// Checks the payload against its header and returns the entry index it holds.
-pub fn verify(header: &Header, payload: &[u8]) -> Result<u64, String> {
+pub fn verify(header: &Header, payload: &[u8]) -> Result<u64, RecordError> {
     let crc = crc32c::crc32c(payload);
     if crc != header.payload_crc {
-        return Err(format!(
-            "payload checksum mismatch (stored {:#010x}, computed {crc:#010x})",
-            header.payload_crc
-        ));
+        return Err(RecordError::PayloadChecksum {
+            stored: header.payload_crc,
+            computed: crc,
+        });
     }
     let mut index = [0u8; INDEX_BYTES];
     index.copy_from_slice(&payload[..INDEX_BYTES]);
@@ -107,8 +124,9 @@ pub fn verify(header: &Header, payload: &[u8]) -> Result<u64, String> {
 }
 
 /// Decodes a verified payload into its entry.
-pub fn decode(payload: &[u8]) -> Result<Entry, String> {
-    codec::decode::<Entry>("wal entry", &payload[INDEX_BYTES..]).map_err(|e| e.to_string())
+pub fn decode(payload: &[u8]) -> Result<Entry, RecordError> {
+    codec::decode::<Entry>("wal entry", &payload[INDEX_BYTES..])
+        .map_err(|e| RecordError::Decode(e.to_string()))
 }
 
 /// The intact record starting at `at` in `bytes`: its header and where it ends.
@@ -157,7 +175,7 @@ mod tests {
         buf
     }
 
-    fn header_of(buf: &[u8]) -> Result<Header, String> {
+    fn header_of(buf: &[u8]) -> Result<Header, RecordError> {
         let head: &[u8; HEADER_BYTES] = buf[..HEADER_BYTES].try_into().expect("header bytes");
         Header::parse(head)
     }
@@ -173,7 +191,10 @@ mod tests {
 
         let mut damaged = payload.to_vec();
         damaged[9] ^= 0x40;
-        assert!(verify(&header, &damaged).unwrap_err().contains("checksum"));
+        assert!(verify(&header, &damaged)
+            .unwrap_err()
+            .to_string()
+            .contains("checksum"));
     }
 
     #[test]

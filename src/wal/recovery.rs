@@ -51,7 +51,11 @@ fn read_record(segment: &Segment, offset: u64, file_len: u64) -> WalResult<Scan>
         .map_err(|e| WalError::io(&segment.path, e))?;
     let header = match Header::parse(&head) {
         Ok(h) => h,
-        Err(reason) => return Ok(Scan::Bad { reason }),
+        Err(e) => {
+            return Ok(Scan::Bad {
+                reason: e.to_string(),
+            })
+        }
     };
     let loc = RecordLoc {
         segment: segment.id,
@@ -69,7 +73,9 @@ fn read_record(segment: &Segment, offset: u64, file_len: u64) -> WalResult<Scan>
         .map_err(|e| WalError::io(&segment.path, e))?;
     match record::verify(&header, &payload) {
         Ok(index) => Ok(Scan::Record { index, loc }),
-        Err(reason) => Ok(Scan::Bad { reason }),
+        Err(e) => Ok(Scan::Bad {
+            reason: e.to_string(),
+        }),
     }
 }
 

@@ -199,17 +199,17 @@ impl Segment {
     /// Reads and verifies the record at `loc`, returning its payload. Damage is reported with
     /// file and offset: a record the index points at must be intact.
     pub fn read_payload(&self, loc: &RecordLoc) -> WalResult<Vec<u8>> {
-        let corrupt = |reason: String| WalError::Corrupt {
+        let corrupt = |reason: &dyn std::fmt::Display| WalError::Corrupt {
             path: self.path.clone(),
             offset: loc.offset,
-            reason,
+            reason: reason.to_string(),
         };
         let mut head = [0u8; HEADER_BYTES];
         self.read_exact_at(loc.offset, &mut head)
             .map_err(|e| WalError::io(&self.path, e))?;
-        let header = Header::parse(&head).map_err(corrupt)?;
+        let header = Header::parse(&head).map_err(|e| corrupt(&e))?;
         if header.payload_len != loc.payload_len {
-            return Err(corrupt(format!(
+            return Err(corrupt(&format!(
                 "record length {} differs from the indexed {}",
                 header.payload_len, loc.payload_len
             )));
@@ -217,7 +217,7 @@ impl Segment {
         let mut payload = vec![0u8; loc.payload_len as usize];
         self.read_exact_at(loc.offset + HEADER_BYTES as u64, &mut payload)
             .map_err(|e| WalError::io(&self.path, e))?;
-        record::verify(&header, &payload).map_err(corrupt)?;
+        record::verify(&header, &payload).map_err(|e| corrupt(&e))?;
         Ok(payload)
     }
 }

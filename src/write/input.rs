@@ -32,7 +32,7 @@ pub fn table_from_path(descriptor: Option<&FlightDescriptor>) -> Result<TableNam
             )))
         }
     };
-    TableName::parse(name).map_err(Error::InvalidArgument)
+    TableName::parse(name).map_err(Error::from)
 }
 
 fn flight_error(e: FlightError) -> Error {

@@ -207,10 +207,10 @@ impl WritePath {
             // zombie or a repeat without putting it in the log.
             self.sm
                 .check_session(&p.producer_id, write.epoch)
-                .map_err(Error::FailedPrecondition)?;
+                .map_err(|refused| Error::FailedPrecondition(refused.to_string()))?;
             match self.sm.repeat_of(&p.producer_id, p.seq, &write.table) {
                 Some(Ok(original)) => return Ok(Submitted::Duplicate { original }),
-                Some(Err(gone)) => return Err(Error::NotFound(gone)),
+                Some(Err(gone)) => return Err(Error::NotFound(gone.to_string())),
                 None => {}
             }
         }
@@ -278,12 +278,10 @@ impl WritePath {
                 self.check_room_for_a_table(name)?;
                 schema.fields().as_ref()
             }
-            Some(table) => {
-                match fit_schema(name, &table.schema, schema).map_err(Error::InvalidArgument)? {
-                    SchemaFit::Same => return Ok(()),
-                    SchemaFit::Extends => &schema.fields()[table.schema.fields().len()..],
-                }
-            }
+            Some(table) => match fit_schema(name, &table.schema, schema).map_err(Error::from)? {
+                SchemaFit::Same => return Ok(()),
+                SchemaFit::Extends => &schema.fields()[table.schema.fields().len()..],
+            },
         };
         check_columns(new_columns)
             .map_err(|e| Error::InvalidArgument(format!("table {name}: {e}")))?;

@@ -43,7 +43,16 @@ const SNAPSHOT_TIME_PER_CHUNK: Duration = Duration::from_secs(1);
 /// Makes the channel to a peer's Raft address. Production uses TCP; simulation and
 /// fault-injection tests supply their own.
 pub trait ChannelConnector: Send + Sync + 'static {
-    fn channel(&self, raft_addr: &str) -> Result<Channel, String>;
+    fn channel(&self, raft_addr: &str) -> Result<Channel, ChannelError>;
+}
+
+/// Why no channel to a peer could be made.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ChannelError {
+    #[error("bad raft address {addr:?}: {reason}")]
+    BadAddress { addr: String, reason: String },
+    #[error("TLS to {addr}: {reason}")]
+    Tls { addr: String, reason: String },
 }
 
 /// TCP to `HOST:PORT`, connected on first use and reconnected by tonic after failures;
@@ -71,14 +80,22 @@ impl TcpConnector {
 }
 
 impl ChannelConnector for TcpConnector {
-    fn channel(&self, raft_addr: &str) -> Result<Channel, String> {
+    fn channel(&self, raft_addr: &str) -> Result<Channel, ChannelError> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{raft_addr}"))
-            .map_err(|e| format!("bad raft address {raft_addr:?}: {e}"))?;
+        let mut endpoint =
+            Endpoint::from_shared(format!("{scheme}://{raft_addr}")).map_err(|e| {
+                ChannelError::BadAddress {
+                    addr: raft_addr.to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
         if let Some(tls) = &self.tls {
             endpoint = endpoint
                 .tls_config(tls.clone())
-                .map_err(|e| format!("TLS to {raft_addr}: {e}"))?;
+                .map_err(|e| ChannelError::Tls {
+                    addr: raft_addr.to_string(),
+                    reason: e.to_string(),
+                })?;
         }
         let endpoint = endpoint
             .connect_timeout(Duration::from_secs(2))
@@ -170,7 +187,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 /// The connection to one peer.
 pub struct PeerConnection {
     target: NodeId,
-    client: Result<RaftClient, String>,
+    client: Result<RaftClient, ChannelError>,
     faults: NetworkFaults,
     cluster_id: ClusterId,
     reachability: Reachability,
@@ -242,7 +259,10 @@ impl PeerConnection {
                 "dropped: this node is isolated by an injected fault".into(),
             ));
         }
-        let mut client = self.client.clone().map_err(unreachable)?;
+        let mut client = self
+            .client
+            .clone()
+            .map_err(|e| unreachable(e.to_string()))?;
         let in_flight = InFlight::new(self.append_bytes_max);
         let requests = pipeline::outgoing(Outgoing {
             requests,
@@ -295,7 +315,10 @@ impl PeerConnection {
             }
             let client = match &self.client {
                 Ok(client) => client.clone(),
-                Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&self.error(e)))),
+                Err(e) => {
+                    let e = self.error(e.to_string());
+                    return Err(RPCError::Unreachable(Unreachable::new(&e)));
+                }
             };
             let network = |e: String| RPCError::Network(NetworkError::new(&self.error(e)));
             let sent = send(client, &self.cluster_id).map_err(|e| network(e.to_string()))?;

@@ -63,7 +63,7 @@ impl InternalClient {
         let channel = self
             .connector
             .channel(raft_addr)
-            .map_err(Status::invalid_argument)?;
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         if channels.len() >= CHANNELS_MAX {
             channels.clear();
         }
