@@ -163,7 +163,7 @@ async fn tiered_writes(
     let Some(file) = sources.state.first_tiered_file_from(table, from) else {
         return Ok(Vec::new());
     };
-    if file.min_lsn > to.get() {
+    if file.min_lsn > to {
         return Ok(Vec::new());
     }
     let writes = load(sources, (table, schema), file, cache).await?;

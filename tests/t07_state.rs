@@ -90,7 +90,7 @@ impl Workload {
             3 | 4 if lsn > self.s3_lsn + 1 => self.tier_report(lsn, request),
             5 => Command::TierCommitted {
                 worker: self.worker,
-                committed_lsn: self.s3_lsn,
+                committed_lsn: Lsn(self.s3_lsn),
                 request,
             },
             6 => Command::SetRetention {
@@ -146,8 +146,8 @@ impl Workload {
             .map(|(table, (min_lsn, max_lsn))| TieredFile {
                 path: format!("file:///store/data/{table}/{min_lsn:020}-{max_lsn:020}.parquet"),
                 table,
-                min_lsn,
-                max_lsn,
+                min_lsn: Lsn(min_lsn),
+                max_lsn: Lsn(max_lsn),
                 rows: 1,
                 bytes: 1,
             })
@@ -156,8 +156,8 @@ impl Workload {
         self.s3_lsn = to_lsn;
         Command::TierUploaded {
             worker: self.worker,
-            from_lsn,
-            to_lsn,
+            from_lsn: Lsn(from_lsn),
+            to_lsn: Lsn(to_lsn),
             files,
             request,
         }

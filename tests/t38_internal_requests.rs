@@ -99,8 +99,8 @@ async fn no_client_can_move_the_tier_watermark_past_untiered_writes() {
     let elsewhere = TieredFile {
         table: "victim".into(),
         path: "file:///etc/passwd".into(),
-        min_lsn: 1,
-        max_lsn: last,
+        min_lsn: Lsn(1),
+        max_lsn: Lsn(last),
         rows: 15,
         bytes: 1,
     };

@@ -47,8 +47,8 @@ pub struct TieredFile {
     /// The object's full URL (`s3://bucket/…`, `file:///…`).
     pub path: String,
     /// LSNs of the first and last write in the file.
-    pub min_lsn: u64,
-    pub max_lsn: u64,
+    pub min_lsn: Lsn,
+    pub max_lsn: Lsn,
     pub rows: u64,
     /// Size of the object.
     pub bytes: u64,
@@ -82,15 +82,15 @@ pub enum Command {
     /// OBJECT_STORAGE watermark, so a deposed worker's late report changes nothing.
     TierUploaded {
         worker: NodeId,
-        from_lsn: u64,
-        to_lsn: u64,
+        from_lsn: Lsn,
+        to_lsn: Lsn,
         files: Vec<TieredFile>,
         request: RequestId,
     },
     /// The tier worker committed everything up to `committed_lsn` to Iceberg.
     TierCommitted {
         worker: NodeId,
-        committed_lsn: u64,
+        committed_lsn: Lsn,
         request: RequestId,
     },
     /// How much of the log each node keeps after it is in object storage.
@@ -114,7 +114,7 @@ pub enum Command {
     /// [`Command::TierCommitted`] (which still decodes, as a report that holds nothing back).
     TierCommittedTables {
         worker: NodeId,
-        committed_lsn: u64,
+        committed_lsn: Lsn,
         held_back: Vec<HeldBackTable>,
         request: RequestId,
     },
@@ -122,7 +122,7 @@ pub enum Command {
     /// dropped at `dropped_lsn`.
     TierTableDropped {
         worker: NodeId,
-        dropped_lsn: u64,
+        dropped_lsn: Lsn,
         request: RequestId,
     },
 }
@@ -252,4 +252,21 @@ pub enum CommandResponse {
     /// A repeat of a write whose table has been dropped since the write was applied: nothing
     /// was written, and the `(producer_id, seq)` stays used.
     TableGone { reason: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Log entries and snapshots written while LSN fields were bare `u64`s still decode, and
+    /// the JSON of the actions is unchanged: an `Lsn` encodes as the number it holds.
+    #[test]
+    fn an_lsn_encodes_as_its_number() {
+        for n in [0u64, 1, 300, u64::MAX] {
+            let as_lsn = postcard::to_stdvec(&Lsn(n)).expect("encode");
+            assert_eq!(as_lsn, postcard::to_stdvec(&n).expect("encode"));
+            let json = serde_json::to_string(&Lsn(n)).expect("json");
+            assert_eq!(json, n.to_string());
+        }
+    }
 }

@@ -4,9 +4,13 @@
 //! still open with the same status. Between the two, a leader hands leadership over, while
 //! its open write sessions get the acks of what they sent or a redirect.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use futures::StreamExt;
 use openraft::type_config::async_runtime::WatchReceiver;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::Status;
 
 use super::Stream;
@@ -51,18 +55,12 @@ impl Drain {
     /// `stream`, ended with the shutdown status once [`Drain::end_open_streams`] is called
     /// (a stream that ended before is left as it ended).
     pub fn until_ended<T: Send + 'static>(&self, stream: Stream<T>) -> Stream<T> {
-        let drain = self.clone();
-        futures::stream::unfold(Some(stream), move |open| {
-            let drain = drain.clone();
-            async move {
-                let mut stream = open?;
-                tokio::select! {
-                    biased;
-                    item = stream.next() => item.map(|item| (item, Some(stream))),
-                    () = drain.ending.cancelled() => Some((Err(drain.stopping()), None)),
-                }
-            }
-        })
+        UntilEnded {
+            inner: stream,
+            ending: Box::pin(self.ending.clone().cancelled_owned()),
+            drain: self.clone(),
+            ended: false,
+        }
         .boxed()
     }
 
@@ -82,5 +80,29 @@ impl Drain {
             leader,
         }
         .into()
+    }
+}
+
+/// A stream that ends with the shutdown status when the drain ends open streams. The wait
+/// for that is one future for the stream's life, polled before each item.
+struct UntilEnded<T> {
+    inner: Stream<T>,
+    ending: Pin<Box<WaitForCancellationFutureOwned>>,
+    drain: Drain,
+    ended: bool,
+}
+
+impl<T> futures::Stream for UntilEnded<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        if self.ending.as_mut().poll(cx).is_ready() {
+            self.ended = true;
+            return Poll::Ready(Some(Err(self.drain.stopping())));
+        }
+        self.inner.poll_next_unpin(cx)
     }
 }

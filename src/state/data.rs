@@ -118,18 +118,18 @@ impl StateData {
                 to_lsn,
                 files,
                 ..
-            } => self.apply_tier_uploaded(lsn, *worker, (*from_lsn, *to_lsn), files),
+            } => self.apply_tier_uploaded(lsn, *worker, (from_lsn.get(), to_lsn.get()), files),
             Command::TierCommitted {
                 worker,
                 committed_lsn,
                 ..
-            } => self.apply_tier_committed(*worker, *committed_lsn, &[]),
+            } => self.apply_tier_committed(*worker, committed_lsn.get(), &[]),
             Command::TierCommittedTables {
                 worker,
                 committed_lsn,
                 held_back,
                 ..
-            } => self.apply_tier_committed(*worker, *committed_lsn, held_back),
+            } => self.apply_tier_committed(*worker, committed_lsn.get(), held_back),
             Command::TierTableDropped {
                 worker,
                 dropped_lsn,
@@ -138,7 +138,7 @@ impl StateData {
                 if let Some(refused) = refuse_report(&self.tier, *worker) {
                     return Ok(refused);
                 }
-                self.lake_drops.done(*dropped_lsn);
+                self.lake_drops.done(dropped_lsn.get());
                 CommandResponse::Done
             }
             Command::SetRetention { bytes, ms, .. } => {
@@ -336,11 +336,11 @@ impl StateData {
                 continue;
             };
             let current = self.tables.get(&name);
-            if current.is_some_and(|t| file.min_lsn >= t.meta.created_lsn) {
+            if current.is_some_and(|t| file.min_lsn.get() >= t.meta.created_lsn) {
                 self.tiered
                     .entry(name)
                     .or_default()
-                    .insert(file.max_lsn, file.clone());
+                    .insert(file.max_lsn.get(), file.clone());
             }
         }
         self.tier.s3_lsn = Lsn(to_lsn);
@@ -359,9 +359,8 @@ impl StateData {
             let last = range.next_back().map_or(first, |(l, _)| *l);
             let of_table = files.iter().filter(|f| f.table == name.as_str());
             let spanned = of_table.fold(None, |span: Option<(u64, u64)>, f| {
-                Some(span.map_or((f.min_lsn, f.max_lsn), |(lo, hi)| {
-                    (lo.min(f.min_lsn), hi.max(f.max_lsn))
-                }))
+                let (min, max) = (f.min_lsn.get(), f.max_lsn.get());
+                Some(span.map_or((min, max), |(lo, hi)| (lo.min(min), hi.max(max))))
             });
             if !spanned.is_some_and(|(lo, hi)| lo <= first && last <= hi) {
                 return Some(format!(

@@ -282,7 +282,7 @@ impl StateMachine {
     pub fn tiered_file_at(&self, table: &TableName, lsn: Lsn) -> Option<TieredFile> {
         let data = self.read();
         let (_, file) = data.tiered.get(table)?.range(lsn.get()..).next()?;
-        (file.min_lsn <= lsn.get()).then(|| file.clone())
+        (file.min_lsn <= lsn).then(|| file.clone())
     }
 
     /// The first tiered file of `table` that ends at or after `lsn`.

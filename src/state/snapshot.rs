@@ -146,7 +146,9 @@ impl Serialize for TieredFiles {
 impl<'de> Deserialize<'de> for TieredFiles {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let files = Vec::<TieredFile>::deserialize(deserializer)?;
-        Ok(Self(files.into_iter().map(|f| (f.max_lsn, f)).collect()))
+        Ok(Self(
+            files.into_iter().map(|f| (f.max_lsn.get(), f)).collect(),
+        ))
     }
 }
 

@@ -76,7 +76,7 @@ impl IcebergTables {
         let wrap = |e| TierError::iceberg(table, e);
         let current = self.ensure_table(table, schema, created_lsn).await?;
         let done = summary_lsn(&current);
-        let files: Vec<&TieredFile> = files.iter().filter(|f| f.max_lsn > done).collect();
+        let files: Vec<&TieredFile> = files.iter().filter(|f| f.max_lsn.get() > done).collect();
         if files.is_empty() {
             return Ok(());
         }
@@ -298,8 +298,14 @@ fn data_file(
     if let Some(id) = lsn_field {
         // Bounds on `_lsn` let readers skip files by LSN.
         builder
-            .lower_bounds(HashMap::from([(id, Datum::long(file.min_lsn as i64))]))
-            .upper_bounds(HashMap::from([(id, Datum::long(file.max_lsn as i64))]));
+            .lower_bounds(HashMap::from([(
+                id,
+                Datum::long(file.min_lsn.get() as i64),
+            )]))
+            .upper_bounds(HashMap::from([(
+                id,
+                Datum::long(file.max_lsn.get() as i64),
+            )]));
     }
     builder.build().map_err(|e| TierError::Parquet {
         path: file.path.clone(),

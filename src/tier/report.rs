@@ -25,8 +25,8 @@ fn command_of(report: TierReport, request: RequestId) -> Command {
             files,
         } => Command::TierUploaded {
             worker,
-            from_lsn: from_lsn.get(),
-            to_lsn: to_lsn.get(),
+            from_lsn,
+            to_lsn,
             files,
             request,
         },
@@ -36,7 +36,7 @@ fn command_of(report: TierReport, request: RequestId) -> Command {
             held_back,
         } => Command::TierCommittedTables {
             worker,
-            committed_lsn: committed_lsn.get(),
+            committed_lsn,
             held_back,
             request,
         },
@@ -45,7 +45,7 @@ fn command_of(report: TierReport, request: RequestId) -> Command {
             dropped_lsn,
         } => Command::TierTableDropped {
             worker,
-            dropped_lsn: dropped_lsn.get(),
+            dropped_lsn,
             request,
         },
     }

@@ -318,8 +318,8 @@ impl Worker {
         Ok(TieredFile {
             table: file.table.to_string(),
             path,
-            min_lsn: file.min_lsn,
-            max_lsn: file.max_lsn,
+            min_lsn: Lsn(file.min_lsn),
+            max_lsn: Lsn(file.max_lsn),
             rows: file.rows,
             bytes,
         })

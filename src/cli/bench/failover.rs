@@ -1,7 +1,8 @@
 //! `arka bench failover`: starts its own cluster (child `arka server` processes, as `arka
-//! dev` does), keeps a producer writing, and repeatedly kill -9s the leader. For every kill it
-//! measures the time until the next write sent after the kill is acked REPLICATED, and how long gossip on a
-//! survivor takes to report the killed node suspect and dead. The killed node is restarted
+//! dev` does), keeps a producer writing, and repeatedly stops the leader: kill -9 (a crash)
+//! or, with `--signal term`, SIGTERM (a clean stop, which hands leadership over). For every
+//! stop it measures the time until the next write sent after it is acked REPLICATED, and how
+//! long gossip on a survivor takes to report the stopped node suspect and dead. The killed node is restarted
 //! and caught up before the next kill. The baseline is the REPLICATED ack latency of the same
 //! producer between kills.
 
@@ -10,6 +11,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context;
 use arrow::array::Int64Array;
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
@@ -26,9 +28,12 @@ pub struct FailoverArgs {
     /// Nodes of the cluster the benchmark starts.
     #[arg(long, default_value_t = 3)]
     nodes: u64,
-    /// Leader kills to measure.
+    /// Leader stops to measure.
     #[arg(long, default_value_t = 10)]
     kills: usize,
+    /// How the leader is stopped: `kill` (kill -9, a crash) or `term` (SIGTERM, a clean stop).
+    #[arg(long, value_enum, default_value_t = StopSignal::Kill)]
+    signal: StopSignal,
     /// Writes per second the producer offers.
     #[arg(long, default_value_t = 500)]
     rate: u64,
@@ -38,6 +43,21 @@ pub struct FailoverArgs {
     /// Data directory of the benchmark's cluster (emptied first).
     #[arg(long, default_value = "arka-bench-failover")]
     data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StopSignal {
+    Kill,
+    Term,
+}
+
+impl StopSignal {
+    fn name(self) -> &'static str {
+        match self {
+            StopSignal::Kill => "kill -9",
+            StopSignal::Term => "SIGTERM",
+        }
+    }
 }
 
 /// A bound on every wait of the benchmark, so that a broken cluster ends it with an error.
@@ -70,6 +90,37 @@ impl Nodes {
             .kill_on_drop(true)
             .spawn()?;
         self.children[index] = Some(child);
+        Ok(())
+    }
+
+    /// Sends `signal` to node `index`; [`Nodes::wait_stopped`] waits for it to exit.
+    fn stop(&mut self, index: usize, signal: StopSignal) -> anyhow::Result<()> {
+        let Some(child) = self.children[index].as_mut() else {
+            return Ok(());
+        };
+        match signal {
+            StopSignal::Kill => child.start_kill()?,
+            StopSignal::Term => {
+                let pid = child.id().context("the node has exited")?;
+                // SAFETY: kill(2) on our own child process has no memory effects.
+                if unsafe { libc::kill(pid as i32, libc::SIGTERM) } != 0 {
+                    anyhow::bail!(
+                        "SIGTERM to node {}: {}",
+                        index + 1,
+                        std::io::Error::last_os_error()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait_stopped(&mut self, index: usize) -> anyhow::Result<()> {
+        if let Some(mut child) = self.children[index].take() {
+            tokio::time::timeout(WAIT_MAX, child.wait())
+                .await
+                .context("the stopped node did not exit")??;
+        }
         Ok(())
     }
 
@@ -251,7 +302,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         let index = (leader - 1) as usize;
         let survivor = seeds[(index + 1) % count].clone();
         let killed_at = Instant::now();
-        cluster.kill9(index).await?;
+        cluster.stop(index, args.signal)?;
 
         let (mut seen_suspect, mut seen_dead, mut seen_ack) = (None, None, None);
         let mut seen_leader = None;
@@ -300,7 +351,8 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         let to_dead = seen_dead.map(|t| t - killed_at).unwrap_or_default();
         let to_leader = seen_leader.map(|t| t - killed_at).unwrap_or_default();
         println!(
-            "kill {kill}: leader {leader}: new leader after {}, next REPLICATED ack after {}, suspect after {}, dead after {}",
+            "{} {kill}: leader {leader}: new leader after {}, next REPLICATED ack after {}, suspect after {}, dead after {}",
+            args.signal.name(),
             ms(to_leader),
             ms(gap),
             ms(to_suspect),
@@ -310,6 +362,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         failover.push(gap);
         suspect.push(to_suspect);
         dead.push(to_dead);
+        cluster.wait_stopped(index).await?;
         cluster.spawn(index)?;
     }
     producer.abort();
@@ -324,24 +377,18 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     let base_p99 = quantile(&mut latency, 0.99);
     println!();
     println!(
-        "| measure ({} kills, {} nodes, {} writes/s) | p50 | p99 | max |",
-        args.kills, count, args.rate
+        "| measure ({} × {} of the leader, {} nodes, {} writes/s) | p50 | p99 | max |",
+        args.kills,
+        args.signal.name(),
+        count,
+        args.rate
     );
     println!("|---|---|---|---|");
     for (name, values) in [
-        (
-            "kill -9 of the leader → a survivor names a new leader",
-            &mut elected,
-        ),
-        (
-            "kill -9 of the leader → next write acked REPLICATED",
-            &mut failover,
-        ),
-        (
-            "kill -9 → gossip on a survivor reports suspect",
-            &mut suspect,
-        ),
-        ("kill -9 → gossip on a survivor reports dead", &mut dead),
+        ("→ a survivor names a new leader", &mut elected),
+        ("→ next write acked REPLICATED", &mut failover),
+        ("→ gossip on a survivor reports suspect", &mut suspect),
+        ("→ gossip on a survivor reports dead", &mut dead),
     ] {
         let p50 = quantile(values, 0.5);
         let p99 = quantile(values, 0.99);
