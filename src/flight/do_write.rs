@@ -137,7 +137,7 @@ impl Reported {
             // A stream writes one table: its COMMITTED row says how far that table is in
             // Iceberg, so another table the tier worker holds back does not hold it down.
             let position = ctx.state.table_commits().position(table);
-            watermarks.committed_lsn = watermarks.committed_lsn.max(position);
+            watermarks.committed_lsn = watermarks.committed_lsn.max(position.get());
         }
         (watermarks.by_level().into_iter())
             .zip(self.seen.iter_mut())

@@ -120,11 +120,11 @@ pub fn answer(ctx: &Served, body: &[u8]) -> Result<Value> {
 fn level_of_write(ctx: &Served, w: &Watermarks, lsn: u64) -> Option<Level> {
     let level = w.level_of(lsn);
     let commits = ctx.state.table_commits();
-    if level != Some(Level::ObjectStorage) || lsn > commits.upto() {
+    if level != Some(Level::ObjectStorage) || Lsn(lsn) > commits.upto() {
         return level;
     }
     match ctx.state.indexed_table_of(Lsn(lsn)) {
-        Some(table) if lsn <= commits.position(table.as_str()) => Some(Level::Committed),
+        Some(table) if Lsn(lsn) <= commits.position(table.as_str()) => Some(Level::Committed),
         _ => level,
     }
 }

@@ -53,7 +53,7 @@ pub async fn flush(ctx: &Served, body: &[u8]) -> Result<Value> {
             )))
         })?;
     // Tier reports above the last data entry are never tiered themselves.
-    let target = upto.min(ctx.state.last_data_lsn()).get();
+    let target = upto.min(ctx.state.last_data_lsn());
     let mut commits = ctx.state.subscribe_table_commits();
     let reached = commits.wait_for(|c| c.upto() >= target);
     let _ = tokio::time::timeout(APPLY_WAIT_MAX, reached).await;

@@ -138,7 +138,7 @@ impl StateData {
                 if let Some(refused) = refuse_report(&self.tier, *worker) {
                     return Ok(refused);
                 }
-                self.lake_drops.done(dropped_lsn.get());
+                self.lake_drops.done(*dropped_lsn);
                 CommandResponse::Done
             }
             Command::SetRetention { bytes, ms, .. } => {
@@ -299,12 +299,12 @@ impl StateData {
         self.tiered.remove(&name);
         self.lake_drops.add(DroppedTable {
             table: name.to_string(),
-            created_lsn: dropped.meta.created_lsn,
-            dropped_lsn: lsn,
+            created_lsn: Lsn(dropped.meta.created_lsn),
+            dropped_lsn: Lsn(lsn),
         });
         // Nor does it hold back the COMMITTED watermark any longer.
         self.commits.forget(name.as_str());
-        self.tier.committed_lsn = self.tier.committed_lsn.max(Lsn(self.commits.watermark()));
+        self.tier.committed_lsn = self.tier.committed_lsn.max(self.commits.watermark());
         CommandResponse::TableDropped { existed: true }
     }
 
@@ -382,8 +382,8 @@ impl StateData {
         }
         let tier = &mut self.tier;
         self.commits
-            .commit(committed_lsn.min(tier.s3_lsn.get()), held_back);
-        tier.committed_lsn = tier.committed_lsn.max(Lsn(self.commits.watermark()));
+            .commit(Lsn(committed_lsn).min(tier.s3_lsn), held_back);
+        tier.committed_lsn = tier.committed_lsn.max(self.commits.watermark());
         CommandResponse::Done
     }
 

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use arka_cluster::Lsn;
 use serde::{Deserialize, Serialize};
 
 /// Drops remembered at most; past it the oldest is forgotten and its lake data stays (drops
@@ -16,14 +17,14 @@ pub const LAKE_DROPS_MAX: usize = 10_000;
 pub struct DroppedTable {
     pub table: String,
     /// The LSN the incarnation was created at: its Iceberg table is named by it.
-    pub created_lsn: u64,
+    pub created_lsn: Lsn,
     /// The LSN of the drop: every row of the incarnation is below it.
-    pub dropped_lsn: u64,
+    pub dropped_lsn: Lsn,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LakeDrops {
-    by_lsn: BTreeMap<u64, DroppedTable>,
+    by_lsn: BTreeMap<Lsn, DroppedTable>,
 }
 
 impl LakeDrops {
@@ -33,7 +34,7 @@ impl LakeDrops {
             if let Some((_, forgotten)) = self.by_lsn.pop_first() {
                 tracing::warn!(
                     table = forgotten.table,
-                    dropped_lsn = forgotten.dropped_lsn,
+                    dropped_lsn = forgotten.dropped_lsn.get(),
                     "too many dropped tables wait for their lake data to be deleted: this one's stays"
                 );
             }
@@ -41,7 +42,7 @@ impl LakeDrops {
     }
 
     /// The drop at `dropped_lsn` is done.
-    pub fn done(&mut self, dropped_lsn: u64) {
+    pub fn done(&mut self, dropped_lsn: Lsn) {
         self.by_lsn.remove(&dropped_lsn);
     }
 
@@ -50,7 +51,7 @@ impl LakeDrops {
         self.by_lsn.values().next()
     }
 
-    pub fn contains(&self, dropped_lsn: u64) -> bool {
+    pub fn contains(&self, dropped_lsn: Lsn) -> bool {
         self.by_lsn.contains_key(&dropped_lsn)
     }
 
@@ -70,8 +71,8 @@ mod tests {
     fn dropped(dropped_lsn: u64) -> DroppedTable {
         DroppedTable {
             table: format!("t{dropped_lsn}"),
-            created_lsn: dropped_lsn - 1,
-            dropped_lsn,
+            created_lsn: Lsn(dropped_lsn - 1),
+            dropped_lsn: Lsn(dropped_lsn),
         }
     }
 
@@ -80,13 +81,13 @@ mod tests {
         let mut drops = LakeDrops::default();
         drops.add(dropped(20));
         drops.add(dropped(10));
-        assert_eq!(drops.oldest().map(|d| d.dropped_lsn), Some(10));
-        drops.done(10);
-        assert_eq!(drops.oldest().map(|d| d.dropped_lsn), Some(20));
+        assert_eq!(drops.oldest().map(|d| d.dropped_lsn), Some(Lsn(10)));
+        drops.done(Lsn(10));
+        assert_eq!(drops.oldest().map(|d| d.dropped_lsn), Some(Lsn(20)));
         for lsn in 100..100 + LAKE_DROPS_MAX as u64 {
             drops.add(dropped(lsn));
         }
         assert_eq!(drops.len(), LAKE_DROPS_MAX);
-        assert!(!drops.contains(20), "the oldest is forgotten first");
+        assert!(!drops.contains(Lsn(20)), "the oldest is forgotten first");
     }
 }

@@ -106,7 +106,7 @@ impl StateData {
             ..Default::default()
         };
         // Images taken before tables could be held back hold only the watermark.
-        data.commits.raise_to(data.tier.committed_lsn.get());
+        data.commits.raise_to(data.tier.committed_lsn);
         for (n, meta, counts) in image.tables {
             data.tables.insert(name(&n)?, table_info(meta, counts)?);
         }
@@ -340,9 +340,9 @@ mod tests {
             table: "b".into(),
             reason: "refused".into(),
         };
-        data.commits.commit(5, &[]);
-        data.commits.commit(9, &[held]);
-        data.tier.committed_lsn = arka_cluster::Lsn(data.commits.watermark());
+        data.commits.commit(arka_cluster::Lsn(5), &[]);
+        data.commits.commit(arka_cluster::Lsn(9), &[held]);
+        data.tier.committed_lsn = data.commits.watermark();
         let leader = openraft::impls::leader_id_adv::LeaderId {
             term: 4,
             node_id: arka_cluster::NodeId(2),
@@ -350,8 +350,8 @@ mod tests {
         data.leaderships.note(&LogId::new(leader, 6));
         data.lake_drops.add(crate::state::DroppedTable {
             table: "c".into(),
-            created_lsn: 2,
-            dropped_lsn: 8,
+            created_lsn: arka_cluster::Lsn(2),
+            dropped_lsn: arka_cluster::Lsn(8),
         });
         let image = data.image();
         let decoded = decode_image(&encode_image(&image).expect("encode")).expect("decode");
@@ -379,7 +379,7 @@ mod tests {
         let restored = StateData::from_image(decoded).expect("state");
         assert_eq!(
             restored.commits.position("a"),
-            5,
+            arka_cluster::Lsn(5),
             "the watermark, for every table"
         );
 

@@ -6,13 +6,13 @@
 
 use std::collections::BTreeMap;
 
-use arka_cluster::HeldBackTable;
+use arka_cluster::{HeldBackTable, Lsn};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableCommits {
     /// Every table that is not held back is committed up to here.
-    upto: u64,
+    upto: Lsn,
     /// The tables held back, by name.
     held: BTreeMap<String, HeldBack>,
 }
@@ -20,7 +20,7 @@ pub struct TableCommits {
 /// A table held back: committed up to `committed_lsn`, and why no further.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldBack {
-    pub committed_lsn: u64,
+    pub committed_lsn: Lsn,
     pub reason: String,
 }
 
@@ -36,12 +36,12 @@ impl HeldBack {
 
 impl TableCommits {
     /// Where `table` is committed up to.
-    pub fn position(&self, table: &str) -> u64 {
+    pub fn position(&self, table: &str) -> Lsn {
         self.held.get(table).map_or(self.upto, |h| h.committed_lsn)
     }
 
     /// Where every table that is not held back is committed up to.
-    pub fn upto(&self) -> u64 {
+    pub fn upto(&self) -> Lsn {
         self.upto
     }
 
@@ -56,16 +56,16 @@ impl TableCommits {
     }
 
     /// The lowest position: the COMMITTED watermark.
-    pub fn watermark(&self) -> u64 {
+    pub fn watermark(&self) -> Lsn {
         (self.held.values())
             .map(|h| h.committed_lsn)
-            .fold(self.upto, u64::min)
+            .fold(self.upto, Lsn::min)
     }
 
     /// Applies a commit report: every table but `held_back` is committed up to `upto`. A
     /// table newly held back stays at the position it had; one no longer held back moves up.
     /// Positions never go down.
-    pub fn commit(&mut self, upto: u64, held_back: &[HeldBackTable]) {
+    pub fn commit(&mut self, upto: Lsn, held_back: &[HeldBackTable]) {
         let before = std::mem::take(&mut self.held);
         for table in held_back {
             let committed_lsn = before
@@ -87,7 +87,7 @@ impl TableCommits {
 
     /// Raises the common position to at least `lsn`: an image taken before tables could be
     /// held back has only the watermark.
-    pub fn raise_to(&mut self, lsn: u64) {
+    pub fn raise_to(&mut self, lsn: Lsn) {
         self.upto = self.upto.max(lsn);
     }
 }
@@ -106,13 +106,16 @@ mod tests {
     #[test]
     fn a_held_table_stays_where_it_was_while_the_others_move_on() {
         let mut commits = TableCommits::default();
-        commits.commit(10, &[]);
-        commits.commit(20, &[held("b")]);
-        assert_eq!(commits.position("a"), 20);
-        assert_eq!(commits.position("b"), 10);
-        assert_eq!(commits.watermark(), 10);
-        commits.commit(30, &[held("b")]);
-        assert_eq!((commits.position("a"), commits.position("b")), (30, 10));
+        commits.commit(Lsn(10), &[]);
+        commits.commit(Lsn(20), &[held("b")]);
+        assert_eq!(commits.position("a"), Lsn(20));
+        assert_eq!(commits.position("b"), Lsn(10));
+        assert_eq!(commits.watermark(), Lsn(10));
+        commits.commit(Lsn(30), &[held("b")]);
+        assert_eq!(
+            (commits.position("a"), commits.position("b")),
+            (Lsn(30), Lsn(10))
+        );
         assert_eq!(
             commits.held_back("b").map(|h| h.reason.as_str()),
             Some("b refused")
@@ -122,12 +125,12 @@ mod tests {
     #[test]
     fn a_released_table_catches_up_and_a_dropped_one_holds_nothing() {
         let mut commits = TableCommits::default();
-        commits.commit(20, &[held("b"), held("c")]);
-        commits.commit(30, &[held("c")]);
-        assert_eq!(commits.position("b"), 30);
-        assert_eq!(commits.watermark(), 0);
+        commits.commit(Lsn(20), &[held("b"), held("c")]);
+        commits.commit(Lsn(30), &[held("c")]);
+        assert_eq!(commits.position("b"), Lsn(30));
+        assert_eq!(commits.watermark(), Lsn(0));
         commits.forget("c");
-        assert_eq!(commits.watermark(), 30);
+        assert_eq!(commits.watermark(), Lsn(30));
         assert!(commits.held().is_empty());
     }
 }

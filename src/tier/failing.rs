@@ -91,7 +91,7 @@ mod tests {
             table: "b".into(),
             reason: "refused".into(),
         };
-        commits.commit(5, &[held]);
+        commits.commit(arka_cluster::Lsn(5), &[held]);
         let mut failing = FailingTables::default();
         let hold = Duration::from_secs(60);
         let again = failing.update(failure("b"), &commits, hold, Instant::now());

@@ -343,7 +343,7 @@ impl Worker {
         let tables = self.iceberg().await?;
         let mut failed = Vec::new();
         for (name, info) in state.tables() {
-            let from = Lsn(commits.position(name.as_str()));
+            let from = commits.position(name.as_str());
             let files = state.tiered_files(&name, from, upto);
             if files.is_empty() {
                 continue;
@@ -365,7 +365,7 @@ impl Worker {
         let hold_after = self.tiering.settings.hold_table_after;
         let held_back = (self.failing).update(failed, &commits, hold_after, Instant::now())?;
         let same_holds = (commits.held().keys()).eq(held_back.iter().map(|h| &h.table));
-        if upto.get() <= commits.upto() && same_holds {
+        if upto <= commits.upto() && same_holds {
             // Only held-back tables had anything to commit, and they still fail.
             return Ok(None);
         }
@@ -420,7 +420,7 @@ impl Worker {
                 self.tiering.record(Step::LakeDrop, Ok(()));
             }
             Err(e) => {
-                tracing::warn!(table = dropped.table, dropped_lsn = dropped.dropped_lsn, error = %e, "deleting a dropped table's lake data failed");
+                tracing::warn!(table = dropped.table, dropped_lsn = dropped.dropped_lsn.get(), error = %e, "deleting a dropped table's lake data failed");
                 self.tiering.record(Step::LakeDrop, Err(&e));
                 self.tables = None;
                 self.lake_drop_retry.failed();
@@ -437,17 +437,17 @@ impl Worker {
         }
         let storage = self.tiering.storage.clone();
         let tables = self.iceberg().await?;
-        (tables.drop_incarnation(&dropped.table, dropped.created_lsn, &storage)).await?;
+        (tables.drop_incarnation(&dropped.table, dropped.created_lsn.get(), &storage)).await?;
         let dropped_lsn = dropped.dropped_lsn;
         let files = storage.url_of(&format!("data/{}", dropped.table));
         let deleted = storage
             .delete_under(&files, move |name| {
-                range_file_end(name).is_some_and(|to| to < dropped_lsn)
+                range_file_end(name).is_some_and(|to| to < dropped_lsn.get())
             })
             .await?;
         tracing::info!(
             table = dropped.table,
-            dropped_lsn,
+            dropped_lsn = dropped_lsn.get(),
             files = deleted,
             "deleted a dropped table's lake data"
         );
@@ -456,7 +456,7 @@ impl Worker {
         }
         let report = TierReport::TableDropped {
             worker: self.node_id,
-            dropped_lsn: Lsn(dropped_lsn),
+            dropped_lsn,
         };
         self.report(report).await?;
         let mut applied = self.state.subscribe_applied();
@@ -484,8 +484,7 @@ impl Worker {
     /// Waits until this node applied its commit report: up to `upto`, holding back `held`.
     async fn wait_applied_commits(&self, upto: Lsn, held: &[String]) -> Result<(), TierError> {
         let mut commits = self.state.subscribe_table_commits();
-        let applied =
-            commits.wait_for(|c| c.upto() >= upto.get() && c.held().keys().eq(held.iter()));
+        let applied = commits.wait_for(|c| c.upto() >= upto && c.held().keys().eq(held.iter()));
         self.applied_in_time(applied).await
     }
 

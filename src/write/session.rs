@@ -129,7 +129,7 @@ impl Session {
         for (lsn, no) in std::mem::replace(&mut self.awaiting_s3, above_s3) {
             self.raise(no, lsn, Level::ObjectStorage);
         }
-        let watermark = commits.watermark();
+        let watermark = commits.watermark().get();
         let above_watermark = self.awaiting_commit.split_off(&(watermark + 1, 0));
         for (lsn, no) in std::mem::replace(&mut self.awaiting_commit, above_watermark) {
             self.raise(no, lsn, Level::Committed);
@@ -143,10 +143,13 @@ impl Session {
             let Some(table) = self.writes.get(&no).map(|w| w.table.as_str()) else {
                 continue;
             };
-            if let Some(held) = commits.held_back(table).filter(|h| lsn > h.committed_lsn) {
+            if let Some(held) = commits
+                .held_back(table)
+                .filter(|h| lsn > h.committed_lsn.get())
+            {
                 return Err(held_back_error(table, lsn, held));
             }
-            if lsn <= commits.position(table) {
+            if lsn <= commits.position(table).get() {
                 reached.push((lsn, no));
             }
         }
