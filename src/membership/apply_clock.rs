@@ -58,13 +58,19 @@ impl ApplyClock {
 
     /// Records every change of the applied LSN until `shutdown` (or until the state
     /// machine goes away).
-    pub async fn follow(&self, mut applied: watch::Receiver<u64>, shutdown: CancellationToken) {
+    pub async fn follow(&self, applied: watch::Receiver<u64>, shutdown: CancellationToken) {
+        // One wait for the stop signal for the whole run, not one per applied change.
+        let _ = shutdown
+            .run_until_cancelled(self.record_changes(applied))
+            .await;
+    }
+
+    async fn record_changes(&self, mut applied: watch::Receiver<u64>) {
         loop {
             let lsn = *applied.borrow_and_update();
             self.record(lsn, Instant::now());
-            match shutdown.run_until_cancelled(applied.changed()).await {
-                Some(Ok(())) => {}
-                Some(Err(_)) | None => return,
+            if applied.changed().await.is_err() {
+                return;
             }
         }
     }

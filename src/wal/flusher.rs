@@ -228,11 +228,14 @@ async fn run(
 ) {
     let mut batch = Vec::with_capacity(FLUSH_QUEUE_MAX);
     let mut durable = None;
+    // One wait for the stop signal for the flusher's life, not one per group commit.
+    let stopping = stop.cancelled();
+    tokio::pin!(stopping);
     loop {
         let received = tokio::select! {
             received = rx.recv_many(&mut batch, FLUSH_QUEUE_MAX) => received,
             // Takes no new request; those already queued are still received, then none.
-            () = stop.cancelled(), if !rx.is_closed() => {
+            () = &mut stopping, if !rx.is_closed() => {
                 rx.close();
                 continue;
             }
