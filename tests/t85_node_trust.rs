@@ -459,13 +459,20 @@ async fn only_replicating_learners_are_promoted_in_pairs_and_silent_members_can_
     // Voters that stopped answering are removed too, while a majority is alive.
     cluster.kill9(first);
     cluster.kill9(second);
+    // A removal that meets another membership change under way (the leader adding the
+    // silent learner back, which still asks to join) is UNAVAILABLE: retried, as a client
+    // retries it.
     for id in [first, second] {
-        cluster
-            .client(leader)
-            .await
-            .action("remove_node", &serde_json::json!({"node_id": id}))
-            .await
-            .unwrap_or_else(|e| panic!("remove silent voter {id}: {e}"));
+        let client = cluster.client(leader).await;
+        let body = serde_json::json!({"node_id": id});
+        eventually(&format!("silent voter {id} removed"), DEADLINE, || async {
+            match client.action("remove_node", &body).await {
+                Ok(_) => Some(()),
+                Err(e) if e.code() == Some(tonic::Code::Unavailable) => None,
+                Err(e) => panic!("remove silent voter {id}: {e}"),
+            }
+        })
+        .await;
     }
     // The last removal's second phase may still be committing when the call returns. The
     // silent node still asks to join through gossip, so the leader may add it back as a
